@@ -1,0 +1,3 @@
+from syntfer.cli import main
+
+raise SystemExit(main())

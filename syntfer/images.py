@@ -1,0 +1,89 @@
+"""The package's one image loader.
+
+A manifest `path` is either an image file, or a row of a FER2013-style CSV written as
+``/path/fer2013.csv#row=N`` (N = 0-based data row, i.e. file line N+2): the 48x48 grey
+pixels of that row become an image without ever being extracted to disk.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+CSV_ROW = "#row="
+
+
+class ImageError(OSError):
+    """An image that cannot be loaded; the message names the file (and row) and why."""
+
+
+def split_csv_row(path: str) -> tuple[str, int] | None:
+    """('file.csv', N) for 'file.csv#row=N', else None."""
+    s = str(path)
+    if CSV_ROW not in s:
+        return None
+    file, _, row = s.rpartition(CSV_ROW)
+    try:
+        return file, int(row)
+    except ValueError as e:
+        raise ImageError(f"{s}: row fragment {row!r} is not an integer") from e
+
+
+def csv_row_path(csv_file: str | os.PathLike, row: int) -> str:
+    return f"{csv_file}{CSV_ROW}{int(row)}"
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_table(csv_file: str, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    df = pd.read_csv(csv_file, usecols=["pixels"], dtype={"pixels": str}, keep_default_na=False)
+    return df["pixels"].to_numpy(), np.zeros(len(df), dtype=bool)
+
+
+def pixels_to_array(pixels: str, *, where: str) -> np.ndarray:
+    """Parse a FER2013 `pixels` string (space-separated 0..255, square) into a uint8 HxW array."""
+    try:
+        values = np.array(pixels.split(), dtype=np.int64)
+    except ValueError as e:
+        raise ImageError(f"{where}: pixels field is not space-separated integers") from e
+    side = int(round(np.sqrt(values.size)))
+    if values.size == 0 or side * side != values.size:
+        raise ImageError(f"{where}: pixels field has {values.size} values; expected a square count (48x48 = 2304)")
+    if values.min() < 0 or values.max() > 255:
+        raise ImageError(f"{where}: pixel values outside 0..255")
+    return values.astype(np.uint8).reshape(side, side)
+
+
+def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
+    """Load an image fully (truncated or corrupt files raise ImageError naming the file)."""
+    spec = split_csv_row(str(path))
+    if spec is not None:
+        file, row = spec
+        try:
+            table, _ = _pixel_table(file, os.stat(file).st_mtime_ns)
+        except FileNotFoundError as e:
+            raise ImageError(f"{file}: CSV file not found") from e
+        except (ValueError, KeyError) as e:
+            raise ImageError(f"{file}: cannot read a 'pixels' column ({e})") from e
+        if not 0 <= row < len(table):
+            raise ImageError(f"{file}: row {row} out of range (file has {len(table)} data rows)")
+        arr = pixels_to_array(table[row], where=f"{file} line {row + 2}")
+        return Image.fromarray(arr, mode="L").convert(mode)
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return im.convert(mode)
+    except FileNotFoundError as e:
+        raise ImageError(f"{p}: image file not found") from e
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ImageError(f"{p}: unreadable or truncated image ({e})") from e
+
+
+def load_array(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
+    """`load_image` as a uint8 array (HxWxC, or HxW for mode 'L')."""
+    return np.asarray(load_image(path, mode))

@@ -1,0 +1,82 @@
+"""Manifests: the truth of every dataset.
+
+A manifest is a CSV with at least a `path` column (and usually `label`, `split`). On disk,
+relative paths are relative to the manifest's own folder, so a dataset folder can move;
+in memory (`read_manifest`) paths are absolute. `label` holds canonical class names (see
+`syntfer.labels`) or is empty for unlabeled images.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from syntfer import labels as L
+from syntfer.images import CSV_ROW
+from syntfer.storage import atomic_path
+
+
+class ManifestError(ValueError):
+    """A manifest that is missing columns or holds values outside the contract."""
+
+
+def _resolve(p: str, base: Path) -> str:
+    file, sep, frag = str(p).partition(CSV_ROW)
+    fp = Path(file)
+    full = fp if fp.is_absolute() else (base / fp)
+    return os.path.normpath(str(full)) + (sep + frag if sep else "")
+
+
+def _relativize(p: str, base: Path) -> str:
+    file, sep, frag = str(p).partition(CSV_ROW)
+    fp = Path(file)
+    rel = os.path.relpath(fp, base) if fp.is_absolute() else str(fp)
+    return rel + (sep + frag if sep else "")
+
+
+def read_manifest(file: str | os.PathLike, required: Sequence[str] = ("path",),
+                  check_labels: bool = True) -> pd.DataFrame:
+    """Read a manifest; paths become absolute; labels (if present) are checked canonical.
+
+    Raises ManifestError naming the file, the missing columns, or the row (file line) of a bad label.
+    """
+    file = Path(file)
+    if not file.exists():
+        raise ManifestError(f"{file}: manifest not found")
+    df = pd.read_csv(file, dtype={"path": str, "label": str, "split": str}, keep_default_na=False)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{file}: missing column(s) {missing}; has {list(df.columns)}")
+    if "path" in df.columns:
+        empty = df.index[df["path"].str.len() == 0]
+        if len(empty):
+            raise ManifestError(f"{file} line {empty[0] + 2}: empty path")
+        base = file.parent.resolve()
+        df["path"] = [_resolve(p, base) for p in df["path"]]
+    if check_labels and "label" in df.columns:
+        bad = ~df["label"].isin(L.CLASSES + ("",))
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise ManifestError(f"{file} line {i + 2}: label {df['label'].iloc[i]!r} is not a canonical class "
+                                f"{list(L.CLASSES)} (or empty for unlabeled)")
+    return df
+
+
+def write_manifest(df: pd.DataFrame, file: str | os.PathLike) -> Path:
+    """Write atomically; absolute paths are stored relative to the manifest's folder."""
+    file = Path(file)
+    if "path" not in df.columns:
+        raise ManifestError(f"{file}: refusing to write a manifest without a 'path' column")
+    out = df.copy()
+    base = file.parent.resolve()
+    out["path"] = [_relativize(p, base) for p in out["path"]]
+    with atomic_path(file) as tmp:
+        out.to_csv(tmp, index=False)
+    return file
+
+
+def labeled(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a non-empty label."""
+    return df[df["label"].astype(str).str.len() > 0] if "label" in df.columns else df.iloc[0:0]
