@@ -1,8 +1,11 @@
 """The package's one image loader.
 
-A manifest `path` is either an image file, or a row of a FER2013-style CSV written as
-``/path/fer2013.csv#row=N`` (N = 0-based data row, i.e. file line N+2): the 48x48 grey
-pixels of that row become an image without ever being extracted to disk.
+A manifest `path` is one of
+- an image file;
+- a row of a FER2013-style CSV written as ``/path/fer2013.csv#row=N`` (N = 0-based data row, i.e. file
+  line N+2): the 48x48 grey pixels of that row become an image without ever being extracted to disk;
+- a face box inside a larger image, ``/path/img.jpg#box=x,y,w,h`` (AffectNet's face_x, face_y,
+  face_width, face_height): the crop is taken at load time, clipped to the image.
 """
 from __future__ import annotations
 
@@ -14,10 +17,21 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 CSV_ROW = "#row="
+BOX = "#box="
 
 
 class ImageError(OSError):
     """An image that cannot be loaded; the message names the file (and row) and why."""
+
+
+def split_fragment(path: str | os.PathLike) -> tuple[str, str]:
+    """('file', '#row=N' / '#box=x,y,w,h' / '') — the file part and the loader's fragment."""
+    s = str(path)
+    for marker in (CSV_ROW, BOX):
+        if marker in s:
+            file, _, rest = s.rpartition(marker)
+            return file, marker + rest
+    return s, ""
 
 
 def split_csv_row(path: str) -> tuple[str, int] | None:
@@ -34,6 +48,27 @@ def split_csv_row(path: str) -> tuple[str, int] | None:
 
 def csv_row_path(csv_file: str | os.PathLike, row: int) -> str:
     return f"{csv_file}{CSV_ROW}{int(row)}"
+
+
+def box_path(image_file: str | os.PathLike, x: int, y: int, w: int, h: int) -> str:
+    """The manifest path of a face box inside `image_file`."""
+    return f"{image_file}{BOX}{int(x)},{int(y)},{int(w)},{int(h)}"
+
+
+def split_box(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
+    """('img.jpg', (x, y, w, h)) for 'img.jpg#box=x,y,w,h', else None."""
+    s = str(path)
+    if BOX not in s:
+        return None
+    file, _, box = s.rpartition(BOX)
+    parts = box.split(",")
+    try:
+        x, y, w, h = (int(v) for v in parts)
+    except ValueError as e:
+        raise ImageError(f"{s}: box fragment {box!r} is not four integers x,y,w,h") from e
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{s}: box width and height must be positive, got {w}x{h}")
+    return file, (x, y, w, h)
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,15 +108,23 @@ def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
             raise ImageError(f"{file}: row {row} out of range (file has {len(table)} data rows)")
         arr = pixels_to_array(table[row], where=f"{file} line {row + 2}")
         return Image.fromarray(arr, mode="L").convert(mode)
-    p = Path(path)
+    box = split_box(str(path))
+    p = Path(box[0] if box else path)
     try:
         with Image.open(p) as im:
             im.load()
-            return im.convert(mode)
+            im = im.convert(mode)
     except FileNotFoundError as e:
         raise ImageError(f"{p}: image file not found") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageError(f"{p}: unreadable or truncated image ({e})") from e
+    if box is None:
+        return im
+    x, y, w, h = box[1]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, im.width), min(y + h, im.height)
+    if x1 <= x0 or y1 <= y0:
+        raise ImageError(f"{p}: face box {box[1]} lies outside the {im.width}x{im.height} image")
+    return im.crop((x0, y0, x1, y1))
 
 
 def load_array(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:

@@ -13,6 +13,8 @@ import numpy as np
 CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 NUM_CLASSES = len(CLASSES)
 CLASS_TO_INDEX: dict[str, int] = {c: i for i, c in enumerate(CLASSES)}
+# AffectNet-8's extra class; allowed in manifests only when a reader is asked to keep it.
+CONTEMPT = "contempt"
 
 
 class LabelError(ValueError):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from syntfer import labels as L
-from syntfer.images import CSV_ROW
+from syntfer.images import split_fragment
 from syntfer.storage import atomic_path
 
 
@@ -23,17 +23,17 @@ class ManifestError(ValueError):
 
 
 def _resolve(p: str, base: Path) -> str:
-    file, sep, frag = str(p).partition(CSV_ROW)
+    file, frag = split_fragment(p)
     fp = Path(file)
     full = fp if fp.is_absolute() else (base / fp)
-    return os.path.normpath(str(full)) + (sep + frag if sep else "")
+    return os.path.normpath(str(full)) + frag
 
 
 def _relativize(p: str, base: Path) -> str:
-    file, sep, frag = str(p).partition(CSV_ROW)
+    file, frag = split_fragment(p)
     fp = Path(file)
     rel = os.path.relpath(fp, base) if fp.is_absolute() else str(fp)
-    return rel + (sep + frag if sep else "")
+    return rel + frag
 
 
 def read_manifest(file: str | os.PathLike, required: Sequence[str] = ("path",),
@@ -56,11 +56,11 @@ def read_manifest(file: str | os.PathLike, required: Sequence[str] = ("path",),
         base = file.parent.resolve()
         df["path"] = [_resolve(p, base) for p in df["path"]]
     if check_labels and "label" in df.columns:
-        bad = ~df["label"].isin(L.CLASSES + ("",))
+        bad = ~df["label"].isin(L.CLASSES + (L.CONTEMPT, ""))
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise ManifestError(f"{file} line {i + 2}: label {df['label'].iloc[i]!r} is not a canonical class "
-                                f"{list(L.CLASSES)} (or empty for unlabeled)")
+                                f"{list(L.CLASSES)} (or {L.CONTEMPT!r} for AffectNet-8, or empty for unlabeled)")
     return df
 
 

@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make repro` (install + run the default study) and `make test`.
+# `make setup` installs into .venv and is what both call; on a ready machine it is a fast no-op.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.syntfer-setup
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: setup repro test test-fast bench clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name syntfer --display-name syntfer
+	$(PY) -m syntfer.assets fetch
+	touch $(STAMP)
+
+repro: setup
+	$(VENV)/bin/dvc repro
+
+test: setup
+	$(PY) -m pytest -q -m "not gpu"
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not gpu and not slow"
+
+bench: setup
+	$(PY) benchmarks/bench_models.py

@@ -1,0 +1,149 @@
+"""The notebook runner behind every DVC stage.
+
+``syntfer notebook notebooks/NN_name.py --out outputs/nb/NN_name -p key value ...`` reads the jupytext
+(py:percent) notebook, checks that every ``-p`` parameter exists in its ``parameters`` cell, executes it with
+papermill on the ``syntfer`` kernel with the repository root as working directory, and writes
+``<out>/<name>.ipynb`` (executed, parameters in its metadata) and ``<out>/<name>.html``. A failing cell
+fails the command with the cell's error printed.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KERNEL = "syntfer"
+
+
+class NotebookError(RuntimeError):
+    """A notebook that cannot be run as asked (bad parameter, missing kernel, failing cell)."""
+
+
+def parse_value(text: str, default: Any = None) -> Any:
+    """A CLI parameter value, typed by the notebook's default.
+
+    A string default keeps the text as it is (so 'no' or '1e3' stay strings); otherwise the text is
+    parsed as YAML (3 -> int, 0.5 -> float, true -> bool, [a, b] -> list). An int default accepts an
+    integral float ("3.0"); a float default accepts an int.
+    """
+    if isinstance(default, str):
+        return text
+    value = yaml.safe_load(text)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def parameters_cell(nb) -> tuple[int, dict[str, Any]]:
+    """Index of the cell tagged `parameters` and its literal assignments (name -> value)."""
+    found = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(found) != 1:
+        raise NotebookError(f"expected exactly one cell tagged 'parameters', found {len(found)}")
+    source = nb.cells[found[0]].source
+    values: dict[str, Any] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign):
+            targets, value = [node.target], node.value
+        elif isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        else:
+            raise NotebookError(f"parameters cell may hold only assignments of literals, found: "
+                                f"{ast.get_source_segment(source, node)!r}")
+        for t in targets:
+            if not isinstance(t, ast.Name):
+                raise NotebookError("parameters cell assigns to something other than a plain name")
+            try:
+                values[t.id] = ast.literal_eval(value)
+            except ValueError as e:
+                raise NotebookError(f"parameter {t.id!r} is not a plain literal (values derived in the "
+                                    f"parameters cell are not recomputed when papermill injects new ones)") from e
+    return found[0], values
+
+
+def read_notebook(path: str | os.PathLike):
+    import jupytext
+
+    path = Path(path)
+    if not path.exists():
+        raise NotebookError(f"{path}: notebook not found")
+    return jupytext.read(path)
+
+
+def _check_kernel(name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel as e:
+        raise NotebookError(f"Jupyter kernel {name!r} is not registered in this environment; run `make setup` "
+                            f"(it runs `python -m ipykernel install --sys-prefix --name {name}`)") from e
+
+
+def export_html(ipynb: Path, html: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from syntfer.storage import write_text
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
+    write_text(html, body)
+
+
+def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict[str, Any] | None = None,
+                 kernel: str = KERNEL, html: bool = True) -> Path:
+    """Execute `notebook` with `parameters`; returns the executed .ipynb path. Raises NotebookError on failure."""
+    import nbformat
+    import papermill as pm
+
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    parameters = dict(parameters or {})
+    nb = read_notebook(notebook)
+    _, defaults = parameters_cell(nb)
+    unknown = sorted(set(parameters) - set(defaults))
+    if unknown:
+        raise NotebookError(f"{notebook}: parameter(s) {unknown} are not in its parameters cell "
+                            f"(known: {sorted(defaults)})")
+    _check_kernel(kernel)
+    out_dir.mkdir(parents=True, exist_ok=True)  # papermill does not create it; DVC removes declared outs
+    out_nb = out_dir / f"{notebook.stem}.ipynb"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"{notebook.stem}.ipynb"
+        nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+        nbformat.write(nb, src)
+        try:
+            pm.execute_notebook(str(src), str(out_nb), parameters=parameters, kernel_name=kernel,
+                                cwd=os.getcwd(), progress_bar=False, log_output=False)
+        except pm.PapermillExecutionError as e:
+            raise NotebookError(f"{notebook}: cell {e.exec_count} failed:\n{e.ename}: {e.evalue}\n"
+                                f"{''.join(e.traceback[-3:]) if e.traceback else ''}\n"
+                                f"(executed notebook with the error: {out_nb})") from e
+    if html:
+        export_html(out_nb, out_nb.with_suffix(".html"))
+    return out_nb
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebook", type=Path, help="py:percent notebook, e.g. notebooks/00_world.py")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the executed .ipynb and .html")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="papermill parameter (value parsed as YAML)")
+    parser.add_argument("--kernel", default=KERNEL)
+    parser.add_argument("--no-html", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        _, defaults = parameters_cell(read_notebook(args.notebook))
+        params = {name: parse_value(value, defaults.get(name)) for name, value in args.parameter}
+        out = run_notebook(args.notebook, args.out, params, kernel=args.kernel, html=not args.no_html)
+    except NotebookError as e:
+        print(f"syntfer notebook: error: {e}", file=sys.stderr)
+        return 1
+    print(f"executed {args.notebook} -> {out}")
+    return 0

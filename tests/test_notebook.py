@@ -1,0 +1,64 @@
+"""The papermill runner: parameters reach the notebook, bad ones and failing cells fail loudly."""
+import json
+
+import pytest
+
+from syntfer import cli
+from syntfer.notebook import NotebookError, parameters_cell, parse_value, read_notebook, run_notebook
+
+NB = '''# %% [markdown]
+# # A tiny notebook
+
+# %% tags=["parameters"]
+n = 2
+name = "x"
+out_dir = "outputs/tmp"
+
+# %%
+import json, pathlib
+pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
+pathlib.Path(out_dir, "result.json").write_text(json.dumps({"n2": n * n, "name": name}))
+assert n >= 0, "n must be non-negative"
+'''
+
+
+@pytest.fixture()
+def nb(tmp_path):
+    p = tmp_path / "01_tiny.py"
+    p.write_text(NB)
+    return p
+
+
+def test_parameters_cell_reads_literals(nb):
+    idx, values = parameters_cell(read_notebook(nb))
+    assert values == {"n": 2, "name": "x", "out_dir": "outputs/tmp"}
+
+
+def test_parse_value_types_by_default():
+    assert parse_value("no", "x") == "no"
+    assert parse_value("3", 1) == 3 and parse_value("3", 1.0) == 3.0 and isinstance(parse_value("3", 1.0), float)
+    assert parse_value("[1, 2]", [0]) == [1, 2]
+    assert parse_value("true", False) is True
+
+
+@pytest.mark.slow
+def test_run_injects_parameters_and_exports_html(nb, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the runner executes with the caller's working directory
+    rc = cli.main(["notebook", str(nb), "--out", "run1", "-p", "n", "5", "-p", "out_dir", "res", "-p", "name", "no"])
+    assert rc == 0
+    assert json.loads((tmp_path / "res/result.json").read_text()) == {"n2": 25, "name": "no"}
+    assert (tmp_path / "run1/01_tiny.ipynb").exists() and (tmp_path / "run1/01_tiny.html").stat().st_size > 1000
+    executed = json.loads((tmp_path / "run1/01_tiny.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["n"] == 5
+
+
+@pytest.mark.slow
+def test_failing_cell_fails_with_its_error(nb, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotebookError, match="n must be non-negative"):
+        run_notebook(nb, tmp_path / "run2", {"n": -1, "out_dir": "res2"}, html=False)
+
+
+def test_unknown_parameter_is_rejected(nb, tmp_path):
+    with pytest.raises(NotebookError, match=r"parameter\(s\) \['m'\] are not in its parameters cell"):
+        run_notebook(nb, tmp_path / "run3", {"m": 1})
