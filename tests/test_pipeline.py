@@ -1,0 +1,89 @@
+"""Lint the DVC pipeline against the notebooks and params.yaml (STYLE.md conventions 1-3)."""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from syntfer.notebook import parameters_cell, read_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+REF = re.compile(r"^\$\{([^}]+)\}$")
+
+
+def lookup(dotted: str):
+    node = PARAMS
+    for part in dotted.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def stage_cmds():
+    """(stage name, cmd) for every stage; foreach/matrix stages yield their template cmd."""
+    for name, stage in DVC["stages"].items():
+        body = stage.get("do", stage)
+        cmds = body["cmd"] if isinstance(body["cmd"], list) else [body["cmd"]]
+        for cmd in cmds:
+            yield name, stage, body, cmd
+
+
+def notebook_calls():
+    for name, stage, body, cmd in stage_cmds():
+        argv = shlex.split(cmd)
+        if "notebook" not in argv:
+            continue
+        nb = argv[argv.index("notebook") + 1]
+        params = {}
+        for i, a in enumerate(argv):
+            if a in ("-p", "--parameter"):
+                params[argv[i + 1]] = argv[i + 2]
+        yield name, stage, body, nb, params
+
+
+def test_every_numbered_notebook_has_a_stage():
+    used = {nb for _, _, _, nb, _ in notebook_calls()}
+    missing = [p.name for p in NOTEBOOKS if f"notebooks/{p.name}" not in used]
+    assert not missing, f"notebooks without a DVC stage: {missing}"
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("call", list(notebook_calls()), ids=lambda c: c[0])
+def test_stage_parameters_exist_with_params_yaml_defaults(call):
+    name, stage, body, nb, params = call
+    assert (ROOT / nb).exists(), f"stage {name}: notebook {nb} not found"
+    _, defaults = parameters_cell(read_notebook(ROOT / nb))
+    for pname, value in params.items():
+        assert pname in defaults, f"stage {name}: -p {pname} is not in {nb}'s parameters cell"
+        m = REF.match(value)
+        if m and not m.group(1).startswith("item") and "key" not in m.group(1):
+            expected = lookup(m.group(1))
+            assert defaults[pname] == expected, (f"stage {name}: {nb} default {pname}={defaults[pname]!r} "
+                                                 f"differs from params.yaml {m.group(1)}={expected!r}")
+    # the notebook depends on itself, and on the package
+    deps = [str(d) for d in body.get("deps", [])]
+    assert nb in deps, f"stage {name}: {nb} is not among its deps"
+
+
+def test_no_stage_writes_under_data():
+    for name, stage, body, cmd in stage_cmds():
+        for out in body.get("outs", []) + body.get("metrics", []) + body.get("plots", []):
+            path = out if isinstance(out, str) else next(iter(out))
+            assert not str(path).startswith("data"), f"stage {name} writes under data/: {path}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_do_not_read_params_chdir_or_call_dvc(nb):
+    text = nb.read_text()
+    for bad in ("params.yaml", "os.chdir", "!dvc", "subprocess"):
+        assert bad not in text, f"{nb.name} uses {bad!r}"
+    assert 'tags=["parameters"]' in text
+
+
+def test_dvc_config_is_offline_and_quiet():
+    cfg = (ROOT / ".dvc" / "config").read_text()
+    assert "analytics = false" in cfg
+    assert "html_template" in cfg
