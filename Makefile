@@ -9,6 +9,10 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
+# OpenMP threads that sleep instead of spinning: on a loaded 2-core machine spinning made 2-thread torch
+# ~10x slower (benchmarks/README.md).
+export OMP_WAIT_POLICY := PASSIVE
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup repro test test-fast bench clean-outputs
 

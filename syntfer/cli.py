@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notebook": ("syntfer.notebook", "execute a py:percent notebook with papermill (used by DVC stages)"),
     "pseudolabel": ("syntfer.pseudolabel", "pseudo-label unlabeled images with a teacher (strategy i)"),
     "prompts": ("syntfer.prompts", "write the paper's diffusion prompt grid (strategy ii)"),
+    "models": ("syntfer.models.cli", "list classifiers; build one and report how a weight file loads"),
     "mix": ("syntfer.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
     "distance": ("syntfer.distances", "FD/KID of sets against a reference in a named feature space"),
     "audit": ("syntfer.audit", "demographic audit and nearest-real-face privacy check"),
