@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notebook": ("syntfer.notebook", "execute a py:percent notebook with papermill (used by DVC stages)"),
     "pseudolabel": ("syntfer.pseudolabel", "pseudo-label unlabeled images with a teacher (strategy i)"),
     "prompts": ("syntfer.prompts", "write the paper's diffusion prompt grid (strategy ii)"),
+    "train": ("syntfer.training", "train a classifier on a manifest (resumable)"),
+    "evaluate": ("syntfer.evaluation", "evaluate a checkpoint on test manifests"),
     "models": ("syntfer.models.cli", "list classifiers; build one and report how a weight file loads"),
     "mix": ("syntfer.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
     "distance": ("syntfer.distances", "FD/KID of sets against a reference in a named feature space"),

@@ -1,0 +1,324 @@
+"""Data pipeline for classifiers: manifest datasets, transforms from a model's config, splits, loaders.
+
+Randomness never comes from global state: an `EpochSampler` draws the order of epoch ``e`` and one
+augmentation seed per drawn sample from ``(seed, e)``, and the dataset applies the transform under that
+seed. So a run resumed at any epoch or step sees exactly the batches and augmentations an uninterrupted run
+sees, whatever the number of loader workers.
+
+Training augmentation follows upstream (METHOD.md §7): with p 0.5 either a horizontal flip or additive
+Gaussian noise (upstream ``add_gaussian_noise(var=30)`` on 0..255 pixels, i.e. sigma sqrt(30)/255 in [0, 1]
+units), then RandomHorizontalFlip, resize to the model's input size, normalisation, RandomErasing
+(p 0.5, scale 0.02-0.1).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from syntfer import labels as L
+from syntfer.images import load_image
+from syntfer.manifest import read_manifest
+from syntfer.models.registry import ModelConfig
+from syntfer.seeding import derive_seed, numpy_rng, torch_generator
+
+UPSTREAM_NOISE_STD = math.sqrt(30.0) / 255.0  # POSTER/SCN image_utils.add_gaussian_noise(var=30)
+UNLABELED = -1
+
+
+class DataError(ValueError):
+    """Bad input to the data pipeline; the message names the manifest/row/value and what was expected."""
+
+
+# --------------------------------------------------------------------------- transforms
+def _interpolation(name: str) -> InterpolationMode:
+    try:
+        return InterpolationMode(name.lower())
+    except ValueError as e:
+        raise DataError(f"model config interpolation {name!r} is not one of "
+                        f"{[m.value for m in InterpolationMode]}") from e
+
+
+def image_mode(cfg: ModelConfig) -> str:
+    """PIL mode a model wants ('L' for 1-channel inputs, else 'RGB')."""
+    channels = cfg.input_size[0]
+    if channels not in (1, 3):
+        raise DataError(f"model {cfg.name}: input_size {cfg.input_size} has {channels} channels; expected 1 or 3")
+    if len(cfg.mean) != channels or len(cfg.std) != channels:
+        raise DataError(f"model {cfg.name}: mean/std lengths {len(cfg.mean)}/{len(cfg.std)} != {channels} channels")
+    return "L" if channels == 1 else "RGB"
+
+
+def eval_transform(cfg: ModelConfig) -> v2.Compose:
+    """Resize to the model's input size and normalise (PIL image or uint8 tensor in, float CHW out)."""
+    _, h, w = cfg.input_size
+    return v2.Compose([
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Resize((h, w), interpolation=_interpolation(cfg.interpolation), antialias=True),
+        v2.Normalize(list(cfg.mean), list(cfg.std)),
+    ])
+
+
+def train_transform(cfg: ModelConfig, *, noise_std: float = UPSTREAM_NOISE_STD, flip_or_noise_p: float = 0.5,
+                    flip_p: float = 0.5, erasing_p: float = 0.5,
+                    erasing_scale: tuple[float, float] = (0.02, 0.1)) -> v2.Compose:
+    """Upstream's training augmentation (see module docstring), sized and normalised for `cfg`."""
+    _, h, w = cfg.input_size
+    return v2.Compose([
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.RandomApply([v2.RandomChoice([v2.RandomHorizontalFlip(p=1.0),
+                                         v2.GaussianNoise(mean=0.0, sigma=noise_std, clip=True)])],
+                       p=flip_or_noise_p),
+        v2.RandomHorizontalFlip(p=flip_p),
+        v2.Resize((h, w), interpolation=_interpolation(cfg.interpolation), antialias=True),
+        v2.Normalize(list(cfg.mean), list(cfg.std)),
+        v2.RandomErasing(p=erasing_p, scale=erasing_scale, value=0),
+    ])
+
+
+# --------------------------------------------------------------------------- frames and splits
+def as_frame(data: pd.DataFrame | str | os.PathLike, *, split: str | None = None,
+             require_labels: bool = True) -> pd.DataFrame:
+    """A manifest DataFrame from a frame or a manifest path, optionally restricted to one `split`.
+
+    With `require_labels`, every row must carry a canonical label (DataError names the first bad row).
+    """
+    if isinstance(data, pd.DataFrame):
+        df, where = data.copy(), "manifest frame"
+        if "path" not in df.columns:
+            raise DataError(f"{where}: no 'path' column; has {list(df.columns)}")
+    else:
+        where = str(data)
+        df = read_manifest(data, required=("path", "label") if require_labels else ("path",))
+    if split is not None:
+        if "split" not in df.columns:
+            raise DataError(f"{where}: split {split!r} requested but the manifest has no 'split' column")
+        keep = df["split"].astype(str) == split
+        if not keep.any():
+            raise DataError(f"{where}: no rows with split {split!r}; splits present: "
+                            f"{sorted(df['split'].astype(str).unique())}")
+        df = df[keep]
+    if require_labels:
+        if "label" not in df.columns:
+            raise DataError(f"{where}: no 'label' column; training and evaluation need labels")
+        lab = df["label"].astype(str)
+        bad = ~lab.isin(L.CLASSES)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{where} row {df.index[i]}: label {lab.iloc[i]!r} is not one of {list(L.CLASSES)}")
+    if df.empty:
+        raise DataError(f"{where}: no rows")
+    return df.reset_index(drop=True)
+
+
+def label_indices(frame: pd.DataFrame) -> np.ndarray:
+    """Canonical label indices of a frame (-1 for empty labels / no label column)."""
+    if "label" not in frame.columns:
+        return np.full(len(frame), UNLABELED, dtype=np.int64)
+    lookup = {c: i for i, c in enumerate(L.CLASSES)} | {"": UNLABELED}
+    try:
+        return np.array([lookup[str(x)] for x in frame["label"]], dtype=np.int64)
+    except KeyError as e:
+        raise DataError(f"label {e.args[0]!r} is not one of {list(L.CLASSES)} (or empty)") from e
+
+
+def split_validation(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded stratified hold-out: (train, val) frames, disjoint, with a ``split`` column 'train'/'val'.
+
+    Per class, rows are ordered by path (so the split does not depend on manifest row order) and
+    ``round(fraction * n)`` of them, clamped to [1, n-1] for classes with >= 2 images, go to validation,
+    chosen by a generator derived from (seed, class). A class with a single image stays in training.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction {fraction!r} must be in (0, 1)")
+    if frame["path"].duplicated().any():
+        dup = frame["path"][frame["path"].duplicated()].iloc[0]
+        raise DataError(f"manifest lists {dup!r} more than once; a hold-out split would leak it")
+    is_val = np.zeros(len(frame), dtype=bool)
+    labels = frame["label"].astype(str).to_numpy()
+    paths = frame["path"].astype(str).to_numpy()
+    for cls in L.CLASSES:
+        rows = np.flatnonzero(labels == cls)
+        n = rows.size
+        if n < 2:
+            continue
+        rows = rows[np.argsort(paths[rows], kind="stable")]
+        n_val = min(max(int(round(fraction * n)), 1), n - 1)
+        pick = numpy_rng(seed, "validation-split", cls).permutation(n)[:n_val]
+        is_val[rows[pick]] = True
+    out = frame.copy()
+    out["split"] = np.where(is_val, "val", "train")
+    return out[~is_val].reset_index(drop=True), out[is_val].reset_index(drop=True)
+
+
+def class_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Per-class counts in canonical order (zeros included)."""
+    return L.counts(frame["label"].astype(str))
+
+
+# --------------------------------------------------------------------------- dataset and sampler
+class ManifestDataset(Dataset):
+    """Images of a manifest as (tensor, canonical label index or -1).
+
+    Items are either an int index or ``(index, seed)``; with a seed the transform runs under a torch RNG
+    seeded with it (global RNG state is restored afterwards). With ``cache=True``, decoded images are kept
+    in memory as uint8 tensors (call `preload()` before forking loader workers so they share it).
+    """
+
+    def __init__(self, frame: pd.DataFrame, transform, *, mode: str = "RGB", cache: bool = False):
+        self.paths = frame["path"].astype(str).tolist()
+        self.labels = label_indices(frame)
+        self.transform = transform
+        self.mode = mode
+        self.cache: list[torch.Tensor | None] | None = [None] * len(self.paths) if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, i: int) -> torch.Tensor:
+        if self.cache is not None and self.cache[i] is not None:
+            return self.cache[i]
+        img = v2.functional.pil_to_tensor(load_image(self.paths[i], self.mode))
+        if self.cache is not None:
+            self.cache[i] = img
+        return img
+
+    def preload(self, progress: bool = True) -> None:
+        """Decode every image into the cache (no-op without cache)."""
+        if self.cache is None:
+            return
+        for i in tqdm(range(len(self)), desc="decode", disable=not progress, leave=False, mininterval=2):
+            self._load(i)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(item, tuple):
+            i, seed = item
+        else:
+            i, seed = item, None
+        img = self._load(int(i))
+        if seed is None:
+            x = self.transform(img)
+        else:
+            # torchvision transforms draw from the global CPU generator: seed it for this sample and put
+            # its state back (torch.random.fork_rng does the same but costs ~1 ms through torch.manual_seed)
+            gen = torch.default_generator
+            saved = gen.get_state()
+            gen.manual_seed(int(seed))
+            try:
+                x = self.transform(img)
+            finally:
+                gen.set_state(saved)
+        return x, int(self.labels[i])
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, augmentation_seed)`` with order and seeds a pure function of (seed, epoch).
+
+    ``shuffle=False`` keeps manifest order; ``balanced=True`` draws ``len`` indices with replacement,
+    weight 1/class count (a class-balanced sampler). `set_position(epoch, start)` selects the epoch and
+    skips its first `start` items (resuming mid-epoch).
+    """
+
+    def __init__(self, labels: Sequence[int] | np.ndarray, seed: int, *, shuffle: bool = True,
+                 balanced: bool = False):
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if balanced and (self.labels < 0).any():
+            raise DataError("a class-balanced sampler needs every sample labelled")
+        self.seed, self.shuffle, self.balanced = int(seed), shuffle, balanced
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        # deliberately not named set_epoch: accelerate's DataLoaderShard calls sampler.set_epoch(<times
+        # iterated>) on every pass, which would tie the order to the process's history, not to the epoch
+        n = len(self.labels)
+        if not 0 <= start <= n:
+            raise DataError(f"sampler start {start} outside 0..{n}")
+        self.epoch, self.start = int(epoch), int(start)
+
+    def order(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, augmentation seeds) of the whole current epoch."""
+        n = len(self.labels)
+        g = torch_generator(derive_seed(self.seed, "order", self.epoch))
+        if self.balanced:
+            counts = np.bincount(self.labels, minlength=L.NUM_CLASSES).astype(np.float64)
+            weights = torch.from_numpy(1.0 / counts[self.labels])
+            idx = torch.multinomial(weights, n, replacement=True, generator=g)
+        elif self.shuffle:
+            idx = torch.randperm(n, generator=g)
+        else:
+            idx = torch.arange(n)
+        seeds = torch.randint(0, 2**62, (n,), generator=torch_generator(derive_seed(self.seed, "augment", self.epoch)))
+        return idx, seeds
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        idx, seeds = self.order()
+        yield from zip(idx[self.start:].tolist(), seeds[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return len(self.labels) - self.start
+
+
+def build_loader(dataset: ManifestDataset, *, batch_size: int, train: bool, seed: int = 0, balanced: bool = False,
+                 num_workers: int = 0, drop_last: bool | None = None, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over `dataset`.
+
+    Training loaders shuffle (or class-balance) through an `EpochSampler` (call ``loader.batch_sampler.sampler
+    .set_position(e)`` each epoch) and drop a last partial batch when at least one full batch exists (BatchNorm
+    cannot train on a batch of one). Evaluation loaders keep manifest order and apply no randomness.
+    """
+    if batch_size < 1:
+        raise DataError(f"batch_size {batch_size} must be >= 1")
+    kw = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+    if not train:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, **kw)
+    sampler = EpochSampler(dataset.labels, seed, shuffle=True, balanced=balanced)
+    if drop_last is None:
+        drop_last = len(dataset) >= batch_size
+    return DataLoader(dataset, batch_sampler=BatchSampler(sampler, batch_size, drop_last=drop_last), **kw)
+
+
+def epoch_sampler(loader: DataLoader) -> EpochSampler:
+    """The `EpochSampler` inside a training loader from `build_loader` (also through accelerate's wrapper)."""
+    bs = loader.batch_sampler
+    while bs is not None and not isinstance(bs, BatchSampler) and hasattr(bs, "batch_sampler"):
+        bs = bs.batch_sampler  # accelerate's BatchSamplerShard
+    sampler = getattr(bs, "sampler", None)
+    if not isinstance(sampler, EpochSampler):
+        raise DataError("loader was not built by build_loader(train=True): no EpochSampler found")
+    return sampler
+
+
+def loader_throughput(loader: DataLoader, *, max_batches: int = 20, warmup: int = 2) -> float:
+    """Images per second the loader delivers alone (decode + transform + collate), after `warmup` batches."""
+    n, t0, it = 0, None, iter(loader)
+    for b, (x, _) in enumerate(it):
+        if b == warmup:
+            t0 = time.perf_counter()
+        if b >= warmup:
+            n += x.shape[0]
+        if b + 1 >= warmup + max_batches:
+            break
+    if t0 is None or n == 0:
+        raise DataError(f"loader yielded fewer than {warmup + 1} batches; cannot time it")
+    return n / (time.perf_counter() - t0)
+
+
+def describe_frame(frame: pd.DataFrame, name: str = "") -> pd.DataFrame:
+    """One-row table of per-class counts plus total and imbalance ratio (largest/smallest non-empty class)."""
+    c = class_counts(frame)
+    nz = [v for v in c.values() if v > 0]
+    row = {"set": name, **c, "total": sum(c.values()),
+           "imbalance": (max(nz) / min(nz)) if nz else float("nan")}
+    return pd.DataFrame([row])
+
