@@ -1,0 +1,233 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     name: syntfer
+#     display_name: syntfer
+#     language: python
+# ---
+
+# %% [markdown]
+# # 00 · The procedural face world
+#
+# **Question.** None of the paper's datasets can be had offline, so the study runs on faces the project
+# renders itself. Is that world fit for purpose? Concretely: do the stand-in domains (RAF-DB, AffectNet,
+# FER2013, DigiFace, DCFace, EmoNet-Face, FFHQ, web captions) come out in their native formats with the
+# intended class counts; can the seven expressions be told apart (by eye, and by a small CNN, but not
+# perfectly); does the same identity re-render across expressions; and do the domains differ enough that a
+# classifier trained on one loses accuracy on the others (the cross-dataset gap)?
+#
+# Every number below is a **world result** — a property of rendered faces, never a RAF-DB/AffectNet number.
+# The world's truth files (true expression, action units, identity, attributes) are read here for the audit
+# only; training code never reads them.
+#
+# How prompt words map to renderer attributes (documented in `syntfer.world.identity`): gender -> gender
+# presentation (proportions, hair and facial-hair sampling); age group -> proportions, wrinkles, grey hair;
+# race word -> a *range of skin-tone levels* and nothing else (a crude proxy); identity trait -> explicit
+# attribute settings (hair style, glasses, beard, ...).
+
+# %% tags=["parameters"]
+world_dir = "outputs/world"  # a world rendered by `syntfer world --preset PRESET --seed SEED --out world_dir`
+preset = "default"  # the preset it was rendered with (intended counts are re-derived from it)
+seed = 0  # the seed it was rendered with; also seeds this notebook's sampling
+out_dir = "outputs/world_report"  # figures/, tables and metrics.json
+grid_cell = 72  # pixels per cell of the image grids
+n_identities = 4  # identities re-rendered across all expressions
+probe_train = "rafdb/train"  # domain/split the audit CNN trains on ('' to skip the probe)
+probe_epochs = 8
+probe_size = 48
+probe_test_limit = 700  # at most this many test images per domain
+probe_threads = 2
+share_tolerance = 0.02  # closing check: |world share - real share| per class of the labeled datasets
+max_probe_accuracy = 0.99  # closing check: the probe must not solve the world
+min_probe_accuracy = 0.3  # closing check: ... but must learn it (chance is 1/7)
+min_gap = 0.03  # closing check: in-domain accuracy minus mean accuracy on the other domains
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+
+from syntfer import labels as L
+from syntfer.readers import read_dataset
+from syntfer.seeding import seed_everything
+from syntfer.storage import write_json
+from syntfer.world import report as R
+from syntfer.world.presets import get_preset
+from syntfer.world.writers import DOMAIN_NAMES, plan_domain
+
+world = Path(world_dir)
+if not (world / "world.json").is_file():
+    raise FileNotFoundError(f"{world}/world.json not found: render the world first "
+                            f"(syntfer world --preset {preset} --seed {seed} --out {world_dir})")
+pre = get_preset(preset)
+if probe_train and probe_train.count("/") != 1:
+    raise ValueError(f"probe_train={probe_train!r}: expected 'domain/split' or ''")
+seed_everything(seed)
+out = Path(out_dir)
+figures = out / "figures"
+figures.mkdir(parents=True, exist_ok=True)
+metrics: dict[str, float | int] = {}
+
+# %% [markdown]
+# ## What was rendered
+# One row per domain: images, size, splits, identities and the share of each *true* expression
+# (for the unlabeled sources this is hidden from the pipeline).
+
+# %%
+summary = R.summary_table(world)
+summary.to_csv(out / "summary.csv")
+display(summary)
+
+# %% [markdown]
+# ## Sample grid: domains × expressions
+# One random image per cell with that true expression (AffectNet shown as its face-box crop, as the reader
+# crops it). A person should be able to tell the seven expressions apart most of the time; the domains
+# should look different from each other.
+
+# %%
+grid, rows, cols = R.domain_expression_grid(world, cell=grid_cell, seed=seed)
+fig = R.show_grid(grid, rows, cols, figures / "domain_expression_grid.png", "world samples (true expression)")
+plt.show()
+
+# %% [markdown]
+# ## The same identity across expressions
+# Identities are stable parameter vectors: re-rendering one with another expression changes only the face
+# (GAN editing and identity metrics depend on this).
+
+# %%
+grid_id, identities = R.identity_expression_grid(n_identities, size=grid_cell * 4 // 3, seed=seed, ss=2,
+                                                 face_scale=1.2, background="studio")
+fig = R.show_grid(grid_id, [f"{i.gender}, {i.age}, tone {i.skin_tone}" for i in identities], list(L.CLASSES),
+                  figures / "identity_expression_grid.png", "same identity, class prototypes")
+plt.show()
+
+# %% [markdown]
+# ## Expression intensity
+# A share of faces is faint (prototype × 0.2–0.5) or blended with a confusable class, so classes overlap
+# as in real data. Here one identity's `sad` and `surprise` from 0 to 1.25 × the prototype.
+
+# %%
+strips = np.concatenate([R.intensity_strip(identities[0], c, size=grid_cell) for c in ("sad", "surprise")], 0)
+fig = R.show_grid(strips, ["sad", "surprise"], [f"{s:.2f}" for s in np.linspace(0, 1.25, 6)],
+                  figures / "intensity_strip.png", "intensity × prototype")
+plt.show()
+
+# %% [markdown]
+# ## Class shares next to the real datasets'
+# Labeled splits draw their per-class counts from the real datasets' training shares (METHOD.md §2).
+
+# %%
+shares = R.class_share_table(world)
+shares.to_csv(out / "class_shares.csv", index=False)
+fig = R.plot_class_shares(shares, figures / "class_shares.png")
+plt.show()
+display(shares.pivot(index="class", columns="dataset", values="world_n"))
+
+# %% [markdown]
+# ## Action-unit prototypes and what was rendered
+# EMFACS-style prototypes (intensity 0–5), and the mean rendered AU intensities per class in RAF-DB's
+# stand-in after per-image intensity, jitter, blends and spurious activations.
+
+# %%
+fig = R.plot_heatmap(R.au_prototype_table(), "AU prototypes (0-5)", figures / "au_prototypes.png")
+plt.show()
+fig = R.plot_heatmap(R.au_means_table(world, "rafdb"), "rafdb: mean rendered AU per true class",
+                     figures / "au_means_rafdb.png")
+plt.show()
+
+# %% [markdown]
+# ## Attribute balance
+# Shares of gender presentation, age group and skin-tone level among each domain's identities.
+
+# %%
+for attr in ("id_gender", "id_age", "id_skin_tone"):
+    tab = R.attribute_table(world, attr)
+    tab.to_csv(out / f"attributes_{attr}.csv")
+    fig = R.plot_heatmap(tab, f"{attr} share per domain", figures / f"attributes_{attr}.png", fmt=".2f",
+                         cmap="mako")
+    plt.show()
+
+# %% [markdown]
+# ## Read back through the real readers
+# The readers of `syntfer.readers` (the ones that read RAF-DB/AffectNet/FER2013 in their native formats) read
+# each domain; the per-class counts must equal the intended ones.
+
+# %%
+readback = []
+for name, fmt in (("rafdb", "rafdb"), ("affectnet", "affectnet"), ("fer2013", "fer2013"), ("digiface", "unlabeled"),
+                  ("dcface", "unlabeled"), ("emonet_face", "unlabeled"), ("ffhq", "unlabeled"),
+                  ("web", "unlabeled")):
+    res = read_dataset(fmt, world / name, check="exists")
+    planned = plan_domain(name, pre, seed)
+    intended = L.counts(t.label for t in planned if t.label in L.CLASSES) if fmt != "unlabeled" else None
+    got = L.counts(res.frame["label"]) if fmt != "unlabeled" else None
+    readback.append({"domain": name, "read": len(res.frame), "planned": len(planned),
+                     "excluded": sum(res.excluded.values()), "skipped": len(res.skipped),
+                     "counts_match": (got == intended) if intended else None})
+readback = pd.DataFrame(readback).set_index("domain")
+display(readback)
+
+# %% [markdown]
+# ## Audit probe: learnable, not trivial, and a cross-domain gap
+# A small CNN (≈100k parameters, grey 48 px) trains on one world split with true labels and is tested on a
+# held-out split of every domain (unlabeled sources scored against their hidden truth).
+
+# %%
+if probe_train:
+    from syntfer.world.probe import DEFAULT_TESTS, cross_domain_probe
+
+    dom, split = probe_train.split("/")
+    probe = cross_domain_probe(world, (dom, split), DEFAULT_TESTS, size=probe_size, epochs=probe_epochs,
+                               test_limit=probe_test_limit, seed=seed, threads=probe_threads)
+    probe.to_csv(out / "probe.csv", index=False)
+    display(probe)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    import seaborn as sns
+
+    sns.barplot(data=probe, x="test", y="accuracy", hue="in_domain", ax=ax)
+    ax.set_title(f"world probe trained on {probe_train}")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(figures / "probe.png", dpi=110)
+    plt.show()
+    in_acc = float(probe.loc[probe["in_domain"], "accuracy"].iloc[0])
+    other = float(probe.loc[~probe["in_domain"], "accuracy"].mean())
+    metrics.update(probe_in_domain_accuracy=in_acc, probe_other_domains_accuracy=other, probe_gap=in_acc - other)
+
+# %% [markdown]
+# ## Closing checks
+
+# %%
+problems = []
+for name in DOMAIN_NAMES:
+    if readback.loc[name, "read"] + readback.loc[name, "excluded"] != readback.loc[name, "planned"]:
+        problems.append(f"{name}: read {readback.loc[name, 'read']} + excluded {readback.loc[name, 'excluded']} "
+                        f"!= planned {readback.loc[name, 'planned']}")
+    if readback.loc[name, "counts_match"] is False:
+        problems.append(f"{name}: per-class counts differ from the intended ones")
+    if readback.loc[name, "skipped"]:
+        problems.append(f"{name}: {readback.loc[name, 'skipped']} unreadable rows")
+worst = float((shares["world"] - shares["real"]).abs().max())
+metrics["max_share_deviation"] = worst
+if worst > share_tolerance:
+    problems.append(f"class shares deviate by {worst:.3f} > {share_tolerance}")
+if probe_train:
+    if not (min_probe_accuracy <= metrics["probe_in_domain_accuracy"] <= max_probe_accuracy):
+        problems.append(f"probe in-domain accuracy {metrics['probe_in_domain_accuracy']:.3f} outside "
+                        f"[{min_probe_accuracy}, {max_probe_accuracy}]")
+    if metrics["probe_gap"] < min_gap:
+        problems.append(f"cross-domain gap {metrics['probe_gap']:.3f} < {min_gap}")
+metrics["images"] = int(summary["images"].sum())
+write_json(out / "metrics.json", {f"world_{k}": v for k, v in metrics.items()})
+display(pd.Series(metrics, name="world metrics"))
+if problems:
+    raise AssertionError("world checks failed:\n" + "\n".join(problems))
+print("all world checks passed")

@@ -1,0 +1,86 @@
+"""World sizes: `smoke` (tests, seconds), `default` (what `dvc repro` renders on 2 CPU cores), `large` (GPU-scale).
+
+Per-class counts of labeled domains follow the real datasets' shares (`syntfer.labels.REAL_TRAIN_COUNTS`,
+METHOD.md §2), rounded by largest remainder with a per-class minimum so every class exists.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from syntfer import labels as L
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Image counts per domain and split."""
+
+    name: str
+    rafdb_train: int
+    rafdb_test: int
+    affectnet_train: int
+    affectnet_val_per_class: int
+    affectnet_extra: int         # rows with codes 7..10 (contempt, none, uncertain, no-face), spread evenly
+    fer2013_train: int
+    fer2013_public: int
+    fer2013_private: int
+    digiface_ids: int
+    digiface_per_id: int
+    dcface_ids: int
+    dcface_per_id: int
+    emonet_face: int
+    ffhq: int
+    web: int
+    min_per_class: int = 2
+    max_render: int | None = 64   # renderer resolution cap (then resized to the native size); None = native
+    ss: int = 1                   # supersampling factor of the renderer
+
+    def total(self) -> int:
+        return (self.rafdb_train + self.rafdb_test + self.affectnet_train + 7 * self.affectnet_val_per_class
+                + self.affectnet_extra + self.fer2013_train + self.fer2013_public + self.fer2013_private
+                + self.digiface_ids * self.digiface_per_id + self.dcface_ids * self.dcface_per_id
+                + self.emonet_face + self.ffhq + self.web)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", rafdb_train=35, rafdb_test=14, affectnet_train=42, affectnet_val_per_class=2,
+                    affectnet_extra=4, fer2013_train=28, fer2013_public=14, fer2013_private=14, digiface_ids=4,
+                    digiface_per_id=4, dcface_ids=4, dcface_per_id=4, emonet_face=14, ffhq=10, web=21),
+    "default": Preset("default", rafdb_train=3000, rafdb_test=800, affectnet_train=3000,
+                      affectnet_val_per_class=100, affectnet_extra=60, fer2013_train=3000, fer2013_public=400,
+                      fer2013_private=400, digiface_ids=300, digiface_per_id=5, dcface_ids=150, dcface_per_id=10,
+                      emonet_face=1500, ffhq=1000, web=4000, min_per_class=20),
+    "large": Preset("large", rafdb_train=12271, rafdb_test=3068, affectnet_train=40000,
+                    affectnet_val_per_class=500, affectnet_extra=800, fer2013_train=28709, fer2013_public=3589,
+                    fer2013_private=3589, digiface_ids=5000, digiface_per_id=5, dcface_ids=2500, dcface_per_id=10,
+                    emonet_face=25000, ffhq=10000, web=60000, min_per_class=50, max_render=None, ss=2),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown world preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def class_counts(reference: Mapping[str, int | float], total: int, minimum: int = 1) -> dict[str, int]:
+    """Split `total` over the 7 classes in proportion to `reference` (largest remainder), each >= `minimum`."""
+    if total < minimum * L.NUM_CLASSES:
+        raise ValueError(f"total {total} cannot give {minimum} image(s) to each of {L.NUM_CLASSES} classes")
+    ref = np.array([float(reference.get(c, 0)) for c in L.CLASSES])
+    if ref.sum() <= 0:
+        raise ValueError(f"reference counts {dict(reference)} are empty")
+    raw = ref / ref.sum() * total
+    # give each class max(minimum, share) while keeping the sum exact
+    base = np.maximum(np.floor(raw), minimum).astype(int)
+    while base.sum() > total:  # minimums pushed us over: take from classes above the minimum
+        excess = np.where(base > minimum, base - raw, -np.inf)
+        base[int(np.argmax(excess))] -= 1
+    order = np.argsort(-(raw - base), kind="stable")
+    i = 0
+    while base.sum() < total:
+        base[order[i % len(order)]] += 1
+        i += 1
+    return {c: int(n) for c, n in zip(L.CLASSES, base)}

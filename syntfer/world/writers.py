@@ -1,0 +1,222 @@
+"""Rendering whole domains into their native on-disk formats (METHOD.md §2), in parallel and deterministically.
+
+`render_world(out_dir, preset, seed)` writes `out_dir/<domain>/…` for every domain plus `out_dir/world.json`.
+Each image is rendered from `derive_seed(seed, domain, index)` alone, so the same seed gives byte-identical
+files whatever the number of workers. Files are written atomically; a domain whose `truth.csv` exists with the
+same preset and seed (recorded in `<domain>/.world-done.json`) is skipped, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from syntfer import labels as L
+from syntfer.seeding import numpy_rng
+from syntfer.storage import atomic_path, save_image, write_json, write_text
+from syntfer.world.domains import (DOMAINS, VALENCE_AROUSAL, draw_label, make_caption, make_sample, web_identity,
+                                   with_render)
+from syntfer.world.expression import AU_NAMES
+from syntfer.world.presets import Preset, class_counts, get_preset
+
+DOMAIN_NAMES: tuple[str, ...] = ("rafdb", "affectnet", "fer2013", "digiface", "dcface", "emonet_face", "ffhq", "web")
+AFFECTNET_EXTRA_CODES: dict[str, int] = {"contempt": 7, "none": 8, "uncertain": 9, "no-face": 10}
+FER_USAGE: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+WORLD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image to render: where it goes and what it shows."""
+
+    domain: str
+    index: int
+    label: str
+    split: str
+    path: str                       # relative to the domain folder ('' for FER2013 rows)
+    identity_key: int | None = None
+
+
+def _shuffled(labels_by_count: dict[str, int], rng: np.random.Generator) -> list[str]:
+    out = [c for c, n in labels_by_count.items() for _ in range(n)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def plan_domain(name: str, preset: Preset, seed: int) -> list[Task]:
+    """Every image of a domain with its label, split and native path (deterministic in `seed`)."""
+    p = preset
+    tasks: list[Task] = []
+    order = numpy_rng(seed, name, "order")
+    if name == "rafdb":
+        i = 0
+        for split, key, total in (("train", "rafdb", p.rafdb_train), ("test", "rafdb_test", p.rafdb_test)):
+            labs = _shuffled(class_counts(L.REAL_TRAIN_COUNTS[key], total, p.min_per_class), order)
+            for k, lab in enumerate(labs, start=1):
+                tasks.append(Task(name, i, lab, split, f"Image/aligned/{split}_{k:05d}_aligned.jpg"))
+                i += 1
+    elif name == "affectnet":
+        train = class_counts(L.REAL_TRAIN_COUNTS["affectnet"], p.affectnet_train, p.min_per_class)
+        extra = {c: p.affectnet_extra // 4 + (j < p.affectnet_extra % 4)
+                 for j, c in enumerate(AFFECTNET_EXTRA_CODES)}
+        val = {c: p.affectnet_val_per_class for c in L.CLASSES}
+        i = 0
+        for split, counts in (("train", {**train, **extra}), ("validation", val)):
+            for lab in _shuffled(counts, order):
+                h = f"{numpy_rng(seed, name, 'file', i).integers(0, 2**63):016x}"
+                tasks.append(Task(name, i, lab, split, f"Manually_Annotated_Images/{1 + i % 97}/{h}.jpg"))
+                i += 1
+    elif name == "fer2013":
+        i = 0
+        for usage, total in zip(FER_USAGE, (p.fer2013_train, p.fer2013_public, p.fer2013_private)):
+            for lab in _shuffled(class_counts(L.REAL_TRAIN_COUNTS["fer2013"], total, p.min_per_class), order):
+                tasks.append(Task(name, i, lab, usage, ""))
+                i += 1
+    elif name in ("digiface", "dcface"):
+        ids, per = ((p.digiface_ids, p.digiface_per_id) if name == "digiface" else (p.dcface_ids, p.dcface_per_id))
+        for k in range(ids):
+            for j in range(per):
+                i = k * per + j
+                lab = draw_label(DOMAINS[name], numpy_rng(seed, name, "label", i))
+                tasks.append(Task(name, i, lab, "", f"{k}/{j}.png", identity_key=k))
+    elif name in ("emonet_face", "ffhq", "web"):
+        total = {"emonet_face": p.emonet_face, "ffhq": p.ffhq, "web": p.web}[name]
+        for i in range(total):
+            lab = draw_label(DOMAINS[name], numpy_rng(seed, name, "label", i))
+            path = {"emonet_face": f"{i:06d}.png", "ffhq": f"{i:05d}.png", "web": f"images/{i:06d}.jpg"}[name]
+            tasks.append(Task(name, i, lab, "", path))
+    else:
+        raise ValueError(f"unknown world domain {name!r}; expected one of {list(DOMAIN_NAMES)}")
+    return tasks
+
+
+def _run_task(job: tuple[str, int, int | None, int, Task]) -> dict[str, Any]:
+    """Render and save one image (worker side); returns its truth row."""
+    out_dir, seed, max_render, ss, t = job
+    spec = with_render(DOMAINS[t.domain], max_render, ss)
+    extra: dict[str, Any] = {}
+    identity = None
+    if t.domain == "web":
+        identity, words = web_identity(spec, seed, t.index)
+        caption, emo_word = make_caption(t.label, identity, words, numpy_rng(seed, "web", "caption", t.index))
+        extra = {"caption": caption, "caption_emotion_word": emo_word, "word_gender": words["gender"],
+                 "word_age": words["age"], "word_race": words["race"]}
+    pil, row = make_sample(spec, seed, t.index, t.label, identity_key=t.identity_key, identity=identity)
+    row.update(extra)
+    row["path"] = t.path
+    row["split"] = t.split
+    if t.domain == "fer2013":
+        row["pixels"] = " ".join(map(str, np.asarray(pil, dtype=np.uint8).ravel().tolist()))
+    else:
+        target = Path(out_dir) / t.domain / t.path
+        if target.suffix == ".jpg":
+            save_image(target, pil, quality=int(row["jpeg_quality"]))
+        else:
+            save_image(target, pil, optimize=False)
+    return row
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_domain_files(name: str, rows: list[dict[str, Any]], domain_dir: Path, seed: int) -> None:
+    """Write a domain's native label/metadata files and its truth.csv from the rendered rows."""
+    df = pd.DataFrame(rows).sort_values("index", kind="stable").reset_index(drop=True)
+    if name == "rafdb":
+        lines = [f"{Path(p).name.replace('_aligned', '')} {L.to_native('rafdb', lab)}"
+                 for p, lab in zip(df["path"], df["expression"])]
+        write_text(domain_dir / "EmoLabel" / "list_patition_label.txt", "\n".join(lines) + "\n")
+    elif name == "affectnet":
+        codes = [AFFECTNET_EXTRA_CODES[lab] if lab in AFFECTNET_EXTRA_CODES else L.to_native("affectnet", lab)
+                 for lab in df["expression"]]
+        va = []
+        for i, lab in zip(df["index"], df["expression"]):
+            v, a = VALENCE_AROUSAL[lab]
+            if lab != "no-face":
+                r = numpy_rng(seed, name, "va", int(i))
+                v, a = (float(np.clip(v + r.normal(0, 0.15), -1, 1)), float(np.clip(a + r.normal(0, 0.15), -1, 1)))
+            va.append((round(v, 4), round(a, 4)))
+        native = pd.DataFrame({
+            "subDirectory_filePath": [p.removeprefix("Manually_Annotated_Images/") for p in df["path"]],
+            "face_x": df["face_x"], "face_y": df["face_y"], "face_width": df["face_width"],
+            "face_height": df["face_height"], "facial_landmarks": df["landmarks"], "expression": codes,
+            "valence": [v for v, _ in va], "arousal": [a for _, a in va]})
+        for split, file in (("train", "training.csv"), ("validation", "validation.csv")):
+            _write_csv(native[df["split"] == split], domain_dir / file)
+    elif name == "fer2013":
+        native = pd.DataFrame({"emotion": [L.to_native("fer2013", lab) for lab in df["expression"]],
+                               "pixels": df["pixels"], "Usage": df["split"]})
+        _write_csv(native, domain_dir / "fer2013.csv")
+        df = df.drop(columns=["pixels"])
+        df["path"] = [f"fer2013.csv#row={i}" for i in range(len(df))]
+    elif name == "ffhq":
+        _write_csv(df[["path", "face_x", "face_y", "face_width", "face_height"]], domain_dir / "boxes.csv")
+    elif name == "web":
+        cap = df[["path", "caption", *AU_NAMES, "word_gender", "word_age", "word_race"]].rename(
+            columns={"word_gender": "gender", "word_age": "age", "word_race": "race"})
+        _write_csv(cap, domain_dir / "captions.csv")
+    front = ["path", "split", "expression", *AU_NAMES, "identity"]
+    df = df[front + [c for c in df.columns if c not in front]]
+    _write_csv(df, domain_dir / "truth.csv")
+
+
+def _done_marker(domain_dir: Path) -> Path:
+    return domain_dir / ".world-done.json"
+
+
+def render_world(out_dir: str | os.PathLike, preset: str = "smoke", seed: int = 0, workers: int | None = None,
+                 domains: tuple[str, ...] | list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Render every domain (or `domains`) of a preset into `out_dir`; returns a summary (counts, seconds).
+
+    workers: processes (None = all usable cores, 1 = in-process). Deterministic in `seed`.
+    """
+    out = Path(out_dir)
+    pre = get_preset(preset)
+    names = list(domains) if domains else list(DOMAIN_NAMES)
+    bad = [d for d in names if d not in DOMAIN_NAMES]
+    if bad:
+        raise ValueError(f"unknown world domain(s) {bad}; expected some of {list(DOMAIN_NAMES)}")
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    summary: dict[str, Any] = {"preset": preset, "seed": seed, "version": WORLD_VERSION, "domains": {}}
+    signature = {"preset": preset, "seed": seed, "version": WORLD_VERSION, "counts": pre.__dict__}
+    t_all = time.perf_counter()
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        for name in names:
+            ddir = out / name
+            marker = _done_marker(ddir)
+            if marker.exists() and json.loads(marker.read_text()).get("signature") == signature:
+                summary["domains"][name] = json.loads(marker.read_text())["summary"] | {"skipped": True}
+                continue
+            t0 = time.perf_counter()
+            tasks = plan_domain(name, pre, seed)
+            jobs = [(str(out), seed, pre.max_render, pre.ss, t) for t in tasks]
+            it = pool.imap(_run_task, jobs, chunksize=8) if pool else map(_run_task, jobs)
+            rows = list(tqdm(it, total=len(jobs), desc=f"world/{name}", disable=not progress, mininterval=2.0))
+            write_domain_files(name, rows, ddir, seed)
+            counts = pd.Series([r["expression"] for r in rows]).value_counts().sort_index().to_dict()
+            dom = {"images": len(rows), "seconds": round(time.perf_counter() - t0, 2),
+                   "expression_counts": {k: int(v) for k, v in counts.items()},
+                   "splits": pd.Series([r["split"] for r in rows]).value_counts().sort_index().to_dict()}
+            write_json(marker, {"signature": signature, "summary": dom})
+            summary["domains"][name] = dom
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    summary["seconds"] = round(time.perf_counter() - t_all, 2)
+    summary["images"] = sum(d["images"] for d in summary["domains"].values())
+    write_json(out / "world.json", summary)
+    return summary
