@@ -1,0 +1,107 @@
+"""`syntfer gan train|edit`: train a GANmut-style editor on a labeled set; write an edited training set."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from syntfer import labels as L
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    t = sub.add_parser("train", help="train an editor (resumable) on a labeled dataset with face boxes")
+    t.add_argument("--data", required=True, help="dataset root (e.g. outputs/world/affectnet)")
+    t.add_argument("--format", default="affectnet", help="reader format (syntfer.readers): affectnet, rafdb, folder")
+    t.add_argument("--split", default="train")
+    t.add_argument("--per-class-cap", type=int, default=250, help="first N images per class in file order (0 = all)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--control", choices=("linear", "gaussian"), default="linear")
+    t.add_argument("--size", type=int, default=48)
+    t.add_argument("--conv-dim", type=int, default=16)
+    t.add_argument("--repeat-num", type=int, default=3)
+    t.add_argument("--d-conv-dim", type=int, default=32)
+    t.add_argument("--d-repeat-num", type=int, default=3)
+    t.add_argument("--steps", type=int, default=2400)
+    t.add_argument("--n-critic", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--d-warmup-steps", type=int, default=150)
+    t.add_argument("--lambda-cls", type=float, default=2.0)
+    t.add_argument("--lambda-rec", type=float, default=5.0)
+    t.add_argument("--residual", action=argparse.BooleanOptionalAction, default=True,
+                   help="generator predicts a change added to its input (zero-initialised last conv)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (rerun to resume)")
+
+    e = sub.add_parser("edit", help="write an edited set (recipe × variant) with a manifest")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--editor", help="folder with generator.pt + editor.json (trained here)")
+    src.add_argument("--official", help="official GANmut generator checkpoint (*-G.ckpt, StarGAN naming)")
+    e.add_argument("--boxes", help="source pool: boxes.csv (path, face_x, face_y, face_width, face_height)")
+    e.add_argument("--truth", help="truth.csv with identities for --boxes (world only)")
+    e.add_argument("--images", help="source pool: a folder of real photos (dlib HOG detection)")
+    e.add_argument("--recipe", choices=("10", "70", "RAF"), default="10")
+    e.add_argument("--per-class", type=int, default=100)
+    e.add_argument("--total", type=int, default=0)
+    e.add_argument("--variant", choices=("F", "V"), default="V")
+    e.add_argument("--restorer", choices=("none", "denoise", "codeformer", "paste"), default="denoise",
+                   help="'paste' skips the domain-adaptation step entirely")
+    e.add_argument("--codeformer-weights")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--out", required=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from syntfer.gan.networks import EditorConfig
+    from syntfer.gan.training import TrainConfig, load_crops, select_per_class, train_editor
+    from syntfer.readers import read_dataset
+
+    res = read_dataset(args.format, args.data, split=args.split, check="exists")
+    frame = select_per_class(res.frame, args.per_class_cap)
+    print(f"training on {len(frame)} images: {L.counts(frame['label'])}", file=sys.stderr)
+    crops = load_crops(frame, args.size)
+    labels = torch.tensor([L.CLASS_TO_INDEX[c] for c in frame["label"]])
+    cfg = EditorConfig(control=args.control, image_size=args.size, conv_dim=args.conv_dim, repeat_num=args.repeat_num,
+                       d_conv_dim=args.d_conv_dim, d_repeat_num=args.d_repeat_num, residual=args.residual)
+    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, n_critic=args.n_critic, g_lr=args.lr,
+                       d_lr=args.lr, d_warmup_steps=args.d_warmup_steps, lambda_cls=args.lambda_cls,
+                       lambda_rec=args.lambda_rec, seed=args.seed, threads=args.threads, ckpt_every=50,
+                       max_minutes=args.max_minutes)
+    t0 = time.time()
+    r = train_editor(crops, labels, args.out, cfg, tcfg)
+    print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))
+    return 0 if r.finished or args.max_minutes else 1
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from syntfer.gan.editing import DlibDetector, make_restorer
+    from syntfer.gan.networks import load_generator, load_official_generator
+    from syntfer.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
+
+    torch.set_num_threads(1)
+    gen = load_generator(args.editor) if args.editor else load_official_generator(args.official)
+    if args.boxes:
+        pool = source_pool_from_boxes(args.boxes, args.truth)
+    elif args.images:
+        files = sorted(str(p) for p in Path(args.images).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        pool, skipped = detect_pool(files, DlibDetector())
+        print(f"{len(skipped)} image(s) without a detected face were skipped", file=sys.stderr)
+    else:
+        raise SystemExit("syntfer gan edit: give --boxes (known face boxes) or --images (detect with dlib)")
+    plan = plan_recipe(pool, args.recipe, per_class=args.per_class, total=args.total, seed=args.seed)
+    restorer = None if args.restorer == "paste" else make_restorer(args.restorer, args.codeformer_weights)
+    m = render_edit_set(plan, gen, args.out, variant=args.variant, seed=args.seed, restorer=restorer,
+                        batch_size=args.batch_size)
+    print(json.dumps({"images": len(m), "counts": L.counts(m["label"]), "shortfall": plan.shortfall}))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _train(args) if args.action == "train" else _edit(args)

@@ -1,0 +1,380 @@
+"""Strategy (iii): GANmut-style editor, control values, paste-back geometry, recipes, resume, official keys."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from syntfer import labels as L
+from syntfer.gan import controls as C
+from syntfer.gan.editing import (DegradeConfig, EditError, band_mask, clip_box, crop_resize, degrade, edit_images,
+                                 paste, CodeFormerRestorer)
+from syntfer.gan.evaluation import fidelity_table, intensity_curve, seam_contrast
+from syntfer.gan.networks import (CheckpointError, Discriminator, EditorConfig, Generator, load_generator,
+                                  load_official_generator, save_generator)
+from syntfer.gan.sets import RecipeError, plan_recipe, render_edit_set
+from syntfer.gan.training import TrainConfig, select_per_class, square_box, train_editor
+
+torch.set_num_threads(1)
+TINY = dict(image_size=16, conv_dim=4, repeat_num=1, d_conv_dim=4, d_repeat_num=2)
+
+
+# ---- networks -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("control", ["linear", "gaussian"])
+def test_shapes(control):
+    cfg = EditorConfig(control=control, **TINY)
+    g, d = Generator(cfg), Discriminator(cfg)
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    y = g(x, torch.zeros(3, 2))
+    assert y.shape == (3, 3, 16, 16) and y.abs().max() <= 1
+    src, cls, code = d(y)
+    assert src.shape == (3, 1, 4, 4) and cls.shape == (3, 7) and code.shape == (3, 2)
+    with pytest.raises(ValueError, match="codes of shape"):
+        g(x, torch.zeros(2, 2))
+
+
+def test_generator_code_is_tiled_as_two_input_channels():
+    g = Generator(EditorConfig(**TINY))
+    assert g.main[0].weight.shape == (4, 5, 7, 7)
+    x = torch.zeros(1, 3, 16, 16)
+    assert not torch.allclose(g(x, torch.tensor([[1.0, 0.0]])), g(x, torch.tensor([[-1.0, 0.5]])))
+
+
+def test_linear_control_model_axes_and_neutral_origin():
+    g = Generator(EditorConfig(control="linear", **TINY))
+    with torch.no_grad():
+        g.axes.weight.copy_(torch.tensor([[3.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [0.0, -5.0], [1.0, 1.0], [-2.0, 2.0]]))
+    ax = g.unit_axes()
+    assert torch.allclose(ax[0], torch.zeros(2))
+    assert torch.allclose(ax[1:].norm(dim=1), torch.ones(6))
+    code = g.class_code(torch.tensor([1, 2, 0]), torch.tensor([0.5, 2.0, 1.0]))
+    assert torch.allclose(code, torch.tensor([[0.5, 0.0], [0.0, 2.0], [0.0, 0.0]]))
+    space = g.control_space()
+    assert space.angles["happy"] == pytest.approx(0.0) and space.angles["sad"] == pytest.approx(math.pi / 2)
+    assert space.angles["disgust"] == pytest.approx(math.pi / 4)  # GANMUT_ORDER row 5 = disgust
+    f = space.fixed("sad")
+    assert (f.x, f.y) == pytest.approx((0.0, C.OWN_FIXED_RHO), abs=1e-6) and space.fixed("neutral").rho == 0.0
+
+
+def test_gaussian_control_model_centres_and_mahalanobis():
+    g = Generator(EditorConfig(control="gaussian", **TINY))
+    with torch.no_grad():
+        g.mu.weight.copy_(torch.arange(14, dtype=torch.float32).view(7, 2) / 20)
+        g.covariance_axes.weight.fill_(1.0)  # identity covariance: Mahalanobis = squared Euclidean
+        g.covariance_angles.weight.fill_(0.3)
+    centres = g.centres().detach()
+    assert torch.allclose(centres, torch.tanh(g.mu.weight))
+    code = torch.tensor([[0.1, -0.2]])
+    assert torch.allclose(g.mahalanobis(code), ((code - centres) ** 2).sum(1)[None] if False else
+                          ((code[:, None] - centres[None]) ** 2).sum(-1), atol=1e-5)
+    space = g.control_space()
+    assert space.fixed("happy").x == pytest.approx(float(centres[1, 0]))
+
+
+# ---- paper control values ---------------------------------------------------------------------------------
+def test_paper_F_table_exact():
+    space = C.paper_space("gaussian")
+    expected = {"neutral": (-0.2812, -0.4329), "happy": (0.3152, -0.1149), "sad": (-1.0, -0.6416),
+                "surprise": (0.9617, -0.4510), "fear": (-0.1805, -1.0), "disgust": (-0.9823, -0.9984),
+                "anger": (0.8572, -0.9997)}
+    for c, (x, y) in expected.items():
+        v = space.fixed(c)
+        assert (v.x, v.y) == (x, y) and v.variant == "F"
+
+
+def test_paper_V_sampling_ranges():
+    space = C.paper_space("linear")
+    deg = {"happy": 7.3, "sad": -178.4, "surprise": 97.8, "fear": 133.3, "disgust": -135.5, "anger": -102.7}
+    rng = np.random.default_rng(0)
+    for c in L.CLASSES:
+        vals = [space.variable(c, rng) for _ in range(200)]
+        rho = np.array([v.rho for v in vals])
+        if c == "neutral":
+            assert rho.min() >= 0 and rho.max() <= 0.1
+            th = np.array([v.theta for v in vals])
+            assert th.min() < -2 and th.max() > 2  # θ ~ U(−π, π)
+        else:
+            assert rho.min() >= 0.5 and rho.max() <= 1.2 and rho.max() - rho.min() > 0.5
+            assert all(math.degrees(v.theta) == pytest.approx(deg[c], abs=1e-9) for v in vals)
+    # per-sample generators make V reproducible
+    a = C.variable_codes(["fear", "happy"], space, [5, 6])
+    b = C.variable_codes(["fear", "happy"], space, [5, 6])
+    assert a == b
+
+
+def test_control_space_rejects_missing_classes():
+    with pytest.raises(C.ControlError, match="lacks angles"):
+        C.ControlSpace("linear", {"happy": 0.0})
+
+
+# ---- official checkpoints by key name ------------------------------------------------------------------------
+class _RefRes(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.main = nn.Sequential(nn.Conv2d(d, d, 3, 1, 1, bias=False), nn.InstanceNorm2d(d, affine=True, track_running_stats=True),
+                                  nn.ReLU(inplace=True), nn.Conv2d(d, d, 3, 1, 1, bias=False),
+                                  nn.InstanceNorm2d(d, affine=True, track_running_stats=True))
+
+    def forward(self, x):
+        return x + self.main(x)
+
+
+class _RefGANmutLinear(nn.Module):
+    """Independent re-statement of GANmut's linear generator layout (names: main.N.*, axes.*)."""
+
+    def __init__(self, conv_dim=8, repeat=2):
+        super().__init__()
+        self.axes = nn.Linear(2, 6)
+        IN = lambda c: nn.InstanceNorm2d(c, affine=True, track_running_stats=True)  # noqa: E731
+        d = conv_dim
+        layers = [nn.Conv2d(5, d, 7, 1, 3, bias=False), IN(d), nn.ReLU(inplace=True)]
+        for _ in range(2):
+            layers += [nn.Conv2d(d, 2 * d, 4, 2, 1, bias=False), IN(2 * d), nn.ReLU(inplace=True)]
+            d *= 2
+        layers += [_RefRes(d) for _ in range(repeat)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(d, d // 2, 4, 2, 1, bias=False), IN(d // 2), nn.ReLU(inplace=True)]
+            d //= 2
+        layers += [nn.Conv2d(d, 3, 7, 1, 3, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x, code):
+        return self.main(torch.cat([x, code[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1))
+
+
+def test_official_linear_checkpoint_loads_by_key_names_and_matches(tmp_path):
+    torch.manual_seed(0)
+    ref = _RefGANmutLinear(conv_dim=8, repeat=2)
+    for m in ref.modules():  # non-trivial norm parameters and running stats (which must be ignored)
+        if isinstance(m, nn.InstanceNorm2d):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+            m.running_mean.fill_(3.0)
+            m.running_var.fill_(7.0)
+    path = tmp_path / "200000-G.ckpt"
+    torch.save(ref.state_dict(), path)
+    g = load_official_generator(path, image_size=32)
+    assert g.cfg.control == "linear" and g.cfg.conv_dim == 8 and g.cfg.repeat_num == 2
+    assert g.cfg.channel_order == "BGR" and g.cfg.source == "official"
+    assert g.control_space().source == "paper"
+    rgb = torch.rand(2, 3, 32, 32)
+    code = torch.tensor([[0.3, -0.4], [0.0, 0.9]])
+    ref.train()  # the official inference never calls eval(): instance statistics
+    with torch.no_grad():
+        expected = ((ref(rgb.flip(1) * 2 - 1, code).flip(1) + 1) / 2).clamp(0, 1)
+        got = g.edit_rgb01(rgb, code)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_official_gaussian_checkpoint_and_bad_keys(tmp_path):
+    cfg = EditorConfig(control="gaussian", image_size=32, conv_dim=8, repeat_num=3, d_conv_dim=8, d_repeat_num=2)
+    state = Generator(cfg).state_dict()
+    assert {"mu.weight", "covariance_angles.weight", "covariance_axes.weight", "main.9.main.0.weight"} <= set(state)
+    g = load_official_generator({"module." + k: v for k, v in state.items()}, image_size=32)
+    assert g.cfg.control == "gaussian" and g.cfg.repeat_num == 3
+    assert g.control_space().fixed("fear").x == -0.1805
+    broken = dict(state)
+    broken.pop("main.4.weight")
+    with pytest.raises(CheckpointError, match=r"missing.*main\.4\.weight"):
+        load_official_generator(broken, image_size=32)
+    with pytest.raises(CheckpointError, match="neither 'axes.weight'"):
+        load_official_generator({k: v for k, v in state.items() if not k.startswith(("mu", "cov"))}, image_size=32)
+
+
+def test_own_generator_roundtrip(tmp_path):
+    g = Generator(EditorConfig(**TINY))
+    save_generator(tmp_path, g)
+    g2 = load_generator(tmp_path)
+    x, c = torch.rand(1, 3, 16, 16), torch.tensor([[0.2, 0.1]])
+    assert torch.equal(g.edit_rgb01(x, c), g2.edit_rgb01(x, c))
+
+
+# ---- box maths and paste-back ---------------------------------------------------------------------------
+def test_box_maths():
+    assert square_box(10, 20, 30, 40) == (5, 20, 40, 40)
+    assert clip_box((-5, -5, 20, 30), 16, 16) == (0, 0, 15, 16)
+    with pytest.raises(EditError, match="expected at least 4x4"):
+        clip_box((30, 30, 10, 10), 32, 32, where="img.png")
+    mask = band_mask((40, 40), (10, 10, 20, 20), band=4)
+    assert mask.sum() == 24 * 24 - 16 * 16  # a 2-px frame on each side of the border
+    assert mask[10, 10] and mask[8, 8] and not mask[20, 20] and not mask[7, 7]
+
+
+def test_paste_of_unedited_crop_reproduces_source():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    box = (20, 10, 32, 32)
+    out = paste(img, crop_resize(img, box, 32), box)
+    inside = np.zeros(img.shape[:2], bool)
+    inside[10:42, 20:52] = True
+    assert np.array_equal(out[~inside], img[~inside])
+    assert np.array_equal(out, img)  # same size: exact round trip
+
+
+def _identity_generator(size: int) -> Generator:
+    g = Generator(EditorConfig(image_size=size, conv_dim=4, repeat_num=1, d_conv_dim=4, d_repeat_num=2))
+
+    class _Id(nn.Module):
+        def forward(self, x):
+            return x[:, :3]
+    g.main = _Id()
+    return g
+
+
+def test_edit_pipeline_geometry_and_degradation_band():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    box = (24, 20, 48, 48)
+    g = _identity_generator(32)
+    res = edit_images([img], [box], [C.ControlValue("happy", 0.5, 0.0, "V")], g, None, None,
+                      [np.random.default_rng(0)])
+    outside = np.ones((96, 96), bool)
+    outside[20:68, 24:72] = False
+    assert np.array_equal(res.pasted[0][outside], img[outside])
+    assert np.abs(res.pasted[0][~outside].astype(int) - img[~outside]).mean() > 1  # resized through 32 px
+    # degradation with no global step touches only the band
+    cfg = DegradeConfig(global_blur_kernel=1, global_blur_sigma=0.0, global_noise=0.0, reference_size=96)
+    deg = degrade(img, box, cfg, np.random.default_rng(0))
+    band = band_mask((96, 96), box, 30)
+    assert np.array_equal(deg[~band], img[~band]) and not np.array_equal(deg[band], img[band])
+    assert cfg.scaled(96)["band_k"] % 2 == 1 and DegradeConfig().scaled(128)["band"] == 15
+
+
+def test_codeformer_adapter_pre_and_post_processing():
+    class _Echo(nn.Module):
+        def forward(self, x, w=0.5, adain=True):
+            assert x.shape == (1, 3, 64, 64) and x.min() >= -1 and x.max() <= 1 and w == 0.5 and adain
+            return (x, None)
+    r = CodeFormerRestorer(arch_factory=_Echo, size=64)
+    img = np.full((80, 80, 3), 100, np.uint8)
+    out = r(img, (20, 20, 40, 40))
+    assert out.shape == img.shape and np.abs(out.astype(int) - 100).max() <= 1
+    with pytest.raises(ValueError, match="needs `weights`"):
+        CodeFormerRestorer()
+
+
+def test_seam_contrast_sees_a_pasted_box():
+    img = np.full((64, 64, 3), 100, np.uint8)
+    img += (np.indices((64, 64)).sum(0) % 2 * 4).astype(np.uint8)[..., None]  # texture everywhere
+    pasted = img.copy()
+    pasted[16:48, 16:48] += 40
+    assert seam_contrast(pasted, (16, 16, 32, 32)) > 3 * seam_contrast(img, (16, 16, 32, 32))
+
+
+# ---- recipes and the writer ---------------------------------------------------------------------------
+def _pool(n_ids: int, per_id: int) -> pd.DataFrame:
+    rows = [{"source_path": f"/x/{i}_{j}.png", "identity": f"id{i}", "face_x": 8, "face_y": 8, "face_width": 16,
+             "face_height": 16} for i in range(n_ids) for j in range(per_id)]
+    return pd.DataFrame(rows)
+
+
+def test_recipe_10_has_disjoint_identities_per_class():
+    plan = plan_recipe(_pool(30, 2), "10", per_class=4, seed=3)
+    assert plan.rows["label"].value_counts().to_dict() == {c: 4 for c in L.CLASSES}
+    owners = plan.rows.groupby("identity")["label"].nunique()
+    assert (owners == 1).all()
+    short = plan_recipe(_pool(5, 2), "10", per_class=4, seed=0)
+    assert sum(short.shortfall.values()) == 28 - 10 and len(short.rows) == 10
+
+
+def test_recipe_70_and_raf():
+    p70 = plan_recipe(_pool(3, 1), "70")
+    assert len(p70.rows) == 21 and (p70.rows.groupby("source_path")["label"].nunique() == 7).all()
+    raf = plan_recipe(_pool(100, 1), "RAF", total=100, seed=0)
+    counts = raf.rows["label"].value_counts().to_dict()
+    assert sum(counts.values()) == 100 and raf.rows["source_path"].is_unique
+    assert counts["happy"] == max(counts.values()) and counts["fear"] == min(counts.values())  # RAF-DB: fear is rarest
+    assert counts == {c: n for c, n in raf.requested.items()}
+    with pytest.raises(RecipeError, match="pool has 100 faces"):
+        plan_recipe(_pool(100, 1), "RAF", total=101)
+
+
+def test_render_edit_set_is_resumable_and_seeded(tmp_path):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = []
+    for i in range(4):
+        p = src / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(p)
+        rows.append({"source_path": str(p), "identity": f"id{i}", "face_x": 12, "face_y": 10, "face_width": 24,
+                     "face_height": 28})
+    rows.append({"source_path": str(src / "missing.png"), "identity": "idx", "face_x": 1, "face_y": 1,
+                 "face_width": 8, "face_height": 8})
+    plan = plan_recipe(pd.DataFrame(rows), "70")
+    g = Generator(EditorConfig(**TINY))
+    out = tmp_path / "set"
+    from syntfer.gan.editing import DenoiseRestorer
+    m1 = render_edit_set(plan, g, out, variant="V", seed=7, restorer=DenoiseRestorer(), progress=False)
+    assert len(m1) == 28  # the missing source's 7 rows are skipped and counted
+    import json
+    assert json.loads((out / "summary.json").read_text())["n_skipped"] == 7
+    assert {"path", "label", "source_path", "identity", "control_x", "control_y", "rho", "theta", "variant",
+            "seed"} <= set(m1.columns)
+    first = m1["path"].iloc[5]
+    data = open(first, "rb").read()
+    import os
+    os.remove(first)
+    m2 = render_edit_set(plan, g, out, variant="V", seed=7, restorer=DenoiseRestorer(), progress=False)
+    pd.testing.assert_frame_equal(m1, m2)
+    assert open(first, "rb").read() == data  # regenerated bit-identically from its row's seed
+    v = m1[m1["label"] != "neutral"]
+    assert v["rho"].between(0.5, 1.2).all()
+
+
+# ---- training: resume equals an uninterrupted run -----------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("control", ["linear", "gaussian"])
+def test_training_resume_matches_uninterrupted(tmp_path, control):
+    cfg = EditorConfig(control=control, **TINY)
+    crops = torch.randint(0, 256, (21, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(21) % 7
+    kw = dict(batch_size=8, n_critic=2, d_warmup_steps=2, log_every=2, ckpt_every=3, n_random=2)
+    full = train_editor(crops, labels, tmp_path / "full", cfg, TrainConfig(steps=6, **kw), progress=False)
+    train_editor(crops, labels, tmp_path / "part", cfg, TrainConfig(steps=3, **kw), progress=False)
+    part = train_editor(crops, labels, tmp_path / "part", cfg, TrainConfig(steps=6, **kw), progress=False)
+    assert full.step == part.step == 6
+    a = torch.load(tmp_path / "full" / "generator.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "generator.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert list(part.log["step"]) == [2, 4, 6]
+
+
+def test_select_per_class_keeps_file_order():
+    df = pd.DataFrame({"path": list("abcdefg"), "label": ["happy", "sad", "happy", "happy", "sad", "fear", "happy"]})
+    out = select_per_class(df, 2)
+    assert list(out["path"]) == ["a", "b", "c", "e", "f"]
+
+
+def test_fidelity_and_intensity_tables():
+    probs = np.eye(7)[[3, 3, 5, 0]]
+    tab = fidelity_table(probs, ["happy", "sad", "sad", "anger"])
+    row = tab.set_index("target")
+    assert row.loc["happy", "accuracy"] == 1.0 and row.loc["sad", "accuracy"] == 0.5
+    assert row.loc["all", "accuracy"] == 0.75 and row.loc["all", "n"] == 4
+    curve = intensity_curve(probs, ["happy", "sad", "sad", "anger"], [0.5, 0.5, 1.0, 1.0])
+    assert len(curve) == 4 and curve["n"].sum() == 4
+
+
+def test_residual_generator_starts_at_identity_and_keeps_official_keys():
+    cfg = EditorConfig(residual=True, **TINY)
+    g = Generator(cfg)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(g(x, torch.randn(2, 2)), x)
+    assert set(g.state_dict()) == set(Generator(EditorConfig(**TINY)).state_dict())
+
+
+@pytest.mark.slow
+def test_quick_judge_trains_and_predicts_in_canonical_order():
+    from syntfer.gan.evaluation import judge_features, predict, train_judge
+    crops = torch.randint(0, 256, (28, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(28) % 7
+    res = train_judge(crops, labels, epochs=1, batch_size=8, size=32, progress=False)
+    p = predict(res.model, crops[:5], size=32)
+    assert p.shape == (5, 7) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert 0 <= res.val_accuracy <= 1 and judge_features(res.model, crops[:3], size=32).shape == (3, 512)
