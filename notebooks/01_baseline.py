@@ -29,7 +29,7 @@
 # world result**, named `world_<set>`, never a RAF-DB/AffectNet/FER2013 number.
 
 # %% tags=["parameters"]
-train_set = "real_rafdb"  # name of the training set (real_<dataset> = that dataset's training split)
+train_set = "real_rafdb"  # name of the training set; real_<dataset> is that dataset's training split
 train_manifest = "outputs/sets/real_rafdb/manifest.csv"  # labelled manifest (path,label[,split])
 test_dir = "outputs/tests"  # holds <name>.csv test manifests
 test_sets = "rafdb,affectnet,fer2013"  # comma-separated test manifest names
@@ -48,7 +48,7 @@ label_smoothing = 0.4
 balanced = False  # class-balanced sampling
 val_fraction = 0.1
 seed = 0
-threads = 1  # torch CPU threads (1 is fastest per CPU-second on a loaded 2-core machine)
+threads = 2  # torch CPU threads (1 is fastest per CPU-second on a loaded 2-core machine)
 num_workers = 0  # data loader worker processes
 cache_images = True  # keep decoded images in memory (small sets only)
 eval_batch_size = 256
@@ -161,8 +161,9 @@ headline
 
 # %%
 for name, (pred, _) in evaluated.items():
-    write_text(out / f"confusion_{name}.csv", E.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
-tidy = E.tidy_rows(prefix + train_set, model, seed, test_metrics)
+    write_text(out / f"confusion_{name.removeprefix(prefix)}.csv", E.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
+# tidy names are bare (train set, test set); the data kind travels with the run (metrics.json, summary)
+tidy = E.tidy_rows(train_set, model, seed, {k.removeprefix(prefix): v for k, v in test_metrics.items()})
 write_text(out / "cross_dataset.csv", tidy.to_csv(index=False))
 metrics = {**E.flat_metrics(test_metrics),
            "best_epoch": result.best_epoch, "best_val_score": result.best_score,
@@ -226,7 +227,7 @@ for name, m in test_metrics.items():
     for k in E.HEADLINE_METRICS:
         assert 0.0 <= m[k] <= 1.0, (name, k, m[k])
     assert m["n"] == len(tests[name]), f"{name}: scored {m['n']} of {len(tests[name])} images"
-    assert (out / f"confusion_{name}.csv").is_file()
+    assert (out / f"confusion_{name.removeprefix(prefix)}.csv").is_file()
 home = prefix + train_set.removeprefix("real_")
 if home in test_metrics:  # a real dataset's training split: its own test split is in-domain
     in_domain = test_metrics[home]["balanced_accuracy"]

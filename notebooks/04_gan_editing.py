@@ -44,7 +44,7 @@ per_class = 40  # recipe '10': faces per class (paper: 10,000)
 total = 0  # recipe 'RAF': total edits (paper: 15,339)
 restorer = "denoise"  # denoise | none | codeformer
 codeformer_weights = ""  # path to codeformer.pth, used when the restorer is codeformer
-rho_grid = [0.25, 0.5, 0.75, 1.0, 1.2]  # intensity curve and the one-identity grid
+rho_grid = "0.25,0.5,0.75,1.0,1.2"  # comma-separated ρ values: intensity curve and the one-identity grid
 curve_faces = 12  # faces per class for the intensity curve
 seam_faces = 60  # edits used for the seam distance (per variant)
 truth_max_render = 0  # world re-render cap used for the ffhq stand-in; 0 keeps the native size
@@ -75,6 +75,7 @@ from syntfer.seeding import seed_everything
 
 assert recipe in ("10", "70", "RAF"), f"recipe {recipe!r}"
 assert restorer in ("denoise", "none", "codeformer"), f"restorer {restorer!r}"
+rho_grid = [float(r) for r in str(rho_grid).split(",")]
 assert all(0 < r <= 1.5 for r in rho_grid), rho_grid
 seed_everything(seed)
 torch.set_num_threads(threads)

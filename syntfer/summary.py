@@ -276,8 +276,11 @@ def expand(patterns: Iterable[str]) -> list[str]:
 
 def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synthetic_files: Sequence[str] = (),
             pseudolabel_files: Sequence[str] = (), privacy_files: Sequence[str] = (),
-            primary_model: str | None = None, min_seeds: int = 1) -> dict[str, Any]:
-    """Read every input file, build the summary, write it under `out_dir`; returns the metrics dict."""
+            primary_model: str | None = None, min_seeds: int = 1, data_kind: str | None = None) -> dict[str, Any]:
+    """Read every input file, build the summary, write it under `out_dir`; returns the metrics dict.
+
+    `data_kind` ('world' or 'real') is written as a top-level key so every number says where it came from.
+    """
     cross = None
     if eval_files:
         cross = pd.concat([pd.read_csv(f) for f in eval_files], ignore_index=True)
@@ -286,6 +289,8 @@ def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synth
     privacy = pd.concat([read_privacy(f) for f in privacy_files], ignore_index=True) if privacy_files else None
     metrics, tables = build_summary(cross_dataset=cross, synthetic=synthetic, pseudolabel=pseudo, privacy=privacy,
                                     primary_model=primary_model, min_seeds=min_seeds)
+    if data_kind is not None:
+        metrics = {"data_kind": data_kind, **metrics}
     write_summary(out_dir, metrics, tables)
     return metrics
 
@@ -299,12 +304,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--privacy", action="append", default=[], metavar="GLOB", help="privacy summary CSVs")
     parser.add_argument("--primary-model", default=None, help="model whose results go under 'eval'")
     parser.add_argument("--min-seeds", type=int, default=1)
+    parser.add_argument("--data-kind", default="world", choices=("world", "real"),
+                        help="where the numbers come from: the procedural world or licensed real data")
     parser.add_argument("--out", required=True, help="output folder (metrics.json + tidy CSVs)")
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = collect(args.out, eval_files=expand(args.eval), synthetic_files=expand(args.synthetic),
                       pseudolabel_files=expand(args.pseudolabel), privacy_files=expand(args.privacy),
-                      primary_model=args.primary_model, min_seeds=args.min_seeds)
+                      primary_model=args.primary_model, min_seeds=args.min_seeds, data_kind=args.data_kind)
     print(f"wrote {Path(args.out) / 'metrics.json'} with sections {sorted(metrics)}")
     return 0

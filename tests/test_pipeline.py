@@ -87,3 +87,13 @@ def test_dvc_config_is_offline_and_quiet():
     cfg = (ROOT / ".dvc" / "config").read_text()
     assert "analytics = false" in cfg
     assert "html_template" in cfg
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(nb):
+    """papermill's own parser must read the parameters cell (else it warns and misreports them)."""
+    from papermill.translators import PythonTranslator
+
+    notebook = read_notebook(nb)
+    idx, values = parameters_cell(notebook)
+    assert [p.name for p in PythonTranslator.inspect(notebook.cells[idx])] == list(values)
