@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("syntfer.training", "train a classifier on a manifest (resumable)"),
     "evaluate": ("syntfer.evaluation", "evaluate a checkpoint on test manifests"),
     "models": ("syntfer.models.cli", "list classifiers; build one and report how a weight file loads"),
+    "diffusion": ("syntfer.diffusion.cli", "train the embedded model / generate / curate diffusion sets (strategy ii)"),
     "gan": ("syntfer.gan.cli", "train a GANmut-style editor / write GAN-edited sets (strategy iii)"),
     "identity": ("syntfer.identity", "train and validate the world identity encoder"),
     "mix": ("syntfer.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
