@@ -191,14 +191,15 @@ def _first(d: Mapping[str, Any], keys: Sequence[str], where: str) -> Any:
 def read_pseudolabel(file: str | os.PathLike) -> dict[str, Any]:
     """{source, kept, precision} from one pseudo-labeling metrics JSON (aliases: module docstring).
 
-    The source is the JSON's ``source`` key, else its folder's name (``outputs/pseudolabel/<source>/
-    metrics.json``). Precision needs hidden truth (world only): ``null`` when the file has none.
+    The source is the JSON's ``source`` key, else its folder's name without the set prefix
+    (``outputs/sets/pseudolabel_<source>/metrics.json`` or ``outputs/pseudolabel/<source>/metrics.json``). Precision needs hidden truth (world only): ``null`` when the file has none.
     """
     file = Path(file)
     d = json.loads(file.read_text())
     where = str(file)
     precision = next((d[k] for k in PRECISION_KEYS if k in d), None)
-    return {"source": _part(d.get("source", file.parent.name), "pseudolabel source"),
+    source = d.get("source", file.parent.name.removeprefix("pseudolabel_"))
+    return {"source": _part(source, "pseudolabel source"),
             "kept": _number(_first(d, KEPT_KEYS, where)), "precision": _number(precision)}
 
 

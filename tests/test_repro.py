@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SMOKE = {
     "world": {"preset": "smoke", "probe_epochs": 1, "min_probe_accuracy": 0.0, "min_gap": -1.0, "share_tolerance": 1.0},
-    "train": {"epochs": 1, "min_in_domain_accuracy": 0.0, "min_in_domain_balanced_accuracy": 0.0},
+    # a pseudo-labeled set joins the grid: trained on, tested on every test set, collected by the summary
+    "train": {"sets": ["real_rafdb", "real_affectnet", "real_fer2013", "pseudolabel_dcface"], "epochs": 1, "min_in_domain_accuracy": 0.0, "min_in_domain_balanced_accuracy": 0.0},
     "pseudolabel": {"per_class": 3, "threshold": 0.0},
     "diffusion": {"per_emotion": 1, "steps": 2, "judge_epochs": 1, "batch_size": 7},
     "gan": {"per_class": 1, "curve_faces": 1, "seam_faces": 7, "judge_epochs": 1},
@@ -67,7 +68,9 @@ def test_dvc_repro_smoke(tmp_path):
     _run([dvc, "repro"], repo, env)
     summary = json.loads((repo / "outputs/results/summary/metrics.json").read_text())
     assert summary["data_kind"] == "world"
-    assert set(summary["eval"]) >= {"real_rafdb", "real_affectnet", "real_fer2013"}
+    assert set(summary["eval"]) == {"real_rafdb", "real_affectnet", "real_fer2013", "pseudolabel_dcface"}
+    assert set(summary["eval"]["pseudolabel_dcface"]) == {"rafdb", "affectnet", "fer2013"}
+    assert set(summary["pseudolabel"]) == {"digiface", "dcface", "emonet_face"}
     status = _run([dvc, "status", "dvc.yaml"], repo, env)  # data.dvc's licensed data is absent, by design
     assert "up to date" in status.lower(), status
     shown = _run([dvc, "exp", "show", "--no-pager", "--json"], repo, env)

@@ -143,5 +143,13 @@ def test_cli_with_globs(inputs, tmp_path):
                               "--privacy", str(root / "privacy.csv"), "--out", str(root / "summary")])
     assert S.run(args) == 0
     m = json.loads((root / "summary" / "metrics.json").read_text())
-    assert sorted(m) == ["eval", "identity_similarity", "privacy", "pseudolabel", "synthetic"]
+    assert sorted(m) == ["data_kind", "eval", "identity_similarity", "privacy", "pseudolabel", "synthetic"]
+    assert m["data_kind"] == "world"  # every number says where it came from
     assert sorted(m["eval"]) == ["gan_f", "real_rafdb"]
+
+
+def test_pseudolabel_source_from_set_folder(tmp_path):
+    f = tmp_path / "sets" / "pseudolabel_dcface" / "metrics.json"
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps({"n_selected": 12, "world_precision_all": 0.5}))
+    assert S.read_pseudolabel(f) == {"source": "dcface", "kept": 12, "precision": 0.5}
