@@ -221,7 +221,12 @@ def _train_in_process(cfg: TrainConfig, frame: pd.DataFrame, out: str) -> None:
 def test_two_process_data_parallel_run_on_cpu(tmp_path):
     """The same train() under accelerate's multi-process launcher (2 CPU processes, gloo)."""
     from accelerate import debug_launcher
+    from accelerate.state import AcceleratorState, PartialState
 
+    # earlier single-process train() calls in this pytest process leave accelerate's singleton state set
+    # (num_processes=1), and the forked workers would inherit it: start from a clean state
+    AcceleratorState._reset_state(reset_partial_state=True)
+    PartialState._reset_state()
     df = _dataset(tmp_path)
     debug_launcher(_train_in_process, args=(_cfg(epochs=2, batch_size=4), df, str(tmp_path / "ddp")),
                    num_processes=2)
