@@ -36,6 +36,8 @@ def _copy_repo(dest: Path) -> None:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.splitlines()
     for f in files:
+        if f.startswith("outputs/") or f == "dvc.lock":  # a developer's own run stays out of the copy
+            continue
         src = ROOT / f
         if src.is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
