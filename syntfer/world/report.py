@@ -137,6 +137,13 @@ def intensity_strip(identity: Identity, label: str, steps: int = 6, size: int = 
                                        size=size) for s in scales], 1)
 
 
+def save_figure(fig: plt.Figure, path: str | os.PathLike | None) -> None:
+    """Save `fig` as a PNG at `path` (folders created); nothing when `path` is None."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
 def show_grid(grid: np.ndarray, row_labels: list[str], col_labels: list[str], path: str | os.PathLike | None = None,
               title: str = "") -> plt.Figure:
     """Plot an image grid with row/column labels (cells are equal squares); saves a PNG when `path` is set."""
@@ -151,9 +158,7 @@ def show_grid(grid: np.ndarray, row_labels: list[str], col_labels: list[str], pa
         s.set_visible(False)
     ax.set_title(title)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path)
     return fig
 
 
@@ -164,9 +169,7 @@ def plot_class_shares(table: pd.DataFrame, path: str | os.PathLike | None = None
     g = sns.catplot(data=long, x="class", y="share", hue="source", col="dataset", kind="bar", col_wrap=2,
                     height=2.6, aspect=1.6)
     g.set_xticklabels(rotation=30)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        g.figure.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(g.figure, path)
     return g.figure
 
 
@@ -177,7 +180,5 @@ def plot_heatmap(table: pd.DataFrame, title: str, path: str | os.PathLike | None
     sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, cbar=False, ax=ax)
     ax.set_title(title)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path)
     return fig
