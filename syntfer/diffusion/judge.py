@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from syntfer import labels as L
+from syntfer.evaluation import target_accuracy_table
 from syntfer.images import load_image
 from syntfer.seeding import derive_seed
 
@@ -151,16 +152,7 @@ def from_classifier(model: nn.Module, name: str = "baseline") -> Judge:
 def fidelity(probs: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
     """Per-class and overall expression fidelity (judge accuracy vs prompted label) and mean confidence."""
     y = np.array([L.index(v) for v in labels])
-    pred = probs.argmax(1)
-    rows = []
-    for c, name in enumerate(L.CLASSES):
-        m = y == c
-        rows.append({"class": name, "n": int(m.sum()),
-                     "fidelity": float((pred[m] == c).mean()) if m.any() else float("nan"),
-                     "mean_p_prompted": float(probs[m, c].mean()) if m.any() else float("nan")})
-    rows.append({"class": "all", "n": len(y), "fidelity": float((pred == y).mean()) if len(y) else float("nan"),
-                 "mean_p_prompted": float(probs[np.arange(len(y)), y].mean()) if len(y) else float("nan")})
-    return pd.DataFrame(rows)
+    return target_accuracy_table(probs, y).rename(columns={"accuracy": "fidelity", "p_target": "mean_p_prompted"})
 
 
 def teacher_callable(judge: Judge) -> Callable[[Sequence[str]], np.ndarray]:

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from syntfer import labels as L
+from syntfer.evaluation import target_accuracy_table
 
 
 # ---- judge -------------------------------------------------------------------------------------------------
@@ -127,16 +128,7 @@ def judge_features(model: nn.Module, crops: torch.Tensor | np.ndarray, size: int
 def fidelity_table(probs: np.ndarray, targets: Sequence[str]) -> pd.DataFrame:
     """Per target class: n, accuracy (judge argmax == target), mean target probability."""
     y = np.array([L.CLASS_TO_INDEX[t] for t in targets])
-    pred = probs.argmax(1)
-    rows = []
-    for i, c in enumerate(L.CLASSES):
-        m = y == i
-        rows.append({"target": c, "n": int(m.sum()),
-                     "accuracy": float((pred[m] == i).mean()) if m.any() else float("nan"),
-                     "p_target": float(probs[m, i].mean()) if m.any() else float("nan")})
-    rows.append({"target": "all", "n": int(len(y)), "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-                 "p_target": float(probs[np.arange(len(y)), y].mean()) if len(y) else float("nan")})
-    return pd.DataFrame(rows)
+    return target_accuracy_table(probs, y).rename(columns={"class": "target"})
 
 
 def intensity_curve(probs: np.ndarray, targets: Sequence[str], rho: Sequence[float]) -> pd.DataFrame:
