@@ -94,6 +94,14 @@ class _Rows:
         return ReadResult(frame.reset_index(drop=True), self.skipped, self.excluded)
 
 
+def _numbered_lines(file: Path) -> Iterable[tuple[str, str]]:
+    """(where, line) for every non-blank line of a text file; `where` is 'file line N' for error messages."""
+    with open(file, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if line.strip():
+                yield f"{file} line {lineno}", line
+
+
 def _check_split(split: str | None, allowed: Iterable[str], fmt: str) -> None:
     allowed = tuple(allowed)
     if split is not None and split not in allowed:
@@ -106,31 +114,27 @@ def read_rafdb(root: Path, split: str | None, rows: _Rows) -> None:
     label_file = root / RAFDB_LABEL_FILE
     if not label_file.exists():
         raise ReaderError(f"{label_file}: RAF-DB label file not found (expected <root>/{RAFDB_LABEL_FILE})")
-    with open(label_file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{label_file} line {lineno}"
-            parts = line.split()
-            if len(parts) != 2:
-                rows.bad(where, f"expected 'train_00001.jpg <code 1..7>', got {line.strip()!r}")
-                continue
-            name, code = parts
-            prefix = name.split("_", 1)[0]
-            if prefix not in ("train", "test"):
-                rows.bad(where, f"image name {name!r} does not start with train_ or test_")
-                continue
-            try:
-                label = L.from_native("rafdb", code)
-            except L.LabelError as e:
-                rows.bad(where, str(e))
-                continue
-            if split is not None and prefix != split:
-                continue
-            stem = Path(name).stem
-            image = root / "Image" / "aligned" / f"{stem}_aligned.jpg"
-            rows.rows.append({"path": str(image.resolve()), "label": label, "split": prefix,
-                              "source": "rafdb", "_where": where})
+    for where, line in _numbered_lines(label_file):
+        parts = line.split()
+        if len(parts) != 2:
+            rows.bad(where, f"expected 'train_00001.jpg <code 1..7>', got {line.strip()!r}")
+            continue
+        name, code = parts
+        prefix = name.split("_", 1)[0]
+        if prefix not in ("train", "test"):
+            rows.bad(where, f"image name {name!r} does not start with train_ or test_")
+            continue
+        try:
+            label = L.from_native("rafdb", code)
+        except L.LabelError as e:
+            rows.bad(where, str(e))
+            continue
+        if split is not None and prefix != split:
+            continue
+        stem = Path(name).stem
+        image = root / "Image" / "aligned" / f"{stem}_aligned.jpg"
+        rows.rows.append({"path": str(image.resolve()), "label": label, "split": prefix,
+                          "source": "rafdb", "_where": where})
 
 
 # --- AffectNet ------------------------------------------------------------------------------
@@ -183,20 +187,16 @@ def _read_list_file(root: Path, list_file: Path, split: str, rows: _Rows, classe
     lf = list_file if list_file.is_absolute() else root / list_file
     if not lf.exists():
         raise ReaderError(f"{lf}: list file not found")
-    with open(lf, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{lf} line {lineno}"
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2:
-                rows.bad(where, f"expected '<relative/path.jpg> <AffectNet code>', got {line.strip()!r}")
-                continue
-            label = _affectnet_label(parts[1], where, rows, classes)
-            if label is None:
-                continue
-            rows.rows.append({"path": str((root / parts[0]).resolve()), "label": label, "split": split,
-                              "source": "affectnet", "_where": where})
+    for where, line in _numbered_lines(lf):
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            rows.bad(where, f"expected '<relative/path.jpg> <AffectNet code>', got {line.strip()!r}")
+            continue
+        label = _affectnet_label(parts[1], where, rows, classes)
+        if label is None:
+            continue
+        rows.rows.append({"path": str((root / parts[0]).resolve()), "label": label, "split": split,
+                          "source": "affectnet", "_where": where})
 
 
 # --- FER2013 --------------------------------------------------------------------------------
