@@ -214,7 +214,7 @@ def bench_loading(n_images: int, workers: list[int], model_names: list[str], bat
     import pandas as pd
     from PIL import Image
 
-    from syntfer.data import ManifestDataset, build_loader, train_transform
+    from syntfer.data import BatchAugment, BatchCollate, ManifestDataset, build_loader, train_transform
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,6 +238,21 @@ def bench_loading(n_images: int, workers: list[int], model_names: list[str], bat
                 rows.append({"model_cfg": name, "img_size": cfg.input_size[-1], "num_workers": nw,
                              "batch": batch, "images_per_s": ips, "n_images": n_images, "what": "loader alone"})
                 print(f"  loading for {name:8s} ({cfg.input_size[-1]} px) workers={nw}: {ips:8.1f} img/s", flush=True)
+        # the default pipeline's path: decoded once into memory at the model's size, augmented per batch
+        for name in model_names:
+            cfg = create_model(name).cfg
+            for mode in ("per-image (cached)", "batched (cached)"):
+                if mode.startswith("batched"):
+                    ds = ManifestDataset(frame, None, cache=True, size=cfg.input_size[1:])
+                    collate = BatchCollate(BatchAugment(cfg))
+                else:
+                    ds, collate = ManifestDataset(frame, train_transform(cfg), cache=True), None
+                ds.preload(progress=False)
+                loader = build_loader(ds, batch_size=batch, train=True, seed=0, collate_fn=collate)
+                ips = timed_iteration(loader, warmup=2)
+                rows.append({"model_cfg": name, "img_size": cfg.input_size[-1], "num_workers": 0, "batch": batch,
+                             "images_per_s": ips, "n_images": n_images, "what": f"loader alone, {mode}"})
+                print(f"  loading for {name:8s} ({cfg.input_size[-1]} px) {mode}: {ips:8.1f} img/s", flush=True)
         # end to end: ir_tiny training fed by the real loader (2 workers share the cores with training)
         model = create_model("ir_tiny").train().to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -287,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     rows += bench_model("ir_tiny", 48, small_batch, device, args.steps or (20 if on_gpu else 8), 2 if not on_gpu else 5)
     rows += bench_model("ir50", 112, ir50_batch, device, args.steps or (20 if on_gpu else 3), 1 if not on_gpu else 5)
-    loading = [] if args.skip_loading else bench_loading(args.loading_images, [0, 2], ["ir_tiny", "ir50"], 64)
+    loading = [] if args.skip_loading else bench_loading(args.loading_images, [0, 2], ["cnn_tiny", "ir50"], 64)
 
     def ips(model, impl, precision, fmt):
         return next(r["images_per_s"] for r in rows if (r["model"], r["impl"], r["precision"], r["memory_format"])

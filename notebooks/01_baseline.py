@@ -34,11 +34,11 @@ train_manifest = "outputs/sets/real_rafdb/manifest.csv"  # labelled manifest (pa
 test_dir = "outputs/tests"  # holds <name>.csv test manifests
 test_sets = "rafdb,affectnet,fer2013"  # comma-separated test manifest names
 data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): labels every number
-model = "ir_tiny"  # any registered model (syntfer.models.list_models())
-model_kwargs = '{"img_size": 64}'  # JSON object of builder options, e.g. '{"img_size": 64}'
+model = "cnn_tiny"  # any registered model (syntfer.models.list_models())
+model_kwargs = '{"img_size": 48}'  # JSON object of builder options, e.g. '{"img_size": 64}'
 pretrained = ""  # weight file for the model builder (empty: random init)
 recipe = "fast"  # fast | upstream_ir50 | poster (syntfer.training.RECIPES); knobs below override it
-epochs = 12
+epochs = 10
 batch_size = 64
 lr = 0.002
 weight_decay = 0.05
@@ -46,6 +46,7 @@ optimizer = "adamw"  # adam | adamw | sam_adam | sam_adamw
 scheduler = "cosine"  # exponential | cosine | constant
 label_smoothing = 0.4
 balanced = False  # class-balanced sampling
+balanced_sets = "real_affectnet"  # comma-separated training sets always drawn class-balanced (e.g. the ≈35:1 AffectNet-7)
 val_fraction = 0.1
 seed = 0
 threads = 2  # torch CPU threads (1 is fastest per CPU-second on a loaded 2-core machine)
@@ -53,7 +54,7 @@ num_workers = 0  # data loader worker processes
 cache_images = True  # keep decoded images in memory (small sets only)
 eval_batch_size = 256
 out_dir = "outputs/train/real_rafdb-s0"  # metrics.json, log.csv, confusion_*.csv, cross_dataset.csv, train/
-min_in_domain_accuracy = 0.3  # closing check on in-domain accuracy (weak: predicting the majority class may pass)
+min_in_domain_accuracy = 0.2  # closing check on in-domain accuracy (weak: predicting the majority class may pass)
 min_in_domain_balanced_accuracy = 0.17  # closing check: mean-class accuracy above chance (1/7 ≈ 0.143)
 progress = False  # tqdm bars (off in pipeline logs)
 
@@ -84,6 +85,7 @@ if not test_names:
 for path in [Path(train_manifest)] + [Path(test_dir) / f"{t}.csv" for t in test_names]:
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} not found (stage `manifests` writes them)")
+balanced = bool(balanced) or train_set in {b.strip() for b in balanced_sets.split(",") if b.strip()}
 kwargs = json.loads(model_kwargs)
 if not isinstance(kwargs, dict):
     raise ValueError(f"model_kwargs={model_kwargs!r} is not a JSON object")
@@ -121,7 +123,13 @@ counts
 
 # %%
 t0 = time.perf_counter()
-result = train(config, frames["train"], out / "train")
+train_frame, val_frame = frames["train"], None
+if "split" in train_frame.columns and (train_frame["split"].astype(str) == "val").any():
+    # a set that ships its own validation split (Mixed-SYN: 125 per source and class) is validated on it
+    val_frame = train_frame[train_frame["split"].astype(str) == "val"].reset_index(drop=True)
+    train_frame = train_frame[train_frame["split"].astype(str) != "val"].reset_index(drop=True)
+    print(f"validation: the set's own 'val' split ({len(val_frame)} images)")
+result = train(config, train_frame, out / "train", val_data=val_frame)
 train_seconds = time.perf_counter() - t0
 write_text(out / "log.csv", (out / "train" / "log.csv").read_text())  # per-epoch curves for `dvc plots`
 print(f"trained in {train_seconds:.1f} s; best epoch {result.best_epoch}/{epochs} "
@@ -233,10 +241,13 @@ if home in test_metrics:  # a real dataset's training split: its own test split 
     in_domain = test_metrics[home]["balanced_accuracy"]
     assert test_metrics[home]["accuracy"] >= min_in_domain_accuracy, (
         f"in-domain accuracy {test_metrics[home]['accuracy']:.3f} < {min_in_domain_accuracy}")
-else:  # a synthetic set has no test split of its own: require learning on at least one test set
-    home = max(test_metrics, key=lambda k: test_metrics[k]["balanced_accuracy"])
-    in_domain = test_metrics[home]["balanced_accuracy"]
-    print(f"{train_set} has no in-domain test set; checking the best one ({home})")
+else:  # a synthetic set has no test split of its own: the check is that training learned the set itself
+    # (held-out validation); how far that transfers to the test sets is the result, not a precondition
+    home = f"{train_set} validation (best epoch)"
+    in_domain = float(result.history.loc[result.history["epoch"] == result.best_epoch, "val_balanced_acc"].iloc[0])
+    best_test = max(test_metrics, key=lambda k: test_metrics[k]["balanced_accuracy"])
+    print(f"{train_set} has no in-domain test set; best transfer: {best_test} "
+          f"balanced accuracy {test_metrics[best_test]['balanced_accuracy']:.3f}")
 assert in_domain >= min_in_domain_balanced_accuracy, (
     f"{home}: balanced accuracy {in_domain:.3f} < {min_in_domain_balanced_accuracy}: the model did not "
     "learn beyond the class prior")

@@ -37,8 +37,9 @@ official_checkpoint = ""  # an official GANmut *-G.ckpt used instead of editor_d
 retrain_steps = 0  # >0: retrain the editor for this many critic steps into out_dir/editor (slow on CPU)
 retrain_per_class_cap = 250  # first N AffectNet-stand-in training images per class used for (re)training
 identity_dir = "models/identity/world32"  # world identity encoder (encoder.pt + encoder.json)
+judge_checkpoint = ""  # baseline classifier checkpoint dir (notebook 01); empty: train the quick judge below
 judge_epochs = 4  # quick judge: epochs over the capped AffectNet-stand-in crops
-judge_size = 48  # quick judge input size
+judge_size = 48  # quick judge input size (a checkpoint judge uses its own)
 recipe = "10"  # 10 | 70 | RAF
 per_class = 40  # recipe '10': faces per class (paper: 10,000)
 total = 0  # recipe 'RAF': total edits (paper: 15,339)
@@ -170,22 +171,34 @@ plt.show()
 
 # %% [markdown]
 # ## The judge
-# Expression fidelity needs a classifier that is not the editor's own discriminator. The project's baseline
-# (notebook 01) is not wired in yet, so a ResNet-18 (torchvision, random init) is trained here at 48 px on the
-# capped AffectNet stand-in crops and validated on a held-out 15 % — a quick judge, said so in every table.
+# Expression fidelity needs a classifier that is not the editor's own discriminator. The pipeline passes the
+# project's baseline (notebook 01's checkpoint trained on the RAF-DB stand-in) as `judge_checkpoint`; without one,
+# a ResNet-18 (torchvision, random init) is trained here at 48 px on the capped AffectNet stand-in crops and
+# validated on a held-out 15 % — a quick judge, said so in every table.
 
 # %%
-from syntfer.gan.training import load_crops, select_per_class
-from syntfer.readers import read_dataset
+if judge_checkpoint:
+    from syntfer.models.checkpoint import load_checkpoint as load_classifier
 
-jframe = select_per_class(read_dataset("affectnet", affectnet_dir, split="train", check="exists").frame,
-                          retrain_per_class_cap)
-jcrops = load_crops(jframe, judge_size)
-jlabels = torch.tensor([L.CLASS_TO_INDEX[c] for c in jframe["label"]])
-judge = E.train_judge(jcrops, jlabels, epochs=judge_epochs, seed=seed, threads=threads, size=judge_size)
-metrics.update(judge_val_accuracy=judge.val_accuracy, judge_val_balanced_accuracy=judge.val_balanced_accuracy)
-display(pd.DataFrame([{"judge": "resnet18@48 (quick, world affectnet stand-in)", "val_acc": judge.val_accuracy,
-                       "val_balanced_acc": judge.val_balanced_accuracy, "train_images": len(jframe)}]))
+    judge_model = E.ClassifierJudge(load_classifier(judge_checkpoint))
+    judge_size = judge_model.size
+    judge = E.JudgeResult(model=judge_model, log=pd.DataFrame(), val_accuracy=float("nan"),
+                          val_balanced_accuracy=float("nan"))
+    judge_name = f"baseline checkpoint {judge_checkpoint} ({judge_model.model.cfg.name}@{judge_size})"
+else:
+    from syntfer.gan.training import load_crops, select_per_class
+    from syntfer.readers import read_dataset
+
+    jframe = select_per_class(read_dataset("affectnet", affectnet_dir, split="train", check="exists").frame,
+                              retrain_per_class_cap)
+    jcrops = load_crops(jframe, judge_size)
+    jlabels = torch.tensor([L.CLASS_TO_INDEX[c] for c in jframe["label"]])
+    judge = E.train_judge(jcrops, jlabels, epochs=judge_epochs, seed=seed, threads=threads, size=judge_size)
+    judge_name = "resnet18@48 (quick, world affectnet stand-in)"
+    metrics.update(judge_val_accuracy=judge.val_accuracy, judge_val_balanced_accuracy=judge.val_balanced_accuracy)
+metrics["judge"] = judge_name
+display(pd.DataFrame([{"judge": judge_name, "val_acc": judge.val_accuracy,
+                       "val_balanced_acc": judge.val_balanced_accuracy}]))
 
 # %% [markdown]
 # ## Expression fidelity per class (F and V sets)

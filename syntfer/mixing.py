@@ -236,6 +236,24 @@ def hybrid_set(synthetic: pd.DataFrame, real: pd.DataFrame, synthetic_name: str,
                      params={"synthetic": synthetic_name, "real": real_name})
 
 
+def whole_set(frame: pd.DataFrame, name: str) -> MixResult:
+    """One source taken whole, as a training set of its own (every row; its split kept, 'train' when absent).
+
+    This is how a strategy's output (a curated diffusion set, a GAN-edited set) becomes ``outputs/sets/<name>``
+    with the same guards, names and manifest columns as Mixed-SYN and hybrids."""
+    check_source_name(name)
+    tagged = _tag(canonicalize_labels(frame, name), name)
+    split = tagged["split"].astype(str) if "split" in tagged.columns else pd.Series("", index=tagged.index)
+    tagged["split"] = split.where(split.str.len() > 0, "train")
+    per_class = L.counts(tagged["label"])
+    rows = [{"source": name, "label": label, "available": per_class[label], "requested_train": per_class[label],
+             "requested_val": 0, "train": int(((tagged["label"] == label) & (tagged["split"] == "train")).sum()),
+             "val": 0, "shortfall": 0} for label in L.CLASSES]
+    for r in rows:
+        r["val"] = r["available"] - r["train"]
+    return MixResult(frame=_finish([tagged]), counts=pd.DataFrame(rows), kind="whole", params={"source": name})
+
+
 def _finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
     if not parts:
         raise MixingError("the combined set is empty")
@@ -337,8 +355,12 @@ def load_source(spec: str | os.PathLike) -> pd.DataFrame:
 
 # --- CLI: syntfer mix ------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", action="append", required=True, metavar="NAME=MANIFEST_OR_FOLDER",
-                        help="a synthetic source (repeatable; for --real, exactly one)")
+    parser.add_argument("--source", action="append", default=[], metavar="NAME=MANIFEST_OR_FOLDER",
+                        help="a synthetic source (repeatable; for --real and --whole, exactly one)")
+    parser.add_argument("--sets", default="", metavar="NAME,NAME,…",
+                        help="sources by set name, each <sets-dir>/<NAME>/manifest.csv (comma-separated; for DVC)")
+    parser.add_argument("--sets-dir", default="outputs/sets", help="where --sets names live")
+    parser.add_argument("--whole", action="store_true", help="copy one source whole (all rows) as a set")
     parser.add_argument("--real", metavar="NAME=MANIFEST", help="build a hybrid with this real train split")
     parser.add_argument("--n-train", type=int, default=1250, help="Mixed-SYN images per source and class (train)")
     parser.add_argument("--n-val", type=int, default=125, help="Mixed-SYN images per source and class (val)")
@@ -356,8 +378,19 @@ def _spec(s: str) -> tuple[str, pd.DataFrame]:
 
 
 def run(args: argparse.Namespace) -> int:
-    sources = dict(_spec(s) for s in args.source)
-    if args.real:
+    specs = list(args.source) + [f"{n}={Path(args.sets_dir) / n / 'manifest.csv'}"
+                                 for n in (x.strip() for x in args.sets.split(",")) if n]
+    if not specs:
+        raise MixingError("no sources: give --source NAME=MANIFEST and/or --sets NAME,NAME")
+    sources = dict(_spec(s) for s in specs)
+    if len(sources) != len(specs):
+        raise MixingError(f"a source name is given twice in {specs}")
+    if args.whole:
+        if args.real or len(sources) != 1:
+            raise MixingError(f"--whole copies exactly one source (no --real); got {len(sources)}")
+        (name, frame), = sources.items()
+        result = whole_set(frame, name)
+    elif args.real:
         if len(sources) != 1:
             raise MixingError(f"--real builds one hybrid: give exactly one --source, got {len(sources)}")
         real_name, real = _spec(args.real)

@@ -38,8 +38,8 @@ from torch import nn
 from tqdm import tqdm
 
 from syntfer import labels as L
-from syntfer.data import (UPSTREAM_NOISE_STD, ManifestDataset, as_frame, build_loader, epoch_sampler,
-                          eval_transform, image_mode, split_validation, train_transform)
+from syntfer.data import (UPSTREAM_NOISE_STD, BatchAugment, BatchCollate, ManifestDataset, as_frame, build_loader,
+                          epoch_sampler, eval_transform, image_mode, split_validation, train_transform)
 from syntfer.manifest import write_manifest
 from syntfer.models import create_model
 from syntfer.models.checkpoint import load_checkpoint, save_checkpoint
@@ -83,6 +83,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     num_workers: int = 0
     cache_images: bool = False
+    batch_augment: bool = False       # augment whole batches at the model's size (data.BatchAugment), not per image
     checkpoint_every: int = 0         # also save the resume state every N steps (0: epoch ends only)
     mixed_precision: str = "auto"     # auto (bf16 on CUDA, none on CPU) | no | bf16
     channels_last: str = "auto"       # auto (on CUDA) | yes | no
@@ -148,7 +149,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "poster": dict(model="poster", optimizer="sam_adam", lr=4e-5, weight_decay=1e-4, rho=0.05,
                    scheduler="exponential", gamma=0.98, epochs=300, batch_size=200, label_smoothing=0.2),
     "fast": dict(model="ir_tiny", optimizer="adamw", lr=2e-3, weight_decay=0.05, scheduler="cosine",
-                 epochs=10, batch_size=64, label_smoothing=0.4, cache_images=True),
+                 epochs=10, batch_size=64, label_smoothing=0.4, cache_images=True, batch_augment=True),
 }
 
 
@@ -357,16 +358,26 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
         raise TrainError(f"model {cfg.model} outputs classes {mcfg.labels}; training needs the canonical order "
                          f"{L.CLASSES}")
     mode = image_mode(mcfg)
-    tf_train = (train_transform(mcfg, noise_std=cfg.noise_std, erasing_p=cfg.erasing_p) if cfg.augment
-                else eval_transform(mcfg))
-    ds_train = ManifestDataset(tr_frame, tf_train, mode=mode, cache=cfg.cache_images)
-    ds_val = ManifestDataset(va_frame, eval_transform(mcfg), mode=mode, cache=cfg.cache_images)
+    if cfg.batch_augment:  # images resized once at decode time, augmented per batch (data.BatchAugment)
+        size = mcfg.input_size[1:]
+        ds_train = ManifestDataset(tr_frame, None, mode=mode, cache=cfg.cache_images, size=size)
+        ds_val = ManifestDataset(va_frame, None, mode=mode, cache=cfg.cache_images, size=size)
+        collate_train = BatchCollate(BatchAugment(mcfg, train=cfg.augment, noise_std=cfg.noise_std,
+                                                  erasing_p=cfg.erasing_p))
+        collate_val = BatchCollate(BatchAugment(mcfg, train=False))
+    else:
+        tf_train = (train_transform(mcfg, noise_std=cfg.noise_std, erasing_p=cfg.erasing_p) if cfg.augment
+                    else eval_transform(mcfg))
+        ds_train = ManifestDataset(tr_frame, tf_train, mode=mode, cache=cfg.cache_images)
+        ds_val = ManifestDataset(va_frame, eval_transform(mcfg), mode=mode, cache=cfg.cache_images)
+        collate_train = collate_val = None
     if cfg.cache_images:
         ds_train.preload(cfg.progress and is_main)
         ds_val.preload(cfg.progress and is_main)
     train_loader = build_loader(ds_train, batch_size=cfg.batch_size, train=True, seed=cfg.seed,
-                                balanced=cfg.balanced, num_workers=cfg.num_workers)
-    val_loader = build_loader(ds_val, batch_size=cfg.eval_batch_size, train=False, num_workers=cfg.num_workers)
+                                balanced=cfg.balanced, num_workers=cfg.num_workers, collate_fn=collate_train)
+    val_loader = build_loader(ds_val, batch_size=cfg.eval_batch_size, train=False, num_workers=cfg.num_workers,
+                              collate_fn=collate_val)
     sampler = epoch_sampler(train_loader)
 
     fingerprint = {"config": cfg.fingerprint(), "train": _frame_fingerprint(tr_frame),
@@ -517,6 +528,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--balanced", action="store_true", default=None, help="class-balanced sampling")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--cache-images", action="store_true", default=None, help="keep decoded images in memory")
+    p.add_argument("--batch-augment", dest="batch_augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment whole batches at the model's size (default: the recipe's; fast = on)")
     p.add_argument("--deterministic", action="store_true", default=None)
     p.add_argument("--cpu", action="store_true", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)

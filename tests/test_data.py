@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from syntfer import labels as L
-from syntfer.data import (DataError, EpochSampler, ManifestDataset, as_frame, build_loader, epoch_sampler,
+from syntfer.data import (BatchAugment, BatchCollate, DataError, EpochSampler, ManifestDataset, as_frame, build_loader, epoch_sampler,
                           eval_transform, image_mode, label_indices, loader_throughput, split_validation,
                           train_transform)
 from syntfer.manifest import write_manifest
@@ -174,3 +174,54 @@ def test_loaders_batches_drop_last_and_throughput(tmp_path):
     assert loader_throughput(ev, max_batches=1, warmup=1) > 0
     with pytest.raises(DataError, match="not built by build_loader"):
         epoch_sampler(ev)
+
+
+def _uint8_batch(n: int = 32, h: int = 24, w: int = 32) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(1).integers(0, 256, (n, 3, h, w), dtype=np.uint8))
+
+
+def test_batch_augment_without_randomness_equals_eval_normalisation():
+    x = _uint8_batch()
+    out = BatchAugment(CFG, train=False)(x)
+    want = torch.stack([eval_transform(CFG)(img) for img in x])
+    assert torch.allclose(out, want, atol=1e-6)
+    off = BatchAugment(CFG, noise_std=0.0, flip_or_noise_p=0.0, flip_p=0.0, erasing_p=0.0)
+    assert torch.allclose(off(x, torch.arange(len(x))), want, atol=1e-6)
+
+
+def test_batch_augment_is_seeded_and_applies_each_operation():
+    x = _uint8_batch(256)
+    aug = BatchAugment(CFG)
+    seeds = torch.arange(256) * 7919
+    a, b = aug(x, seeds), aug(x, seeds)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, aug(x, seeds + 1))
+    plain = BatchAugment(CFG, train=False)(x)
+    flipped = BatchAugment(CFG, train=False)(x.flip(-1))
+    erased = (a == 0).all(1).flatten(1).any(1)  # a zero rectangle in every channel
+    same = torch.isclose(a, plain, atol=1e-6).all(1).flatten(1).float().mean(1) > 0.85
+    mirrored = torch.isclose(a, flipped, atol=1e-6).all(1).flatten(1).float().mean(1) > 0.85
+    noisy = ~same & ~mirrored
+    # rates: erasing 0.5; flip 0.5·0.5 + 0.5·(1-0.25)... net flip = P(flip xor flip) = 0.5; noise 0.25
+    assert 0.38 < erased.float().mean() < 0.62
+    assert 0.38 < mirrored.float().mean() < 0.62
+    assert 0.15 < noisy.float().mean() < 0.35
+    with pytest.raises(DataError, match="one seed per image"):
+        aug(x)
+
+
+def test_batch_collate_loader_resizes_at_decode_and_matches_workers(tmp_path):
+    frame = _images(tmp_path, n_per_class=3, size=40)
+    ds = ManifestDataset(frame, None, cache=True, size=(24, 32))
+    collate = BatchCollate(BatchAugment(CFG))
+    assert ds[(0, 5)][0].shape == (3, 24, 32) and ds[(0, 5)][0].dtype == torch.uint8
+    loader = build_loader(ds, batch_size=8, train=True, seed=3, collate_fn=collate)
+    epoch_sampler(loader).set_position(1)
+    x0 = [b[0] for b in loader]
+    loader2 = build_loader(ManifestDataset(frame, None, size=(24, 32)), batch_size=8, train=True, seed=3,
+                           num_workers=1, collate_fn=collate)
+    epoch_sampler(loader2).set_position(1)
+    x1 = [b[0] for b in loader2]
+    assert all(torch.equal(a, b) for a, b in zip(x0, x1)) and x0[0].shape == (8, 3, 24, 32)
+    with pytest.raises(DataError, match="BatchCollate"):
+        build_loader(ds, batch_size=8, train=True)

@@ -378,3 +378,21 @@ def test_quick_judge_trains_and_predicts_in_canonical_order():
     p = predict(res.model, crops[:5], size=32)
     assert p.shape == (5, 7) and np.allclose(p.sum(1), 1, atol=1e-5)
     assert 0 <= res.val_accuracy <= 1 and judge_features(res.model, crops[:3], size=32).shape == (3, 512)
+
+
+def test_classifier_judge_matches_the_classifier_on_its_own_normalisation():
+    from syntfer.distances import penultimate_features
+    from syntfer.gan import evaluation as GE
+    from syntfer.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("cnn_tiny", img_size=32).eval()
+    judge = GE.ClassifierJudge(model)
+    crops = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    x = (crops.float() / 255 - 0.5) / 0.5  # cnn_tiny's own mean/std
+    with torch.no_grad():
+        want = torch.softmax(model(x), 1).numpy()
+        feats = penultimate_features(model, x).numpy()
+    assert np.allclose(GE.predict(judge, crops, size=32), want, atol=1e-5)
+    assert np.allclose(GE.judge_features(judge, crops, size=32), feats, atol=1e-5)
+    assert judge.size == 32

@@ -1,8 +1,10 @@
 """Mixed-SYN and hybrids: counts, seeded draws, prefixes, alias and collision guards, materialisation."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -177,3 +179,38 @@ def test_materialize_csv_rows_as_png(tmp_path):
     row = done.frame[done.frame["source"] == "fer2013"].sort_values("name").iloc[0]
     assert row["name"] == "fer2013__fer2013_row0.png"
     assert np.asarray(Image.open(row["path"])).mean() == 10
+
+
+def test_whole_set_keeps_every_row_and_provenance(two_sources, tmp_path):
+    src = two_sources["gan_f"].assign(source_path=lambda f: "/faces/" + f["label"])
+    res = M.whole_set(src, "gan_f")
+    f = res.frame
+    assert len(f) == len(src) and set(f["split"]) == {"train"}
+    assert res.counts["shortfall"].sum() == 0 and res.counts["available"].sum() == len(src)
+    # the edit's original face survives as origin_path; source_path is the file the set was copied from
+    assert set(f["origin_path"]) == {"/faces/" + c for c in src["label"]}
+    assert set(f["source_path"]) == set(src["path"])
+    out = M.materialize(res, tmp_path / "set")
+    assert all(Path(p).is_file() for p in out.frame["path"])
+
+
+def test_cli_whole_and_sets_by_name(two_sources, tmp_path):
+    from syntfer.manifest import write_manifest
+
+    sets = tmp_path / "sets"
+    for name, frame in two_sources.items():
+        write_manifest(frame, sets / name / "manifest.csv")
+    p = argparse.ArgumentParser()
+    M.add_arguments(p)
+    assert M.run(p.parse_args(["--whole", "--sets", "gan_f", "--sets-dir", str(sets), "--out",
+                               str(tmp_path / "copy")])) == 0
+    assert len(pd.read_csv(tmp_path / "copy" / "manifest.csv")) == len(two_sources["gan_f"])
+    assert M.run(p.parse_args(["--sets", "gan_f,diffusion_sd", "--sets-dir", str(sets), "--n-train", "2",
+                               "--n-val", "1", "--out", str(tmp_path / "mix")])) == 0
+    mixed = pd.read_csv(tmp_path / "mix" / "manifest.csv")
+    assert set(mixed["source"]) == {"gan_f", "diffusion_sd"} and len(mixed) == 2 * 7 * 3 - 1  # diffusion_sd: 2 disgust
+    with pytest.raises(M.MixingError, match="exactly one source"):
+        M.run(p.parse_args(["--whole", "--sets", "gan_f,diffusion_sd", "--sets-dir", str(sets), "--out",
+                            str(tmp_path / "x")]))
+    with pytest.raises(M.MixingError, match="no sources"):
+        M.run(p.parse_args(["--out", str(tmp_path / "y")]))

@@ -35,7 +35,7 @@ def face_ir50(tmp_path_factory) -> tuple[dict[str, torch.Tensor], str]:
     return state, str(path)
 
 # ------------------------------------------------------------------------------------------------ registry
-EXPECTED = {"ir50", "ir50_gap", "ir_tiny", "ir_small", "poster", "poster_base", "poster_small", "timm",
+EXPECTED = {"ir50", "ir50_gap", "ir_tiny", "ir_small", "cnn_tiny", "cnn_small", "poster", "poster_base", "poster_small", "timm",
             "timm_resnet18", "timm_mobilenetv3_small"}
 
 

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SMOKE = {
     "world": {"preset": "smoke", "probe_epochs": 1, "min_probe_accuracy": 0.0, "min_gap": -1.0, "share_tolerance": 1.0},
-    # a pseudo-labeled set joins the grid: trained on, tested on every test set, collected by the summary
-    "train": {"sets": ["real_rafdb", "real_affectnet", "real_fer2013", "pseudolabel_dcface"], "epochs": 1, "min_in_domain_accuracy": 0.0, "min_in_domain_balanced_accuracy": 0.0},
+    # the default grid (real, pseudo-labeled, diffusion, GAN, Mixed-SYN, hybrid sets), one epoch each
+    "train": {"epochs": 1, "min_in_domain_accuracy": 0.0, "min_in_domain_balanced_accuracy": 0.0},
+    "study": {"mixed_n_train": 2, "mixed_n_val": 1, "max_images": 20},
     "pseudolabel": {"per_class": 3, "threshold": 0.0},
     "diffusion": {"per_emotion": 1, "steps": 2, "judge_epochs": 1, "batch_size": 7},
     "gan": {"per_class": 1, "curve_faces": 1, "seam_faces": 7, "judge_epochs": 1},
@@ -70,13 +71,17 @@ def test_dvc_repro_smoke(tmp_path):
     _run([dvc, "repro"], repo, env)
     summary = json.loads((repo / "outputs/results/summary/metrics.json").read_text())
     assert summary["data_kind"] == "world"
-    assert set(summary["eval"]) == {"real_rafdb", "real_affectnet", "real_fer2013", "pseudolabel_dcface"}
-    assert set(summary["eval"]["pseudolabel_dcface"]) == {"rafdb", "affectnet", "fer2013"}
+    assert set(summary["eval"]) == set(params["train"]["sets"])
+    assert all(set(v) == {"rafdb", "affectnet", "fer2013"} for v in summary["eval"].values())
     assert set(summary["pseudolabel"]) == {"digiface", "dcface", "emonet_face"}
+    synthetic = set(params["train"]["sets"]) - {s for s in params["train"]["sets"] if s.startswith(("real_", "hybrid_"))}
+    assert set(summary["synthetic"]) == synthetic
+    assert set(summary["identity_similarity"]) == {"gan_f", "gan_v"}
+    assert (repo / "outputs/nb/07_report/07_report.html").is_file()
     status = _run([dvc, "status", "dvc.yaml"], repo, env)  # data.dvc's licensed data is absent, by design
     assert "up to date" in status.lower(), status
     shown = _run([dvc, "exp", "show", "--no-pager", "--json"], repo, env)
-    assert '"train.model"' in shown or '"model": "ir_tiny"' in shown, shown[:2000]
+    assert '"train.model"' in shown or '"model": "cnn_tiny"' in shown, shown[:2000]
     assert "balanced_acc" in shown, shown[:2000]
     # a second repro with nothing changed runs no stage
     again = _run([dvc, "repro"], repo, env)

@@ -88,6 +88,33 @@ def train_judge(crops: torch.Tensor, labels: torch.Tensor, *, epochs: int = 6, b
     return JudgeResult(model, pd.DataFrame(rows), float((pred == y).mean()), float(balanced_accuracy_score(y, pred)))
 
 
+class ClassifierJudge(nn.Module):
+    """A syntfer classifier (e.g. notebook 01's baseline checkpoint) behind this module's judge interface.
+
+    `predict`/`judge_features` feed ``(x/255 - 0.5)/0.25``; this undoes that, applies the classifier's own
+    normalisation, and exposes ``fc`` (a module over the classifier's penultimate features) so
+    `judge_features` gives those features.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        from syntfer.distances import _classifier_head
+
+        self.model = model.eval()
+        self.fc = _classifier_head(model)
+        self.register_buffer("mean", torch.tensor(model.cfg.mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(model.cfg.std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.size = int(model.cfg.input_size[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from syntfer.distances import penultimate_features
+
+        x = (x * 0.25 + 0.5 - self.mean) / self.std
+        if self.model.cfg.input_size[0] == 1:
+            x = x.mean(1, keepdim=True)
+        return self.fc(penultimate_features(self.model, x))
+
+
 @torch.no_grad()
 def predict(model: nn.Module, crops: torch.Tensor | np.ndarray, batch_size: int = 256, size: int = 48) -> np.ndarray:
     """Softmax probabilities (N, 7) for uint8 crops (N, 3, H, W) or (N, H, W, 3), canonical order."""

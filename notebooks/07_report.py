@@ -1,0 +1,625 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     name: syntfer
+#     display_name: syntfer
+#     language: python
+# ---
+
+# %% [markdown]
+# # 07 · Report: can synthetic faces replace or extend real FER training data?
+#
+# **Question.** Trained on synthetic faces (pseudo-labeled synthetic-identity collections, diffusion renders,
+# GAN expression edits, the Mixed-SYN union of all of them) or on a synthetic set joined with RAF-DB's training
+# split (hybrids), how close does a classifier come to one trained on real data — on its own test split and
+# across datasets — and where does synthetic data help (the rare classes disgust, fear, anger)? And what are
+# the synthetic sets themselves: how far from real faces, how faithful to the asked-for expression, how
+# identity-preserving, whom they show, and whether they copy real training faces?
+#
+# This notebook computes nothing new: it reads what the pipeline already wrote — the summary stage's tables
+# (`syntfer summarize`: mean ± sd over seeds of every training set × test set), each training run's
+# confusion matrix on the primary test set, each training set's manifest, and the set measurements of
+# notebook 05 — and lays them out as the paper's kinds of tables and figures. Every figure is saved under
+# `out_dir/figures`; `out_dir/headline.csv` is the compact table the README quotes. A missing required input
+# is an error naming its path; an optional section whose input this run did not produce says so and is
+# counted in `out_dir/sections.csv` — nothing is skipped silently.
+
+# %% tags=["parameters"]
+summary_dir = "outputs/results/summary"  # syntfer summarize: metrics.json, eval.csv, cross_dataset.csv (+ pseudolabel.csv, synthetic.csv, privacy.csv)
+sets_dir = "outputs/results/sets"  # notebook 05: synthetic.csv, fidelity_per_class.csv, privacy_summary.csv, demographics.csv (each optional)
+train_sets_dir = "outputs/sets"  # one folder per training set holding its manifest.csv
+runs_glob = "outputs/train/*/cross_dataset.csv"  # one tidy CSV per training run; confusion_<primary_test>.csv lies next to each
+data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): must match metrics.json
+model = "cnn_tiny"  # backbone to report (the training grid's model); empty: the only model in eval.csv
+primary_test = "rafdb"  # test set of the per-class recall, minority-gain and confusion sections
+reference_set = "real_rafdb"  # real training set the minority-class gains are measured against
+minority_classes = "disgust,fear,anger"  # comma-separated classes of the minority-gain table
+min_seeds = 1  # closing check: every training set x test set cell has at least this many seeds (paper tables: 3)
+out_dir = "outputs/results/report"  # headline.csv, the tables below, sections.csv, figures/
+
+# %%
+import glob
+import json
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from syntfer import audit as A
+from syntfer import evaluation as E
+from syntfer import labels as L
+from syntfer import summary as S
+from syntfer.data import as_frame, describe_frame
+from syntfer.storage import write_text
+
+if data_kind not in ("world", "real"):
+    raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
+minority = [L.canonical(c) for c in minority_classes.split(",") if c.strip()]
+if not minority:
+    raise ValueError("minority_classes is empty")
+out = Path(out_dir)
+figures = out / "figures"
+figures.mkdir(parents=True, exist_ok=True)
+summary, sets = Path(summary_dir), Path(sets_dir)
+kind_note = "procedural-world stand-ins" if data_kind == "world" else "licensed real data"
+sns.set_theme(style="whitegrid", context="notebook")
+
+# Training-set name prefix -> (strategy, family); the families are the report's real / synthetic / mixed split.
+STRATEGIES = {
+    "real_": ("real", "real"),
+    "pseudolabel_": ("pseudo-labeled", "synthetic (one source)"),
+    "diffusion_": ("diffusion", "synthetic (one source)"),
+    "gan_": ("GAN-edited", "synthetic (one source)"),
+    "mixed_syn": ("Mixed-SYN", "Mixed-SYN (all sources)"),
+    "hybrid_": ("hybrid", "hybrid (synthetic + real)"),
+}
+FAMILIES = list(dict.fromkeys(f for _, f in STRATEGIES.values()))
+HEADLINE = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1"}
+sections: list[dict] = []  # every section and whether this run produced its input
+written: list[Path] = []  # every figure saved
+
+
+def strategy_of(name: str) -> tuple[str, str]:
+    """(strategy, family) of a training set from its name's prefix; an unknown prefix is an error."""
+    for prefix, sf in STRATEGIES.items():
+        if name.startswith(prefix):
+            return sf
+    raise ValueError(f"training set {name!r} has none of the strategy prefixes {list(STRATEGIES)}")
+
+
+def required(path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    return path
+
+
+def columns_of(frame: pd.DataFrame, need, path) -> pd.DataFrame:
+    missing = sorted(set(need) - set(frame.columns))
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {missing}; has {list(frame.columns)}")
+    return frame
+
+
+def section(name: str, path, produced: bool, why: str = "") -> bool:
+    """Record a section; print an explicit line when this run did not produce its input."""
+    status = "shown" if produced else "not produced by this run"
+    note = "" if produced else (why or f"{path} does not exist")
+    sections.append({"section": name, "status": status, "input": str(path), "note": note})
+    if not produced:
+        print(f"[{name}] not produced by this run: {note}")
+    return produced
+
+
+def optional(path, name: str) -> Path | None:
+    path = Path(path)
+    return path if section(name, path, path.is_file()) else None
+
+
+def show(fig, name: str) -> None:
+    """Save a figure as PNG under out_dir/figures and show it."""
+    path = figures / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    written.append(path)
+    plt.show()
+    plt.close(fig)
+
+
+def save_table(frame: pd.DataFrame, name: str, index: bool = False) -> None:
+    write_text(out / f"{name}.csv", frame.to_csv(index=index))
+
+
+metrics_path = required(summary / "metrics.json", "summary metrics (written by `syntfer summarize`)")
+metrics = json.loads(metrics_path.read_text())
+if metrics.get("data_kind") != data_kind:
+    raise ValueError(f"{metrics_path}: data_kind {metrics.get('data_kind')!r}, but this report was asked for "
+                     f"data_kind={data_kind!r}: the numbers would be mislabelled")
+if "eval" not in metrics:
+    raise ValueError(f"{metrics_path}: no 'eval' section (was `syntfer summarize` given --eval files?)")
+sets_metrics = sets / "metrics.json"  # notebook 05 labels its tables too
+if sets_metrics.is_file() and json.loads(sets_metrics.read_text()).get("data_kind") != data_kind:
+    raise ValueError(f"{sets_metrics}: data_kind {json.loads(sets_metrics.read_text()).get('data_kind')!r}, but "
+                     f"this report was asked for data_kind={data_kind!r}")
+eval_path = required(summary / "eval.csv", "aggregated cross-dataset table (syntfer summarize)")
+cross_path = required(summary / "cross_dataset.csv", "per-seed cross-dataset table (syntfer summarize)")
+eval_all = columns_of(pd.read_csv(eval_path), ["train_set", "model", "test_set", "metric", "mean", "sd", "n_seeds"],
+                      eval_path)
+cross_all = E.read_cross_dataset([cross_path])
+models = sorted(eval_all["model"].unique())
+if model and model not in models:
+    raise ValueError(f"{eval_path}: no results for model {model!r}; models: {models}")
+if not model and len(models) != 1:
+    raise ValueError(f"{eval_path}: several models {models}; name one with the `model` parameter")
+chosen = model or models[0]
+ev = eval_all[eval_all["model"] == chosen].copy()
+cross = cross_all[cross_all["model"] == chosen].copy()
+for t in (ev, cross):
+    t["strategy"] = [strategy_of(s)[0] for s in t["train_set"]]
+    t["family"] = [strategy_of(s)[1] for s in t["train_set"]]
+prefixes = list(STRATEGIES)
+# rows grouped by strategy, the reference set first
+train_sets = sorted(ev["train_set"].unique(), key=lambda s: (
+    prefixes.index(next(p for p in prefixes if s.startswith(p))), s != reference_set, s))
+tests_found = sorted(ev["test_set"].unique())
+if primary_test not in tests_found:
+    raise ValueError(f"{eval_path}: primary_test {primary_test!r} has no results; test sets: {tests_found}")
+test_sets = [primary_test] + [t for t in tests_found if t != primary_test]
+if reference_set not in train_sets:
+    raise ValueError(f"{eval_path}: reference_set {reference_set!r} has no results; training sets: {train_sets}")
+families = [f for f in FAMILIES if f in set(ev["family"])]
+print(f"model {chosen}; {len(train_sets)} training sets × {len(test_sets)} test sets; {data_kind} data")
+
+# %% [markdown]
+# ## 1 · Where every number comes from
+# The data kind travels with the numbers: `syntfer summarize` writes it into `metrics.json`, and this report
+# refuses to run when asked to label the numbers otherwise. The table lists every input file this report read.
+
+# %%
+if data_kind == "world":
+    banner = ("> ⚠️ **Every number in this report comes from procedural-world stand-ins** (`data_kind = world`). "
+              "The datasets named rafdb, affectnet and fer2013 are the world's imitations of RAF-DB, AffectNet and "
+              "FER2013: **no number here is a RAF-DB, AffectNet or FER2013 result**, and none can be compared "
+              "with the paper's tables. They show that the pipeline runs end to end and how the study's "
+              "comparisons behave on data whose truth is known.")
+else:
+    banner = ("> **The numbers in this report come from the licensed real datasets** (`data_kind = real`) "
+              "read by the manifests stage.")
+display(Markdown(banner))
+seeds = cross.groupby(["train_set", "test_set"])["seed"].nunique()
+provenance = pd.DataFrame([
+    {"input": str(metrics_path), "what": "summary metrics", "detail": f"sections {sorted(metrics)}"},
+    {"input": str(eval_path), "what": "mean ± sd over seeds", "detail": f"{len(eval_all)} rows, models {models}"},
+    {"input": str(cross_path), "what": "per-seed results", "detail": f"{len(cross_all)} rows; seeds per cell "
+                                                                     f"{seeds.min()}–{seeds.max()}"},
+    {"input": runs_glob, "what": "per-run confusion matrices", "detail": f"confusion_{primary_test}.csv per run"},
+    {"input": train_sets_dir, "what": "training-set manifests", "detail": f"{len(train_sets)} sets"},
+    {"input": sets_dir, "what": "synthetic-set measurements (optional)",
+     "detail": "exists" if sets.is_dir() else "folder does not exist: its sections are not produced"},
+])
+provenance
+
+# %% [markdown]
+# ## 2 · The training sets: images per class and imbalance
+# Counted from each training set's manifest (the rows the trainer reads, its own validation part included).
+# Imbalance = largest class / smallest non-empty class. Real datasets are skewed toward happy and neutral; the
+# curated synthetic sets are balanced by construction, and hybrids inherit the real part's skew.
+
+# %%
+comp_rows = []
+for s in train_sets:
+    manifest = required(Path(train_sets_dir) / s / "manifest.csv", f"manifest of training set {s!r}")
+    comp_rows.append(describe_frame(as_frame(manifest), s))
+composition = pd.concat(comp_rows, ignore_index=True).set_index("set")
+composition.insert(0, "strategy", [strategy_of(s)[0] for s in composition.index])
+save_table(composition, "composition", index=True)
+untrained = sorted(p.name for p in Path(train_sets_dir).iterdir() if p.is_dir() and p.name not in train_sets)
+if untrained:
+    print(f"set folders in {train_sets_dir} without training results (not in this report): {untrained}")
+composition.style.format({"imbalance": "{:.1f}"}).background_gradient(subset=list(L.CLASSES), cmap="Blues", axis=1)
+
+# %%
+shares = composition[list(L.CLASSES)].div(composition["total"], axis=0)
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(train_sets) + 1.8), sharey=True,
+                              gridspec_kw={"width_ratios": [4, 1]})
+sns.heatmap(shares, annot=composition[list(L.CLASSES)].to_numpy(), fmt="d", cmap="Blues", vmin=0, ax=ax,
+            cbar=False, annot_kws={"size": 8})
+ax.grid(False)
+ax.set_xlabel("class (numbers: images; colour: share of the set)")
+ax.set_ylabel("training set")
+sns.barplot(x=composition["imbalance"], y=composition.index, hue=composition["strategy"], dodge=False, ax=ax2,
+            legend=False)
+for bars in ax2.containers:
+    ax2.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+ax2.set_xlim(0, composition["imbalance"].max() * 1.35)
+ax2.set_xlabel("imbalance (max/min)")
+fig.suptitle(f"training-set composition ({kind_note})")
+show(fig, "composition")
+section("training-set composition", train_sets_dir, True)
+
+# %% [markdown]
+# ## 3 · Cross-dataset results
+# Every trained model is tested once on every test set. Rows: training set (grouped by strategy); columns: test
+# set. Cells: mean over seeds, ± the sample sd when there are at least two seeds. Overall accuracy rewards the
+# frequent classes; mean-class (balanced) accuracy and macro-F1 weigh every class equally.
+
+# %%
+def matrix(metric: str, value: str = "mean") -> pd.DataFrame:
+    t = ev[ev["metric"] == metric].pivot(index="train_set", columns="test_set", values=value)
+    return t.reindex(index=train_sets, columns=test_sets)
+
+
+def cell_text(mean: pd.DataFrame, sd: pd.DataFrame) -> np.ndarray:
+    return np.array([[f"{m:.3f}" + ("" if np.isnan(s) else f"\n± {s:.3f}") for m, s in zip(mr, sr)]
+                     for mr, sr in zip(mean.to_numpy(), sd.to_numpy())], dtype=object)
+
+
+fig, axes = plt.subplots(1, len(HEADLINE), figsize=(4.2 * len(HEADLINE) + 2, 0.55 * len(train_sets) + 1.8),
+                         sharey=True)
+for ax, metric in zip(axes, HEADLINE):
+    mean, sd = matrix(metric), matrix(metric, "sd")
+    sns.heatmap(mean, annot=cell_text(mean, sd), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar=False,
+                annot_kws={"size": 8})
+    ax.set_title(metric)
+    ax.set_xlabel("test set")
+    ax.set_ylabel("training set" if ax is axes[0] else "")
+fig.suptitle(f"cross-dataset results, {chosen}, mean ± sd over seeds ({kind_note})")
+fig.tight_layout()
+show(fig, "cross_dataset")
+section("cross-dataset results", eval_path, True)
+
+# %% [markdown]
+# ## 4 · Per-class recall on the primary test set
+# Recall of each class on the primary test set (mean over seeds). The paper's case for synthetic data is the
+# rare classes: the second table is the gain in recall of disgust, fear and anger (the `minority_classes`) of
+# each synthetic or hybrid training set over the real reference set (`reference_set`).
+
+# %%
+rec = ev[(ev["test_set"] == primary_test) & ev["metric"].str.startswith("recall_")].copy()
+rec["class"] = rec["metric"].str.removeprefix("recall_")
+per_class = rec.pivot(index="train_set", columns="class", values="mean").reindex(index=train_sets,
+                                                                                  columns=list(L.CLASSES))
+save_table(rec[["train_set", "strategy", "class", "mean", "sd", "n_seeds"]].rename(columns={"mean": "recall"}),
+           "per_class_recall")
+fig, ax = plt.subplots(figsize=(9, 0.45 * len(train_sets) + 1.6))
+sns.heatmap(per_class, annot=True, fmt=".2f", cmap="magma", vmin=0, vmax=1, ax=ax, annot_kws={"size": 8},
+            cbar_kws={"label": "recall"})
+ax.set_xlabel("class")
+ax.set_ylabel("training set")
+ax.set_title(f"per-class recall on {primary_test} test, mean over seeds ({kind_note})")
+show(fig, "per_class_recall")
+section("per-class recall", eval_path, True)
+
+# %%
+candidates = [s for s in train_sets if strategy_of(s)[1] != "real"]
+if section("minority-class gains", eval_path, bool(candidates),
+           "no synthetic or hybrid training set has results in this run"):
+    gains = per_class.loc[candidates, minority] - per_class.loc[reference_set, minority]
+    gains.index.name = "train_set"
+    gains_long = gains.reset_index().melt(id_vars="train_set", var_name="class", value_name="recall_gain")
+    gains_long["reference_set"] = reference_set
+    save_table(gains_long, "minority_gains")
+    display(gains.round(3))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(candidates) + 1.6))
+    sns.barplot(data=gains_long, y="train_set", x="recall_gain", hue="class", hue_order=minority, ax=ax)
+    ax.axvline(0, c="k", lw=1)
+    ax.set_xlabel(f"recall − recall of {reference_set} ({primary_test} test)")
+    ax.set_ylabel("")
+    ax.set_title(f"minority-class gains over {reference_set} ({kind_note})")
+    show(fig, "minority_gains")
+
+# %% [markdown]
+# ## 5 · Real vs synthetic vs mixed
+# Mean-class (balanced) accuracy by strategy family. Top: bars = mean over the family's training sets, dots =
+# each training set (its seed mean). Bottom: every training set, error bars = sd over seeds.
+
+# %%
+ba = ev[ev["metric"] == "balanced_accuracy"].copy()
+family_means = (ba.groupby(["family", "test_set"])["mean"].agg(balanced_acc="mean", n_sets="count")
+                .reset_index())
+save_table(family_means, "family_means")
+fig, (ax, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.8 * len(train_sets) + 3), 9))
+sns.barplot(data=ba, x="family", y="mean", hue="test_set", order=families, hue_order=test_sets, errorbar=None,
+            alpha=0.75, ax=ax)
+sns.stripplot(data=ba, x="family", y="mean", hue="test_set", order=families, hue_order=test_sets, dodge=True,
+              palette="dark:k", size=4, legend=False, ax=ax)
+ax.set_ylim(0, 1)
+ax.set_xlabel("")
+ax.set_ylabel("balanced accuracy")
+ax.set_title(f"mean-class accuracy by strategy ({kind_note})")
+cross_ba = cross[cross["metric"] == "balanced_accuracy"]
+sns.barplot(data=cross_ba, x="train_set", y="value", hue="test_set", order=train_sets, hue_order=test_sets,
+            errorbar="sd", ax=ax2)
+ax2.set_ylim(0, 1)
+ax2.set_xlabel("")
+ax2.set_ylabel("balanced accuracy")
+ax2.tick_params(axis="x", rotation=35)
+for lab in ax2.get_xticklabels():
+    lab.set_horizontalalignment("right")
+fig.tight_layout()
+show(fig, "strategies")
+section("real vs synthetic vs mixed", eval_path, True)
+family_means.pivot(index="family", columns="test_set", values="balanced_acc").reindex(
+    index=families, columns=test_sets).round(3)
+
+# %% [markdown]
+# ### Confusion matrices on the primary test set
+# Each training run wrote its confusion rows (`confusion_<test>.csv`: one `actual, predicted` row per test
+# image); here they are summed over seeds and row-normalised (the diagonal is per-class recall).
+
+# %%
+run_files = sorted(glob.glob(runs_glob))
+if not run_files:
+    raise FileNotFoundError(f"no file matches runs_glob={runs_glob!r} (the train stage writes one "
+                            "cross_dataset.csv per run)")
+runs, confusion = [], {}
+for f in run_files:
+    run = E.read_cross_dataset([f])
+    key = run[["train_set", "model", "seed"]].drop_duplicates()
+    if len(key) != 1:
+        raise ValueError(f"{f}: holds {len(key)} runs; expected one (train_set, model, seed)")
+    train_set, run_model, seed = key.iloc[0]
+    runs.append(run)
+    if run_model != chosen:
+        continue
+    conf_path = required(Path(f).parent / f"confusion_{primary_test}.csv", f"confusion rows of run {Path(f).parent.name}")
+    rows = columns_of(pd.read_csv(conf_path), ["actual", "predicted"], conf_path)
+    table = E.confusion_table(rows["actual"].map(L.index), rows["predicted"].map(L.index))
+    confusion[(train_set, int(seed))] = (table, conf_path)
+runs = pd.concat(runs, ignore_index=True)
+n_cols = min(4, len(train_sets))
+n_rows = -(-len(train_sets) // n_cols)
+fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.3 * n_cols, 4.0 * n_rows), squeeze=False)
+for ax, s in zip(axes.flat, train_sets):
+    parts = [t for (ts, _), (t, _) in confusion.items() if ts == s]
+    if not parts:
+        raise FileNotFoundError(f"no run of training set {s!r} (model {chosen}) matches runs_glob={runs_glob!r}")
+    total = sum(parts)
+    rate = total.div(total.sum(axis=1).replace(0, np.nan), axis=0)
+    sns.heatmap(rate, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax, annot_kws={"size": 7})
+    ax.set_title(f"{s} ({len(parts)} seed{'s' if len(parts) > 1 else ''})", fontsize=10)
+for ax in list(axes.flat)[len(train_sets):]:
+    ax.set_visible(False)
+fig.suptitle(f"confusion on {primary_test} test, rows = true class ({kind_note})", y=1.0)
+fig.tight_layout()
+show(fig, "confusion")
+section("confusion matrices", runs_glob, True)
+
+# %% [markdown]
+# ## 6 · The synthetic sets themselves
+# Measured by notebook 05 (optional here: a run without synthetic sets has none).
+#
+# - **FD / KID** of each set against the real reference faces, in each feature space notebook 05 used (FD on
+#   float64 means and covariances; KID = unbiased MMD² with the cubic kernel): lower = closer to real faces.
+#   These are FD-*space* numbers, not Inception FID.
+# - **Expression fidelity**: share of a set's images a judge classifier labels as the intended class.
+# - **Identity similarity** (GAN-edited sets): cosine similarity between a source face and its edit in the
+#   identity encoder's space.
+# - **Pseudo-labeling**: images kept per source and, on the world only, their precision against hidden truth.
+
+# %%
+syn_path = optional(sets / "synthetic.csv", "synthetic-set measurements")
+syn = wide = None
+if syn_path is not None:
+    syn = columns_of(pd.read_csv(syn_path), ["set", "metric", "value"], syn_path)
+    dup = syn.duplicated(["set", "metric"])
+    if dup.any():
+        raise ValueError(f"{syn_path}: duplicate rows, e.g. {syn.loc[dup, ['set', 'metric']].iloc[0].to_dict()}")
+    wide = syn.pivot(index="set", columns="metric", values="value")
+    save_table(wide, "synthetic_sets", index=True)
+    dist_rows = []
+    for metric in wide.columns:
+        m = re.fullmatch(r"(fd|kid)_(.+?)(_sd)?", metric)
+        if m:
+            for s, v in wide[metric].dropna().items():
+                dist_rows.append({"set": s, "space": m.group(2), "measure": m.group(1) + (m.group(3) or ""),
+                                  "value": v})
+    dist = pd.DataFrame(dist_rows, columns=["set", "space", "measure", "value"])
+if section("FD / KID per feature space", syn_path or sets / "synthetic.csv", syn is not None and len(dist) > 0,
+           "" if syn is None else f"{syn_path} has no fd_<space>/kid_<space> metrics"):
+    dist_table = dist.pivot_table(index=["set", "space"], columns="measure", values="value", aggfunc="first")
+    detail_path = sets / "distances.csv"  # notebook 05's full table: sample sizes and KID subsets
+    if detail_path.is_file():
+        detail = columns_of(pd.read_csv(detail_path), ["set", "space", "fd", "kid"], detail_path)
+        detail = detail.set_index(["set", "space"])
+        both_idx = dist_table.index.intersection(detail.index)
+        for measure in ("fd", "kid"):
+            assert np.allclose(dist_table.loc[both_idx, measure], detail.loc[both_idx, measure], equal_nan=True), (
+                f"{detail_path} and {syn_path} disagree on {measure}")
+        extra = [c for c in ("n", "n_reference", "kid_sd", "kid_subsets") if c in detail.columns
+                 and c not in dist_table.columns]
+        dist_table = dist_table.join(detail[extra])
+    else:
+        print(f"{detail_path} not found: sample sizes of the FD/KID estimates not shown")
+    save_table(dist_table, "distances", index=True)
+    display(dist_table)
+    main = dist[dist["measure"].isin(["fd", "kid"])]
+    g = sns.catplot(data=main, kind="bar", y="set", x="value", hue="space", col="measure", sharex=False,
+                    height=0.4 * main["set"].nunique() + 2, aspect=1.3)
+    g.set_axis_labels("distance to real faces (lower = closer)", "")
+    g.figure.suptitle(f"FD and KID per feature space ({kind_note})", y=1.03)
+    show(g.figure, "distances")
+
+# %%
+have_fid = syn is not None and "expression_fidelity" in wide.columns
+if section("expression fidelity", syn_path or sets / "synthetic.csv", have_fid,
+           "" if syn is None else f"{syn_path} has no expression_fidelity metric"):
+    cols = [c for c in ("n_images", "expression_fidelity", "identity_similarity") if c in wide.columns]
+    display(wide[cols].dropna(subset=["expression_fidelity"]).round(3))
+fpc_path = optional(sets / "fidelity_per_class.csv", "expression fidelity per class")
+if fpc_path is not None:
+    fpc = columns_of(pd.read_csv(fpc_path), ["set", "class", "fidelity", "n"], fpc_path)
+    fpc["class"] = [c if c == "all" else L.canonical(c) for c in fpc["class"]]  # 'all' = the whole set
+    fig, ax = plt.subplots(figsize=(9.5, 0.45 * fpc["set"].nunique() + 1.6))
+    sns.heatmap(fpc.pivot(index="set", columns="class", values="fidelity").reindex(columns=[*L.CLASSES, "all"]),
+                annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax, annot_kws={"size": 8},
+                cbar_kws={"label": "expression fidelity"})
+    ax.set_title(f"share of images the judge labels as the intended class ({kind_note})")
+    show(fig, "fidelity_per_class")
+
+# %%
+ident = (wide["identity_similarity"].dropna() if syn is not None and "identity_similarity" in wide.columns
+         else pd.Series(dtype=float))
+if section("identity similarity (GAN sets)", syn_path or sets / "synthetic.csv", len(ident) > 0,
+           "" if syn is None else f"{syn_path} has no identity_similarity values"):
+    ident_table = ident.rename("identity_similarity").to_frame()
+    ident_table.insert(0, "strategy", [strategy_of(s)[0] if any(s.startswith(p) for p in STRATEGIES) else "?"
+                                       for s in ident_table.index])
+    display(ident_table.round(3))
+
+# %%
+pl_path = optional(summary / "pseudolabel.csv", "pseudo-labeling survivors")
+if pl_path is not None:
+    pl = columns_of(pd.read_csv(pl_path), ["source", "kept", "precision"], pl_path)
+    display(pl.set_index("source"))
+
+# %% [markdown]
+# ## 7 · Who is in the sets, and do they copy real faces?
+# **Demographics** (notebook 05, `syntfer.audit`): shares of gender, age and skin tone (or the prompt's race
+# word) per set, over all its images; the `basis` column says what a share rests on (world truth, the
+# generator's prompt, or an attribute model). **Privacy**: cosine similarity of each synthetic image to its
+# nearest real training face; images above the threshold are flagged as possible copies.
+
+# %%
+demo_path = sets / "demographics.csv"
+demo = None
+if demo_path.is_file():
+    demo = columns_of(pd.read_csv(demo_path, keep_default_na=False),
+                      ["set", "basis", "label", "attribute", "value", "count", "share"], demo_path)
+if section("demographic audit", demo_path, demo is not None and len(demo) > 0,
+           "" if demo is None else f"{demo_path} has no rows (no demographic basis for these sets)"):
+    overall = demo[demo["label"] == "all"]
+    display(overall.pivot_table(index=["set", "basis"], columns=["attribute", "value"], values="share",
+                                aggfunc="first").round(3))
+    if "n_unmatched" in demo.columns and (demo["n_unmatched"].astype(int) > 0).any():
+        print("images without a truth match (counted as 'unknown'):",
+              demo.groupby("set")["n_unmatched"].max().loc[lambda v: v.astype(int) > 0].to_dict())
+    for attribute in overall["attribute"].unique():
+        g = A.plot_demographics(demo, attribute)
+        g.figure.suptitle(f"{attribute} by set ({kind_note}) — basis: "
+                          f"{', '.join(sorted(overall.loc[overall['attribute'] == attribute, 'basis'].unique()))}",
+                          y=1.03)
+        g.tick_params(axis="x", rotation=30)
+        show(g.figure, f"demographics_{attribute}")
+
+# %%
+priv_path = optional(sets / "privacy_summary.csv", "privacy check")
+if priv_path is not None:
+    priv = S.read_privacy(priv_path)
+    display(priv.set_index(["set", "space"]).round(4))
+    priv_long = priv.melt(id_vars=["set", "space"], value_vars=["similarity_mean", "share_flagged"],
+                          var_name="measure")
+    g = sns.catplot(data=priv_long, kind="bar", x="set", y="value", hue="space", col="measure", sharey=False,
+                    height=3.4, aspect=1.4)
+    g.set_axis_labels("", "")
+    g.set_titles("{col_name}")
+    g.tick_params(axis="x", rotation=30)
+    g.figure.suptitle(f"similarity to the nearest real training face; share above threshold ({kind_note})", y=1.04)
+    show(g.figure, "privacy")
+
+# %% [markdown]
+# ## 8 · Headline table
+# Every training set × test set: mean (and sd) over seeds of accuracy, mean-class accuracy and macro-F1, with the
+# model and data kind on every row so a quoted line cannot lose its provenance. Written to `out_dir/headline.csv`.
+
+# %%
+head = ev[ev["metric"].isin(list(HEADLINE))]
+wide_head = head.pivot_table(index=["train_set", "test_set"], columns="metric", values=["mean", "sd"],
+                             aggfunc="first", dropna=False)
+n_seed = head.groupby(["train_set", "test_set"])["n_seeds"].min()
+headline_rows = []
+for s in train_sets:
+    for t in test_sets:
+        row = {"train_set": s, "strategy": strategy_of(s)[0], "test_set": t}
+        for metric, short in HEADLINE.items():
+            row[short] = wide_head.loc[(s, t), ("mean", metric)]
+            row[f"{short}_sd"] = wide_head.loc[(s, t), ("sd", metric)]
+        row |= {"n_seeds": int(n_seed.loc[(s, t)]), "model": chosen, "data_kind": data_kind}
+        headline_rows.append(row)
+headline = pd.DataFrame(headline_rows)
+write_text(out / "headline.csv", headline.round(4).to_csv(index=False))
+shown_head = headline.assign(**{short: [f"{m:.3f}" + ("" if np.isnan(sd) else f" ± {sd:.3f}")
+                                        for m, sd in zip(headline[short], headline[f"{short}_sd"])]
+                                for short in HEADLINE.values()})
+section("headline table", out / "headline.csv", True)
+shown_head[["train_set", "strategy", "test_set", *HEADLINE.values(), "n_seeds"]]
+
+# %% [markdown]
+# ## Closing checks
+# The grid is complete, the summary agrees with the runs it was built from, each confusion matrix agrees with
+# its run's per-class recall, every optional set table agrees with the summary where both exist, and every
+# section is accounted for.
+
+# %%
+# every training set has every test set, with finite headline metrics and enough seeds
+for s in train_sets:
+    for t in test_sets:
+        cell = ev[(ev["train_set"] == s) & (ev["test_set"] == t) & ev["metric"].isin(list(HEADLINE))]
+        assert len(cell) == len(HEADLINE), f"{s} × {t}: {len(cell)} of {len(HEADLINE)} headline metrics in eval.csv"
+        assert np.isfinite(cell["mean"]).all() and cell["mean"].between(0, 1).all(), cell
+        assert (cell["n_seeds"] >= min_seeds).all(), f"{s} × {t}: {cell['n_seeds'].min()} seeds < {min_seeds}"
+assert len(headline) == len(train_sets) * len(test_sets) and headline[list(HEADLINE.values())].notna().all().all()
+# eval.csv is the seed aggregate of cross_dataset.csv, and metrics.json holds the same means
+again = S.aggregate_eval(cross_all).merge(eval_all, on=["train_set", "model", "test_set", "metric"],
+                                          suffixes=("", "_csv"), how="outer", indicator=True)
+assert (again["_merge"] == "both").all(), again[again["_merge"] != "both"].head()
+assert np.allclose(again["mean"], again["mean_csv"], equal_nan=True), "eval.csv disagrees with cross_dataset.csv"
+section_json = metrics.get("eval_by_model", {}).get(chosen, metrics["eval"])
+for s in train_sets:
+    for t in test_sets:
+        for metric, short in HEADLINE.items():
+            got = section_json[s][t][short]
+            assert np.isclose(got, wide_head.loc[(s, t), ("mean", metric)]), (s, t, short, got)
+# the summary was built from exactly these runs
+keys = ["train_set", "model", "seed", "test_set", "metric"]
+both = runs.merge(cross_all, on=keys, how="outer", suffixes=("_run", "_summary"), indicator=True)
+assert (both["_merge"] == "both").all(), (
+    f"summary and {runs_glob} differ (rerun `syntfer summarize`?): {both.loc[both['_merge'] != 'both', keys].head()}")
+assert np.allclose(both["value_run"], both["value_summary"], equal_nan=True), "summary values differ from the runs'"
+# each confusion matrix reproduces its run's recall on the primary test set
+for (s, seed), (table, conf_path) in confusion.items():
+    run = runs[(runs["train_set"] == s) & (runs["model"] == chosen) & (runs["seed"] == seed)
+               & (runs["test_set"] == primary_test)].set_index("metric")["value"]
+    support = table.sum(axis=1)
+    for c in L.CLASSES:
+        if support[c]:
+            assert np.isclose(table.loc[c, c] / support[c], run[f"recall_{c}"]), f"{conf_path}: recall of {c}"
+    assert support.sum() == run["n"], f"{conf_path}: {support.sum()} rows, run scored {run['n']}"
+assert {s for s, _ in confusion} == set(train_sets)
+# optional tables agree with the summary where both exist
+if syn is not None:
+    for r in syn.itertuples():
+        where = ("identity_similarity", r.set) if r.metric == "identity_similarity" else ("synthetic", r.set, r.metric)
+        node = metrics
+        for k in where:
+            node = node.get(k) if isinstance(node, dict) else None
+        if node is not None:
+            assert np.isclose(node, r.value), f"{syn_path}: {r.set}/{r.metric} = {r.value}, metrics.json {node}"
+if fpc_path is not None and have_fid:  # the 'all' row of the per-class table is the set's expression fidelity
+    overall_fid = fpc[fpc["class"] == "all"].set_index("set")["fidelity"]
+    common = overall_fid.index.intersection(wide.index)
+    assert np.allclose(overall_fid[common], wide.loc[common, "expression_fidelity"], equal_nan=True), (
+        f"{fpc_path} ('all' rows) and {syn_path} (expression_fidelity) disagree")
+if priv_path is not None and (summary / "privacy.csv").is_file():
+    m = priv.merge(S.read_privacy(summary / "privacy.csv"), on=["set", "space"], suffixes=("", "_summary"))
+    assert np.allclose(m["similarity_mean"], m["similarity_mean_summary"]), "privacy tables disagree"
+if demo is not None and len(demo):
+    total_share = demo.groupby(["set", "basis", "label", "attribute"])["share"].sum()
+    assert np.allclose(total_share, 1.0), total_share[~np.isclose(total_share, 1.0)]
+# every section accounted for, every figure on disk
+sections_table = pd.DataFrame(sections)
+save_table(sections_table, "sections")
+assert all(p.is_file() and p.stat().st_size > 0 for p in written), written
+missing = sections_table[sections_table["status"] != "shown"]
+print(f"checks passed: {len(train_sets)} training sets × {len(test_sets)} test sets, model {chosen}, "
+      f"{data_kind} data; {len(written)} figures; {len(missing)} of {len(sections_table)} sections not produced "
+      f"by this run{': ' + ', '.join(missing['section']) if len(missing) else ''}")
+sections_table

@@ -1,0 +1,93 @@
+"""One-pass set measurements: seeded subsets, judge outputs equal to predict/classifier_space, fidelity, edit sets."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from syntfer import distances as D
+from syntfer import setmetrics as S
+from syntfer.evaluation import predict
+from syntfer.models.registry import create_model
+
+
+def _images(tmp_path, sizes) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (w, h) in enumerate(sizes):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def test_subset_positions_are_seeded_per_name_and_sorted():
+    a = S.subset_positions(100, 10, 0, "gan_f")
+    assert len(a) == 10 and len(set(a)) == 10 and (np.diff(a) > 0).all()
+    np.testing.assert_array_equal(a, S.subset_positions(100, 10, 0, "gan_f"))
+    assert not np.array_equal(a, S.subset_positions(100, 10, 0, "gan_v"))
+    assert not np.array_equal(a, S.subset_positions(100, 10, 1, "gan_f"))
+    np.testing.assert_array_equal(S.subset_positions(7, 10, 0, "x"), np.arange(7))
+    np.testing.assert_array_equal(S.subset_positions(7, 0, 0, "x"), np.arange(7))
+
+
+@pytest.mark.parametrize("name", ["cnn_tiny", "ir_tiny"])
+def test_judge_pass_matches_predict_and_classifier_space(tmp_path, name):
+    torch.manual_seed(0)
+    model = create_model(name, img_size=32).eval()
+    # mixed sizes: batched per size, same numbers as the per-image eval transform
+    paths = _images(tmp_path, [(40, 40), (64, 48), (40, 40), (32, 32), (64, 48)])
+    out = S.judge_pass(model, paths, batch_size=3, workers=2)
+    ref = predict(model, pd.DataFrame({"path": paths}), progress=False)
+    np.testing.assert_allclose(out.probs, ref.probs, rtol=1e-5, atol=1e-6)
+    feats = D.extract_features(D.classifier_space(model), paths, batch_size=2, progress=False)
+    np.testing.assert_allclose(out.features, feats, rtol=1e-4, atol=1e-5)
+
+
+def test_judge_pass_refuses_a_head_whose_input_is_not_the_feature_vector(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("cnn_tiny", img_size=32).eval()
+    model.drop = torch.nn.Linear(model.head.in_features, model.head.in_features)  # something between features and head
+    with pytest.raises(S.SetMetricsError, match="penultimate"):
+        S.judge_pass(model, _images(tmp_path, [(32, 32)] * 2))
+
+
+def test_expression_fidelity_per_class_and_labels():
+    probs = np.eye(7)[[3, 3, 5, 0]]
+    t = S.expression_fidelity(probs, ["happy", "sad", "sad", "anger"]).set_index("class")
+    assert t.loc["happy", "fidelity"] == 1.0 and t.loc["sad", "fidelity"] == 0.5 and t.loc["all", "fidelity"] == 0.75
+    assert t.loc["sad", "n"] == 2 and np.isnan(t.loc["fear", "fidelity"])
+    with pytest.raises(S.SetMetricsError, match="myset: 1 labels outside"):
+        S.expression_fidelity(probs, ["happy", "sad", "", "anger"], "myset")
+    with pytest.raises(S.SetMetricsError, match="3 predictions for 4 labels"):
+        S.expression_fidelity(probs[:3], ["happy", "sad", "sad", "anger"])
+
+
+def test_edit_sources_only_for_sets_that_are_all_edits():
+    gan = pd.DataFrame({"path": ["e1", "e2"], "label": ["happy", "sad"], "source_path": ["s1", "s2"],
+                        "control_x": [0.1, 0.2], "control_y": [0.0, 0.3]})
+    src, why = S.edit_sources(gan)
+    assert list(src) == ["s1", "s2"] and why == ""
+    # a copied GAN set (syntfer.mixing): source_path is the copied file, origin_path the source face
+    copied = gan.assign(path=["c1", "c2"], source_path=["e1", "e2"], origin_path=["s1", "s2"])
+    assert list(S.edit_sources(copied)[0]) == ["s1", "s2"]
+    pseudo = gan.drop(columns=["control_x", "control_y"])
+    assert S.edit_sources(pseudo) == (None, "no control_x / control_y column (not an edit set)")
+    mix = gan.astype(object)
+    mix.loc[1, ["control_x", "control_y"]] = ""
+    assert S.edit_sources(mix) == (None, "only 1 of 2 rows are edits (a mix)")
+    with pytest.raises(S.SetMetricsError, match="no source face"):
+        S.edit_sources(gan.assign(source_path=["s1", ""]))
+    with pytest.raises(S.SetMetricsError, match="the image itself"):
+        S.edit_sources(gan.assign(source_path=["e1", "s2"]))
+
+
+def test_one_kid_evaluation_equals_a_hundred_when_both_sets_are_whole():
+    # why the notebook passes n_subsets=1 when a set and the reference have the same size <= subset size
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 8)), rng.normal(0.3, 1.0, size=(50, 8))
+    one = D.kernel_distance(x, y, n_subsets=1, subset_size=2000)
+    many = D.kernel_distance(x, y, n_subsets=100, subset_size=2000)
+    assert one.mean == pytest.approx(many.mean, rel=1e-12, abs=1e-15)
