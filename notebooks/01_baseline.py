@@ -241,15 +241,24 @@ if home in test_metrics:  # a real dataset's training split: its own test split 
     in_domain = test_metrics[home]["balanced_accuracy"]
     assert test_metrics[home]["accuracy"] >= min_in_domain_accuracy, (
         f"in-domain accuracy {test_metrics[home]['accuracy']:.3f} < {min_in_domain_accuracy}")
-else:  # a synthetic set has no test split of its own: the check is that training learned the set itself
-    # (held-out validation); how far that transfers to the test sets is the result, not a precondition
+    assert in_domain >= min_in_domain_balanced_accuracy, (
+        f"{home}: balanced accuracy {in_domain:.3f} < {min_in_domain_balanced_accuracy}: the model did not "
+        "learn beyond the class prior")
+else:  # a synthetic set has no test split of its own. Whether its labels can be learned from its images
+    # (held-out validation) and how far that transfers are results about the set, not preconditions: a set
+    # whose images do not show their labels is reported loudly, and the check is that the trainer optimised.
     home = f"{train_set} validation (best epoch)"
     in_domain = float(result.history.loc[result.history["epoch"] == result.best_epoch, "val_balanced_acc"].iloc[0])
+    losses = result.history["train_loss"]
+    assert len(losses) < 2 or losses.min() < losses.iloc[0], f"{train_set}: the training loss never fell below epoch 1's"
     best_test = max(test_metrics, key=lambda k: test_metrics[k]["balanced_accuracy"])
     print(f"{train_set} has no in-domain test set; best transfer: {best_test} "
           f"balanced accuracy {test_metrics[best_test]['balanced_accuracy']:.3f}")
-assert in_domain >= min_in_domain_balanced_accuracy, (
-    f"{home}: balanced accuracy {in_domain:.3f} < {min_in_domain_balanced_accuracy}: the model did not "
-    "learn beyond the class prior")
+    if in_domain < min_in_domain_balanced_accuracy:
+        print(f"NOT LEARNABLE: {train_set}'s held-out balanced accuracy is {in_domain:.3f} < "
+              f"{min_in_domain_balanced_accuracy}: its labels cannot be told from its images by this model "
+              "(compare its expression fidelity in 05_sets)")
+metrics["learnable"] = bool(in_domain >= min_in_domain_balanced_accuracy)
+write_json(out / "metrics.json", metrics)
 assert len(pd.read_csv(out / "cross_dataset.csv")) == len(tidy)
 print(f"checks passed; in-domain balanced accuracy {in_domain:.3f} ({data_kind} data)")

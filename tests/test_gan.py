@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -325,6 +326,21 @@ def test_render_edit_set_is_resumable_and_seeded(tmp_path):
     assert open(first, "rb").read() == data  # regenerated bit-identically from its row's seed
     v = m1[m1["label"] != "neutral"]
     assert v["rho"].between(0.5, 1.2).all()
+
+
+def test_render_edit_set_manifest_reads_back_from_a_relative_out_dir(tmp_path, monkeypatch):
+    from syntfer.gan.editing import DenoiseRestorer
+    from syntfer.manifest import read_manifest
+
+    p = tmp_path / "src.png"
+    Image.fromarray(np.zeros((48, 48, 3), dtype=np.uint8)).save(p)
+    plan = plan_recipe(pd.DataFrame([{"source_path": str(p), "identity": "id0", "face_x": 12, "face_y": 10,
+                                      "face_width": 24, "face_height": 28}]), "70")
+    monkeypatch.chdir(tmp_path)
+    render_edit_set(plan, Generator(EditorConfig(**TINY)), Path("outputs/set"), variant="F", seed=0,
+                    restorer=DenoiseRestorer(), progress=False)
+    back = read_manifest(tmp_path / "outputs/set/manifest.csv")
+    assert back["path"].map(lambda q: Path(q).is_file()).all() and len(back) == 7
 
 
 # ---- training: resume equals an uninterrupted run -----------------------------------------------------

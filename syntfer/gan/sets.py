@@ -176,7 +176,8 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
         bar.update(len(chunk))
     bar.close()
     manifest = pd.DataFrame([r for i, r in enumerate(records) if i not in bad_rows], columns=list(MANIFEST_COLUMNS))
-    write_manifest(manifest, out / "manifest.csv")
+    # paths are stored relative to the manifest: resolve them first (`out` may be relative to the cwd)
+    write_manifest(manifest.assign(path=[str(Path(p).resolve()) for p in manifest["path"]]), out / "manifest.csv")
     write_json(out / "summary.json", {
         "recipe": plan.recipe, "variant": variant, "seed": seed, "images": int(len(manifest)),
         "requested_per_class": plan.requested, "shortfall_per_class": plan.shortfall,
