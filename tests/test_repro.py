@@ -22,8 +22,9 @@ SMOKE = {
     "train": {"epochs": 1, "min_in_domain_accuracy": 0.0, "min_in_domain_balanced_accuracy": 0.0},
     "study": {"mixed_n_train": 2, "mixed_n_val": 1, "max_images": 20},
     "pseudolabel": {"per_class": 3, "threshold": 0.0},
-    "diffusion": {"per_emotion": 1, "steps": 2, "judge_epochs": 1, "batch_size": 7},
-    "gan": {"per_class": 1, "curve_faces": 1, "seam_faces": 7, "judge_epochs": 1},
+    # ≥ 3 images per class: every synthetic set is trained on, and its held-out validation needs 1 per class
+    "diffusion": {"per_emotion": 3, "steps": 2, "judge_epochs": 1, "batch_size": 21, "dedup_bits": -1},
+    "gan": {"per_class": 3, "curve_faces": 1, "seam_faces": 7, "judge_epochs": 1},
 }
 
 
