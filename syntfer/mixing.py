@@ -219,21 +219,29 @@ def hybrid_set(synthetic: pd.DataFrame, real: pd.DataFrame, synthetic_name: str,
     if synthetic_name == real_name:
         raise MixingError(f"hybrid: synthetic and real source names are both {real_name!r}")
     parts, count_rows = [], []
-    for source, frame, default_split in ((synthetic_name, synthetic, "train"), (real_name, real, "train")):
-        check_source_name(source)
-        tagged = _tag(canonicalize_labels(frame, source), source)
-        split = tagged["split"].astype(str) if "split" in tagged.columns else pd.Series("", index=tagged.index)
-        tagged["split"] = split.where(split.str.len() > 0, default_split)
+    for source, frame in ((synthetic_name, synthetic), (real_name, real)):
+        tagged, counts = _tag_whole(frame, source)
         parts.append(tagged)
-        per_class = L.counts(tagged["label"])
-        for label in L.CLASSES:
-            n_tr = int(((tagged["label"] == label) & (tagged["split"] == "train")).sum())
-            count_rows.append({"source": source, "label": label, "available": per_class[label],
-                               "requested_train": per_class[label], "requested_val": 0, "train": n_tr,
-                               "val": per_class[label] - n_tr, "shortfall": 0})
+        count_rows += counts
     frame = _finish(parts)
     return MixResult(frame=frame, counts=pd.DataFrame(count_rows), kind="hybrid",
                      params={"synthetic": synthetic_name, "real": real_name})
+
+
+def _tag_whole(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Every row of one source, tagged, its split kept ('train' when absent/empty), and its per-class counts."""
+    check_source_name(source)
+    tagged = _tag(canonicalize_labels(frame, source), source)
+    split = tagged["split"].astype(str) if "split" in tagged.columns else pd.Series("", index=tagged.index)
+    tagged["split"] = split.where(split.str.len() > 0, "train")
+    per_class = L.counts(tagged["label"])
+    rows = []
+    for label in L.CLASSES:
+        n_tr = int(((tagged["label"] == label) & (tagged["split"] == "train")).sum())
+        rows.append({"source": source, "label": label, "available": per_class[label],
+                     "requested_train": per_class[label], "requested_val": 0, "train": n_tr,
+                     "val": per_class[label] - n_tr, "shortfall": 0})
+    return tagged, rows
 
 
 def whole_set(frame: pd.DataFrame, name: str) -> MixResult:
@@ -241,16 +249,7 @@ def whole_set(frame: pd.DataFrame, name: str) -> MixResult:
 
     This is how a strategy's output (a curated diffusion set, a GAN-edited set) becomes ``outputs/sets/<name>``
     with the same guards, names and manifest columns as Mixed-SYN and hybrids."""
-    check_source_name(name)
-    tagged = _tag(canonicalize_labels(frame, name), name)
-    split = tagged["split"].astype(str) if "split" in tagged.columns else pd.Series("", index=tagged.index)
-    tagged["split"] = split.where(split.str.len() > 0, "train")
-    per_class = L.counts(tagged["label"])
-    rows = [{"source": name, "label": label, "available": per_class[label], "requested_train": per_class[label],
-             "requested_val": 0, "train": int(((tagged["label"] == label) & (tagged["split"] == "train")).sum()),
-             "val": 0, "shortfall": 0} for label in L.CLASSES]
-    for r in rows:
-        r["val"] = r["available"] - r["train"]
+    tagged, rows = _tag_whole(frame, name)
     return MixResult(frame=_finish([tagged]), counts=pd.DataFrame(rows), kind="whole", params={"source": name})
 
 
