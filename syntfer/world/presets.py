@@ -1,4 +1,5 @@
-"""World sizes: `smoke` (tests, seconds), `default` (what `dvc repro` renders on 2 CPU cores), `large` (GPU-scale).
+"""World sizes: `smoke` (tests, seconds), `default` (what `dvc repro` renders on 2 CPU cores), `large` (GPU-scale);
+`generators` (training data of the committed generators).
 
 Per-class counts of labeled domains follow the real datasets' shares (`syntfer.labels.REAL_TRAIN_COUNTS`,
 METHOD.md §2), rounded by largest remainder with a per-class minimum so every class exists.
@@ -6,6 +7,7 @@ METHOD.md §2), rounded by largest remainder with a per-class minimum so every c
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +59,12 @@ PRESETS: dict[str, Preset] = {
                     fer2013_private=3589, digiface_ids=5000, digiface_per_id=5, dcface_ids=2500, dcface_per_id=10,
                     emonet_face=25000, ffhq=10000, web=60000, min_per_class=50, max_render=None, ss=2),
 }
+
+
+PRESETS["generators"] = dataclasses.replace(PRESETS["default"], name="generators", web=6000)
+"""The default world with a larger captioned `web` domain: the training data of the committed embedded diffusion
+model (models/diffusion/README.md). Per-image seeds depend on the index only, so its first 1,200 web images are
+the default preset's."""
 
 
 def get_preset(name: str) -> Preset:

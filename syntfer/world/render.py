@@ -473,14 +473,14 @@ def render_face(identity: Identity, aus: Mapping[str, float], *, size: int = 128
             for side in (-1.0, 1.0):
                 d = _stroke(ys, xs, brow_y - 0.05, brow_y + 0.03,
                             side * 0.028 + 0.01 * side * (ys - brow_y) / 0.05, 0.0)
-                crease(d, 0.007, 0.9 * A["AU4"] + 0.15 * wr, sl)
+                crease(d, 0.009, 1.5 * A["AU4"] + 0.15 * wr, sl)
     if A["AU9"] > 0.02:  # nose wrinkles (AU9)
         sl = win(False, -0.08, 0.08, ey - 0.02, ey + 0.1)
         if sl is not None:
             xs, ys = xf[sl], yf[sl]
             for i in range(3):
                 d = _stroke(xs, ys, -0.04, 0.04, ey + 0.015 + 0.022 * i - 0.05 * xs * xs, 0.0)
-                crease(d, 0.006, 1.1 * A["AU9"], sl)
+                crease(d, 0.008, 1.7 * A["AU9"], sl)
 
     # ---- eyes ----------------------------------------------------------------------------------------------
     ex = F32(0.19 * idt.eye_spacing * idt.face_width)
@@ -540,14 +540,14 @@ def render_face(identity: Identity, aus: Mapping[str, float], *, size: int = 128
         if sl is None:
             continue
         u = (xf[sl] - side * ex) * side
-        u0 = -0.085 - 0.022 * A["AU4"]
+        u0 = -0.085 - 0.035 * A["AU4"]
         u1 = 0.115
-        y_in = brow_y - 0.07 * A["AU1"] + 0.045 * A["AU4"] + 0.02 * A["AU9"] - 0.01 * A["AU2"]
+        y_in = brow_y - 0.07 * A["AU1"] + 0.085 * A["AU4"] + 0.04 * A["AU9"] - 0.01 * A["AU2"]
         y_out = brow_y - 0.06 * A["AU2"] - 0.015 * A["AU1"] + 0.025 * A["AU4"] + 0.01 * A["AU7"] + 0.005
         tau = _sat((u - u0) / (u1 - u0))
-        arch = 0.018 * idt.brow_arch + 0.02 * A["AU2"] - 0.012 * A["AU4"] - 0.01 * A["AU1"] * (1 - A["AU2"])
+        arch = 0.018 * idt.brow_arch + 0.02 * A["AU2"] - 0.02 * A["AU4"] - 0.01 * A["AU1"] * (1 - A["AU2"])
         fy_ = y_in + (y_out - y_in) * tau - arch * 4 * tau * (1 - tau)
-        d_b = _stroke(u, yf[sl], u0, u1, fy_, bt * (1 - 0.45 * tau))
+        d_b = _stroke(u, yf[sl], u0, u1, fy_, bt * (1 + 0.5 * A["AU4"]) * (1 - 0.45 * tau))
         put(brow_c, _fill(d_b, pix) * face_in[sl] * 0.92, sl)
 
     # ---- nose ----------------------------------------------------------------------------------------------
@@ -583,8 +583,8 @@ def render_face(identity: Identity, aus: Mapping[str, float], *, size: int = 128
                                         - 0.2 * A["AU26"] * (1 - A["AU20"]) + 0.04 * A["AU15"]))
     c_l = -0.075 * A["AU12"] + 0.06 * A["AU15"] + 0.012 * A["AU20"] - 0.012 * A["AU10"]
     c_r = c_l - 0.05 * A["AU14"]
-    gate = min(1.0, 5 * (A["AU25"] + A["AU26"]))
-    o_up = gate * (0.006 + 0.04 * A["AU10"] + 0.03 * A["AU12"] + 0.012 * A["AU20"])
+    gate = min(1.0, 5 * (A["AU25"] + A["AU26"]) + 4 * A["AU10"])  # AU10 bares the upper teeth
+    o_up = gate * (0.006 + 0.07 * A["AU10"] + 0.03 * A["AU12"] + 0.012 * A["AU20"])
     o_lo = gate * (0.008 + 0.028 * A["AU12"] + 0.03 * A["AU20"] + 0.012 * A["AU25"]) + 0.17 * A["AU26"]
     sl_m = win(False, -mw - 0.12, mw + 0.12, ny - 0.04, Hb + 0.12)
     if sl_m is not None:
@@ -599,8 +599,8 @@ def render_face(identity: Identity, aus: Mapping[str, float], *, size: int = 128
         po = _sat(1 - (tc / 0.95) ** 2) ** e
         y_ui = y_mid - o_up * po
         y_li = y_mid + o_lo * po
-        thu = 0.023 * idt.upper_lip * max(0.25, 1 - 0.6 * A["AU23"] - 0.25 * A["AU12"] - 0.2 * A["AU20"])
-        thl = 0.03 * idt.lower_lip * max(0.25, 1 - 0.55 * A["AU23"] - 0.2 * A["AU12"] - 0.2 * A["AU20"]
+        thu = 0.023 * idt.upper_lip * max(0.2, 1 - 0.8 * A["AU23"] - 0.25 * A["AU12"] - 0.2 * A["AU20"])
+        thl = 0.03 * idt.lower_lip * max(0.2, 1 - 0.75 * A["AU23"] - 0.2 * A["AU12"] - 0.2 * A["AU20"]
                                           + 0.35 * A["AU17"])
         bow = (1 - 0.3 * np.exp(-(tc / 0.1) ** 2)) * (1 + 0.12 * np.exp(-((np.abs(tc) - 0.28) / 0.12) ** 2))
         pl = _sat(1 - tc * tc)
@@ -652,7 +652,7 @@ def render_face(identity: Identity, aus: Mapping[str, float], *, size: int = 128
                 tongue = np.exp(-(xm / (mw * 0.5)) ** 2 - ((ys - y_li + 0.01) / 0.02) ** 2)
                 put(np.array([0.7, 0.3, 0.3], F32), (tongue * 0.6 * open_a).astype(F32), sl)
         # the line between the lips (always drawn: a closed mouth must still read as a mouth)
-        d_line = _stroke(tm, ys, -1.0, 1.0, y_mid, 0.0045)
+        d_line = _stroke(tm, ys, -1.0, 1.0, y_mid, 0.0045 * (1 + 1.5 * A["AU23"]))  # pressed lips (AU23)
         put(np.array([0.22, 0.07, 0.07], F32), _fill(d_line, pix) * fi * 0.9, sl)
         for side in (-1.0, 1.0):
             cy_ = my + (c_r if side > 0 else c_l)

@@ -30,7 +30,7 @@ from syntfer.world.presets import Preset, class_counts, get_preset
 DOMAIN_NAMES: tuple[str, ...] = ("rafdb", "affectnet", "fer2013", "digiface", "dcface", "emonet_face", "ffhq", "web")
 AFFECTNET_EXTRA_CODES: dict[str, int] = {"contempt": 7, "none": 8, "uncertain": 9, "no-face": 10}
 FER_USAGE: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: stronger AU4 (brows, glabella), AU9, AU10 (bared teeth) and AU23 (pressed lips)
 
 
 @dataclass(frozen=True)
