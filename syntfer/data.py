@@ -28,9 +28,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from syntfer import labels as L
@@ -48,12 +48,80 @@ class DataError(ValueError):
 
 
 # --------------------------------------------------------------------------- transforms
-def _interpolation(name: str) -> InterpolationMode:
-    try:
-        return InterpolationMode(name.lower())
-    except ValueError as e:
-        raise DataError(f"model config interpolation {name!r} is not one of "
-                        f"{[m.value for m in InterpolationMode]}") from e
+# torchvision is imported only where the per-image training chain needs it (`train_transform`): importing it
+# pulls in torch._dynamo (~2.5 s on these CPUs), paid by every notebook and CLI call that only evaluates.
+INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
+
+
+def _interpolation(name: str) -> str:
+    mode = str(name).lower()
+    if mode not in INTERPOLATIONS:
+        raise DataError(f"model config interpolation {name!r} is not one of {list(INTERPOLATIONS)}")
+    return mode
+
+
+def pil_to_uint8(img: Image.Image) -> torch.Tensor:
+    """A PIL image as a uint8 CxHxW tensor (what torchvision's ``pil_to_tensor`` returns for L/RGB)."""
+    a = np.array(img, dtype=np.uint8)  # a writable copy
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _native_uint8(mode: str, device: torch.device) -> bool:
+    """Whether torchvision's v2 ``resize`` interpolates a uint8 tensor directly (else via float32 + round)."""
+    if mode in ("nearest", "nearest-exact"):
+        return True
+    if device.type != "cpu":
+        return False
+    if mode == "bilinear":
+        import platform
+
+        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in (
+            "aarch64", "arm64")
+    return mode == "bicubic"
+
+
+def resize_tensor(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize a CxHxW or BxCxHxW tensor to `size` (h, w) with antialiasing, exactly as torchvision's v2
+    ``resize`` does (same dtype out; uint8 interpolated natively where torchvision does, else in float32 and
+    rounded), so decode-time resizing needs no torchvision import."""
+    mode = _interpolation(interpolation)
+    h, w = (int(v) for v in size)
+    y = x if x.ndim == 4 else x.unsqueeze(0)
+    if tuple(y.shape[-2:]) == (h, w):
+        return x
+    aa = mode in ("bilinear", "bicubic")
+    kw = {"align_corners": False} if aa else {}
+    cast = y.dtype == torch.uint8 and not _native_uint8(mode, y.device)
+    z = F.interpolate(y.float() if cast else y, size=(h, w), mode=mode, antialias=aa, **kw)
+    if cast:
+        z = z.clamp_(0, 255).round_().to(torch.uint8)
+    return z if x.ndim == 4 else z.squeeze(0)
+
+
+class EvalTransform:
+    """Resize to the model's input size and normalise: a PIL image or uint8 CxHxW tensor in, float CxHxW out.
+
+    The same operations as torchvision's ``v2.Compose([ToImage(), ToDtype(float32, scale=True),
+    Resize(size, interpolation, antialias=True), Normalize(mean, std)])`` (tests/test_data.py checks the
+    equality) in plain torch, so evaluation does not import torchvision."""
+
+    def __init__(self, cfg: ModelConfig):
+        _, h, w = cfg.input_size
+        self.size = (int(h), int(w))
+        self.interpolation = _interpolation(cfg.interpolation)
+        self.mean = torch.tensor(cfg.mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(cfg.std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        x = pil_to_uint8(img) if isinstance(img, Image.Image) else img
+        if x.dtype == torch.uint8:
+            x = x.float().mul_(1.0 / 255)  # torchvision's ToDtype(scale=True), bit for bit
+        x = resize_tensor(x, self.size, self.interpolation)
+        return (x - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(size={self.size}, interpolation={self.interpolation!r})"
 
 
 def image_mode(cfg: ModelConfig) -> str:
@@ -66,21 +134,18 @@ def image_mode(cfg: ModelConfig) -> str:
     return "L" if channels == 1 else "RGB"
 
 
-def eval_transform(cfg: ModelConfig) -> v2.Compose:
+def eval_transform(cfg: ModelConfig) -> EvalTransform:
     """Resize to the model's input size and normalise (PIL image or uint8 tensor in, float CHW out)."""
-    _, h, w = cfg.input_size
-    return v2.Compose([
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Resize((h, w), interpolation=_interpolation(cfg.interpolation), antialias=True),
-        v2.Normalize(list(cfg.mean), list(cfg.std)),
-    ])
+    return EvalTransform(cfg)
 
 
 def train_transform(cfg: ModelConfig, *, noise_std: float = UPSTREAM_NOISE_STD, flip_or_noise_p: float = 0.5,
                     flip_p: float = 0.5, erasing_p: float = 0.5,
-                    erasing_scale: tuple[float, float] = (0.02, 0.1)) -> v2.Compose:
-    """Upstream's training augmentation (see module docstring), sized and normalised for `cfg`."""
+                    erasing_scale: tuple[float, float] = (0.02, 0.1)):
+    """Upstream's training augmentation (see module docstring), sized and normalised for `cfg`: a torchvision
+    ``v2.Compose``."""
+    from torchvision.transforms import InterpolationMode, v2
+
     _, h, w = cfg.input_size
     return v2.Compose([
         v2.ToImage(),
@@ -89,7 +154,7 @@ def train_transform(cfg: ModelConfig, *, noise_std: float = UPSTREAM_NOISE_STD, 
                                          v2.GaussianNoise(mean=0.0, sigma=noise_std, clip=True)])],
                        p=flip_or_noise_p),
         v2.RandomHorizontalFlip(p=flip_p),
-        v2.Resize((h, w), interpolation=_interpolation(cfg.interpolation), antialias=True),
+        v2.Resize((h, w), interpolation=InterpolationMode(_interpolation(cfg.interpolation)), antialias=True),
         v2.Normalize(list(cfg.mean), list(cfg.std)),
         v2.RandomErasing(p=erasing_p, scale=erasing_scale, value=0),
     ])
@@ -267,9 +332,9 @@ class ManifestDataset(Dataset):
     def _load(self, i: int) -> torch.Tensor:
         if self.cache is not None and self.cache[i] is not None:
             return self.cache[i]
-        img = v2.functional.pil_to_tensor(load_image(self.paths[i], self.mode))
+        img = pil_to_uint8(load_image(self.paths[i], self.mode))
         if self.size is not None and list(img.shape[-2:]) != self.size:
-            img = v2.functional.resize(img, self.size, antialias=True)
+            img = resize_tensor(img, self.size)
         if self.cache is not None:
             self.cache[i] = img
         return img

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torchvision.transforms import v2
 
 from syntfer import labels as L
 from syntfer.images import load_image
@@ -70,7 +69,7 @@ def judge_pass(model: nn.Module, paths: Sequence[str], *, batch_size: int = 256,
     `check_features` compares the hooked features with `distances.penultimate_features` on the first batch
     and raises when they differ (a model whose classifier input is not its feature vector).
     """
-    from syntfer.data import eval_transform, image_mode
+    from syntfer.data import eval_transform, image_mode, pil_to_uint8
     from syntfer.distances import penultimate_features
 
     paths = [str(p) for p in paths]
@@ -85,7 +84,7 @@ def judge_pass(model: nn.Module, paths: Sequence[str], *, batch_size: int = 256,
     handle = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
 
     def decode(p: str) -> torch.Tensor:
-        return v2.functional.pil_to_tensor(load_image(p, mode))
+        return pil_to_uint8(load_image(p, mode))
 
     probs = np.empty((len(paths), len(cfg.labels)), np.float32)
     feats: np.ndarray | None = None

@@ -9,8 +9,8 @@ from PIL import Image
 
 from syntfer import labels as L
 from syntfer.data import (BatchAugment, BatchCollate, DataError, EpochSampler, ManifestDataset, as_frame, build_loader, epoch_sampler,
-                          eval_transform, image_mode, label_indices, loader_throughput, split_validation,
-                          train_transform)
+                          eval_transform, image_mode, label_indices, loader_throughput, resize_tensor,
+                          split_validation, train_transform)
 from syntfer.manifest import write_manifest
 from syntfer.models.registry import ModelConfig
 
@@ -41,6 +41,42 @@ def test_eval_transform_resizes_and_normalises_exactly():
     expected = (torch.tensor([51, 102, 204]) / 255 - torch.tensor(CFG.mean)) / torch.tensor(CFG.std)
     torch.testing.assert_close(x.mean(dim=(1, 2)), expected.float(), atol=1e-5, rtol=0)
     assert float(x.std(dim=(1, 2)).max()) < 1e-5  # constant image stays constant
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_eval_transform_equals_torchvision_chain(interpolation, mode):
+    """The plain-torch eval transform does what torchvision's v2 chain does (evaluation avoids importing it)."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    ch = 3 if mode == "RGB" else 1
+    cfg = ModelConfig("t", input_size=(ch, 24, 32), mean=CFG.mean[:ch], std=CFG.std[:ch], interpolation=interpolation)
+    ref = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                      v2.Resize((24, 32), interpolation=InterpolationMode(interpolation), antialias=True),
+                      v2.Normalize(list(cfg.mean), list(cfg.std))])
+    rng = np.random.default_rng(1)
+    for shape in ((70, 50), (12, 20), (24, 32)):
+        a = rng.integers(0, 256, shape + ((3,) if ch == 3 else ()), dtype=np.uint8)
+        img = Image.fromarray(a, mode)
+        torch.testing.assert_close(eval_transform(cfg)(img), ref(img), atol=1e-5, rtol=0)
+        u8 = v2.functional.pil_to_tensor(img)
+        torch.testing.assert_close(eval_transform(cfg)(u8), ref(u8), atol=1e-5, rtol=0)
+        # uint8 resizing at decode (ManifestDataset(size=...)) equals torchvision's uint8 resize
+        assert torch.equal(resize_tensor(u8, (24, 32), interpolation),
+                           v2.functional.resize(u8, [24, 32], interpolation=InterpolationMode(interpolation),
+                                                antialias=True))
+    with pytest.raises(DataError, match="interpolation 'lanczos'"):
+        eval_transform(ModelConfig("t", input_size=(3, 8, 8), interpolation="lanczos"))
+
+
+def test_evaluation_imports_neither_torchvision_nor_timm():
+    import subprocess
+    import sys
+
+    code = ("import sys; import syntfer.evaluation, syntfer.training, syntfer.models, syntfer.setmetrics; "
+            "print(sorted(m for m in ('torchvision', 'timm', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_train_transform_shapes_and_seeded_randomness(tmp_path):

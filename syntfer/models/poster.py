@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
 from torch import nn
 
 from syntfer.models.ir import IR50_STAGES, IRBackbone
@@ -68,6 +67,8 @@ class CrossBlock(nn.Module):
         self.norm1 = norm()
         self.attn_img = CrossAttention(dim, num_heads, kv_first=True, n_first=n_img)
         self.attn_lm = CrossAttention(dim, num_heads, kv_first=False, n_first=n_img)
+        from timm.layers import DropPath, Mlp  # lazy: importing timm costs ~1 s for every registry user
+
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = norm()
         hidden = int(dim * mlp_ratio)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import timm as timm_lib
 from torch import nn
 
 from syntfer.models.registry import ModelConfig, register_model
@@ -19,6 +18,7 @@ from syntfer.models.registry import ModelConfig, register_model
 def build_timm(arch: str, num_classes: int, pretrained: str | None, img_size: int, name: str,
                **timm_kwargs: Any) -> nn.Module:
     """Create timm model `arch` with `num_classes` outputs and a syntfer `ModelConfig` on ``.cfg``."""
+    import timm as timm_lib  # lazy: the registry is imported by every notebook, most never build a timm model
     if arch not in timm_lib.list_models():
         raise KeyError(f"unknown timm architecture {arch!r} (see timm.list_models())")
     model = timm_lib.create_model(arch, pretrained=False, num_classes=num_classes, **timm_kwargs)
