@@ -56,6 +56,7 @@ import pandas as pd
 from IPython.display import display
 
 from syntfer import labels as L
+from syntfer.plots import show
 from syntfer.readers import read_dataset
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json
@@ -94,8 +95,7 @@ display(summary)
 
 # %%
 grid, rows, cols = R.domain_expression_grid(world, cell=grid_cell, seed=seed)
-fig = R.show_grid(grid, rows, cols, figures / "domain_expression_grid.png", "world samples (true expression)")
-plt.show()
+show(R.show_grid(grid, rows, cols, title="world samples (true expression)"), figures / "domain_expression_grid.png")
 
 # %% [markdown]
 # ## The same identity across expressions
@@ -106,8 +106,8 @@ plt.show()
 grid_id, identities = R.identity_expression_grid(n_identities, size=grid_cell * 4 // 3, seed=seed, ss=2,
                                                  face_scale=1.2, background="studio")
 fig = R.show_grid(grid_id, [f"{i.gender}, {i.age}, tone {i.skin_tone}" for i in identities], list(L.CLASSES),
-                  figures / "identity_expression_grid.png", "same identity, class prototypes")
-plt.show()
+                  title="same identity, class prototypes")
+show(fig, figures / "identity_expression_grid.png")
 
 # %% [markdown]
 # ## Expression intensity
@@ -117,8 +117,8 @@ plt.show()
 # %%
 strips = np.concatenate([R.intensity_strip(identities[0], c, size=grid_cell) for c in ("sad", "surprise")], 0)
 fig = R.show_grid(strips, ["sad", "surprise"], [f"{s:.2f}" for s in np.linspace(0, 1.25, 6)],
-                  figures / "intensity_strip.png", "intensity × prototype")
-plt.show()
+                  title="intensity × prototype")
+show(fig, figures / "intensity_strip.png")
 
 # %% [markdown]
 # ## Class shares next to the real datasets'
@@ -127,8 +127,7 @@ plt.show()
 # %%
 shares = R.class_share_table(world)
 shares.to_csv(out / "class_shares.csv", index=False)
-fig = R.plot_class_shares(shares, figures / "class_shares.png")
-plt.show()
+show(R.plot_class_shares(shares), figures / "class_shares.png")
 display(shares.pivot(index="class", columns="dataset", values="world_n"))
 
 # %% [markdown]
@@ -137,11 +136,9 @@ display(shares.pivot(index="class", columns="dataset", values="world_n"))
 # stand-in after per-image intensity, jitter, blends and spurious activations.
 
 # %%
-fig = R.plot_heatmap(R.au_prototype_table(), "AU prototypes (0-5)", figures / "au_prototypes.png")
-plt.show()
-fig = R.plot_heatmap(R.au_means_table(world, "rafdb"), "rafdb: mean rendered AU per true class",
-                     figures / "au_means_rafdb.png")
-plt.show()
+show(R.plot_heatmap(R.au_prototype_table(), "AU prototypes (0-5)"), figures / "au_prototypes.png")
+show(R.plot_heatmap(R.au_means_table(world, "rafdb"), "rafdb: mean rendered AU per true class"),
+     figures / "au_means_rafdb.png")
 
 # %% [markdown]
 # ## Attribute balance
@@ -151,9 +148,7 @@ plt.show()
 for attr in ("id_gender", "id_age", "id_skin_tone"):
     tab = R.attribute_table(world, attr)
     tab.to_csv(out / f"attributes_{attr}.csv")
-    fig = R.plot_heatmap(tab, f"{attr} share per domain", figures / f"attributes_{attr}.png", fmt=".2f",
-                         cmap="mako")
-    plt.show()
+    show(R.plot_heatmap(tab, f"{attr} share per domain", fmt=".2f", cmap="mako"), figures / f"attributes_{attr}.png")
 
 # %% [markdown]
 # ## Read back through the real readers
@@ -196,8 +191,7 @@ if probe_train:
     ax.set_title(f"world probe trained on {probe_train}")
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
-    fig.savefig(figures / "probe.png", dpi=110)
-    plt.show()
+    show(fig, figures / "probe.png")
     in_acc = float(probe.loc[probe["in_domain"], "accuracy"].iloc[0])
     other = float(probe.loc[~probe["in_domain"], "accuracy"].mean())
     metrics.update(probe_in_domain_accuracy=in_acc, probe_other_domains_accuracy=other, probe_gap=in_acc - other)

@@ -73,6 +73,7 @@ from syntfer import evaluation as E
 from syntfer import labels as L
 from syntfer.data import as_frame, describe_frame
 from syntfer.manifest import read_manifest
+from syntfer.plots import show
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json, write_text
 from syntfer.training import LOG_COLUMNS, TrainConfig, train
@@ -151,8 +152,7 @@ g = sns.relplot(data=long, x="epoch", y="value", hue="variable", col="panel", ki
 for ax in g.axes.flat:
     ax.axvline(result.best_epoch, ls="--", c="grey")
 g.figure.suptitle(f"{prefix}{train_set} · {model} · seed {seed}", y=1.03)
-g.savefig(figures / "learning_curves.png", dpi=110)
-plt.show()
+show(g, figures / "learning_curves.png")
 
 # %% [markdown]
 # ## Test: every test split, once
@@ -181,8 +181,7 @@ write_json(out / "metrics.json", metrics)
 ax = E.plot_cross_dataset(tidy, metric="accuracy")
 ax.set_title(f"accuracy ({data_kind} data), one seed")
 ax.figure.tight_layout()
-ax.figure.savefig(figures / "cross_dataset_accuracy.png", dpi=110)
-plt.show()
+show(ax.figure, figures / "cross_dataset_accuracy.png")
 
 # %% [markdown]
 # ## The imbalance story: per-class recall against class frequency
@@ -202,8 +201,7 @@ ax.set_xscale("log")
 ax.set_xlabel(f"share of {prefix}{train_set} training images (log)")
 ax.set_ylim(-0.02, 1.02)
 fig.tight_layout()
-fig.savefig(figures / "recall_vs_frequency.png", dpi=110)
-plt.show()
+show(fig, figures / "recall_vs_frequency.png")
 
 # %% [markdown]
 # ## Confusion matrices
@@ -215,8 +213,7 @@ for ax, (name, (pred, _)) in zip(np.atleast_1d(axes), evaluated.items()):
     E.plot_confusion(pred.y_true, pred.y_pred, ax=ax, title=f"test: {name}")
 fig.suptitle(f"trained on {prefix}{train_set} · {model} · seed {seed}")
 fig.tight_layout()
-fig.savefig(figures / "confusion.png", dpi=110)
-plt.show()
+show(fig, figures / "confusion.png")
 
 # %% [markdown]
 # ## Closing checks

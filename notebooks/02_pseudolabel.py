@@ -51,6 +51,7 @@ import torch
 from IPython.display import display
 
 from syntfer import labels as L
+from syntfer import plots
 from syntfer import pseudolabel as P
 from syntfer.manifest import read_manifest, write_manifest
 from syntfer.readers import read_dataset
@@ -76,8 +77,7 @@ tag = "world" if world else "real"
 
 def show(fig, name):
     """Save a figure as PNG next to the outputs and show it."""
-    fig.savefig(figures / f"{name}.png", dpi=120, bbox_inches="tight")
-    plt.show()
+    plots.show(fig, figures / f"{name}.png", dpi=120)
     plt.close(fig)
 
 

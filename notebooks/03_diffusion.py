@@ -63,6 +63,7 @@ import torch
 from IPython.display import display
 
 from syntfer import labels as L
+from syntfer import plots
 from syntfer import prompts as P
 from syntfer.diffusion import curation as C
 from syntfer.diffusion import embedded as E
@@ -92,8 +93,7 @@ world = (web_dir / "truth.csv").is_file()
 
 def show(fig, name):
     """Save a figure as PNG next to the outputs and show it."""
-    fig.savefig(figures / f"{name}.png", dpi=130, bbox_inches="tight")
-    plt.show()
+    plots.show(fig, figures / f"{name}.png", dpi=130)
 
 
 # %% [markdown]

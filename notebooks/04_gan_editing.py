@@ -70,6 +70,7 @@ from syntfer.gan import evaluation as E
 from syntfer.gan import report as R
 from syntfer.gan.editing import DegradeConfig, make_restorer
 from syntfer.gan.networks import load_generator, load_official_generator
+from syntfer.plots import show
 from syntfer.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
 from syntfer.identity import embed, load_identity_encoder
 from syntfer.seeding import seed_everything
@@ -123,8 +124,7 @@ if train_log is not None:
     long = train_log.melt(id_vars="step", value_vars=cols).dropna()
     g = sns.relplot(data=long, x="step", y="value", col="variable", col_wrap=3, kind="line", height=2.2,
                     facet_kws={"sharey": False})
-    R.save_figure(g.figure, fig_dir / "editor_training.png")
-    plt.show()
+    show(g.figure, fig_dir / "editor_training.png")
 
 # %% [markdown]
 # ## Source pool and the edited sets (F and V)
@@ -166,8 +166,7 @@ h, w = grid.shape[0] / len(rtitles), grid.shape[1] / 7
 ax.set_yticks([h * (i + 0.5) for i in range(len(rtitles))], rtitles)
 ax.set_xticks([w * (i + 0.5) for i in range(7)], ctitles)
 ax.grid(False)
-R.save_figure(fig, fig_dir / "one_identity_grid.png")
-plt.show()
+show(fig, fig_dir / "one_identity_grid.png")
 
 # %% [markdown]
 # ## The judge
@@ -221,8 +220,7 @@ fid = pd.concat(fid_rows + [floor], ignore_index=True)
 display(fid.pivot(index="target", columns="variant", values="accuracy").round(3))
 g = sns.catplot(data=fid[fid["target"] != "all"], x="target", y="accuracy", hue="variant", kind="bar", height=3.5,
                 aspect=2.2)
-R.save_figure(g.figure, fig_dir / "fidelity_per_class.png")
-plt.show()
+show(g.figure, fig_dir / "fidelity_per_class.png")
 pd.concat(conf).to_csv(out / "confusion.csv", index=False)
 
 # %% [markdown]
@@ -252,8 +250,7 @@ cur_probs = E.predict(judge.model, np.stack(cur_crops), size=judge_size)
 curve = E.intensity_curve(cur_probs, cur_t, cur_rho)
 curve.to_csv(out / "intensity_curve.csv", index=False)
 g = sns.relplot(data=curve, x="rho", y="p_target", hue="target", kind="line", marker="o", height=3.5, aspect=1.6)
-R.save_figure(g.figure, fig_dir / "intensity_curve.png")
-plt.show()
+show(g.figure, fig_dir / "intensity_curve.png")
 
 # %% [markdown]
 # ## Identity preservation
@@ -303,8 +300,7 @@ if sim_truth is not None:
 long = long.melt(id_vars="target", var_name="pair", value_name="cosine")
 g = sns.catplot(data=long, x="target", y="cosine", hue="pair", kind="box", height=3.5, aspect=2.2, fliersize=1)
 g.ax.axhline(metrics["identity_sim_different_people"], ls="--", c="k", lw=1)
-R.save_figure(g.figure, fig_dir / "identity_per_class.png")
-plt.show()
+show(g.figure, fig_dir / "identity_per_class.png")
 
 # %% [markdown]
 # ## Seam repair: before/after and the distance to the source distribution
@@ -327,8 +323,7 @@ ax.imshow(ex)
 ax.set_xticks([ex.shape[1] / len(titles) * (i + 0.5) for i in range(len(titles))], titles)
 ax.set_yticks([])
 ax.grid(False)
-R.save_figure(fig, fig_dir / "seam_before_after.png")
-plt.show()
+show(fig, fig_dir / "seam_before_after.png")
 variants = R.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=judge_size)
 ref_ctx = R.source_context_crops(pool.iloc[len(pool) // 2:], judge_size)  # untouched faces (other half)
 ref_j = E.judge_features(judge.model, ref_ctx, size=judge_size)

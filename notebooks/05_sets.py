@@ -64,6 +64,7 @@ from syntfer import audit as A
 from syntfer import distances as D
 from syntfer import identity as I
 from syntfer import labels as L
+from syntfer import plots
 from syntfer import setmetrics as S
 from syntfer import summary as SU
 from syntfer.gan.evaluation import manifest_crops
@@ -104,8 +105,7 @@ features_dir.mkdir()
 
 def show(fig, name):
     """Save a figure as PNG next to the outputs and show it."""
-    fig.savefig(figures / f"{name}.png", dpi=120, bbox_inches="tight")
-    plt.show()
+    plots.show(fig, figures / f"{name}.png", dpi=120)
     plt.close(fig)
 
 

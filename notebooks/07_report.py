@@ -57,6 +57,7 @@ from IPython.display import Markdown, display
 from syntfer import audit as A
 from syntfer import evaluation as E
 from syntfer import labels as L
+from syntfer import plots
 from syntfer import summary as S
 from syntfer.data import as_frame, describe_frame
 from syntfer.storage import write_text
@@ -128,10 +129,8 @@ def optional(path, name: str) -> Path | None:
 def show(fig, name: str) -> None:
     """Save a figure as PNG under out_dir/figures and show it."""
     path = figures / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plots.show(fig, path)
     written.append(path)
-    plt.show()
-    plt.close(fig)
 
 
 def save_table(frame: pd.DataFrame, name: str, index: bool = False) -> None:

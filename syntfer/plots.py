@@ -1,0 +1,44 @@
+"""Figures in notebooks: save once, show what was saved.
+
+`plt.show()` under Jupyter's inline backend renders a figure a second time (its own PNG, bbox 'tight') after
+the notebook has already saved it; for annotated heatmaps and facet grids that second render is most of the
+cell's time. `show` writes the PNG (atomically, folders created) and displays those same bytes, then closes
+the figure, so each figure is rendered once and the notebook shows exactly the file DVC tracks.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from syntfer.storage import write_bytes
+
+
+def figure_png(fig, *, dpi: int = 110, tight: bool = True) -> bytes:
+    """`fig` rendered as PNG bytes (a seaborn FacetGrid/JointGrid is accepted for its figure)."""
+    fig = getattr(fig, "figure", fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    return buf.getvalue()
+
+
+def show(fig, path: str | os.PathLike | None = None, *, dpi: int = 110, tight: bool = True) -> bytes:
+    """Render `fig` once: save it as a PNG at `path` (when given), display it (in IPython), close it.
+
+    Returns the PNG bytes."""
+    fig = getattr(fig, "figure", fig)
+    data = figure_png(fig, dpi=dpi, tight=tight)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, data)
+    plt.close(fig)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # plain Python: saving is all there is to do
+        return data
+    if get_ipython() is not None:
+        display(Image(data=data, format="png"))
+    return data
