@@ -265,8 +265,9 @@ fig, axes = plt.subplots(1, len(HEADLINE), figsize=(4.2 * len(HEADLINE) + 2, 0.5
                          sharey=True)
 for ax, metric in zip(axes, HEADLINE):
     mean, sd = matrix(metric), matrix(metric, "sd")
-    sns.heatmap(mean, annot=cell_text(mean, sd), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar=False,
-                annot_kws={"size": 8})
+    with plots.only(ax):
+        sns.heatmap(mean, annot=cell_text(mean, sd), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar=False,
+                    annot_kws={"size": 8})
     ax.set_title(metric)
     ax.set_xlabel("test set")
     ax.set_ylabel("training set" if ax is axes[0] else "")
@@ -383,7 +384,9 @@ for ax, s in zip(axes.flat, train_sets):
         raise FileNotFoundError(f"no run of training set {s!r} (model {chosen}) matches runs_glob={runs_glob!r}")
     total = sum(parts)
     rate = total.div(total.sum(axis=1).replace(0, np.nan), axis=0)
-    sns.heatmap(rate, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax, annot_kws={"size": 7})
+    with plots.only(ax):  # seaborn redraws the whole figure per heatmap otherwise
+        sns.heatmap(rate, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
+                    annot_kws={"size": 7})
     ax.set_title(f"{s} ({len(parts)} seed{'s' if len(parts) > 1 else ''})", fontsize=10)
 for ax in list(axes.flat)[len(train_sets):]:
     ax.set_visible(False)

@@ -269,10 +269,13 @@ def plot_confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | n
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from syntfer.plots import only
+
     table = confusion_table(y_true, y_pred, normalize="true")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.2))
-    sns.heatmap(table, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=ax, cbar=False)
+    with only(ax):  # one panel of a multi-panel figure: seaborn's overlap check need not draw the others
+        sns.heatmap(table, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=ax, cbar=False)
     ax.set_title(title)
     return ax
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -42,3 +44,20 @@ def show(fig, path: str | os.PathLike | None = None, *, dpi: int = 110, tight: b
     if get_ipython() is not None:
         display(Image(data=data, format="png"))
     return data
+
+
+@contextmanager
+def only(ax) -> Iterator:
+    """Hide the other axes of `ax`'s figure for the duration of the block.
+
+    `seaborn.heatmap` draws the whole figure to check whether tick labels overlap; filling n panels one after
+    another therefore renders 1 + 2 + ... + n panels (12 annotated confusion matrices: 11 s instead of 1.5 s).
+    Wrapping each call in ``with plots.only(ax):`` keeps that check to its own panel; the result is the same."""
+    others = [a for a in ax.figure.axes if a is not ax and a.get_visible()]
+    for a in others:
+        a.set_visible(False)
+    try:
+        yield ax
+    finally:
+        for a in others:
+            a.set_visible(True)

@@ -27,3 +27,15 @@ def test_show_accepts_a_seaborn_grid_and_no_path(tmp_path):
     data = plots.show(g)
     assert data[:4] == b"\x89PNG" and not plt.fignum_exists(g.figure.number)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_hides_the_other_panels_during_the_block_and_restores_them():
+    fig, axes = plt.subplots(1, 3)
+    axes[2].set_visible(False)  # a panel hidden before stays hidden
+    with plots.only(axes[1]) as ax:
+        assert ax is axes[1]
+        assert [a.get_visible() for a in axes] == [False, True, False]
+        sns.heatmap([[0.1, 0.9], [0.5, 0.5]], annot=True, ax=ax, cbar=False)
+    assert [a.get_visible() for a in axes] == [True, True, False]
+    assert len(axes[1].texts) == 4  # the heatmap and its annotations landed on the right panel
+    plt.close(fig)
