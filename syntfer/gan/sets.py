@@ -7,7 +7,9 @@ Recipes (METHOD.md §5), over a pool of source faces (path, identity, face box):
 Sizes are scaled by the caller (presets); shortfalls are recorded, never hidden.
 
 Every output row is reproducible from its manifest row: the control value and the degradation noise come
-from generators seeded with `derive_seed(seed, 'gan-edit', source_path, label, variant)`.
+from generators seeded with `derive_seed(seed, 'gan-edit', source_key, label, variant)`, where `source_key` is
+the source's path relative to its pool's folder (pools built here carry it), so the same sources give the same
+edits wherever the project is checked out. A pool without `source_key` falls back to `source_path`.
 """
 from __future__ import annotations
 
@@ -141,8 +143,9 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
     records: list[dict] = []
     skipped: list[dict] = []
     todo: list[tuple[int, dict]] = []
+    keys = rows["source_key"] if "source_key" in rows.columns else rows["source_path"]
     for i, r in rows.iterrows():
-        s = derive_seed(seed, "gan-edit", str(r["source_path"]), r["label"], variant)
+        s = derive_seed(seed, "gan-edit", str(keys[i]), r["label"], variant)
         cv = control_for(space, r["label"], variant, s)
         rec = {"path": str(out / output_name(r["source_path"], r["label"], variant)), "label": r["label"],
                "source_path": r["source_path"], "identity": r["identity"], **cv.as_row(), "seed": s,
@@ -203,6 +206,7 @@ def source_pool_from_boxes(boxes_csv: str | os.PathLike, truth_csv: str | os.Pat
         raise RecipeError(f"{boxes_csv}: missing column(s) {missing}; has {list(df.columns)}")
     base = boxes_csv.parent.resolve()
     df["source_path"] = [str(base / p) for p in df["path"]]
+    df["source_key"] = df["path"].astype(str)  # location-independent: seeds the edit (render_edit_set)
     if truth_csv is not None:
         truth = pd.read_csv(truth_csv, usecols=["path", "identity"])
         df = df.merge(truth, on="path", how="left", validate="one_to_one")
@@ -210,7 +214,7 @@ def source_pool_from_boxes(boxes_csv: str | os.PathLike, truth_csv: str | os.Pat
             raise RecipeError(f"{truth_csv}: no identity for {df.loc[df['identity'].isna(), 'path'].iloc[0]!r}")
     else:
         df["identity"] = df["path"]
-    return df[["source_path", "identity", *BOX_NAMES]]
+    return df[["source_path", "source_key", "identity", *BOX_NAMES]]
 
 
 def detect_pool(paths: Sequence[str], detector) -> tuple[pd.DataFrame, list[dict]]:
@@ -222,4 +226,10 @@ def detect_pool(paths: Sequence[str], detector) -> tuple[pd.DataFrame, list[dict
             skipped.append({"source_path": p, "reason": "no face detected"})
             continue
         rows.append({"source_path": p, "identity": p, **dict(zip(BOX_NAMES, box))})
-    return pd.DataFrame(rows, columns=["source_path", "identity", *BOX_NAMES]), skipped
+    pool = pd.DataFrame(rows, columns=["source_path", "identity", *BOX_NAMES])
+    if len(pool):  # seeds follow the path below the photos' common folder, not where that folder is
+        root = os.path.commonpath([str(Path(p).resolve().parent) for p in pool["source_path"]])
+        pool.insert(1, "source_key", [os.path.relpath(Path(p).resolve(), root) for p in pool["source_path"]])
+    else:
+        pool.insert(1, "source_key", pd.Series(dtype=str))
+    return pool, skipped
