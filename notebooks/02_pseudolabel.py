@@ -44,7 +44,6 @@ out_dir = "outputs/pseudolabel/digiface"  # manifest.csv, images/, scores/, coun
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -78,7 +77,6 @@ tag = "world" if world else "real"
 def show(fig, name):
     """Save a figure as PNG next to the outputs and show it."""
     plots.show(fig, figures / f"{name}.png", dpi=120)
-    plt.close(fig)
 
 
 print(f"source={source} ({tag}), teacher={teacher}, threshold={threshold}, per_class={per_class}, "

@@ -70,9 +70,9 @@ from syntfer.gan import evaluation as E
 from syntfer.gan import report as R
 from syntfer.gan.editing import DegradeConfig, make_restorer
 from syntfer.gan.networks import load_generator, load_official_generator
-from syntfer.plots import show
 from syntfer.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
 from syntfer.identity import embed, load_identity_encoder
+from syntfer.plots import show
 from syntfer.seeding import seed_everything
 
 assert recipe in ("10", "70", "RAF"), f"recipe {recipe!r}"

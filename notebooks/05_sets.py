@@ -106,7 +106,6 @@ features_dir.mkdir()
 def show(fig, name):
     """Save a figure as PNG next to the outputs and show it."""
     plots.show(fig, figures / f"{name}.png", dpi=120)
-    plt.close(fig)
 
 
 def table(df, title):

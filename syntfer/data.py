@@ -20,6 +20,7 @@ by the batch's per-sample seeds, so results still depend only on (seed, epoch, p
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -67,11 +68,13 @@ def pil_to_uint8(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def _native_uint8(mode: str, device: torch.device) -> bool:
-    """Whether torchvision's v2 ``resize`` interpolates a uint8 tensor directly (else via float32 + round)."""
+@functools.lru_cache(maxsize=None)
+def _native_uint8(mode: str, device_type: str) -> bool:
+    """Whether torchvision's v2 ``resize`` interpolates a uint8 tensor directly (else via float32 + round).
+    Cached: it is asked once per decoded image."""
     if mode in ("nearest", "nearest-exact"):
         return True
-    if device.type != "cpu":
+    if device_type != "cpu":
         return False
     if mode == "bilinear":
         import platform
@@ -92,7 +95,7 @@ def resize_tensor(x: torch.Tensor, size: Sequence[int], interpolation: str = "bi
         return x
     aa = mode in ("bilinear", "bicubic")
     kw = {"align_corners": False} if aa else {}
-    cast = y.dtype == torch.uint8 and not _native_uint8(mode, y.device)
+    cast = y.dtype == torch.uint8 and not _native_uint8(mode, y.device.type)
     z = F.interpolate(y.float() if cast else y, size=(h, w), mode=mode, antialias=aa, **kw)
     if cast:
         z = z.clamp_(0, 255).round_().to(torch.uint8)

@@ -137,16 +137,8 @@ def intensity_strip(identity: Identity, label: str, steps: int = 6, size: int = 
                                        size=size) for s in scales], 1)
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike | None) -> None:
-    """Save `fig` as a PNG at `path` (folders created); nothing when `path` is None."""
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-
-
-def show_grid(grid: np.ndarray, row_labels: list[str], col_labels: list[str], path: str | os.PathLike | None = None,
-              title: str = "") -> plt.Figure:
-    """Plot an image grid with row/column labels (cells are equal squares); saves a PNG when `path` is set."""
+def show_grid(grid: np.ndarray, row_labels: list[str], col_labels: list[str], title: str = "") -> plt.Figure:
+    """Plot an image grid with row/column labels (cells are equal squares); save/show it with `syntfer.plots.show`."""
     n_r, n_c = len(row_labels), len(col_labels)
     h, w = grid.shape[0] // n_r, grid.shape[1] // n_c
     fig, ax = plt.subplots(figsize=(1.3 * n_c + 1, 1.3 * n_r + 0.6))
@@ -158,27 +150,23 @@ def show_grid(grid: np.ndarray, row_labels: list[str], col_labels: list[str], pa
         s.set_visible(False)
     ax.set_title(title)
     fig.tight_layout()
-    save_figure(fig, path)
     return fig
 
 
-def plot_class_shares(table: pd.DataFrame, path: str | os.PathLike | None = None) -> plt.Figure:
+def plot_class_shares(table: pd.DataFrame) -> plt.Figure:
     """Seaborn bars: world vs real class shares per labeled dataset."""
     long = table.melt(id_vars=["dataset", "class"], value_vars=["world", "real"], var_name="source",
                       value_name="share")
     g = sns.catplot(data=long, x="class", y="share", hue="source", col="dataset", kind="bar", col_wrap=2,
                     height=2.6, aspect=1.6)
     g.set_xticklabels(rotation=30)
-    save_figure(g.figure, path)
     return g.figure
 
 
-def plot_heatmap(table: pd.DataFrame, title: str, path: str | os.PathLike | None = None, fmt: str = ".1f",
-                 cmap: str = "viridis") -> plt.Figure:
+def plot_heatmap(table: pd.DataFrame, title: str, fmt: str = ".1f", cmap: str = "viridis") -> plt.Figure:
     """A seaborn heatmap of a table (AU prototypes, attribute shares)."""
     fig, ax = plt.subplots(figsize=(0.55 * table.shape[1] + 2.5, 0.45 * table.shape[0] + 1.5))
     sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, cbar=False, ax=ax)
     ax.set_title(title)
     fig.tight_layout()
-    save_figure(fig, path)
     return fig
