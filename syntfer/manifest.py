@@ -2,7 +2,9 @@
 
 A manifest is a CSV with at least a `path` column (and usually `label`, `split`). On disk,
 relative paths are relative to the manifest's own folder, so a dataset folder can move;
-in memory (`read_manifest`) paths are absolute. `label` holds canonical class names (see
+in memory (`read_manifest`) paths are absolute. The provenance columns `source_path` and
+`origin_path` (where a copied, edited or pseudo-labeled image came from) follow the same rule, so a
+manifest's bytes do not depend on where the project is checked out. `label` holds canonical class names (see
 `syntfer.labels`) or is empty for unlabeled images.
 """
 from __future__ import annotations
@@ -20,6 +22,9 @@ from syntfer.storage import atomic_path
 
 class ManifestError(ValueError):
     """A manifest that is missing columns or holds values outside the contract."""
+
+
+PATH_COLUMNS: tuple[str, ...] = ("path", "source_path", "origin_path")
 
 
 def _resolve(p: str, base: Path) -> str:
@@ -53,8 +58,11 @@ def read_manifest(file: str | os.PathLike, required: Sequence[str] = ("path",),
         empty = df.index[df["path"].str.len() == 0]
         if len(empty):
             raise ManifestError(f"{file} line {empty[0] + 2}: empty path")
-        base = file.parent.resolve()
-        df["path"] = [_resolve(p, base) for p in df["path"]]
+    base = file.parent.resolve()
+    for col in PATH_COLUMNS:
+        if col in df.columns:
+            vals = df[col].astype(str)
+            df[col] = [_resolve(p, base) if p else p for p in vals]
     if check_labels and "label" in df.columns:
         bad = ~df["label"].isin(L.CLASSES + (L.CONTEMPT, ""))
         if bad.any():
@@ -71,7 +79,9 @@ def write_manifest(df: pd.DataFrame, file: str | os.PathLike) -> Path:
         raise ManifestError(f"{file}: refusing to write a manifest without a 'path' column")
     out = df.copy()
     base = file.parent.resolve()
-    out["path"] = [_relativize(p, base) for p in out["path"]]
+    for col in PATH_COLUMNS:
+        if col in out.columns:
+            out[col] = [_relativize(str(p), base) if isinstance(p, str) and p else p for p in out[col]]
     with atomic_path(file) as tmp:
         out.to_csv(tmp, index=False)
     return file

@@ -304,17 +304,9 @@ def write_selection(selection: Selection, out: str | os.PathLike, *, source: str
         add = extra.reindex(df["path"].to_numpy())
         for c in add.columns:  # an input column whose name is taken is kept as input_<name>
             manifest[c if c not in manifest.columns else f"input_{c}"] = add[c].to_numpy()
-    # like `path`, source_path is stored relative to the manifest's folder
-    manifest["source_path"] = [_relative(p, out) for p in df["path"]]
     write_manifest(manifest, out / "manifest.csv")
     write_json(out / "counts.json", {**selection.counts, "source": source, "teacher": teacher, "link": link})
     return out / "manifest.csv"
-
-
-def _relative(path: str, base: Path) -> str:
-    """A source path relative to `base` (kept with its fragment), so the output folder can move with its inputs."""
-    file, frag = split_fragment(path)
-    return os.path.relpath(file, base.resolve()) + frag
 
 
 @dataclasses.dataclass

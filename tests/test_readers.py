@@ -196,3 +196,28 @@ def test_load_image_errors():
         load_image("/nonexistent/x.jpg")
     with pytest.raises(ImageError, match="box fragment"):
         load_image("/nonexistent/x.jpg#box=1,2,3")
+
+
+def test_manifest_bytes_do_not_depend_on_where_the_project_lives(tmp_path):
+    """path, source_path and origin_path are stored relative to the manifest's folder and read back absolute,
+    so the same dataset written from two checkouts is byte-identical (DVC hashes it the same)."""
+    from syntfer.manifest import write_manifest
+
+    written = []
+    for root in (tmp_path / "a", tmp_path / "b" / "deeper"):
+        (root / "set").mkdir(parents=True)
+        frame = pd.DataFrame({"path": [str(root / "set" / "happy" / "x.png")], "label": ["happy"],
+                              "source_path": [str(root / "gen" / "x.png")],
+                              "origin_path": [str(root / "world" / "ffhq.csv") + "#row=3"],
+                              "note": ["kept"]})
+        write_manifest(frame, root / "set" / "manifest.csv")
+        written.append((root / "set" / "manifest.csv").read_bytes())
+        back = read_manifest(root / "set" / "manifest.csv")
+        assert back["source_path"].tolist() == [str(root / "gen" / "x.png")]
+        assert back["origin_path"].tolist() == [str(root / "world" / "ffhq.csv") + "#row=3"]
+    assert written[0] == written[1]
+    assert b"../gen/x.png" in written[0] and b"../world/ffhq.csv#row=3" in written[0]
+    # empty provenance stays empty (a real image in a mix has no origin)
+    f = tmp_path / "e.csv"
+    f.write_text("path,label,origin_path\nx.png,happy,\n")
+    assert read_manifest(f)["origin_path"].tolist() == [""]

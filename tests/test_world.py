@@ -32,8 +32,8 @@ def world(tmp_path_factory) -> Path:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith(".") and p.name != "world.json"}
+    # every file, the resume markers and world.json included: nothing the render writes may hold a timing
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ---- renderer --------------------------------------------------------------------------------------------
@@ -233,8 +233,11 @@ def test_world_is_deterministic_and_seed_sensitive(world, tmp_path):
 def test_render_world_resumes_and_validates(tmp_path):
     out = tmp_path / "w"
     s1 = render_world(out, preset="smoke", seed=1, workers=1, domains=["ffhq"], progress=False)
+    first = _files(out)
     s2 = render_world(out, preset="smoke", seed=1, workers=1, domains=["ffhq"], progress=False)
     assert s2["domains"]["ffhq"].get("skipped") and s2["images"] == s1["images"]
+    assert "seconds" in s1 and "seconds" in s1["domains"]["ffhq"]  # timings are reported ...
+    assert _files(out) == first  # ... but a resumed render leaves every file (world.json too) byte-identical
     with pytest.raises(ValueError, match="unknown world preset"):
         render_world(out, preset="huge")
     with pytest.raises(ValueError, match="unknown world domain"):

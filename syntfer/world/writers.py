@@ -207,16 +207,20 @@ def render_world(out_dir: str | os.PathLike, preset: str = "smoke", seed: int = 
             rows = list(tqdm(it, total=len(jobs), desc=f"world/{name}", disable=not progress, mininterval=2.0))
             write_domain_files(name, rows, ddir, seed)
             counts = pd.Series([r["expression"] for r in rows]).value_counts().sort_index().to_dict()
-            dom = {"images": len(rows), "seconds": round(time.perf_counter() - t0, 2),
-                   "expression_counts": {k: int(v) for k, v in counts.items()},
+            dom = {"images": len(rows), "expression_counts": {k: int(v) for k, v in counts.items()},
                    "splits": pd.Series([r["split"] for r in rows]).value_counts().sort_index().to_dict()}
             write_json(marker, {"signature": signature, "summary": dom})
-            summary["domains"][name] = dom
+            summary["domains"][name] = dom | {"seconds": round(time.perf_counter() - t0, 2)}
     finally:
         if pool is not None:
             pool.close()
             pool.join()
     summary["seconds"] = round(time.perf_counter() - t_all, 2)
     summary["images"] = sum(d["images"] for d in summary["domains"].values())
-    write_json(out / "world.json", summary)
+    # world.json (and each domain's marker) hold only what the render determines, so the folder's DVC hash
+    # is the same on every machine and run; the timings and resume flags are in the returned summary only
+    volatile = {"seconds", "skipped"}
+    write_json(out / "world.json", {k: v for k, v in summary.items() if k not in volatile}
+               | {"domains": {n: {k: v for k, v in d.items() if k not in volatile}
+                              for n, d in summary["domains"].items()}})
     return summary
