@@ -58,6 +58,11 @@ def test_stratified_subset_balanced_and_deterministic(grid):
     assert sub.groupby(["emotion", "gender"]).size().eq(10).all()
     per_race = sub.groupby(["emotion", "race"]).size()
     assert per_race.eq(4).all()
+    # every stratum at once, not only the fastest-cycling one: all 5 ages, 4 each (the old order had 2 ages)
+    per_age = sub.groupby(["emotion", "age"]).size()
+    assert len(per_age) == 7 * 5 and per_age.eq(4).all()
+    small = P.stratified_subset(grid, 7, seed=1).groupby(["emotion", "age"]).size()
+    assert small.max() - small.min() <= 1
     assert sub["id"].is_unique
     again = P.stratified_subset(grid, 20, seed=3)
     pd.testing.assert_frame_equal(sub, again)
