@@ -30,8 +30,13 @@
 world_root = "outputs/world"  # world domains: web/ (captions.csv, truth.csv), rafdb/ (judge + FD reference)
 model_dir = "models/diffusion/embedded"  # embedded checkpoint (model.safetensors + config.json)
 train = False  # True: retrain the embedded model on world_root/web instead of using model_dir
-train_steps = 800  # training steps (batch 128) when retraining
+train_steps = 800  # training steps when retraining
 train_minutes = 0.0  # > 0: wall-time guard when retraining (checkpoint and stop; rerun resumes)
+train_arch = "latent-mlp"  # latent-mlp | unet (pixels, optionally space-to-depth folded) | latent-unet (VAE + UNet)
+train_patch_size = 1  # unet: fold p x p pixel blocks into channels (2: a 32-px image becomes 12 x 16 x 16)
+train_channels = ""  # UNet block channels, e.g. "32,64,128" (empty: the arch's default)
+train_batch_size = 128
+train_lr = 0.001
 backends = "embedded,embedded-au"  # comma list of: embedded, embedded-au, sd, fineface
 sd_model = ""  # local folder or hub id for sd/fineface backends
 fineface_weights = ""  # AU adapter weights for the fineface backend
@@ -113,8 +118,10 @@ print(f"{len(prompts)} of {len(grid)} prompts; max {prompts['n_tokens'].max()} t
 # %%
 if train:
     data = E.load_captioned(web_dir / "captions.csv", 32)
-    mcfg = E.default_config(E.build_vocab(data.captions), use_aus=True, au_scale=5.0)
-    tcfg = E.TrainConfig(steps=train_steps, batch_size=128, seed=seed, threads=threads,
+    mcfg = E.default_config(E.build_vocab(data.captions), use_aus=True, au_scale=5.0, arch=train_arch,
+                            patch_size=train_patch_size,
+                            block_out_channels=[int(c) for c in train_channels.split(",")] if train_channels else None)
+    tcfg = E.TrainConfig(steps=train_steps, batch_size=train_batch_size, lr=train_lr, seed=seed, threads=threads,
                          max_minutes=train_minutes or None)
     summary = E.train_embedded(data, mcfg, tcfg, out / "train")
     model_path = out / "train" / "ema"
@@ -127,7 +134,9 @@ fig, ax = plt.subplots(figsize=(6, 2.5))
 ax.plot(train_log["step"], train_log["loss"])
 ax.set(xlabel="step", ylabel="loss (min-SNR weighted)", title=f"embedded model training ({model_path})")
 show(fig, "train_loss")
-print({k: meta["model"][k] for k in ("arch", "image_size", "latent_dim", "mlp_dim", "mlp_blocks", "use_aus")},
+arch_keys = {"latent-mlp": ("latent_dim", "mlp_dim", "mlp_blocks"), "unet": ("patch_size", "block_out_channels"),
+             "latent-unet": ("vae_block_out_channels", "latent_channels", "block_out_channels")}
+print({k: meta["model"].get(k) for k in ("arch", "image_size", *arch_keys.get(meta["model"]["arch"], ()), "use_aus")},
       "steps:", meta.get("steps"))
 
 # %% [markdown]

@@ -172,13 +172,15 @@ def _captioned(tmp_path, n: int = 14) -> E.CaptionedImages:
     return E.load_captioned(folder / "captions.csv", 16)
 
 
-@pytest.mark.parametrize("arch", ["latent-mlp", "unet"])
+@pytest.mark.parametrize("arch", ["latent-mlp", "latent-unet", "unet", "unet-p2"])
 def test_embedded_train_sample_roundtrip(tmp_path, arch):
     data = _captioned(tmp_path)
     assert data.images.shape == (14, 3, 16, 16) and data.aus.shape == (14, 12)
-    cfg = E.default_config(E.build_vocab(data.captions), use_aus=True, au_scale=5.0, tiny=True, arch=arch)
-    summary = E.train_embedded(data, cfg, E.TrainConfig(steps=3, batch_size=4, checkpoint_every=2, log_every=1),
-                               tmp_path / "work")
+    arch, _, patch = arch.partition("-p")
+    cfg = E.default_config(E.build_vocab(data.captions), use_aus=True, au_scale=5.0, tiny=True, arch=arch,
+                           patch_size=int(patch or 1))
+    summary = E.train_embedded(data, cfg, E.TrainConfig(steps=3, batch_size=4, checkpoint_every=2, log_every=1,
+                                                        vae_steps=2, vae_batch_size=4), tmp_path / "work")
     assert summary["steps"] == 3 and summary["finished"]
     log = pd.read_csv(tmp_path / "work" / "train_log.csv")
     assert log["step"].tolist() == [1, 2, 3]
@@ -191,7 +193,8 @@ def test_embedded_train_sample_roundtrip(tmp_path, arch):
     b, _ = E.sample_images(model, texts, [1, 2, 3], aus=aus, steps=3)
     assert np.array_equal(a, b)
     single, _ = E.sample_images(model, texts[1:2], [2], aus=aus[1:2], steps=3)
-    assert np.array_equal(single[0], a[1])
+    # a row sampled alone: identical, except the VAE decoder's batched kernels may round one grey level apart
+    assert np.abs(single[0].astype(int) - a[1]).max() <= (1 if arch == "latent-unet" else 0)
     other, _ = E.sample_images(model, texts, [9, 2, 3], aus=aus, steps=3)
     assert not np.array_equal(other[0], a[0])
     # fp16 export round trip: weights load strictly, config rebuilds the same architecture
@@ -200,6 +203,48 @@ def test_embedded_train_sample_roundtrip(tmp_path, arch):
     assert m16.cfg == model.cfg
     c, _ = E.sample_images(m16, texts, [1, 2, 3], aus=aus, steps=3)
     assert c.shape == a.shape
+
+
+def test_latent_unet_vae_is_trained_once_frozen_and_survives_resume(tmp_path):
+    data = _captioned(tmp_path)
+    cfg = E.default_config(E.build_vocab(data.captions), tiny=True, arch="latent-unet")
+    tc = dict(batch_size=4, checkpoint_every=2, log_every=1, vae_steps=3, vae_batch_size=4)
+    full = E.train_embedded(data, cfg, E.TrainConfig(steps=4, **tc), tmp_path / "a")
+    E.train_embedded(data, cfg, E.TrainConfig(steps=2, **tc), tmp_path / "b")
+    resumed = E.train_embedded(data, cfg, E.TrainConfig(steps=4, **tc), tmp_path / "b")
+    assert full["steps"] == resumed["steps"] == 4
+    assert pd.read_csv(tmp_path / "a" / "vae_log.csv")["vae_step"].tolist() == [3]
+    sa = torch.load(tmp_path / "a" / "state.pt", weights_only=False)["model"]
+    sb = torch.load(tmp_path / "b" / "state.pt", weights_only=False)["model"]
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    # the VAE was not moved by the diffusion steps: the 2-step and 4-step states hold the same VAE
+    fresh = E.train_embedded(data, cfg, E.TrainConfig(steps=1, **tc), tmp_path / "c")
+    assert fresh["steps"] == 1
+    sc = torch.load(tmp_path / "c" / "state.pt", weights_only=False)["model"]
+    vae_keys = [k for k in sa if k.startswith("vae.")]
+    assert vae_keys and all(torch.equal(sa[k], sc[k]) for k in vae_keys)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa if k.startswith("unet."))
+    model = E.load_checkpoint(tmp_path / "a" / "ema")
+    assert model.sample_shape == (4, 8, 8)
+    z = model.to_diffusion_space(data.images[:5])
+    assert z.shape == (5, 4, 8, 8)
+    assert model.to_images(z).shape == (5, 16, 16, 3)
+
+
+def test_patch_fold_is_lossless_and_checked():
+    cfg = E.default_config(E.build_vocab(["a happy man"]), tiny=True, arch="unet", patch_size=4)
+    model = E.EmbeddedDiffusion(cfg)
+    assert model.sample_shape == (48, 4, 4)
+    img = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    x = model.to_diffusion_space(img)
+    assert x.shape == (3, 48, 4, 4)
+    assert np.array_equal(model.to_images(x), img.permute(0, 2, 3, 1).numpy())
+    with pytest.raises(E.EmbeddedModelError, match="not a multiple of patch_size"):
+        E.EmbeddedDiffusion(E.default_config(["[PAD]", "[BOS]", "[EOS]", "[UNK]"], tiny=True, arch="unet",
+                                             patch_size=3))
+    with pytest.raises(E.EmbeddedModelError, match="patch_size"):
+        E.EmbeddedDiffusion(E.default_config(["[PAD]", "[BOS]", "[EOS]", "[UNK]"], tiny=True, patch_size=2))
 
 
 def test_embedded_resume_continues(tmp_path):

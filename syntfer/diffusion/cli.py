@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--use-aus", action="store_true", help="AU variant: condition on FineFace's 12 AUs too")
     t.add_argument("--au-scale", type=float, default=5.0, help="AU intensities are divided by this (0..5 scale)")
     t.add_argument("--image-size", type=int, default=32)
-    t.add_argument("--arch", choices=("latent-mlp", "unet"), default="latent-mlp")
+    t.add_argument("--arch", choices=("latent-mlp", "latent-unet", "unet"), default="latent-mlp",
+                   help="latent-unet: SD's design (AutoencoderKL trained first, UNet on its latents)")
+    t.add_argument("--patch-size", type=int, default=1, help="unet: space-to-depth fold of the pixels (2: 16x16x12)")
+    t.add_argument("--channels", default=None, help="UNet block channels, e.g. 32,64,128 (default: per arch)")
+    t.add_argument("--vae-steps", type=int, default=400, help="latent-unet: autoencoder training steps")
     t.add_argument("--steps", type=int, default=4000)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -69,10 +73,11 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = E.load_captioned(args.captions, args.image_size, limit=args.limit)
     vocab = E.build_vocab(data.captions)
+    channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     mcfg = E.default_config(vocab, use_aus=args.use_aus, au_scale=args.au_scale, image_size=args.image_size,
-                            arch=args.arch)
+                            arch=args.arch, patch_size=args.patch_size, block_out_channels=channels)
     tcfg = E.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         max_minutes=args.max_minutes, threads=args.threads)
+                         max_minutes=args.max_minutes, threads=args.threads, vae_steps=args.vae_steps)
     summary = E.train_embedded(data, mcfg, tcfg, args.work)
     print(json.dumps(summary, indent=1))
     if args.export:
@@ -82,6 +87,9 @@ def _train(args: argparse.Namespace) -> int:
                         "--work", shlex.quote(str(args.work)), "--export", shlex.quote(str(args.export)),
                         *(["--use-aus"] if args.use_aus else []), "--au-scale", str(args.au_scale),
                         "--image-size", str(args.image_size), "--arch", args.arch,
+                        *(["--vae-steps", str(args.vae_steps)] if args.arch == "latent-unet" else []),
+                        *(["--patch-size", str(args.patch_size)] if args.patch_size != 1 else []),
+                        *(["--channels", args.channels] if args.channels else []),
                         "--steps", str(summary["steps"]), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                         "--seed", str(args.seed), *(["--threads", str(args.threads)] if args.threads else [])])
         E.save_checkpoint(model, args.export, dtype=torch.float16,
