@@ -19,7 +19,7 @@ from syntfer.gan.evaluation import fidelity_table, intensity_curve, seam_contras
 from syntfer.gan.networks import (CheckpointError, Discriminator, EditorConfig, Generator, load_generator,
                                   load_official_generator, save_generator)
 from syntfer.gan.sets import RecipeError, plan_recipe, render_edit_set
-from syntfer.gan.training import TrainConfig, select_per_class, square_box, train_editor
+from syntfer.gan.training import EditorTrainer, TrainConfig, select_per_class, square_box, train_editor
 
 torch.set_num_threads(1)
 TINY = dict(image_size=16, conv_dim=4, repeat_num=1, d_conv_dim=4, d_repeat_num=2)
@@ -443,3 +443,28 @@ def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):
     assert ma["seed"].tolist() == mb["seed"].tolist() and ma["rho"].tolist() == mb["rho"].tolist()
     for pa, pb in zip(ma["path"], mb["path"]):
         assert open(pa, "rb").read() == open(pb, "rb").read()
+
+
+def test_auxiliary_classifier_is_frozen_and_joins_the_generator_loss(tmp_path):
+    from syntfer.models import create_model
+    from syntfer.models.checkpoint import save_checkpoint
+
+    save_checkpoint(create_model("cnn_tiny", img_size=32), tmp_path / "aux", epoch=0)
+    cfg = EditorConfig(**TINY)
+    crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(14) % 7
+    kw = dict(batch_size=8, n_critic=1, d_warmup_steps=1, log_every=1, ckpt_every=100, n_random=2)
+    r = train_editor(crops, labels, tmp_path / "ed", cfg,
+                     TrainConfig(steps=3, aux_classifier=str(tmp_path / "aux"), lambda_aux=1.0, **kw), progress=False)
+    assert r.log["g_aux"].notna().sum() == 2 and r.log["aux_acc_fake_trg"].dropna().between(0, 1).all()
+    trainer = EditorTrainer(cfg, TrainConfig(aux_classifier=str(tmp_path / "aux"), lambda_aux=1.0, **kw),
+                            crops, labels)
+    assert not any(p.requires_grad for p in trainer.aux.parameters())
+    x = torch.rand(2, 3, 16, 16) * 2 - 1  # logits equal the classifier's own on its normalisation, resized
+    m = trainer.aux.judge.model
+    want = m((torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True) + 1) / 2 / 0.5 - 1)
+    assert torch.allclose(trainer.aux(x), want, atol=1e-5)
+    # without lambda_aux nothing is loaded; a missing folder is a clear error
+    assert EditorTrainer(cfg, TrainConfig(**kw), crops, labels).aux is None
+    with pytest.raises(FileNotFoundError, match="aux_classifier"):
+        EditorTrainer(cfg, TrainConfig(aux_classifier=str(tmp_path / "nope"), lambda_aux=1.0, **kw), crops, labels)

@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--d-warmup-steps", type=int, default=150)
     t.add_argument("--lambda-cls", type=float, default=2.0)
     t.add_argument("--lambda-rec", type=float, default=5.0)
+    t.add_argument("--aux-classifier", default="", help="frozen syntfer classifier checkpoint folder whose "
+                   "cross-entropy on fakes vs target joins the generator loss (off when empty)")
+    t.add_argument("--lambda-aux", type=float, default=0.0)
+    t.add_argument("--aux-lowpass", action=argparse.BooleanOptionalAction, default=True,
+                   help="the aux classifier sees 2x2-average-pooled fakes")
+    t.add_argument("--lambda-tv", type=float, default=0.0, help="total-variation weight on the edit (fake - real)")
     t.add_argument("--residual", action=argparse.BooleanOptionalAction, default=True,
                    help="generator predicts a change added to its input (zero-initialised last conv)")
     t.add_argument("--seed", type=int, default=0)
@@ -73,7 +79,8 @@ def _train(args: argparse.Namespace) -> int:
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, n_critic=args.n_critic, g_lr=args.lr,
                        d_lr=args.lr, d_warmup_steps=args.d_warmup_steps, lambda_cls=args.lambda_cls,
                        lambda_rec=args.lambda_rec, seed=args.seed, threads=args.threads, ckpt_every=50,
-                       max_minutes=args.max_minutes)
+                       max_minutes=args.max_minutes, aux_classifier=args.aux_classifier,
+                       lambda_aux=args.lambda_aux, aux_lowpass=args.aux_lowpass, lambda_tv=args.lambda_tv)
     t0 = time.time()
     r = train_editor(crops, labels, args.out, cfg, tcfg)
     print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))

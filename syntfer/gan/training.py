@@ -61,6 +61,14 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock cap per call (0 = none); the run is resumable
     log_every: int = 25
     ckpt_every: int = 250
+    # An optional *frozen* expression classifier (a syntfer checkpoint folder) whose cross-entropy on the
+    # fakes against the target joins the generator loss: a task-aware signal that, unlike the critic's own
+    # head, does not co-adapt with the generator. Off by default (GANmut has only the critic's head).
+    aux_classifier: str = ""
+    lambda_aux: float = 0.0
+    aux_lowpass: bool = True  # the aux classifier sees 2x2-average-pooled fakes: pixel-period stripes carry no signal
+    # total variation of the edit (fake - real): expression changes are smooth shapes, adversarial patterns are not
+    lambda_tv: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,6 +167,7 @@ class EditorTrainer:
         self.gen = torch.Generator().manual_seed(tcfg.seed)
         self.step_no = 0
         self.rows: list[dict[str, float]] = []
+        self.aux = load_aux_classifier(tcfg.aux_classifier) if tcfg.aux_classifier and tcfg.lambda_aux else None
 
     # ---- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -272,6 +281,22 @@ class EditorTrainer:
             g_rec = (x_real - x_rec).abs().mean()
             g_loss = (-adv.mean() + t.lambda_cls * g_cls + t.lambda_rec * g_rec + t.lambda_info * g_info
                       + t.lambda_strength * g_strength)
+            if t.lambda_tv:
+                delta = x_fake - x_real
+                g_tv = ((delta[..., 1:, :] - delta[..., :-1, :]).abs().mean()
+                        + (delta[..., :, 1:] - delta[..., :, :-1]).abs().mean())
+                g_loss = g_loss + t.lambda_tv * g_tv
+                row["g_tv"] = g_tv.item()
+            if self.aux is not None and has_cls.any():
+                xf = x_fake[has_cls]
+                if t.aux_lowpass:
+                    xf = F.interpolate(F.avg_pool2d(xf, 2), size=xf.shape[-2:], mode="bilinear", align_corners=False)
+                aux_logits = self.aux(xf)
+                aux_trg = CODE_TO_CANON[trg[has_cls]]
+                g_aux = F.cross_entropy(aux_logits, aux_trg)
+                g_loss = g_loss + t.lambda_aux * g_aux
+                row.update({"g_aux": g_aux.item(),
+                            "aux_acc_fake_trg": (aux_logits.argmax(1) == aux_trg).float().mean().item()})
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             self.opt_g.step()
@@ -293,6 +318,34 @@ class EditorTrainer:
         grid = torch.cat([torch.cat(list(col), 1) for col in cols], 2)  # (3, n*S, 8*S)
         arr = ((grid + 1) * 127.5).clamp(0, 255).byte().permute(1, 2, 0).numpy()
         return Image.fromarray(arr)
+
+
+class _AuxClassifier(torch.nn.Module):
+    """A frozen syntfer classifier on the editor's [-1, 1] crops: logits in canonical class order.
+
+    `ClassifierJudge` does the classifier's own normalisation (its input convention is (x01 - 0.5) / 0.25,
+    i.e. 2x for x in [-1, 1]); this adds the freeze and the resize to the classifier's input size."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        from syntfer.gan.evaluation import ClassifierJudge
+
+        self.judge = ClassifierJudge(model).requires_grad_(False)
+        self.size = self.judge.size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        return self.judge(2 * x)
+
+
+def load_aux_classifier(folder: str | os.PathLike) -> _AuxClassifier:
+    """The frozen auxiliary classifier of `TrainConfig.aux_classifier` (a syntfer checkpoint folder)."""
+    from syntfer.models.checkpoint import load_checkpoint
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"aux_classifier {folder}: not a checkpoint folder (syntfer.models.checkpoint)")
+    return _AuxClassifier(load_checkpoint(folder))
 
 
 def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike, cfg: EditorConfig,
