@@ -81,7 +81,7 @@ def write_manifest(df: pd.DataFrame, file: str | os.PathLike) -> Path:
     base = file.parent.resolve()
     for col in PATH_COLUMNS:
         if col in out.columns:
-            out[col] = [_relativize(str(p), base) if isinstance(p, str) and p else p for p in out[col]]
+            out[col] = [_relativize(p, base) if isinstance(p, str) and p else p for p in out[col]]
     with atomic_path(file) as tmp:
         out.to_csv(tmp, index=False)
     return file

@@ -216,8 +216,9 @@ def stratified_subset(grid: pd.DataFrame, n_per_emotion: int, seed: int = 0,
     df["_r"] = rng.random(len(df))  # random order of rows within each combination
     chosen: list[int] = []
     for _, g in df.groupby("emotion", sort=False):
-        combos = [sub.sort_values("_r").index.to_numpy() for _, sub in g.groupby(list(strata), sort=True)]
-        keys = g.groupby(list(strata), sort=True).size().index
+        grouped = g.groupby(list(strata), sort=True)
+        combos = [sub.sort_values("_r").index.to_numpy() for _, sub in grouped]
+        keys = grouped.size().index
         keys = keys if isinstance(keys, pd.MultiIndex) else pd.MultiIndex.from_arrays([keys])
         codes = np.stack([keys.codes[i] for i in range(len(strata))], 1)
         sizes = [len(lv) for lv in keys.levels]
