@@ -26,10 +26,12 @@ def figure_png(fig, *, dpi: int = 110, tight: bool = True) -> bytes:
     return buf.getvalue()
 
 
-def show(fig, path: str | os.PathLike | None = None, *, dpi: int = 110, tight: bool = True) -> bytes:
+def show(fig, path: str | os.PathLike | None = None, *, dpi: int = 110, tight: bool = True) -> None:
     """Render `fig` once: save it as a PNG at `path` (when given), display it (in IPython), close it.
 
-    Returns the PNG bytes."""
+    Returns None, like ``plt.show()``: notebooks end figure cells with this call, and a returned value would be
+    displayed after the figure as its repr (the PNG's bytes, tens of kB of text per figure in every executed
+    notebook and HTML page). The bytes are `figure_png`'s, or the file's at `path`."""
     fig = getattr(fig, "figure", fig)
     data = figure_png(fig, dpi=dpi, tight=tight)
     if path is not None:
@@ -40,10 +42,9 @@ def show(fig, path: str | os.PathLike | None = None, *, dpi: int = 110, tight: b
         from IPython import get_ipython
         from IPython.display import Image, display
     except ImportError:  # plain Python: saving is all there is to do
-        return data
+        return
     if get_ipython() is not None:
         display(Image(data=data, format="png"))
-    return data
 
 
 @contextmanager

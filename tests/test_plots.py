@@ -11,12 +11,13 @@ from PIL import Image  # noqa: E402
 from syntfer import plots  # noqa: E402
 
 
-def test_show_saves_the_png_it_returns_and_closes_the_figure(tmp_path):
+def test_show_saves_the_png_and_closes_the_figure(tmp_path):
     fig, ax = plt.subplots(figsize=(2, 1.5))
     ax.plot([0, 1], [1, 0])
     path = tmp_path / "sub" / "line.png"
-    data = plots.show(fig, path, dpi=50)
-    assert path.read_bytes() == data and data[:8] == b"\x89PNG\r\n\x1a\n"
+    expected = plots.figure_png(fig, dpi=50)
+    assert plots.show(fig, path, dpi=50) is None  # a figure cell ends with show(): nothing to echo after the image
+    assert path.read_bytes() == expected and expected[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(fig.number)
     with Image.open(path) as im:
         assert 40 <= im.size[0] <= 110  # ~2 in at 50 dpi, trimmed by bbox 'tight'
@@ -24,8 +25,7 @@ def test_show_saves_the_png_it_returns_and_closes_the_figure(tmp_path):
 
 def test_show_accepts_a_seaborn_grid_and_no_path(tmp_path):
     g = sns.relplot(x=[0, 1, 2], y=[1, 0, 1], kind="line", height=1.5)
-    data = plots.show(g)
-    assert data[:4] == b"\x89PNG" and not plt.fignum_exists(g.figure.number)
+    assert plots.show(g) is None and not plt.fignum_exists(g.figure.number)
     assert list(tmp_path.iterdir()) == []
 
 
