@@ -14,26 +14,36 @@ export PYTHONHASHSEED := 0
 export OMP_WAIT_POLICY := PASSIVE
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast bench clean-outputs
+.PHONY: setup repro test test-fast bench clean-outputs lab browser
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-lock.txt
+$(STAMP): pyproject.toml requirements-lock.txt syntfer/lab.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name syntfer --display-name syntfer
+	$(PY) -m syntfer.lab install
 	$(PY) -m syntfer.assets fetch
 	touch $(STAMP)
 
 repro: setup
 	$(VENV)/bin/dvc repro
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q -m "not gpu"
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not gpu and not slow"
+
+# JupyterLab on the project: notebooks/*.py open as notebooks in the `syntfer` kernel, run from the project root
+# (syntfer/lab.py). Ctrl-C stops it.
+lab: setup
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Headless Chromium + chromedriver for the browser test in tests/test_lab.py (apt, as root; elsewhere it skips).
+browser:
+	.ci/install-browser
 
 bench: setup
 	$(PY) benchmarks/bench_models.py

@@ -19,6 +19,12 @@ from typing import Any
 import yaml
 
 KERNEL = "syntfer"
+# CurveZMQ keys provisioned by the kernel manager for every kernel whose spec declares support (the `syntfer`
+# kernelspec ipykernel writes does): the kernel's traffic is encrypted, and ipykernel no longer logs "Kernel is
+# running over TCP without encryption" into every stage's output. 'auto' rather than 'required' so that a
+# `--kernel` without Curve support still runs (and then warns, truthfully). JupyterLab uses the same policy
+# (syntfer.lab).
+TRANSPORT_ENCRYPTION = "auto"
 
 
 class NotebookError(RuntimeError):
@@ -100,6 +106,7 @@ def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parame
     """Execute `notebook` with `parameters`; returns the executed .ipynb path. Raises NotebookError on failure."""
     import nbformat
     import papermill as pm
+    from traitlets.config import Config
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     parameters = dict(parameters or {})
@@ -118,7 +125,8 @@ def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parame
         nbformat.write(nb, src)
         try:
             pm.execute_notebook(str(src), str(out_nb), parameters=parameters, kernel_name=kernel,
-                                cwd=os.getcwd(), progress_bar=False, log_output=False)
+                                cwd=os.getcwd(), progress_bar=False, log_output=False,
+                                config=Config({"KernelManager": {"transport_encryption": TRANSPORT_ENCRYPTION}}))
         except pm.PapermillExecutionError as e:
             raise NotebookError(f"{notebook}: cell {e.exec_count} failed:\n{e.ename}: {e.evalue}\n"
                                 f"{''.join(e.traceback[-3:]) if e.traceback else ''}\n"

@@ -62,3 +62,47 @@ def test_failing_cell_fails_with_its_error(nb, tmp_path, monkeypatch):
 def test_unknown_parameter_is_rejected(nb, tmp_path):
     with pytest.raises(NotebookError, match=r"parameter\(s\) \['m'\] are not in its parameters cell"):
         run_notebook(nb, tmp_path / "run3", {"m": 1})
+
+
+PROGRESS_NB = '''# %% tags=["parameters"]
+n = 3
+
+# %%
+from tqdm.auto import tqdm
+
+total = sum(i for i in tqdm(range(n), desc="steps"))
+print("total", total)
+
+# %%
+import matplotlib.pyplot as plt
+from syntfer.plots import show
+
+fig, ax = plt.subplots(figsize=(2, 1.5))
+ax.plot(range(n))
+show(fig)
+'''
+
+
+@pytest.mark.slow
+def test_stage_log_and_executed_notebook_are_clean(tmp_path, monkeypatch, capfd):
+    """No 'IProgress not found' (ipywidgets is installed) and no 'running over TCP without encryption' (the kernel
+    manager provisions CurveZMQ keys): the kernel's stderr is this process's, so capfd sees what a stage log shows.
+    In the executed notebook a progress bar is a widget and a figure cell shows its image and nothing else."""
+    monkeypatch.chdir(tmp_path)
+    nb_file = tmp_path / "02_progress.py"
+    nb_file.write_text(PROGRESS_NB)
+    out = run_notebook(nb_file, tmp_path / "run", {"n": 4}, html=False)
+    log = capfd.readouterr()
+    for text in ("without encryption", "IProgress not found", "TqdmWarning"):
+        assert text not in log.out + log.err, f"stage log shows {text!r}:\n{log.err[-2000:]}"
+    executed = json.loads(out.read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("name") == "stderr"], "a cell wrote to stderr"
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), \
+        "the tqdm bar is not an ipywidgets progress bar"
+    state = executed["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert any(m["model_name"] == "FloatProgressModel" for m in state.values()), "widget state not saved for Lab"
+    assert any("total 6" in "".join(o.get("text", "")) for o in outputs)
+    figure_cell = executed["cells"][-1]["outputs"]
+    assert [o["output_type"] for o in figure_cell] == ["display_data"] and "image/png" in figure_cell[0]["data"], \
+        f"the figure cell shows {[o['output_type'] for o in figure_cell]} (plots.show must display and return None)"

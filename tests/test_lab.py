@@ -1,0 +1,251 @@
+"""JupyterLab on the project, with real parts: a Jupyter server on a loopback port serves notebooks/07_report.py as
+a notebook and runs its cells in the `syntfer` kernel from the project root (REST + kernel websocket), and headless
+Chromium loads the Lab page on that notebook and sees its rendered title cell.
+
+The server gets empty per-user Jupyter folders, so what it does comes from the environment's own (sys-prefix)
+configuration that `make setup` writes (`syntfer.lab install`), as for a user of the project.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syntfer import lab
+from syntfer.notebook import parameters_cell, read_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_PATH = "notebooks/07_report.py"
+TITLE = "07 · Report"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+START_TIMEOUT_S = 90.0
+
+
+@dataclass
+class Server:
+    """A running Jupyter server: where it listens, its token and its log file."""
+    url: str
+    token: str
+    log: Path
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A REST call with the token; returns the decoded JSON (None for an empty body)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Authorization": f"token {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+        return json.loads(raw) if raw else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the server and everything it started (kernels share its process group)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group (a kernel that did not exit)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """`jupyter lab` on 127.0.0.1:<free port> with a token, rooted at the project; always stopped afterwards."""
+    tmp = tmp_path_factory.mktemp("jupyter")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           # per-user folders empty: only the environment's own configuration applies
+           "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_DATA_DIR": str(tmp / "data"),
+           "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(tmp / "lab-settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces")}
+    port, token = _free_port(), secrets.token_hex(16)
+    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = tmp / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    srv = Server(f"http://127.0.0.1:{port}", token, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                srv.request("GET", "/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"jupyter lab did not answer /api/status within {START_TIMEOUT_S:.0f} s:\n"
+                                       f"{log.read_text()[-3000:]}") from None
+                time.sleep(0.25)
+        yield srv
+    finally:
+        _stop(proc)
+
+
+def _execute(srv: Server, kernel_id: str, code: str, timeout: float = 60.0) -> tuple[str, dict[str, Any]]:
+    """Run `code` in a kernel through the server's websocket; returns (stdout, execute_reply content)."""
+    import websocket  # websocket-client (pinned in requirements-lock.txt)
+
+    ws_url = srv.url.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {srv.token}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True}}))
+        stdout, reply, idle = [], None, False
+        deadline = time.monotonic() + timeout
+        while not (reply is not None and idle):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no execute_reply within {timeout} s (stdout so far: {''.join(stdout)!r})")
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream" and msg["content"]["name"] == "stdout":
+                stdout.append(msg["content"]["text"])
+            elif kind == "error":
+                raise AssertionError("cell failed in the kernel:\n" + "\n".join(msg["content"]["traceback"]))
+            elif kind == "execute_reply":
+                reply = msg["content"]
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+        return "".join(stdout), reply
+    finally:
+        ws.close()
+
+
+def test_install_writes_sys_prefix_config_and_keeps_other_settings(tmp_path):
+    overrides = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    overrides.parent.mkdir(parents=True)
+    overrides.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+                                     "@jupyterlab/docmanager-extension:plugin": {"autosave": False}}))
+    server_cfg = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
+    server_cfg.parent.mkdir(parents=True)
+    server_cfg.write_text(json.dumps({"ServerApp": {"jpserver_extensions": {"other_ext": True}}}))
+    assert lab.install(tmp_path) == [server_cfg, overrides]
+    cfg = json.loads(server_cfg.read_text())
+    assert cfg["ServerApp"]["jpserver_extensions"] == {"other_ext": True, "jupyterlab_jupytext": True}
+    assert cfg["ServerApp"]["kernel_manager_class"] == "syntfer.lab.ProjectKernelManager"
+    assert cfg["MappingKernelManager"]["transport_encryption"] == "auto"
+    settings = json.loads(overrides.read_text())
+    assert settings["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
+    assert settings["@jupyterlab/docmanager-extension:plugin"] == {
+        "autosave": False, "defaultViewers": {"python": "Jupytext Notebook"}}
+    overrides.write_text("{not json")
+    with pytest.raises(SystemExit, match="not valid JSON"):
+        lab.install(tmp_path)
+
+
+@pytest.mark.slow
+def test_server_serves_the_report_as_a_notebook_and_runs_its_cells_in_the_syntfer_kernel(server):
+    model = server.request("GET", "/api/contents/" + NB_PATH)
+    assert model["type"] == "notebook", f"{NB_PATH} served as {model['type']!r}: jupytext's extension is not active"
+    nb = model["content"]
+    assert nb["metadata"]["kernelspec"]["name"] == "syntfer"
+    assert nb["cells"][0]["cell_type"] == "markdown" and nb["cells"][0]["source"].startswith(f"# {TITLE}")
+    param_cells = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(param_cells) == 1
+    _, defaults = parameters_cell(read_notebook(ROOT / NB_PATH))
+
+    session = server.request("POST", "/api/sessions", {"path": NB_PATH, "name": "07_report.py", "type": "notebook",
+                                                       "kernel": {"name": "syntfer"}})
+    try:
+        assert session["kernel"]["name"] == "syntfer"
+        # the served parameters cell, then where and in which Python it ran
+        code = (param_cells[0]["source"] + "\nimport json as _j, os as _o, sys as _s\n"
+                "print(_j.dumps({'cwd': _o.getcwd(), 'prefix': _s.prefix, 'out_dir': out_dir}))")
+        stdout, reply = _execute(server, session["kernel"]["id"], code)
+    finally:
+        server.request("DELETE", f"/api/sessions/{session['id']}")
+    assert reply["status"] == "ok"
+    ran = json.loads(stdout.strip().splitlines()[-1])
+    assert ran["out_dir"] == defaults["out_dir"]
+    assert Path(ran["prefix"]) == Path(sys.prefix), "the kernel is not the project's environment"
+    assert Path(ran["cwd"]) == ROOT, "kernels must start in the project root (the notebooks' paths are relative to it)"
+    log = server.log.read_text()
+    assert "without encryption" not in log, "kernel traffic is not encrypted (MappingKernelManager.transport_encryption)"
+
+
+def _browser_missing() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        return (f"{' and '.join(missing)} not installed: `make browser` (.ci/install-browser) installs Debian's "
+                "chromium + chromium-driver when run as root with apt-get")
+    return None
+
+
+@pytest.mark.slow
+def test_lab_page_in_headless_chromium_renders_the_report_notebook(server, tmp_path):
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    # without the background-networking flags Chromium's own requests fail slowly on a closed network
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):
+        opts.add_argument(flag)
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a driver
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        driver.get(f"{server.url}/lab/tree/{NB_PATH}?token={server.token}")
+        title = "//div[contains(@class,'jp-Notebook')]//div[contains(@class,'jp-MarkdownOutput')]//h1"
+        try:
+            h1 = WebDriverWait(driver, 90, poll_frequency=0.5).until(
+                lambda d: next((e for e in d.find_elements(By.XPATH, title) if TITLE in e.text), None))
+        except TimeoutException:
+            body = driver.find_element(By.TAG_NAME, "body").text
+            raise AssertionError(f"no rendered notebook title {TITLE!r} in the Lab page within 90 s; the page "
+                                 f"shows:\n{body[:2000]}") from None
+        assert h1.text.startswith(TITLE)
+        kernel = WebDriverWait(driver, 60, poll_frequency=0.5).until(
+            lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, ".jp-Toolbar-kernelName")
+                            if e.text.strip()), None))
+        assert kernel.strip() == "syntfer"
+    finally:
+        driver.quit()
+        for s in server.request("GET", "/api/sessions"):  # the page started a kernel; stop it now
+            server.request("DELETE", f"/api/sessions/{s['id']}")
