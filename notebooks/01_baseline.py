@@ -57,6 +57,7 @@ out_dir = "outputs/train/real_rafdb-s0"  # metrics.json, log.csv, confusion_*.cs
 min_in_domain_accuracy = 0.2  # closing check on in-domain accuracy (weak: predicting the majority class may pass)
 min_in_domain_balanced_accuracy = 0.17  # closing check: mean-class accuracy above chance (1/7 ≈ 0.143)
 progress = False  # tqdm bars (off in pipeline logs)
+launcher = ""  # empty: train in this kernel; "accelerate launch --multi_gpu --num_processes 4": data-parallel
 
 # %%
 import json
@@ -76,7 +77,7 @@ from syntfer.manifest import read_manifest
 from syntfer.plots import show
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json, write_text
-from syntfer.training import LOG_COLUMNS, TrainConfig, train
+from syntfer.training import LOG_COLUMNS, TrainConfig, train, train_launched
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
@@ -120,7 +121,8 @@ counts
 # ## Training
 # Validation = a seeded stratified `val_fraction` of the training split; the best epoch by
 # 0.67·macro-F1 + 0.33·accuracy on it is kept (`train/best/`: state_dict + JSON config). Everything the trainer
-# writes lives in `train/`; rerun after an interruption and it resumes from `train/state.pt`.
+# writes lives in `train/`; rerun after an interruption and it resumes from `train/state.pt`. With a `launcher`
+# the same trainer runs data-parallel in the processes it starts (several GPUs or nodes) and writes the same files.
 
 # %%
 t0 = time.perf_counter()
@@ -130,7 +132,10 @@ if "split" in train_frame.columns and (train_frame["split"].astype(str) == "val"
     val_frame = train_frame[train_frame["split"].astype(str) == "val"].reset_index(drop=True)
     train_frame = train_frame[train_frame["split"].astype(str) != "val"].reset_index(drop=True)
     print(f"validation: the set's own 'val' split ({len(val_frame)} images)")
-result = train(config, train_frame, out / "train", val_data=val_frame)
+if launcher:
+    result = train_launched(config, train_frame, out / "train", launcher=launcher, val_data=val_frame)
+else:
+    result = train(config, train_frame, out / "train", val_data=val_frame)
 train_seconds = time.perf_counter() - t0
 write_text(out / "log.csv", (out / "train" / "log.csv").read_text())  # per-epoch curves for `dvc plots`
 print(f"trained in {train_seconds:.1f} s; best epoch {result.best_epoch}/{epochs} "

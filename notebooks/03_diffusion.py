@@ -44,6 +44,7 @@ per_emotion = 40  # prompts per emotion (stratified subset of the 57,960-prompt 
 steps = 20  # sampler steps (DPM-Solver++ for embedded)
 guidance = 3.0  # classifier-free guidance scale (embedded); sd/fineface use the paper's 10 / 7.5
 batch_size = 70
+launcher = ""  # empty: generate in this kernel; e.g. "accelerate launch --multi_gpu --num_processes 4": 4 shards
 judge_checkpoint = ""  # baseline classifier checkpoint dir (syntfer.models.checkpoint); empty: quick judge
 judge_data = "rafdb"  # quick judge trained on: rafdb (labelled stand-in) | web-truth (audit judge, truth labels)
 judge_size = 32
@@ -75,7 +76,7 @@ from syntfer.diffusion import embedded as E
 from syntfer.diffusion import judge as J
 from syntfer.diffusion import report as R
 from syntfer.diffusion.backends import BACKENDS, create_backend
-from syntfer.diffusion.generation import generate
+from syntfer.diffusion.generation import generate, generate_launched
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json
 
@@ -141,6 +142,7 @@ print({k: meta["model"].get(k) for k in ("arch", "image_size", *arch_keys.get(me
 
 # %% [markdown]
 # ## Generation (resumable; per-image seeds in the manifest)
+# With a `launcher`, the processes it starts each generate a shard (several GPUs or nodes): the same images.
 
 # %%
 manifests, speed = {}, []
@@ -148,8 +150,13 @@ for kind in kinds:
     settings = {"steps": steps, "guidance": guidance, "batch_size": batch_size}
     if kind in ("sd", "fineface"):
         settings = {"fineface_weights": fineface_weights or None} if kind == "fineface" else {}
-    be = create_backend(kind, sd_model if kind in ("sd", "fineface") else str(model_path), **settings)
-    res = generate(prompts, be, out / "generated" / kind, seed=seed, batch_size=batch_size)
+    model = sd_model if kind in ("sd", "fineface") else str(model_path)
+    if launcher:
+        res = generate_launched(prompts, kind, model, out / "generated" / kind, launcher=launcher, seed=seed,
+                                batch_size=batch_size, settings=settings)
+    else:
+        res = generate(prompts, create_backend(kind, model, **settings), out / "generated" / kind, seed=seed,
+                       batch_size=batch_size)
     manifests[kind] = res.manifest
     speed.append({"backend": kind, "generated": res.generated, "skipped": res.skipped,
                   "seconds": round(res.seconds, 1), "images_per_s": round(res.images_per_s, 2)})

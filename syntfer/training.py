@@ -16,7 +16,9 @@ Resume: rerunning the same call continues from ``state.pt``. Shuffling and augme
 (seed, epoch, step), so the resumed run reaches the same weights and metrics bit for bit on CPU.
 
 Devices: a single process on CPU; under ``accelerate launch`` or ``notebook_launcher`` the same function runs
-data-parallel (HF accelerate). On CUDA: bf16 autocast and channels_last by default.
+data-parallel (HF accelerate): each process takes its part of every epoch's batches, gradients are averaged across
+processes, validation is gathered; the main process writes the files above. `train_launched` runs it under a
+launcher from a notebook (``syntfer train --config``). On CUDA: bf16 autocast and channels_last by default.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from syntfer.seeding import derive_seed, seed_everything
 from syntfer.storage import save_torch, write_json, write_text
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr", "seconds")
+VAL_METRICS = LOG_COLUMNS[2:6]  # what `_validate` measures; a result's best_metrics
 STATE_FILE = "state.pt"
 SELECTION_WEIGHTS = {"macro_f1": 0.67, "accuracy": 0.33}  # upstream's selection score, applied to validation
 
@@ -505,6 +508,50 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
                        resumed_from=resumed_from)
 
 
+def read_result(out_dir: str | os.PathLike, config: TrainConfig,
+                resumed_from: tuple[int, int] | None = None) -> TrainResult:
+    """The `TrainResult` of a finished run, read from its folder (``summary.json``, ``log.csv``, ``best/``)."""
+    out_dir = Path(out_dir)
+    summary_file = out_dir / "summary.json"
+    if not summary_file.is_file():
+        raise TrainError(f"{summary_file} not found: the run in {out_dir} did not finish")
+    summary = json.loads(summary_file.read_text())
+    return TrainResult(model=load_checkpoint(out_dir / "best").eval(), out_dir=out_dir,
+                       best_epoch=int(summary["best_epoch"]), best_score=float(summary["best_val_score"]),
+                       best_metrics={k: float(summary[f"best_{k}"]) for k in VAL_METRICS},
+                       history=pd.read_csv(out_dir / "log.csv")[list(LOG_COLUMNS)], config=config,
+                       resumed_from=resumed_from)
+
+
+def train_launched(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out_dir: str | os.PathLike,
+                   *, launcher: str, val_data: pd.DataFrame | str | os.PathLike | None = None,
+                   echo: bool = True) -> TrainResult:
+    """`train` in the processes `launcher` starts, e.g. ``accelerate launch --multi_gpu --num_processes 4``.
+
+    Writes the config and the manifests to ``<out_dir>/launch/`` and runs ``<launcher> -m syntfer train --config``
+    on them, which writes (and resumes) `out_dir` as `train` does; returns the same `TrainResult`, read back from
+    `out_dir`. Numbers differ from one process: see README, Scaling out.
+    """
+    from syntfer.launch import run_launched
+
+    cfg = config.validated()
+    out_dir = Path(out_dir)
+    launch_dir = out_dir / "launch"
+    resumed_from = None
+    if (out_dir / STATE_FILE).exists():
+        state = torch.load(out_dir / STATE_FILE, map_location="cpu", weights_only=True)
+        resumed_from = (int(state["epoch"]), int(state["step"]))
+    write_manifest(as_frame(train_data), launch_dir / "train.csv")
+    write_json(launch_dir / "config.json", cfg.to_dict())
+    argv = ["train", "--config", str(launch_dir / "config.json"), "--train", str(launch_dir / "train.csv"),
+            "--out", str(out_dir)]
+    if val_data is not None:
+        write_manifest(as_frame(val_data), launch_dir / "val.csv")
+        argv += ["--val", str(launch_dir / "val.csv")]
+    run_launched(launcher, argv, echo=echo)
+    return read_result(out_dir, cfg, resumed_from)
+
+
 # --------------------------------------------------------------------------- CLI: syntfer train
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser
@@ -512,7 +559,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="use only rows with this split value of --train")
     p.add_argument("--val", default=None, help="validation manifest (default: a held-out split of --train)")
     p.add_argument("--out", required=True, help="output folder (resumes when it holds state.pt)")
-    p.add_argument("--recipe", default="fast", choices=sorted(RECIPES))
+    p.add_argument("--config", default=None, help="JSON of every TrainConfig field (TrainConfig.to_dict()), or a "
+                   "run's config.json (its 'train' entry is used); the options below override it")
+    p.add_argument("--recipe", default=None, choices=sorted(RECIPES), help="preset without --config (default: fast)")
     p.add_argument("--model", default=None, help="registered model name (default: the recipe's)")
     p.add_argument("--model-kwargs", default=None, help="JSON object of model builder options")
     p.add_argument("--pretrained", default=None, help="weight file for the model builder")
@@ -543,8 +592,24 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(kw, dict):
             raise TrainError(f"--model-kwargs {args.model_kwargs!r} is not a JSON object")
         overrides["model_kwargs"] = kw
-    cfg = TrainConfig.from_recipe(args.recipe, **overrides)
+    if args.config:
+        base = json.loads(Path(args.config).read_text())
+        if isinstance(base.get("train"), dict):  # a run's config.json: {"train": TrainConfig, "model": ..., ...}
+            base = base["train"]
+        unknown = sorted(set(base) - fields)
+        if unknown:
+            raise TrainError(f"{args.config}: unknown TrainConfig field(s) {unknown}")
+        if args.recipe is not None and args.recipe != base.get("recipe"):
+            raise TrainError(f"--recipe {args.recipe} contradicts {args.config}'s recipe {base.get('recipe')!r}")
+        cfg = dataclasses.replace(TrainConfig(**base), **{k: v for k, v in overrides.items() if v is not None})
+        cfg = cfg.validated()
+    else:
+        cfg = TrainConfig.from_recipe(args.recipe or "fast", **overrides)
     result = train(cfg, args.train, args.out, val_data=args.val, split=args.split)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under a launcher: one report, from the process that wrote the files
+        return 0
     print(f"best epoch {result.best_epoch}/{cfg.epochs}: val score {result.best_score:.4f} "
           + " ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items()) + f" -> {result.out_dir / 'best'}")
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -196,7 +195,7 @@ def test_server_serves_the_report_as_a_notebook_and_runs_its_cells_in_the_syntfe
     ran = json.loads(stdout.strip().splitlines()[-1])
     assert ran["out_dir"] == defaults["out_dir"]
     assert Path(ran["prefix"]) == Path(sys.prefix), "the kernel is not the project's environment"
-    assert Path(ran["cwd"]) == ROOT, "kernels must start in the project root (the notebooks' paths are relative to it)"
+    assert Path(ran["cwd"]) == ROOT, "kernels must start in the project root (the notebooks' paths point there)"
     log = server.log.read_text()
     assert "without encryption" not in log, "kernel traffic is not encrypted (MappingKernelManager.transport_encryption)"
 

@@ -1,7 +1,8 @@
 """`syntfer diffusion {train,generate,curate}` — the strategy (ii) command line.
 
 train     train (or resume) the embedded text/AU-conditioned model on a captioned domain, export fp16 weights
-generate  sample a prompt list with a backend (resumable; sharded when launched with `accelerate launch`)
+generate  sample a prompt list with a backend (resumable; sharded when launched with `accelerate launch`, e.g.
+          `accelerate launch --multi_gpu --num_processes 4 -m syntfer diffusion generate …`)
 curate    filter / de-duplicate / balance a generated set into a class-folder dataset + manifest
 """
 from __future__ import annotations
@@ -44,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=None)
     g.add_argument("--guidance", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--batch-size", type=int, default=64, help="prompts handed to the backend at a time")
+    g.add_argument("--backend-batch-size", type=int, default=None,
+                   help="the backend's own sampling batch (default: the backend's)")
+    g.add_argument("--fineface-weights", default=None, help="fineface backend: the AU adapter's weight file")
     g.add_argument("--threads", type=int, default=None)
 
     c = sub.add_parser("curate", help="curate a generated set")

@@ -8,12 +8,16 @@ guidance, dtype, height, width, the prompt's attribute columns and n_unknown_wor
 - Resume: an image file present means done (files are written atomically), so a rerun generates only
   what is missing; the manifest is rebuilt deterministically from the prompt rows.
 - Sharding: under ``accelerate launch`` each process takes items ``rank::world_size`` and writes
-  ``manifest.part-RRR-of-WWW.csv``; the main process merges after a barrier. A plain run is one shard.
+  ``manifest.part-RRR-of-WWW.csv``; the main process merges after a barrier. A plain run is one shard. Images are
+  functions of their own seed, not of the batch they were drawn in, so any number of shards writes the same
+  bytes (tests/test_scaling.py). `generate_launched` runs this under a launcher from a notebook; it also leaves
+  ``prompts.csv`` (its input) and ``generation.json`` (counts over all shards) in the folder.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -159,21 +163,65 @@ def regenerate_row(row: pd.Series, backend: Backend):
     return backend.generate(frame, [int(row["seed"])])[0]
 
 
+# backend settings a launched run can pass through `syntfer diffusion generate` (setting -> CLI flag)
+LAUNCH_SETTINGS = {"steps": "--steps", "guidance": "--guidance", "batch_size": "--backend-batch-size",
+                   "fineface_weights": "--fineface-weights"}
+
+
 def generate_from_args(args: argparse.Namespace) -> int:
-    """`syntfer diffusion generate` entry point."""
+    """`syntfer diffusion generate` entry point (every process of a launch runs it; the main one reports)."""
     import torch
+    from accelerate.utils import gather_object
 
     from syntfer.prompts import read_grid
 
     if args.threads:
         torch.set_num_threads(args.threads)
     prompts = read_grid(args.prompts)
-    backend = create_backend(args.backend, args.model, steps=args.steps, guidance=args.guidance)
+    backend = create_backend(args.backend, args.model, steps=args.steps, guidance=args.guidance,
+                             batch_size=args.backend_batch_size, fineface_weights=args.fineface_weights)
     res = generate(prompts, backend, args.out, seed=args.seed, batch_size=args.batch_size)
-    summary: dict[str, Any] = {**backend.describe(), "generated": res.generated, "skipped": res.skipped,
-                               "seconds": round(res.seconds, 2), "images_per_s": res.images_per_s}
+    rank, world, _ = _shard_state()
+    counts = gather_object([(res.generated, res.skipped, res.seconds)]) if world > 1 else [
+        (res.generated, res.skipped, res.seconds)]
+    if rank != 0:
+        return 0
+    generated, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    seconds = max(c[2] for c in counts)  # the shards run side by side
+    summary: dict[str, Any] = {**backend.describe(), "processes": world, "generated": generated,
+                               "skipped": skipped, "seconds": round(seconds, 2),
+                               "images_per_s": generated / seconds if seconds > 0 else float("nan")}
     write_json(Path(args.out) / "generation.json", summary)
     print(summary)
     return 0
 
 
+def generate_launched(prompts: pd.DataFrame, backend: str, model: str, out_dir: str | Path, *, launcher: str,
+                      seed: int = 0, batch_size: int = 64, settings: dict[str, Any] | None = None,
+                      echo: bool = True) -> GenerationResult:
+    """`generate` in the processes `launcher` starts (``accelerate launch --multi_gpu --num_processes 4``: 4 shards).
+
+    Runs ``<launcher> -m syntfer diffusion generate`` on `prompts` (written to ``<out_dir>/prompts.csv``) with the
+    backend `backend` built from `model` and `settings` (the keyword arguments `create_backend` would get; see
+    `LAUNCH_SETTINGS`), then reads the merged manifest and the counts over all shards back. Same images, same
+    manifest and same resume behaviour as `generate` in this process.
+    """
+    from syntfer.launch import run_launched
+    from syntfer.prompts import write_grid
+
+    settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    unknown = sorted(set(settings) - set(LAUNCH_SETTINGS))
+    if unknown:
+        raise GenerationError(f"backend setting(s) {unknown} cannot be passed to a launched run; "
+                              f"known: {sorted(LAUNCH_SETTINGS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prompt_file = write_grid(out_dir / "prompts.csv", prompts)
+    argv = ["diffusion", "generate", "--prompts", str(prompt_file), "--out", str(out_dir), "--backend", backend,
+            "--model", str(model), "--seed", str(seed), "--batch-size", str(batch_size)]
+    for key, value in settings.items():
+        argv += [LAUNCH_SETTINGS[key], str(value)]
+    run_launched(launcher, argv, echo=echo)
+    summary = json.loads((out_dir / "generation.json").read_text())
+    return GenerationResult(read_manifest(out_dir / "manifest.csv"), int(summary["generated"]),
+                            int(summary["skipped"]), float(summary["seconds"]))

@@ -1,0 +1,155 @@
+"""Past one machine, for real on CPU: `accelerate launch` of the diffusion generator and of the trainer, through the
+same functions the notebooks call when a stage's `launcher` parameter is set (README: Scaling out).
+
+On CPU, ``accelerate launch --cpu --num_processes 2`` starts ONE process (accelerate's simple launcher; several CPU
+processes need MPI and ``--mpirun_hostfile``); ``--multi_gpu --num_processes 2`` starts two through torchrun, and on
+a machine without CUDA accelerate runs them on CPU with gloo. `test_launch_cpu_flag_starts_one_process` pins that
+fact down. tests/test_training.py also runs `train` on two forked processes (accelerate's debug_launcher).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from syntfer import labels as L
+from syntfer import prompts as P
+from syntfer.diffusion.backends import create_backend
+from syntfer.diffusion.generation import generate, generate_launched
+from syntfer.launch import LaunchError, command, launcher_argv, run_launched
+from syntfer.training import LOG_COLUMNS, TrainConfig, train, train_launched
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "diffusion" / "embedded"  # the committed checkpoint the pipeline samples
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _two_processes() -> str:
+    """Two CPU processes (torchrun + gloo) on a free port: other test runs may share this machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return (f"accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no "
+            f"--dynamo_backend no --main_process_port {port}")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_launcher_is_resolved_next_to_this_python_and_failures_carry_the_output():
+    cmd = command("accelerate launch --num_processes 2", ["train", "--help"])
+    assert Path(cmd[0]).parent == Path(sys.executable).parent and cmd[1:] == [
+        "launch", "--num_processes", "2", "-m", "syntfer", "train", "--help"]
+    with pytest.raises(LaunchError, match="not found"):
+        command("no-such-launcher-here --x", ["train"])
+    with pytest.raises(LaunchError, match=r"(?s)exited with 2.*unknown command 'no-such-command'"):
+        run_launched("python", ["no-such-command"], echo=False)  # `python -m syntfer no-such-command`
+
+
+@pytest.mark.slow
+def test_launch_cpu_flag_starts_one_process(tmp_path):
+    """Why the README and these tests use --multi_gpu on CPU: --cpu --num_processes 2 runs the script once (the
+    --multi_gpu runs below show two processes: two manifest parts, num_processes 2 in the trainer's state)."""
+    script = tmp_path / "who.py"
+    script.write_text("import os; print('RANK', os.environ.get('RANK', '-'))\n")
+    res = subprocess.run([*launcher_argv("accelerate launch --cpu --num_processes 2"), str(script)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert [line for line in res.stdout.splitlines() if line.startswith("RANK")] == ["RANK -"]
+
+
+@pytest.mark.slow
+def test_two_launched_processes_write_exactly_the_images_one_process_writes(tmp_path):
+    prompts = P.check_prompt_lengths(P.stratified_subset(P.prompt_grid(), 1, seed=0))  # 7 prompts, one per class
+    settings = {"steps": 20, "guidance": 3.0, "batch_size": 70}  # params.yaml's diffusion.* (03_diffusion)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the launched processes run one thread each: the bytes must not depend on it
+    try:
+        one = generate(prompts, create_backend("embedded-au", str(MODEL), **settings), tmp_path / "one", seed=0,
+                       batch_size=70, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    two = generate_launched(prompts, "embedded-au", str(MODEL), tmp_path / "two", launcher=_two_processes(), seed=0,
+                            batch_size=70, settings=settings, echo=False)
+    a, b = _files(tmp_path / "one"), _files(tmp_path / "two")
+    pngs = sorted(k for k in a if k.endswith(".png"))
+    assert len(pngs) == len(prompts) == 7
+    assert sorted(k for k in b if k.endswith(".png")) == pngs
+    differing = [k for k in pngs if a[k] != b[k]]
+    assert not differing, f"images that differ between 1 and 2 processes: {differing}"
+    assert a["manifest.csv"] == b["manifest.csv"]
+    assert {k for k in b if k.startswith("manifest.part-")} == {"manifest.part-000-of-002.csv",
+                                                                "manifest.part-001-of-002.csv"}
+    report = json.loads(b["generation.json"])
+    assert (report["processes"], report["generated"], report["skipped"]) == (2, 7, 0)
+    assert (two.generated, len(two.manifest)) == (7, 7)
+    rel = [str(Path(p).relative_to(tmp_path / "two")) for p in two.manifest["path"]]
+    assert rel == [str(Path(p).relative_to(tmp_path / "one")) for p in one.manifest["path"]]
+    pd.testing.assert_frame_equal(two.manifest.drop(columns="path"), one.manifest.drop(columns="path"))
+
+
+def _colour_set(folder: Path, n_per_class: int = 12) -> pd.DataFrame:
+    """A learnable set: each class its own mean colour, plus noise."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    rows = []
+    for k, c in enumerate(L.CLASSES):
+        colour = np.array([(k * 37) % 256, (k * 91) % 256, (k * 53) % 256])
+        for i in range(n_per_class):
+            p = folder / f"{c}_{i}.png"
+            Image.fromarray(np.clip(colour + rng.normal(0, 20, (20, 20, 3)), 0, 255).astype(np.uint8)).save(p)
+            rows.append({"path": str(p), "label": c})
+    return pd.DataFrame(rows)
+
+
+def test_train_cli_config_reproduces_a_runs_config(tmp_path, capsys):
+    """`syntfer train --config <run>/config.json` is the same run (same fingerprint: it resumes the finished state)."""
+    from syntfer.cli import main
+    from syntfer.manifest import write_manifest
+
+    frame = _colour_set(tmp_path / "img", n_per_class=4)
+    cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=1, batch_size=8,
+                                  val_fraction=0.25, progress=False, seed=5)
+    train(cfg, frame, tmp_path / "run")
+    write_manifest(frame, tmp_path / "train.csv")
+    argv = ["train", "--config", str(tmp_path / "run" / "config.json"), "--train", str(tmp_path / "train.csv"),
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 0 and "best epoch 1/1" in capsys.readouterr().out
+    with pytest.raises(Exception, match="different run"):  # an override is another run
+        main(argv + ["--lr", "0.5"])
+    with pytest.raises(Exception, match="contradicts"):
+        main(argv + ["--recipe", "poster"])
+
+
+@pytest.mark.slow
+def test_two_launched_processes_train_to_the_same_file_layout(tmp_path):
+    frame = _colour_set(tmp_path / "img")
+    cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=2, batch_size=8,
+                                  val_fraction=0.25, progress=False, seed=3)
+    one = train(cfg, frame, tmp_path / "one")
+    two = train_launched(cfg, frame, tmp_path / "two", launcher=_two_processes(), echo=False)
+    layout_one = set(_files(tmp_path / "one"))
+    layout_two = {k for k in _files(tmp_path / "two") if not k.startswith("launch/")}
+    assert layout_two == layout_one, f"only one: {layout_one - layout_two}; only two: {layout_two - layout_one}"
+    for run in ("one", "two"):
+        log = pd.read_csv(tmp_path / run / "log.csv")
+        assert tuple(log.columns) == LOG_COLUMNS and log["epoch"].tolist() == [1, 2]
+        assert np.isfinite(log.drop(columns="epoch").to_numpy()).all()
+    s1, s2 = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two"))
+    assert s1.keys() == s2.keys() and s1["val_images"] == s2["val_images"] and s1["train_images"] == s2["train_images"]
+    assert torch.load(tmp_path / "two" / "state.pt", weights_only=True)["fingerprint"]["num_processes"] == 2
+    assert torch.load(tmp_path / "one" / "state.pt", weights_only=True)["fingerprint"]["num_processes"] == 1
+    assert two.best_metrics.keys() == one.best_metrics.keys() and list(two.history.columns) == list(LOG_COLUMNS)
+    assert two.config == cfg and 1 <= two.best_epoch <= 2 and two.resumed_from is None
+    x = torch.zeros(1, 3, 16, 16)
+    assert two.model(x).shape == one.model(x).shape == (1, L.NUM_CLASSES)
