@@ -585,6 +585,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in fields and k not in ("recipe", "model_kwargs")}
     if args.model_kwargs:
@@ -606,8 +608,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = TrainConfig.from_recipe(args.recipe or "fast", **overrides)
     result = train(cfg, args.train, args.out, val_data=args.val, split=args.split)
-    from accelerate import PartialState
-
     if not PartialState().is_main_process:  # under a launcher: one report, from the process that wrote the files
         return 0
     print(f"best epoch {result.best_epoch}/{cfg.epochs}: val score {result.best_score:.4f} "
