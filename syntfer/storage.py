@@ -53,10 +53,13 @@ def _json_default(o: Any) -> Any:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """`torch.save` atomically, with the same bytes for the same object on every run."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: given a path, torch.save names the zip archive's root folder after the file,
+    # here the random temporary name, so every save of the same state had different bytes (and DVC hashes)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_image(path: str | os.PathLike, image, **save_kw) -> None:
