@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from syntfer import labels as L
 from syntfer.images import ImageError, load_image, split_fragment
 from syntfer.manifest import ManifestError, read_manifest, write_manifest
-from syntfer.storage import atomic_path, save_image, write_json
+from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, write_json
 from syntfer.teachers import Teacher, TeacherError, load_teacher
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{c}" for c in L.CLASSES)
@@ -107,6 +107,7 @@ def score_images(teacher: Teacher, paths: Sequence[str], scores_dir: str | os.Pa
     key = hashlib.sha256(f"{SCORE_FORMAT}|{fp_teacher}|{fp_images}|{shard_size}|{skip_bad}".encode()).hexdigest()[:16]
     directory = Path(scores_dir) / key
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)  # what a killed run left half-written
     meta = {"format": SCORE_FORMAT, "teacher": teacher.describe(), "images_fingerprint": fp_images,
             "n_images": len(paths), "shard_size": shard_size, "skip_bad": skip_bad,
             "columns": ["index", "path", *PROB_COLUMNS, "error"]}
@@ -347,6 +348,7 @@ def pseudolabel(teacher: Teacher | str, images: str | os.PathLike, out: str | os
         teacher = load_teacher(teacher, **(teacher_options or {}))
     source = source or source_name(frame, images)
     out = Path(out)
+    remove_stale_temporaries(out)  # what a killed run left half-written
     report = score_images(teacher, frame["path"].tolist(), scores_dir or out / "scores", batch_size=batch_size,
                           shard_size=shard_size, skip_bad=skip_bad, progress=progress)
     scores = report.frame.drop(columns=["index"])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# what `atomic_path` names its temporaries: "." + target name + "." + mkstemp's 8 characters + ".tmp"
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the half-written temporaries (`atomic_path`) that a killed job left anywhere below `folder`.
+
+    A SIGKILL skips `atomic_path`'s cleanup, so an interrupted run leaves ``.<name>.<random>.tmp`` files
+    next to its outputs; a resumed run would finish with them still there (and DVC would hash them into the
+    output). Long jobs call this when they (re)start, before any of their own writes begin.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.rglob(".*.tmp") if _TEMPORARY.match(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -44,7 +44,7 @@ from syntfer.manifest import write_manifest
 from syntfer.models import create_model
 from syntfer.models.checkpoint import load_checkpoint, save_checkpoint
 from syntfer.seeding import derive_seed, seed_everything
-from syntfer.storage import save_torch, write_json, write_text
+from syntfer.storage import remove_stale_temporaries, save_torch, write_json, write_text
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr", "seconds")
 STATE_FILE = "state.pt"
@@ -348,6 +348,8 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
 
     accelerator = _accelerator(cfg)
     is_main = accelerator.is_main_process
+    if is_main:
+        remove_stale_temporaries(out_dir)  # what a killed run left half-written
     seed_everything(cfg.seed, deterministic=cfg.deterministic)
     if cfg.deterministic:
         torch.backends.cudnn.deterministic = True

@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from syntfer.diffusion import embedded as E
-    from syntfer.storage import write_json
+    from syntfer.storage import remove_stale_temporaries, write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,6 +81,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = E.train_embedded(data, mcfg, tcfg, args.work)
     print(json.dumps(summary, indent=1))
     if args.export:
+        remove_stale_temporaries(args.export)  # what a killed export left half-written
         model = E.load_checkpoint(Path(args.work) / "ema")
         # the exact rebuild: the steps actually done, no wall-time guard (CPU results depend on --threads)
         cmd = " ".join(["python -m syntfer diffusion train", "--captions", shlex.quote(str(args.captions)),

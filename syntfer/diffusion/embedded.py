@@ -56,7 +56,7 @@ from torch import nn
 
 from syntfer.prompts import FINEFACE_AUS
 from syntfer.seeding import derive_seed, torch_generator
-from syntfer.storage import atomic_path, save_torch, write_json
+from syntfer.storage import atomic_path, remove_stale_temporaries, save_torch, write_json
 
 log = logging.getLogger(__name__)
 
@@ -555,6 +555,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(work_dir)  # what a killed run left half-written
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     if model_cfg.use_aus and data.aus is None:

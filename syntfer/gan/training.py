@@ -26,7 +26,7 @@ from syntfer import labels as L
 from syntfer.gan.controls import GANMUT_ORDER
 from syntfer.gan.networks import Discriminator, EditorConfig, Generator, save_generator
 from syntfer.images import load_image, split_box
-from syntfer.storage import atomic_path, save_image, save_torch, write_json
+from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, save_torch, write_json
 
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
 # canonical index -> GANmut code index, and back
@@ -358,6 +358,7 @@ def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLi
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a killed run left half-written
     torch.set_num_threads(max(1, tcfg.threads))
     trainer = EditorTrainer(cfg, tcfg, crops, labels)
     state_file, log_file = out / "state.pt", out / "log.csv"
