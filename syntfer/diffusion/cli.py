@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this wall time")
+    t.add_argument("--checkpoint-every", type=int, default=250, help="save the resume state every N steps")
+    t.add_argument("--log-every", type=int, default=50, help="one train_log.csv row per N steps")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--limit", type=int, default=None, help="use only the first N captioned images")
 
@@ -77,7 +79,8 @@ def _train(args: argparse.Namespace) -> int:
     mcfg = E.default_config(vocab, use_aus=args.use_aus, au_scale=args.au_scale, image_size=args.image_size,
                             arch=args.arch, patch_size=args.patch_size, block_out_channels=channels)
     tcfg = E.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         max_minutes=args.max_minutes, threads=args.threads, vae_steps=args.vae_steps)
+                         max_minutes=args.max_minutes, threads=args.threads, vae_steps=args.vae_steps,
+                         checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     summary = E.train_embedded(data, mcfg, tcfg, args.work)
     print(json.dumps(summary, indent=1))
     if args.export:
