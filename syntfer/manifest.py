@@ -74,14 +74,19 @@ def read_manifest(file: str | os.PathLike, required: Sequence[str] = ("path",),
     return df
 
 
-def write_manifest(df: pd.DataFrame, file: str | os.PathLike) -> Path:
-    """Write atomically; absolute paths are stored relative to the manifest's folder."""
+def write_manifest(df: pd.DataFrame, file: str | os.PathLike,
+                   path_columns: Sequence[str] = PATH_COLUMNS) -> Path:
+    """Write atomically; absolute paths (in `path_columns`) are stored relative to the manifest's folder.
+
+    Any table of per-image results can be written this way, naming its other path columns, so that its bytes
+    do not depend on where the project is checked out.
+    """
     file = Path(file)
     if "path" not in df.columns:
         raise ManifestError(f"{file}: refusing to write a manifest without a 'path' column")
     out = df.copy()
     base = file.parent.resolve()
-    for col in PATH_COLUMNS:
+    for col in path_columns:
         if col in out.columns:
             out[col] = [relative_path(p, base) if isinstance(p, str) and p else p for p in out[col]]
     with atomic_path(file) as tmp:
