@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -73,14 +75,35 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _canonical(obj: Any) -> Any:
+    """A copy of nested dicts/lists/tuples whose strings are interned and containers fresh.
+
+    Pickle writes a back-reference for an object it has already written (by identity), so equal states
+    built differently — an optimizer state loaded from a checkpoint has its own 'step' key strings, a fresh
+    one shares the interned literal — pickled to different bytes. Interned strings and unshared containers
+    make the bytes a function of the values. Tensors are kept as they are (their sharing is meaningful);
+    a state_dict's ``_metadata`` (module versions) is carried over.
+    """
+    if type(obj) is str:
+        return sys.intern(obj)
+    if type(obj) in (dict, OrderedDict):
+        out = type(obj)((_canonical(k), _canonical(v)) for k, v in obj.items())
+        if getattr(obj, "_metadata", None) is not None:
+            out._metadata = _canonical(obj._metadata)
+        return out
+    if type(obj) in (list, tuple):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    """`torch.save` atomically, with the same bytes for the same object on every run."""
+    """`torch.save` atomically, with the same bytes for the same values on every run (resumed or not)."""
     import torch
 
     # through a file object: given a path, torch.save names the zip archive's root folder after the file,
     # here the random temporary name, so every save of the same state had different bytes (and DVC hashes)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        torch.save(_canonical(obj), fh)
 
 
 def save_image(path: str | os.PathLike, image, **save_kw) -> None:
