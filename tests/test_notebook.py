@@ -62,3 +62,43 @@ def test_failing_cell_fails_with_its_error(nb, tmp_path, monkeypatch):
 def test_unknown_parameter_is_rejected(nb, tmp_path):
     with pytest.raises(NotebookError, match=r"parameter\(s\) \['m'\] are not in its parameters cell"):
         run_notebook(nb, tmp_path / "run3", {"m": 1})
+
+
+VOLATILE_NB = '''# %% tags=["parameters"]
+out_dir = "res"
+
+# %%
+import os, sys, time, warnings
+import pandas as pd
+from tqdm.auto import tqdm
+for _ in tqdm(range(3)):
+    time.sleep(0.01 * (os.getpid() % 5))
+warnings.warn(f"a warning that names {os.getcwd()}")
+print("stdout line", flush=True)
+print("stderr line", file=sys.stderr, flush=True)
+object()
+
+# %%
+pd.DataFrame({"a": [1.0, 2.5]}).style.format(precision=2)
+'''
+
+
+@pytest.mark.slow
+def test_executed_notebook_is_the_same_bytes_in_two_checkouts(tmp_path, monkeypatch):
+    """Timings, temporary paths, random cell ids, memory addresses, Styler ids and stderr stay out."""
+    outs = []
+    for where in ("a", "b/deeper"):
+        root = tmp_path / where
+        (root / "notebooks").mkdir(parents=True)
+        (root / "notebooks" / "02_volatile.py").write_text(VOLATILE_NB)
+        monkeypatch.chdir(root)
+        assert cli.main(["notebook", "notebooks/02_volatile.py", "--out", "outputs/nb"]) == 0
+        outs.append(root / "outputs" / "nb")
+    for name in ("02_volatile.ipynb", "02_volatile.html"):
+        a, b = (o.joinpath(name).read_bytes() for o in outs)
+        assert a == b, name
+    executed = json.loads(outs[0].joinpath("02_volatile.ipynb").read_text())
+    texts = json.dumps([c.get("outputs", []) for c in executed["cells"]])
+    assert "stdout line" in texts and "stderr line" not in texts and "0x" not in texts and "T_c" in texts
+    assert executed["metadata"]["papermill"]["input_path"] == "notebooks/02_volatile.py"
+    assert "duration" not in executed["metadata"]["papermill"]

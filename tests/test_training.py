@@ -190,6 +190,21 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, optimizer, stop_at
     pd.testing.assert_frame_equal(full.history, resumed.history, check_exact=True)
 
 
+def test_run_folder_is_the_same_bytes_in_two_checkouts(tmp_path):
+    """No timings, no absolute paths: a run's folder (a DVC-tracked output) is byte-identical elsewhere."""
+    runs = []
+    for where in ("a", "b/deeper"):
+        (tmp_path / where).mkdir(parents=True)
+        df = _dataset(tmp_path / where, n_per_class=4)
+        runs.append(tmp_path / where / "run")
+        train(_cfg(epochs=2, checkpoint_every=2), df, runs[-1])
+    files = sorted(str(p.relative_to(runs[0])) for p in runs[0].rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(runs[1])) for p in runs[1].rglob("*") if p.is_file())
+    assert {"log.csv", "state.pt", "config.json", "summary.json", "best/weights.pt"} <= set(files)
+    for f in files:
+        assert (runs[0] / f).read_bytes() == (runs[1] / f).read_bytes(), f
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     df = _dataset(tmp_path, n_per_class=4)
     train(_cfg(epochs=1), df, tmp_path / "run")
