@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import numpy as np
@@ -249,5 +250,19 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path):
     assert log["epoch"].tolist() == [1, 2]
     state = torch.load(tmp_path / "ddp" / "state.pt", weights_only=True)
     assert state["fingerprint"]["num_processes"] == 2 and state["epoch"] == 2
-    # every validation image was scored once (gather_for_metrics drops the padding duplicates)
-    assert (tmp_path / "ddp" / "best" / "weights.pt").exists()
+    # both processes stepped: 42 training images in batches of 4 per process are 5 steps per epoch, not 10
+    assert state["global_step"] == 2 * (42 // (4 * 2))
+    # every validation image was scored once (gather_for_metrics drops the padding duplicates): the logged
+    # validation metrics of the selected epoch are those of the saved model evaluated in one process
+    from syntfer.models.checkpoint import load_checkpoint
+
+    split = pd.read_csv(tmp_path / "ddp" / "split.csv")
+    val = split[split["split"] == "val"].assign(path=lambda d: [str(tmp_path / "ddp" / p) for p in d["path"]])
+    assert len(val) == 14  # one evaluation batch: the second process is handed padding that must be dropped
+    best = int(json.loads((tmp_path / "ddp" / "summary.json").read_text())["best_epoch"])
+    pred = predict(load_checkpoint(tmp_path / "ddp" / "best").eval(), val, progress=False)
+    m = compute_metrics(pred.y_true, pred.y_pred)
+    row = log.iloc[best - 1]
+    assert m["accuracy"] == pytest.approx(row["val_acc"], abs=1e-12)
+    assert m["macro_f1"] == pytest.approx(row["val_macro_f1"], abs=1e-12)
+    assert np.isfinite(log["train_loss"]).all() and np.isfinite(log["val_loss"]).all()
