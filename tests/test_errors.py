@@ -163,7 +163,8 @@ CASES: list[Case] = [
     Case("fer-bad-emotion", [(R, "read_fer2013", "removeprefix")],
          lambda t: _error(lambda: read_dataset("fer2013", fer(t, {"emotion": 7}))),
          lambda t: [f"{t / 'fer2013' / 'fer2013.csv'} line 3", "code 7"]),
-    Case("fer-pixels-not-integers", [(R, "read_fer2013", "removeprefix"), (I, "pixels_to_array", "not space-separated")],
+    Case("fer-pixels-not-integers",
+         [(R, "read_fer2013", "removeprefix"), (I, "pixels_to_array", "not space-separated")],
          lambda t: _error(lambda: read_dataset("fer2013", fer(t, {"pixels": "1 2 3 x"}))),
          lambda t: [f"{t / 'fer2013' / 'fer2013.csv'} line 3", "'x'"]),
     Case("fer-pixels-not-square", [(I, "pixels_to_array", "square count")],
@@ -357,7 +358,8 @@ CLI_FUNCTIONS = {("cli", "main"): "syntfer/cli.py", ("readers", "run"): "syntfer
                  ("pseudolabel", "run"): "syntfer/pseudolabel.py", ("notebook", "run"): "syntfer/notebook.py",
                  ("training", "run"): "syntfer/training.py", ("mixing", "run"): "syntfer/mixing.py",
                  ("mixing", "_spec"): "syntfer/mixing.py", ("audit", "run"): "syntfer/audit.py",
-                 ("distances", "_named_manifest"): "syntfer/distances.py", ("evaluation", "run"): "syntfer/evaluation.py",
+                 ("distances", "_named_manifest"): "syntfer/distances.py",
+                 ("evaluation", "run"): "syntfer/evaluation.py",
                  ("gan.cli", "_edit"): "syntfer/gan/cli.py"}
 
 
@@ -369,6 +371,8 @@ def _error_sites(module: str, path: str, only: str | None = None) -> list[tuple[
         if not isinstance(fn, ast.FunctionDef) or (only and fn.name != only):
             continue
         for node in ast.walk(fn):
+            if not isinstance(node, (ast.Raise, ast.Call)):
+                continue
             seg = ast.get_source_segment(src, node) or ""
             is_bad = isinstance(node, ast.Call) and seg.startswith("rows.bad(")
             is_print = isinstance(node, ast.Call) and seg.startswith("print(") and ": error" in seg

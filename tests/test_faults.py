@@ -87,8 +87,10 @@ def test_world_render_killed_mid_domain_resumes_identically(tmp_path):
     assert_same_outputs(tmp_path / "reference", out)
 
 
+# checkpoints every 7 steps, log rows every 4: most checkpoints fall between two log rows (a resume must
+# carry the steps since the last row)
 DIFFUSION_TRAIN = ("--image-size", "16", "--batch-size", "4", "--lr", "1e-3", "--seed", "2", "--threads", "1",
-                   "--checkpoint-every", "6", "--log-every", "4")
+                   "--checkpoint-every", "7", "--log-every", "4")
 # timing columns and keys: the only values a resumed run may change (these logs record wall time)
 DIFFUSION_VOLATILE = {"state.pt": ["elapsed"], "train_log.csv": ["elapsed_s"],
                       "build.json": ["elapsed_s", "images_per_s"]}
@@ -128,7 +130,7 @@ def test_diffusion_sampling_killed_between_images_resumes_identically(tmp_path, 
 
 GAN_TRAIN = ("--size", "16", "--conv-dim", "4", "--repeat-num", "1", "--d-conv-dim", "4", "--d-repeat-num", "2",
              "--n-critic", "2", "--batch-size", "4", "--d-warmup-steps", "6", "--per-class-cap", "4", "--threads", "1",
-             "--checkpoint-every", "6", "--log-every", "4", "--seed", "3")
+             "--checkpoint-every", "7", "--log-every", "4", "--seed", "3")
 
 
 @pytest.mark.parametrize("control", ["linear", "gaussian"])

@@ -98,6 +98,7 @@ def test_gan_editor_critic_and_generator_learn(tmp_path, control):
     game = log[log["step"] > tcfg.d_warmup_steps + 20]
     # the task-aware critic head learns the classes during its warm-up ...
     assert warm["d_cls"].iloc[-1] < 0.5 * warm["d_cls"].iloc[0], log.to_string()
-    # ... and the generator then moves its edits towards the target class as that critic sees it
-    assert game["g_cls"].iloc[-1] < game["g_cls"].iloc[0], log.to_string()
-    assert game["d_acc_fake_trg"].iloc[-1] > game["d_acc_fake_trg"].iloc[0], log.to_string()
+    # ... and the generator then moves its edits towards the target class as that critic sees it (a frozen
+    # generator measured: class loss 2.55 -> 2.08 and 3.5 -> 3.3, target accuracy 0.16 -> 0.21, chance 1/7)
+    assert game["g_cls"].iloc[-1] < 0.5 * game["g_cls"].iloc[0], log.to_string()
+    assert game["d_acc_fake_trg"].iloc[-1] > 0.5, log.to_string()
