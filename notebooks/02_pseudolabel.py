@@ -42,6 +42,7 @@ out_dir = "outputs/pseudolabel/digiface"  # manifest.csv, images/, scores/, coun
 
 # %%
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,7 @@ if Path(images).is_dir():
 else:
     input_manifest = Path(images)
 frame = read_manifest(input_manifest, check_labels=False)
-display(frame.head(3))
+display(frame.head(3).assign(path=lambda d: [os.path.relpath(p) for p in d["path"]]))  # not the checkout's path
 print(f"{len(frame)} images")
 
 # %% [markdown]

@@ -68,7 +68,7 @@ from syntfer import plots
 from syntfer import setmetrics as S
 from syntfer import summary as SU
 from syntfer.gan.evaluation import manifest_crops
-from syntfer.manifest import read_manifest
+from syntfer.manifest import read_manifest, write_manifest
 from syntfer.models.checkpoint import load_checkpoint
 from syntfer.readers import read_dataset
 from syntfer.seeding import seed_everything
@@ -264,7 +264,8 @@ for name, frame in frames.items():
 idsim_status = pd.DataFrame(idsim_status)
 idsim = (pd.concat(idsim_rows, ignore_index=True) if idsim_rows
          else pd.DataFrame(columns=["set", "path", "source_face", "label", "similarity"]))
-write_csv(idsim, "identity_similarity.csv")
+# image paths stored relative to the table, as in a manifest: the file is the same in every checkout
+write_manifest(idsim, out / "identity_similarity.csv", path_columns=("path", "source_face"))
 n_idsim_skipped = int((idsim_status["identity_similarity"] == "skipped").sum())
 table(idsim_status.set_index("set"), f"identity similarity: measured or skipped ({n_idsim_skipped} skipped)")
 if len(idsim):
@@ -297,7 +298,7 @@ else:
 privacy = A.privacy_check({n: s["path"].tolist() for n, s in subsets.items()}, real_paths, identity_embed,
                           space="identity", threshold=threshold, batch_size=batch_size, cache_dir=features_dir)
 write_csv(privacy.summary, "privacy_summary.csv")
-write_csv(privacy.table, "privacy_images.csv")
+write_manifest(privacy.table, out / "privacy_images.csv", path_columns=("path", "nn_path"))
 print(f"threshold {threshold:.4f} ({threshold_basis})")
 table(privacy.summary.set_index("set"), "nearest real training face (identity space)")
 g = A.plot_privacy(privacy.table, threshold)

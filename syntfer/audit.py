@@ -390,7 +390,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from syntfer.manifest import read_manifest
+    from syntfer.manifest import read_manifest, write_manifest
     from syntfer.storage import atomic_path, write_json
 
     sets = {}
@@ -418,9 +418,10 @@ def run(args) -> int:
         threshold = 0.95 if threshold is None else threshold
         res = privacy_check({k: v["path"].tolist() for k, v in sets.items()}, real, embed, space=space,
                             threshold=threshold, cache_dir=out / "cache")
-        for name, t in (("privacy_images.csv", res.table), ("privacy.csv", res.summary)):
-            with atomic_path(out / name) as tmp:
-                t.to_csv(tmp, index=False)
+        # per-image paths relative to the table, like a manifest's (the same bytes in every checkout)
+        write_manifest(res.table, out / "privacy_images.csv", path_columns=("path", "nn_path"))
+        with atomic_path(out / "privacy.csv") as tmp:
+            res.summary.to_csv(tmp, index=False)
         info |= {"space": space, "threshold": threshold, "real": args.real}
         print(res.summary.to_string(index=False))
     write_json(out / "audit.json", info)

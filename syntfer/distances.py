@@ -38,7 +38,8 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from syntfer.images import load_image
+from syntfer.images import load_image, split_fragment
+from syntfer.manifest import relative_path
 from syntfer.storage import atomic_path, write_json
 
 SPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -345,15 +346,20 @@ def extract_features(space: FeatureSpace, paths: Sequence[str | os.PathLike], *,
     """(N, D) float32 features of the images at `paths` in `space`, in the order given.
 
     With `cache` (an ``.npz`` file), features are loaded from it when it was written for the same space
-    name, fingerprint (weights) and path list, and written there (atomically) otherwise.
+    name, fingerprint (weights) and path list, and written there (atomically) otherwise. The cache stores the
+    paths relative to its own folder, so its bytes do not depend on where the project is checked out.
     """
     paths = [str(p) for p in paths]
     if not paths:
         raise DistanceError(f"no images to embed in space {space.name!r}")
+    keys = None
+    if cache is not None:
+        base = Path(cache).parent.resolve()
+        keys = [relative_path(os.path.abspath(f) + frag, base) for f, frag in map(split_fragment, paths)]
     if cache is not None and Path(cache).is_file():
         with np.load(cache, allow_pickle=False) as z:
             same = (str(z["space"]) == space.name and "fingerprint" in z.files
-                    and str(z["fingerprint"]) == space.fingerprint and z["paths"].tolist() == paths)
+                    and str(z["fingerprint"]) == space.fingerprint and z["paths"].tolist() == keys)
             if same:
                 return z["features"]
     loader = torch.utils.data.DataLoader(
@@ -370,7 +376,7 @@ def extract_features(space: FeatureSpace, paths: Sequence[str | os.PathLike], *,
     if cache is not None:
         with atomic_path(cache) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, features=features, paths=np.array(paths), space=np.array(space.name),
+                np.savez(fh, features=features, paths=np.array(keys), space=np.array(space.name),
                          fingerprint=np.array(space.fingerprint))
     return features
 

@@ -81,15 +81,17 @@ def _pixel_table(csv_file: str, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
 
 def pixels_to_array(pixels: str, *, where: str) -> np.ndarray:
     """Parse a FER2013 `pixels` string (space-separated 0..255, square) into a uint8 HxW array."""
+    tokens = pixels.split()
     try:
-        values = np.array(pixels.split(), dtype=np.int64)
+        values = np.array(tokens, dtype=np.int64)
     except ValueError as e:
-        raise ImageError(f"{where}: pixels field is not space-separated integers") from e
+        bad = next((t for t in tokens if not t.lstrip("+-").isdigit()), tokens[0])
+        raise ImageError(f"{where}: pixels field is not space-separated integers (found {bad[:20]!r})") from e
     side = int(round(np.sqrt(values.size)))
     if values.size == 0 or side * side != values.size:
         raise ImageError(f"{where}: pixels field has {values.size} values; expected a square count (48x48 = 2304)")
     if values.min() < 0 or values.max() > 255:
-        raise ImageError(f"{where}: pixel values outside 0..255")
+        raise ImageError(f"{where}: pixel values outside 0..255 (min {values.min()}, max {values.max()})")
     return values.astype(np.uint8).reshape(side, side)
 
 

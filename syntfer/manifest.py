@@ -27,14 +27,16 @@ class ManifestError(ValueError):
 PATH_COLUMNS: tuple[str, ...] = ("path", "source_path", "origin_path")
 
 
-def _resolve(p: str, base: Path) -> str:
+def absolute_path(p: str, base: Path) -> str:
+    """A stored path (relative to `base`, or absolute) as an absolute, normalised one; fragments kept."""
     file, frag = split_fragment(p)
     fp = Path(file)
     full = fp if fp.is_absolute() else (base / fp)
     return os.path.normpath(str(full)) + frag
 
 
-def _relativize(p: str, base: Path) -> str:
+def relative_path(p: str, base: Path) -> str:
+    """An absolute path as stored: relative to `base` (``#row=`` / ``#box=`` fragments kept)."""
     file, frag = split_fragment(p)
     fp = Path(file)
     rel = os.path.relpath(fp, base) if fp.is_absolute() else str(fp)
@@ -62,7 +64,7 @@ def read_manifest(file: str | os.PathLike, required: Sequence[str] = ("path",),
     for col in PATH_COLUMNS:
         if col in df.columns:
             vals = df[col].astype(str)
-            df[col] = [_resolve(p, base) if p else p for p in vals]
+            df[col] = [absolute_path(p, base) if p else p for p in vals]
     if check_labels and "label" in df.columns:
         bad = ~df["label"].isin(L.CLASSES + (L.CONTEMPT, ""))
         if bad.any():
@@ -72,16 +74,21 @@ def read_manifest(file: str | os.PathLike, required: Sequence[str] = ("path",),
     return df
 
 
-def write_manifest(df: pd.DataFrame, file: str | os.PathLike) -> Path:
-    """Write atomically; absolute paths are stored relative to the manifest's folder."""
+def write_manifest(df: pd.DataFrame, file: str | os.PathLike,
+                   path_columns: Sequence[str] = PATH_COLUMNS) -> Path:
+    """Write atomically; absolute paths (in `path_columns`) are stored relative to the manifest's folder.
+
+    Any table of per-image results can be written this way, naming its other path columns, so that its bytes
+    do not depend on where the project is checked out.
+    """
     file = Path(file)
     if "path" not in df.columns:
         raise ManifestError(f"{file}: refusing to write a manifest without a 'path' column")
     out = df.copy()
     base = file.parent.resolve()
-    for col in PATH_COLUMNS:
+    for col in path_columns:
         if col in out.columns:
-            out[col] = [_relativize(p, base) if isinstance(p, str) and p else p for p in out[col]]
+            out[col] = [relative_path(p, base) if isinstance(p, str) and p else p for p in out[col]]
     with atomic_path(file) as tmp:
         out.to_csv(tmp, index=False)
     return file

@@ -5,14 +5,22 @@
 papermill on the ``syntfer`` kernel with the repository root as working directory, and writes
 ``<out>/<name>.ipynb`` (executed, parameters in its metadata) and ``<out>/<name>.html``. A failing cell
 fails the command with the cell's error printed.
+
+The executed notebook is a DVC-tracked output, so it is made a function of its inputs alone
+(`make_reproducible`): no execution timestamps or durations, no temporary paths, stable cell ids and
+object reprs, and no stderr stream (warnings and progress bars go to the console instead, where `dvc repro`
+shows them). Two runs of a stage in two checkouts then write the same bytes, and a clean clone's
+`dvc repro` leaves `dvc.lock` as committed.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import os
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +99,100 @@ def _check_kernel(name: str) -> None:
                             f"(it runs `python -m ipykernel install --sys-prefix --name {name}`)") from e
 
 
+# papermill's per-notebook and per-cell timings; nbclient adds `execution` timestamps to cell metadata
+_TIMING_KEYS = ("start_time", "end_time", "duration")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")  # default object reprs, e.g. <...Styler at 0x7f4b...>
+_STYLER_ID = re.compile(r"\bT_[0-9a-f]{5}(?=[_\"'\s>#.])")  # the random uuid pandas' Styler puts in its HTML ids
+
+
+def make_reproducible(nb, source: str | os.PathLike) -> str:
+    """Strip what differs between two executions of the same notebook on the same inputs; in place.
+
+    Removes papermill's start/end times and durations (notebook and cells) and nbclient's execution
+    timestamps, records `source` (not the temporary copy papermill ran) as the input path, numbers the cells
+    instead of the random ids jupytext and papermill draw, replaces memory addresses in plain-text reprs and
+    the random table ids of pandas Styler HTML, and takes the stderr stream out: its progress-bar rates and
+    the order in which it interleaves with stdout vary between runs, and warnings name absolute paths.
+    Returns the removed stderr text (the caller prints it).
+    """
+    pm = nb.metadata.get("papermill", {})
+    for k in _TIMING_KEYS:
+        pm.pop(k, None)
+    if "input_path" in pm:
+        pm["input_path"] = str(source)
+    stderr = []
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+        cell.metadata.pop("execution", None)
+        for k in _TIMING_KEYS:
+            cell.metadata.get("papermill", {}).pop(k, None)
+        if "outputs" not in cell:
+            continue
+        kept = []
+        for j, out in enumerate(cell.outputs):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                stderr.append(out.get("text", ""))
+                continue
+            data = out.get("data", {})
+            if "text/plain" in data:
+                data["text/plain"] = _ADDRESS.sub(">", data["text/plain"])
+            if "text/html" in data:
+                ids: dict[str, str] = {}
+                data["text/html"] = _STYLER_ID.sub(
+                    lambda m: ids.setdefault(m.group(0), f"T_c{i}o{j}n{len(ids)}"), data["text/html"])
+            kept.append(out)
+        cell.outputs = kept
+    _stable_widgets(nb)
+    return "".join(stderr)
+
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\b")
+_TQDM_TIMING = re.compile(r"\[[0-9:]+(?:&lt;|<)[^\]]*\]")  # "[00:01<00:00, 97.19it/s]": elapsed, left, rate
+
+
+def _stable_widgets(nb) -> None:
+    """ipywidgets (tqdm's bars in Lab) draw a random model id per widget and save a progress bar's elapsed time
+    and rate in the notebook's widget state: ids are renumbered in order of appearance and timings dropped, so
+    the bars still render in Lab from the saved state."""
+    import json as _json
+
+    state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
+    ids: dict[str, str] = {}
+    queue: list[str] = []
+    for cell in nb.cells:  # the displayed widgets in output order, then what they reference, breadth first
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get(_WIDGET_VIEW)
+            if view and "model_id" in view and view["model_id"] not in ids:
+                ids[view["model_id"]] = ""
+                queue.append(view["model_id"])
+    while queue:
+        ref = _json.dumps(state.get(queue.pop(0), {}), sort_keys=True)
+        for key in re.findall(r"IPY_MODEL_([0-9a-f]+)", ref):
+            if key not in ids:
+                ids[key] = ""
+                queue.append(key)
+    for key in sorted(state):  # unreferenced models last, in an order their content decides
+        if key not in ids:
+            ids[key] = ""
+    if not ids:
+        return
+    for n, key in enumerate(ids):
+        ids[key] = f"{n:032x}"
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(ids, key=len, reverse=True)))
+
+    def fix(text: str) -> str:
+        return _TQDM_TIMING.sub("[]", pattern.sub(lambda m: ids[m.group(0)], text))
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if _WIDGET_VIEW in out.get("data", {}):
+                out["data"] = _json.loads(fix(_json.dumps(out["data"])))
+    if state:
+        nb.metadata["widgets"] = _json.loads(fix(_json.dumps(nb.metadata["widgets"])))
+
+
 def export_html(ipynb: Path, html: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
@@ -98,6 +200,9 @@ def export_html(ipynb: Path, html: Path) -> None:
     from syntfer.storage import write_text
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
+    # nbconvert gives each widget output element a random uuid4 id: numbered instead (same bytes every run)
+    ids: dict[str, str] = {}
+    body = _UUID.sub(lambda m: ids.setdefault(m.group(0), f"widget-output-{len(ids):04d}"), body)
     write_text(html, body)
 
 
@@ -131,6 +236,13 @@ def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parame
             raise NotebookError(f"{notebook}: cell {e.exec_count} failed:\n{e.ename}: {e.evalue}\n"
                                 f"{''.join(e.traceback[-3:]) if e.traceback else ''}\n"
                                 f"(executed notebook with the error: {out_nb})") from e
+    executed = nbformat.read(out_nb, as_version=4)
+    stderr = make_reproducible(executed, notebook)
+    if stderr.strip():
+        print(f"{notebook} stderr (not kept in {out_nb.name}):\n{stderr}", file=sys.stderr)
+    from syntfer.storage import write_text
+
+    write_text(out_nb, nbformat.writes(executed) + "\n")
     if html:
         export_html(out_nb, out_nb.with_suffix(".html"))
     return out_nb
@@ -146,6 +258,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
     try:
         _, defaults = parameters_cell(read_notebook(args.notebook))
         params = {name: parse_value(value, defaults.get(name)) for name, value in args.parameter}
@@ -153,5 +266,5 @@ def run(args: argparse.Namespace) -> int:
     except NotebookError as e:
         print(f"syntfer notebook: error: {e}", file=sys.stderr)
         return 1
-    print(f"executed {args.notebook} -> {out}")
+    print(f"executed {args.notebook} -> {out} in {time.perf_counter() - t0:.1f} s")
     return 0

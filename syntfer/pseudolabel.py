@@ -35,13 +35,13 @@ from tqdm.auto import tqdm
 
 from syntfer import labels as L
 from syntfer.images import ImageError, load_image, split_fragment
-from syntfer.manifest import ManifestError, read_manifest, write_manifest
-from syntfer.storage import atomic_path, save_image, write_json
+from syntfer.manifest import ManifestError, absolute_path, read_manifest, relative_path, write_manifest
+from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, write_json
 from syntfer.teachers import Teacher, TeacherError, load_teacher
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{c}" for c in L.CLASSES)
 LINK_MODES = ("copy", "hardlink", "symlink", "none")
-SCORE_FORMAT = 1  # bump when the shard layout changes
+SCORE_FORMAT = 2  # bump when the shard layout changes (2: paths relative to the shard, content-keyed)
 
 
 class PseudolabelError(ValueError):
@@ -49,16 +49,24 @@ class PseudolabelError(ValueError):
 
 
 # --- 1. scoring ------------------------------------------------------------------------------
-def images_fingerprint(paths: Sequence[str]) -> str:
-    """Hash of the ordered image list with each file's size and mtime (a re-rendered image changes it)."""
+def images_fingerprint(paths: Sequence[str], base: str | os.PathLike) -> str:
+    """Hash of the ordered image list: each path relative to `base` and each file's content.
+
+    A re-rendered image changes it; two checkouts of the same files agree (their absolute paths and mtimes
+    differ, and the fingerprint names the score folder, which is part of a DVC-tracked output).
+    """
+    base = Path(base).resolve()
     h = hashlib.sha256()
+    digests: dict[str, str] = {}
     for p in paths:
-        file, _ = split_fragment(p)
-        try:
-            st = os.stat(file)
-            h.update(f"{p}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
-        except FileNotFoundError:
-            h.update(f"{p}\x1fmissing\x1e".encode())
+        file, frag = split_fragment(p)
+        if file not in digests:
+            try:
+                with open(file, "rb") as fh:
+                    digests[file] = hashlib.file_digest(fh, "sha256").hexdigest()
+            except FileNotFoundError:
+                digests[file] = "missing"
+        h.update(f"{relative_path(os.path.abspath(file) + frag, base)}\x1f{digests[file]}\x1e".encode())
     return h.hexdigest()
 
 
@@ -80,7 +88,10 @@ class ScoreReport:
 def _read_shard(file: Path, start: int, paths: Sequence[str]) -> pd.DataFrame:
     df = pd.read_csv(file, dtype={"path": str, "error": str}, keep_default_na=False,
                      na_values={c: ["", "nan", "NaN"] for c in PROB_COLUMNS})
-    expected = list(paths[start:start + len(df)])
+    if "path" in df.columns:  # stored relative to the shard's folder (write_manifest), like a manifest
+        base = file.parent.resolve()
+        df["path"] = [absolute_path(p, base) for p in df["path"]]
+    expected = [os.path.normpath(p) for p in paths[start:start + len(df)]]
     if (list(df.columns) != ["index", "path", *PROB_COLUMNS, "error"] or len(expected) != len(df)
             or df["index"].tolist() != list(range(start, start + len(df))) or df["path"].tolist() != expected):
         raise PseudolabelError(f"{file}: shard does not match the image list it was keyed to "
@@ -103,10 +114,11 @@ def score_images(teacher: Teacher, paths: Sequence[str], scores_dir: str | os.Pa
         dup = pd.Series(paths)[pd.Series(paths).duplicated()].iloc[0]
         raise PseudolabelError(f"image list has duplicate paths, e.g. {dup}")
     fp_teacher = teacher.fingerprint()
-    fp_images = images_fingerprint(paths)
+    fp_images = images_fingerprint(paths, scores_dir)
     key = hashlib.sha256(f"{SCORE_FORMAT}|{fp_teacher}|{fp_images}|{shard_size}|{skip_bad}".encode()).hexdigest()[:16]
     directory = Path(scores_dir) / key
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)  # what a killed run left half-written
     meta = {"format": SCORE_FORMAT, "teacher": teacher.describe(), "images_fingerprint": fp_images,
             "n_images": len(paths), "shard_size": shard_size, "skip_bad": skip_bad,
             "columns": ["index", "path", *PROB_COLUMNS, "error"]}
@@ -126,8 +138,7 @@ def score_images(teacher: Teacher, paths: Sequence[str], scores_dir: str | os.Pa
             bar.update(len(df))
         else:
             df = _score_chunk(teacher, chunk, start, batch_size, skip_bad, bar)
-            with atomic_path(file) as tmp:
-                df.to_csv(tmp, index=False)
+            write_manifest(df, file)  # paths relative to the shard: the same bytes in every checkout
             computed += len(df)
         parts.append(df)
     bar.close()
@@ -347,6 +358,7 @@ def pseudolabel(teacher: Teacher | str, images: str | os.PathLike, out: str | os
         teacher = load_teacher(teacher, **(teacher_options or {}))
     source = source or source_name(frame, images)
     out = Path(out)
+    remove_stale_temporaries(out)  # what a killed run left half-written
     report = score_images(teacher, frame["path"].tolist(), scores_dir or out / "scores", batch_size=batch_size,
                           shard_size=shard_size, skip_bad=skip_bad, progress=progress)
     scores = report.frame.drop(columns=["index"])

@@ -170,10 +170,11 @@ def read_affectnet(root: Path, split: str | None, rows: _Rows, classes: int = 7,
             label = _affectnet_label(rec.expression, where, rows, classes)
             if label is None:
                 continue
+            raw = [getattr(rec, k) for k in ("face_x", "face_y", "face_width", "face_height")]
             try:
-                box = [int(float(getattr(rec, k))) for k in ("face_x", "face_y", "face_width", "face_height")]
+                box = [int(float(v)) for v in raw]
             except ValueError:
-                rows.bad(where, "face_x/face_y/face_width/face_height must be numbers")
+                rows.bad(where, f"face_x/face_y/face_width/face_height must be numbers, got {raw}")
                 continue
             if box[2] <= 0 or box[3] <= 0:
                 rows.bad(where, f"face box {box} has non-positive width or height")

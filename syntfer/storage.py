@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import tempfile
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,6 +32,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+# what `atomic_path` names its temporaries: "." + target name + "." + mkstemp's 8 characters + ".tmp"
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the half-written temporaries (`atomic_path`) that a killed job left anywhere below `folder`.
+
+    A SIGKILL skips `atomic_path`'s cleanup, so an interrupted run leaves ``.<name>.<random>.tmp`` files
+    next to its outputs; a resumed run would finish with them still there (and DVC would hash them into the
+    output). Long jobs call this when they (re)start, before any of their own writes begin.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.rglob(".*.tmp") if _TEMPORARY.match(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -52,11 +75,35 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _canonical(obj: Any) -> Any:
+    """A copy of nested dicts/lists/tuples whose strings are interned and containers fresh.
+
+    Pickle writes a back-reference for an object it has already written (by identity), so equal states
+    built differently — an optimizer state loaded from a checkpoint has its own 'step' key strings, a fresh
+    one shares the interned literal — pickled to different bytes. Interned strings and unshared containers
+    make the bytes a function of the values. Tensors are kept as they are (their sharing is meaningful);
+    a state_dict's ``_metadata`` (module versions) is carried over.
+    """
+    if type(obj) is str:
+        return sys.intern(obj)
+    if type(obj) in (dict, OrderedDict):
+        out = type(obj)((_canonical(k), _canonical(v)) for k, v in obj.items())
+        if getattr(obj, "_metadata", None) is not None:
+            out._metadata = _canonical(obj._metadata)
+        return out
+    if type(obj) in (list, tuple):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """`torch.save` atomically, with the same bytes for the same values on every run (resumed or not)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: given a path, torch.save names the zip archive's root folder after the file,
+    # here the random temporary name, so every save of the same state had different bytes (and DVC hashes)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(_canonical(obj), fh)
 
 
 def save_image(path: str | os.PathLike, image, **save_kw) -> None:

@@ -4,12 +4,16 @@ One function, `train(config, train_data, out_dir)`, trains any registered model 
 best epoch on a held-out validation split of the training data (score 0.67 macro-F1 + 0.33 accuracy; test
 sets are never seen here), and writes into `out_dir`:
 
-- ``log.csv``: one row per epoch, ``epoch,train_loss,val_loss,val_acc,val_balanced_acc,val_macro_f1,lr,seconds``
+- ``log.csv``: one row per epoch, ``epoch,train_loss,val_loss,val_acc,val_balanced_acc,val_macro_f1,lr``
   (losses are the training objective; ``lr`` is the rate used during that epoch);
 - ``best/``: the selected model as a state_dict + JSON config (`syntfer.models.checkpoint`);
 - ``state.pt``: the resume state (model, optimizer, scheduler, position, history), written atomically at each
   epoch end and every ``checkpoint_every`` steps;
 - ``split.csv``: the train/val assignment; ``config.json``; ``summary.json`` when finished.
+
+These files hold no timings and no absolute paths (the resume fingerprint hashes image paths relative to
+``out_dir``), so a run's folder has the same bytes in every checkout and on every run; wall time is returned
+(`TrainResult.seconds`) and printed by the CLI.
 
 Resume: rerunning the same call continues from ``state.pt``. Shuffling and augmentation are functions of
 (seed, epoch) (`syntfer.data.EpochSampler`) and dropout randomness is reseeded every step from
@@ -46,9 +50,9 @@ from syntfer.manifest import write_manifest
 from syntfer.models import create_model
 from syntfer.models.checkpoint import load_checkpoint, save_checkpoint
 from syntfer.seeding import derive_seed, seed_everything
-from syntfer.storage import save_torch, write_json, write_text
+from syntfer.storage import remove_stale_temporaries, save_torch, write_json, write_text
 
-LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr", "seconds")
+LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr")
 VAL_METRICS = LOG_COLUMNS[2:6]  # what `_validate` measures; a result's best_metrics
 STATE_FILE = "state.pt"
 SELECTION_WEIGHTS = {"macro_f1": 0.67, "accuracy": 0.33}  # upstream's selection score, applied to validation
@@ -279,12 +283,15 @@ class TrainResult:
     history: pd.DataFrame
     config: TrainConfig
     resumed_from: tuple[int, int] | None  # (epoch, step) a run continued from, or None
+    seconds: float = 0.0  # wall time of this call (kept out of the files: they are the same on every run)
 
 
-def _frame_fingerprint(frame: pd.DataFrame) -> str:
+def _frame_fingerprint(frame: pd.DataFrame, base: Path) -> str:
+    """Hash of (path, label) rows; paths relative to `base` (the run folder), so the fingerprint recorded in
+    config.json and state.pt does not depend on where the project is checked out."""
     h = hashlib.sha256()
     for p, lab in zip(frame["path"].astype(str), frame["label"].astype(str)):
-        h.update(f"{p}\x1f{lab}\n".encode())
+        h.update(f"{os.path.relpath(p, base)}\x1f{lab}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -333,6 +340,7 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
     restricts `train_data` to rows with that ``split`` value. With ``resume=False`` an existing state in
     `out_dir` is an error rather than a starting point.
     """
+    t_start = time.perf_counter()
     cfg = config.validated()
     out_dir = Path(out_dir)
     frame = as_frame(train_data, split=split)
@@ -351,6 +359,8 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
 
     accelerator = _accelerator(cfg)
     is_main = accelerator.is_main_process
+    if is_main:
+        remove_stale_temporaries(out_dir)  # what a killed run left half-written
     seed_everything(cfg.seed, deterministic=cfg.deterministic)
     if cfg.deterministic:
         torch.backends.cudnn.deterministic = True
@@ -383,8 +393,8 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
                               collate_fn=collate_val)
     sampler = epoch_sampler(train_loader)
 
-    fingerprint = {"config": cfg.fingerprint(), "train": _frame_fingerprint(tr_frame),
-                   "val": _frame_fingerprint(va_frame), "num_processes": accelerator.num_processes}
+    fingerprint = {"config": cfg.fingerprint(), "train": _frame_fingerprint(tr_frame, out_dir),
+                   "val": _frame_fingerprint(va_frame, out_dir), "num_processes": accelerator.num_processes}
     state_path = out_dir / STATE_FILE
     start_epoch, start_step, global_step, history = 0, 0, 0, []
     best = {"epoch": -1, "score": -math.inf, "metrics": {}}
@@ -437,7 +447,6 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
     on_cuda = accelerator.device.type == "cuda"
 
     for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
         step0 = start_step if epoch == start_epoch else 0
         if step0 == 0:
             run_sum, run_n = 0.0, 0
@@ -478,8 +487,7 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
                              f"batch_size {cfg.batch_size})")
         scheduler.step()
         val = _validate(model, val_loader, accelerator, cfg)
-        row = {"epoch": epoch + 1, "train_loss": run_sum / run_n, **val, "lr": lr,
-               "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch + 1, "train_loss": run_sum / run_n, **val, "lr": lr}
         history.append(row)
         score = selection_score(val["val_acc"], val["val_macro_f1"])
         if score > best["score"]:
@@ -500,12 +508,11 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
         write_json(out_dir / "summary.json", {"best_epoch": best["epoch"], "best_val_score": best["score"],
                                               **{f"best_{k}": v for k, v in best["metrics"].items()},
                                               "epochs": cfg.epochs, "train_images": len(tr_frame),
-                                              "val_images": len(va_frame),
-                                              "train_seconds": float(sum(r["seconds"] for r in history))})
+                                              "val_images": len(va_frame)})
     return TrainResult(model=best_model, out_dir=out_dir, best_epoch=int(best["epoch"]),
                        best_score=float(best["score"]), best_metrics=dict(best["metrics"]),
                        history=pd.DataFrame(history, columns=list(LOG_COLUMNS)), config=cfg,
-                       resumed_from=resumed_from)
+                       resumed_from=resumed_from, seconds=time.perf_counter() - t_start)
 
 
 def read_result(out_dir: str | os.PathLike, config: TrainConfig,
@@ -611,5 +618,6 @@ def run(args: argparse.Namespace) -> int:
     if not PartialState().is_main_process:  # under a launcher: one report, from the process that wrote the files
         return 0
     print(f"best epoch {result.best_epoch}/{cfg.epochs}: val score {result.best_score:.4f} "
-          + " ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items()) + f" -> {result.out_dir / 'best'}")
+          + " ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items()) + f" -> {result.out_dir / 'best'} "
+          f"({result.seconds:.1f} s)")
     return 0

@@ -186,7 +186,7 @@ def test_audit_cli_writes_demographics_and_privacy(world, tmp_path):
 def test_identity_embedding_adapter(tmp_path):
     import torch
 
-    identity = pytest.importorskip("syntfer.identity")
+    from syntfer import identity
     torch.manual_seed(0)
     enc = identity.IdentityEncoder(identity.IdentityConfig(image_size=16, width=4, embed_dim=8))
     identity.save_identity_encoder(tmp_path / "enc", enc)

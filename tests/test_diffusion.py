@@ -259,6 +259,9 @@ def test_embedded_resume_continues(tmp_path):
     sa = torch.load(tmp_path / "a" / "state.pt", weights_only=False)["model"]
     sb = torch.load(tmp_path / "b" / "state.pt", weights_only=False)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the EMA weights are what is exported and sampled: the same bytes too
+    for f in ("model.safetensors", "config.json"):
+        assert (tmp_path / "a" / "ema" / f).read_bytes() == (tmp_path / "b" / "ema" / f).read_bytes(), f
 
 
 def test_word_tokenizer_counts_unknown_and_refuses_overflow():

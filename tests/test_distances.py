@@ -283,3 +283,17 @@ def test_classifier_space_of_registered_small_net(tmp_path):
     with torch.no_grad():
         direct = model.forward_features(torch.stack([t(Image.open(p).convert("RGB")) for p in paths])).numpy()
     np.testing.assert_allclose(f, direct, rtol=1e-4, atol=1e-5)
+
+
+def test_feature_cache_is_the_same_bytes_in_two_checkouts(tmp_path):
+    torch.manual_seed(0)
+    space = D.classifier_space(_Net(), name="baseline", transform=_to_tensor)
+    caches = []
+    for where in ("a", "b/deeper"):
+        (tmp_path / where / "sets").mkdir(parents=True)
+        paths = _images(tmp_path / where / "sets")
+        caches.append(tmp_path / where / "results" / "f.npz")
+        D.extract_features(space, paths, batch_size=2, cache=caches[-1], progress=False)
+    assert caches[0].read_bytes() == caches[1].read_bytes()
+    with np.load(caches[0]) as z:
+        assert z["paths"].tolist()[0] == "../sets/im0.png"

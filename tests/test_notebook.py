@@ -83,6 +83,25 @@ show(fig)
 '''
 
 
+VOLATILE_NB = '''# %% tags=["parameters"]
+out_dir = "res"
+
+# %%
+import os, sys, time, warnings
+import pandas as pd
+from tqdm.auto import tqdm
+for _ in tqdm(range(3)):
+    time.sleep(0.01 * (os.getpid() % 5))
+warnings.warn(f"a warning that names {os.getcwd()}")
+print("stdout line", flush=True)
+print("stderr line", file=sys.stderr, flush=True)
+object()
+
+# %%
+pd.DataFrame({"a": [1.0, 2.5]}).style.format(precision=2)
+'''
+
+
 @pytest.mark.slow
 def test_stage_log_and_executed_notebook_are_clean(tmp_path, monkeypatch, capfd):
     """No 'IProgress not found' (ipywidgets is installed) and no 'running over TCP without encryption' (the kernel
@@ -106,3 +125,24 @@ def test_stage_log_and_executed_notebook_are_clean(tmp_path, monkeypatch, capfd)
     figure_cell = executed["cells"][-1]["outputs"]
     assert [o["output_type"] for o in figure_cell] == ["display_data"] and "image/png" in figure_cell[0]["data"], \
         f"the figure cell shows {[o['output_type'] for o in figure_cell]} (plots.show must display and return None)"
+
+
+@pytest.mark.slow
+def test_executed_notebook_is_the_same_bytes_in_two_checkouts(tmp_path, monkeypatch):
+    """Timings, temporary paths, random cell ids, memory addresses, Styler ids and stderr stay out."""
+    outs = []
+    for where in ("a", "b/deeper"):
+        root = tmp_path / where
+        (root / "notebooks").mkdir(parents=True)
+        (root / "notebooks" / "02_volatile.py").write_text(VOLATILE_NB)
+        monkeypatch.chdir(root)
+        assert cli.main(["notebook", "notebooks/02_volatile.py", "--out", "outputs/nb"]) == 0
+        outs.append(root / "outputs" / "nb")
+    for name in ("02_volatile.ipynb", "02_volatile.html"):
+        a, b = (o.joinpath(name).read_bytes() for o in outs)
+        assert a == b, name
+    executed = json.loads(outs[0].joinpath("02_volatile.ipynb").read_text())
+    texts = json.dumps([c.get("outputs", []) for c in executed["cells"]])
+    assert "stdout line" in texts and "stderr line" not in texts and "0x" not in texts and "T_c" in texts
+    assert executed["metadata"]["papermill"]["input_path"] == "notebooks/02_volatile.py"
+    assert "duration" not in executed["metadata"]["papermill"]

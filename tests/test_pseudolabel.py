@@ -148,9 +148,13 @@ def test_scores_are_canonical_and_resume_after_interruption_gives_identical_resu
     P.score_images(third, paths, tmp_path / "s", batch_size=2, shard_size=4, progress=False)
     assert third.seen == 0  # all done: nothing rescored
 
-    # a re-rendered image changes the key: everything is rescored into a new folder
-    Image.new("RGB", (4, 4), (0, 7, 9)).save(paths[0])
+    # the key follows file contents, not mtimes (which differ between two checkouts of the same files) ...
     os.utime(paths[0], ns=(1, 1))
+    touched = TableTeacher(table)
+    P.score_images(touched, paths, tmp_path / "s", batch_size=2, shard_size=4, progress=False)
+    assert touched.seen == 0 and len(list((tmp_path / "s").iterdir())) == 1
+    # ... so a re-rendered image changes the key: everything is rescored into a new folder
+    Image.new("RGB", (4, 4), (0, 8, 9)).save(paths[0])
     fresh = TableTeacher(table)
     P.score_images(fresh, paths, tmp_path / "s", batch_size=2, shard_size=4, progress=False)
     assert fresh.seen == 11 and len(list((tmp_path / "s").iterdir())) == 2
@@ -315,3 +319,17 @@ def test_cli_with_an_onnx_teacher(tmp_path, capsys):
     rc = cli.main(["pseudolabel", "--teacher", f"onnx:{onnx_file}", "--images", str(folder / "m.csv"),
                    "--out", str(tmp_path / "o2"), "--no-progress"])
     assert rc == 1 and "label order is required" in capsys.readouterr().out
+
+
+def test_score_cache_is_the_same_in_two_checkouts(tmp_path):
+    """The score folder's key and its shards do not depend on where the project lives (a DVC-tracked output)."""
+    dirs = []
+    for where in ("a", "b/deeper"):
+        manifest, table = make_images(tmp_path / where / "imgs", toy_rows(6))
+        paths = read_manifest(manifest)["path"].tolist()
+        dirs.append(P.score_images(TableTeacher(table), paths, tmp_path / where / "scores", batch_size=2,
+                                   shard_size=4, progress=False).directory)
+    assert dirs[0].name == dirs[1].name
+    assert sorted(p.name for p in dirs[0].iterdir()) == ["meta.json", "part-00000.csv", "part-00001.csv"]
+    for f in dirs[0].iterdir():
+        assert f.read_bytes() == (dirs[1] / f.name).read_bytes(), f.name

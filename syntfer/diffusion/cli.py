@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this wall time")
+    t.add_argument("--checkpoint-every", type=int, default=250, help="save the resume state every N steps")
+    t.add_argument("--log-every", type=int, default=50, help="one train_log.csv row per N steps")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--limit", type=int, default=None, help="use only the first N captioned images")
 
@@ -71,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from syntfer.diffusion import embedded as E
-    from syntfer.storage import write_json
+    from syntfer.storage import remove_stale_temporaries, write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,10 +83,12 @@ def _train(args: argparse.Namespace) -> int:
     mcfg = E.default_config(vocab, use_aus=args.use_aus, au_scale=args.au_scale, image_size=args.image_size,
                             arch=args.arch, patch_size=args.patch_size, block_out_channels=channels)
     tcfg = E.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         max_minutes=args.max_minutes, threads=args.threads, vae_steps=args.vae_steps)
+                         max_minutes=args.max_minutes, threads=args.threads, vae_steps=args.vae_steps,
+                         checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     summary = E.train_embedded(data, mcfg, tcfg, args.work)
     print(json.dumps(summary, indent=1))
     if args.export:
+        remove_stale_temporaries(args.export)  # what a killed export left half-written
         model = E.load_checkpoint(Path(args.work) / "ema")
         # the exact rebuild: the steps actually done, no wall-time guard (CPU results depend on --threads)
         cmd = " ".join(["python -m syntfer diffusion train", "--captions", shlex.quote(str(args.captions)),

@@ -56,7 +56,7 @@ from torch import nn
 
 from syntfer.prompts import FINEFACE_AUS
 from syntfer.seeding import derive_seed, torch_generator
-from syntfer.storage import atomic_path, save_torch, write_json
+from syntfer.storage import atomic_path, remove_stale_temporaries, save_torch, write_json
 
 log = logging.getLogger(__name__)
 
@@ -555,6 +555,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(work_dir)  # what a killed run left half-written
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     if model_cfg.use_aus and data.aus is None:
@@ -568,7 +569,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
     ddpm = _ddpm(model_cfg)
     gen = torch.Generator().manual_seed(derive_seed(train_cfg.seed, "embedded.train"))
     state_file, log_file = work_dir / "state.pt", work_dir / "train_log.csv"
-    step, elapsed0, rows, codec_ready = 0, 0.0, [], False
+    step, elapsed0, rows, codec_ready, running = 0, 0.0, [], False, []
     if state_file.exists():
         st = torch.load(state_file, map_location="cpu", weights_only=False)
         if st["model_cfg"] != model_cfg.to_dict():
@@ -581,6 +582,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
         gen.set_state(st["gen"])
         step, elapsed0 = st["step"], st["elapsed"]
         codec_ready = st.get("codec_ready", step > 0)
+        running = list(st.get("running", []))  # losses of steps since the last log row
         rows = pd.read_csv(log_file).to_dict("records") if log_file.exists() else []
         rows = [r for r in rows if r["step"] <= step]
         log.info("resumed at step %d", step)
@@ -618,12 +620,11 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
         x_all = None
     codec_ready = True
     t_start = time.monotonic()
-    running = []
 
     def save_state() -> None:
         save_torch(state_file, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                                 "sched": sched.state_dict(), "gen": gen.get_state(), "step": step,
-                                "codec_ready": codec_ready,
+                                "codec_ready": codec_ready, "running": list(running),
                                 "elapsed": elapsed0 + time.monotonic() - t_start,
                                 "model_cfg": model_cfg.to_dict(), "train_cfg": dataclasses.asdict(train_cfg)})
         with atomic_path(log_file) as tmp:  # header even with no rows yet (a state saved right after the VAE)

@@ -29,7 +29,7 @@ from syntfer import labels as L
 from syntfer.diffusion.backends import Backend, create_backend
 from syntfer.manifest import read_manifest, write_manifest
 from syntfer.seeding import derive_seed
-from syntfer.storage import save_image, write_json
+from syntfer.storage import remove_stale_temporaries, save_image, write_json
 
 MANIFEST_COLUMNS = ("path", "label", "prompt_id", "prompt", "encoder_text", "seed", "backend", "model_id",
                     "revision", "scheduler", "steps", "guidance", "dtype", "height", "width")
@@ -118,6 +118,9 @@ def generate(prompts: pd.DataFrame, backend: Backend, out_dir: str | Path, *, se
         rank, world, barrier = _shard_state()
     else:
         (rank, world), barrier = shard, (lambda: None)
+    if rank == 0:
+        remove_stale_temporaries(out_dir)  # what a killed run left half-written, before any shard writes
+    barrier()
     mine = items.iloc[rank::world]
     todo = mine[[not (out_dir / p).exists() for p in mine["relpath"]]]
     skipped = len(mine) - len(todo)

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (rerun to resume)")
+    t.add_argument("--checkpoint-every", type=int, default=50, help="save the resume state every N steps")
+    t.add_argument("--log-every", type=int, default=25, help="one log.csv row per N steps")
 
     e = sub.add_parser("edit", help="write an edited set (recipe × variant) with a manifest")
     src = e.add_mutually_exclusive_group(required=True)
@@ -78,7 +80,8 @@ def _train(args: argparse.Namespace) -> int:
                        d_conv_dim=args.d_conv_dim, d_repeat_num=args.d_repeat_num, residual=args.residual)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, n_critic=args.n_critic, g_lr=args.lr,
                        d_lr=args.lr, d_warmup_steps=args.d_warmup_steps, lambda_cls=args.lambda_cls,
-                       lambda_rec=args.lambda_rec, seed=args.seed, threads=args.threads, ckpt_every=50,
+                       lambda_rec=args.lambda_rec, seed=args.seed, threads=args.threads,
+                       ckpt_every=args.checkpoint_every, log_every=args.log_every,
                        max_minutes=args.max_minutes, aux_classifier=args.aux_classifier,
                        lambda_aux=args.lambda_aux, aux_lowpass=args.aux_lowpass, lambda_tv=args.lambda_tv)
     t0 = time.time()

@@ -31,7 +31,7 @@ from syntfer.gan.training import face_frame
 from syntfer.images import load_array
 from syntfer.manifest import write_manifest
 from syntfer.seeding import derive_seed, numpy_rng
-from syntfer.storage import save_image, write_json
+from syntfer.storage import remove_stale_temporaries, save_image, write_json
 
 RECIPES = ("10", "70", "RAF")
 MANIFEST_COLUMNS = ("path", "label", "source_path", "identity", "control_x", "control_y", "rho", "theta",
@@ -138,6 +138,7 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
     `out/summary.json` (`skipped`) and left out of the manifest.
     """
     out = Path(out)
+    remove_stale_temporaries(out)  # what a killed run left half-written
     space = generator.control_space()
     rows = plan.rows.reset_index(drop=True)
     records: list[dict] = []

@@ -26,7 +26,7 @@ from syntfer import labels as L
 from syntfer.gan.controls import GANMUT_ORDER
 from syntfer.gan.networks import Discriminator, EditorConfig, Generator, save_generator
 from syntfer.images import load_image, split_box
-from syntfer.storage import atomic_path, save_image, save_torch, write_json
+from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, save_torch, write_json
 
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
 # canonical index -> GANmut code index, and back
@@ -358,11 +358,15 @@ def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLi
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a killed run left half-written
     torch.set_num_threads(max(1, tcfg.threads))
     trainer = EditorTrainer(cfg, tcfg, crops, labels)
     state_file, log_file = out / "state.pt", out / "log.csv"
+    acc: dict[str, list[float]] = {}  # per-step values since the last log row
     if state_file.exists():
-        trainer.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=False))
+        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        trainer.load_state_dict(state)
+        acc = {k: list(v) for k, v in state.get("pending_log", {}).items()}
         if log_file.exists():
             prev = pd.read_csv(log_file)
             trainer.rows = prev[prev["step"] <= trainer.step_no].to_dict("records")
@@ -370,10 +374,10 @@ def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLi
                                            "n_train": int(crops.shape[0]),
                                            "class_counts": np.bincount(labels.numpy(), minlength=7).tolist()})
     start, elapsed_before = time.time(), (trainer.rows[-1]["seconds"] if trainer.rows else 0.0)
-    acc: dict[str, list[float]] = {}
 
     def checkpoint() -> None:
-        save_torch(state_file, trainer.state_dict())
+        # with the steps since the last log row: a resumed run's next row averages the same steps
+        save_torch(state_file, {**trainer.state_dict(), "pending_log": acc})
         frame = pd.DataFrame(trainer.rows)
         with atomic_path(log_file) as tmp:
             frame.to_csv(tmp, index=False)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from syntfer import labels as L
 from syntfer.seeding import numpy_rng
-from syntfer.storage import atomic_path, save_image, write_json, write_text
+from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, write_json, write_text
 from syntfer.world.domains import (DOMAINS, VALENCE_AROUSAL, draw_label, make_caption, make_sample, web_identity,
                                    with_render)
 from syntfer.world.expression import AU_NAMES
@@ -192,6 +192,7 @@ def render_world(out_dir: str | os.PathLike, preset: str = "smoke", seed: int = 
     summary: dict[str, Any] = {"preset": preset, "seed": seed, "version": WORLD_VERSION, "domains": {}}
     signature = {"preset": preset, "seed": seed, "version": WORLD_VERSION, "counts": pre.__dict__}
     t_all = time.perf_counter()
+    remove_stale_temporaries(out)  # what a killed run left half-written, before the workers start
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
     try:
         for name in names:

@@ -1,0 +1,104 @@
+"""The training loops learn: on easy data the loss falls and accuracy beats chance by far.
+
+A trainer whose optimiser step did nothing (or whose gradients never reached the weights) passes every
+resume test — it resumes to the same useless weights — so each loop is also required to learn something a
+few steps can learn: the classifier trainer a colour-coded 7-class set, the embedded diffusion model to
+denoise a handful of images, the GAN editor's critic to classify expressions and its generator to move
+faces towards a target class as that critic sees it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from faults import colour_set
+from syntfer import labels as L
+from syntfer.training import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+def test_trainer_learns_a_separable_set(tmp_path):
+    frame = colour_set(tmp_path / "images", n_per_class=12)
+    cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=8, batch_size=16,
+                                  val_fraction=0.25, seed=1, progress=False)
+    res = train(cfg, frame, tmp_path / "run")
+    log = res.history
+    # chance is 1/7: a trainer that does not update the weights stays near it
+    assert res.best_metrics["val_acc"] >= 0.9, log.to_string()
+    # at chance the objective is 3 ln 7 = 5.84 (CE + 2 smoothed CE); its floor with smoothing 0.4 is ~2.9
+    assert log["train_loss"].iloc[-1] < log["train_loss"].iloc[0] - 1.5, log.to_string()
+    assert log["val_loss"].iloc[-1] < log["val_loss"].iloc[0], log.to_string()
+
+
+def test_trainer_learns_on_the_paper_recipe_path(tmp_path):
+    """SAM around Adam with per-image torchvision augmentation (upstream_ir50 / poster) also learns."""
+    frame = colour_set(tmp_path / "images", n_per_class=12)
+    cfg = TrainConfig.from_recipe("upstream_ir50", model="cnn_tiny", model_kwargs={"img_size": 16}, lr=2e-3,
+                                  epochs=6, batch_size=16, val_fraction=0.25, seed=1, progress=False)
+    res = train(cfg, frame, tmp_path / "run")
+    assert res.best_metrics["val_acc"] >= 0.9, res.history.to_string()
+
+
+def _captioned(folder, n: int = 8):
+    """A few captioned images, each a flat colour (easy to denoise towards)."""
+    from syntfer import prompts as P
+    from syntfer.diffusion import embedded as E
+
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        colour = np.array([(i * 67) % 256, (i * 29) % 256, 255 - (i * 41) % 256], dtype=np.uint8)
+        Image.fromarray(np.broadcast_to(colour, (16, 16, 3)).copy()).save(folder / "images" / f"{i}.png")
+        rows.append({"path": f"images/{i}.png", "caption": f"a {('happy', 'sad')[i % 2]} man",
+                     **{a: 0.0 for a in P.FINEFACE_AUS}})
+    pd.DataFrame(rows).to_csv(folder / "captions.csv", index=False)
+    return E.load_captioned(folder / "captions.csv", 16)
+
+
+def test_embedded_diffusion_loss_falls(tmp_path):
+    from syntfer.diffusion import embedded as E
+
+    data = _captioned(tmp_path / "web")
+    cfg = E.default_config(E.build_vocab(data.captions), tiny=True)
+    E.train_embedded(data, cfg, E.TrainConfig(steps=120, batch_size=16, lr=3e-3, warmup=10, log_every=20,
+                                              checkpoint_every=1000, threads=1), tmp_path / "work")
+    loss = pd.read_csv(tmp_path / "work" / "train_log.csv")["loss"].to_numpy()
+    # the first 20 steps average against the last 20 (each row a 20-step mean of the min-SNR weighted MSE)
+    assert loss[-1] < 0.6 * loss[0], loss
+
+
+def _coloured_faces(n_per_class: int = 6, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uint8 crops whose expression is a colour: class k is a flat colour plus noise."""
+    g = torch.Generator().manual_seed(0)
+    crops, labels = [], []
+    for k in range(L.NUM_CLASSES):
+        colour = torch.tensor([(k * 37) % 256, (k * 91) % 256, (k * 53) % 256], dtype=torch.float32)
+        x = colour.view(1, 3, 1, 1) + 15 * torch.randn(n_per_class, 3, size, size, generator=g)
+        crops.append(x.clamp(0, 255).to(torch.uint8))
+        labels += [k] * n_per_class
+    return torch.cat(crops), torch.tensor(labels)
+
+
+@pytest.mark.parametrize("control", ["linear", "gaussian"])
+def test_gan_editor_critic_and_generator_learn(tmp_path, control):
+    from syntfer.gan.networks import EditorConfig
+    from syntfer.gan.training import TrainConfig as GanConfig
+    from syntfer.gan.training import train_editor
+
+    crops, labels = _coloured_faces()
+    cfg = EditorConfig(control=control, image_size=16, conv_dim=8, repeat_num=1, d_conv_dim=8, d_repeat_num=2)
+    tcfg = GanConfig(steps=160, batch_size=16, n_critic=2, d_warmup_steps=40, log_every=20, ckpt_every=1000,
+                     g_lr=1e-3, d_lr=1e-3, seed=0, threads=1)
+    log = train_editor(crops, labels, tmp_path / "editor", cfg, tcfg, progress=False).log
+    warm = log[log["step"] <= tcfg.d_warmup_steps]
+    game = log[log["step"] > tcfg.d_warmup_steps + 20]
+    # the task-aware critic head learns the classes during its warm-up ...
+    assert warm["d_cls"].iloc[-1] < 0.5 * warm["d_cls"].iloc[0], log.to_string()
+    # ... and the generator then moves its edits towards the target class as that critic sees it (a frozen
+    # generator measured: class loss 2.55 -> 2.08 and 3.5 -> 3.3, target accuracy 0.16 -> 0.21, chance 1/7)
+    assert game["g_cls"].iloc[-1] < 0.5 * game["g_cls"].iloc[0], log.to_string()
+    assert game["d_acc_fake_trg"].iloc[-1] > 0.5, log.to_string()
