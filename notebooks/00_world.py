@@ -42,6 +42,7 @@ probe_epochs = 6
 probe_size = 48
 probe_test_limit = 700  # at most this many test images per domain
 probe_threads = 2
+classifier_size = 48  # the study classifiers' input size (a grid at this size shows what they see)
 share_tolerance = 0.02  # closing check: |world share - real share| per class of the labeled datasets
 max_probe_accuracy = 0.99  # closing check: the probe must not solve the world
 min_probe_accuracy = 0.3  # closing check: ... but must learn it (chance is 1/7)
@@ -54,6 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import display
+from PIL import Image
 
 from syntfer import labels as L
 from syntfer.plots import show
@@ -96,6 +98,34 @@ display(summary)
 # %%
 grid, rows, cols = R.domain_expression_grid(world, cell=grid_cell, seed=seed)
 show(R.show_grid(grid, rows, cols, title="world samples (true expression)"), figures / "domain_expression_grid.png")
+
+# %% [markdown]
+# ## What a classifier sees: the same grid at its input size
+# The study's classifiers read 48-px images (`train.model_kwargs`); the cells below are the grid above downsized to
+# that size and shown enlarged without smoothing — if an expression cannot be told here, no classifier of the
+# study can tell it.
+
+# %%
+small, rows_s, cols_s = R.domain_expression_grid(world, cell=classifier_size, seed=seed)
+enlarged = np.asarray(Image.fromarray(small).resize((small.shape[1] * 2, small.shape[0] * 2), Image.NEAREST))
+show(R.show_grid(enlarged, rows_s, cols_s, title=f"at {classifier_size} px (what the classifier sees)"),
+     figures / "domain_expression_grid_classifier_size.png")
+
+# %% [markdown]
+# ## How well can the labels be read at all? The AU oracle and annotation noise
+# Real FER labels are noisy the way people confuse expressions (RAF-DB's 40 votes per image make it the cleanest;
+# AffectNet's annotators agree on about 60 % of images; humans score about 65 % on FER2013). World version 3 renders
+# that: a share of each labeled domain's images shows a confusable expression under its label
+# (`DomainSpec.label_noise`). The **AU oracle** — the class prototype nearest to a face's hidden action units — scored
+# against the labels bounds what a classifier can reach on each test split; the pixels lose more (pose, light,
+# blur, resolution), which is what the classifiers measure.
+
+# %%
+oracle = R.oracle_table(world, split=None)
+oracle.to_csv(out / "oracle.csv")
+display(oracle.round(3))
+metrics.update({f"oracle_{d}": float(r["oracle_vs_label_balanced"]) for d, r in oracle.iterrows()})
+metrics.update({f"label_noise_{d}": float(r["label_noise"]) for d, r in oracle.iterrows()})
 
 # %% [markdown]
 # ## The same identity across expressions

@@ -28,7 +28,7 @@
 source = "digiface"  # name of the unlabeled collection, written to the manifest's source column
 images = "outputs/world/digiface"  # a folder of unlabeled images (identity folders or flat) or a manifest CSV
 truth_csv = "outputs/world/digiface/truth.csv"  # world only, hidden true expressions; empty for real collections
-teacher = "outputs/train/real_affectnet-s0/train/best"  # a checkpoint folder, onnx:PATH or minixception:PATH
+teacher = "outputs/instruments/teacher/checkpoint"  # a (calibrated) checkpoint folder, onnx:PATH or minixception:PATH
 threshold = 0.3  # keep an image when its max probability > threshold
 per_class = 200  # keep the top K per class, 0 for no cap
 sweep = "0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"  # thresholds for the survivors / precision-recall curves

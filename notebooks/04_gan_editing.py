@@ -37,9 +37,10 @@ official_checkpoint = ""  # an official GANmut *-G.ckpt used instead of editor_d
 retrain_steps = 0  # >0: retrain the editor for this many critic steps into out_dir/editor (slow on CPU)
 retrain_per_class_cap = 250  # first N AffectNet-stand-in training images per class used for (re)training
 identity_dir = "models/identity/world32"  # world identity encoder (encoder.pt + encoder.json)
-judge_checkpoint = ""  # baseline classifier checkpoint dir (notebook 01); empty: train the quick judge below
-judge_epochs = 4  # quick judge: epochs over the capped AffectNet-stand-in crops
-judge_size = 48  # quick judge input size (a checkpoint judge uses its own)
+judge_checkpoint = "outputs/instruments/judge/checkpoint"  # the project's one judge (06_instruments)
+ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain
+reference_domain = "ref_ffhq"  # real faces of the edited domain: the ceiling
+crop_size = 48  # seam measurement: face-context crops at this size
 recipe = "10"  # 10 | 70 | RAF
 per_class = 40  # recipe '10': faces per class (paper: 10,000)
 total = 0  # recipe 'RAF': total edits (paper: 15,339)
@@ -50,7 +51,7 @@ curve_faces = 12  # faces per class for the intensity curve
 seam_faces = 60  # edits used for the seam distance (per variant)
 truth_max_render = 0  # world re-render cap used for the ffhq stand-in; 0 keeps the native size
 truth_ss = 2  # world supersampling for the hidden-truth re-render
-threads = 1
+threads = 2
 out_dir = "outputs/gan"
 
 # %%
@@ -72,6 +73,7 @@ from syntfer.gan.editing import DegradeConfig, make_restorer
 from syntfer.gan.networks import load_generator, load_official_generator
 from syntfer.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
 from syntfer.identity import embed, load_identity_encoder
+from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
 from syntfer.plots import show
 from syntfer.seeding import seed_everything
 
@@ -170,56 +172,42 @@ show(fig, fig_dir / "one_identity_grid.png")
 
 # %% [markdown]
 # ## The judge
-# Expression fidelity needs a classifier that is not the editor's own discriminator. The pipeline passes the
-# project's baseline (notebook 01's checkpoint trained on the RAF-DB stand-in) as `judge_checkpoint`; without one,
-# a ResNet-18 (torchvision, random init) is trained here at 48 px on the capped AffectNet stand-in crops and
-# validated on a held-out 15 % — a quick judge, said so in every table.
+# Expression fidelity is read by the project's one judge (`syntfer.judge`, 06_instruments: trained on real reference
+# faces of the FFHQ look, never on an edit, never the editor's own critic), on the edited images as the sets hold
+# them, against its **ceiling**: its mean-class accuracy on held-out real FFHQ-look faces of each expression.
 
 # %%
-if judge_checkpoint:
-    from syntfer.models.checkpoint import load_checkpoint as load_classifier
-
-    judge_model = E.ClassifierJudge(load_classifier(judge_checkpoint))
-    judge_size = judge_model.size
-    judge = E.JudgeResult(model=judge_model, log=pd.DataFrame(), val_accuracy=float("nan"),
-                          val_balanced_accuracy=float("nan"))
-    judge_name = f"baseline checkpoint {judge_checkpoint} ({judge_model.model.cfg.name}@{judge_size})"
-else:
-    from syntfer.gan.training import load_crops, select_per_class
-    from syntfer.readers import read_dataset
-
-    jframe = select_per_class(read_dataset("affectnet", affectnet_dir, split="train", check="exists").frame,
-                              retrain_per_class_cap)
-    jcrops = load_crops(jframe, judge_size)
-    jlabels = torch.tensor([L.CLASS_TO_INDEX[c] for c in jframe["label"]])
-    judge = E.train_judge(jcrops, jlabels, epochs=judge_epochs, seed=seed, threads=threads, size=judge_size)
-    judge_name = "resnet18@48 (quick, world affectnet stand-in)"
-    metrics.update(judge_val_accuracy=judge.val_accuracy, judge_val_balanced_accuracy=judge.val_balanced_accuracy)
-metrics["judge"] = judge_name
-display(pd.DataFrame([{"judge": judge_name, "val_acc": judge.val_accuracy,
-                       "val_balanced_acc": judge.val_balanced_accuracy}]))
+judge = Judge.load(judge_checkpoint)
+ceiling_table = pd.read_csv(ceilings)
+ceiling_rows = ceiling_table[ceiling_table["domain"] == reference_domain].set_index("class")
+ceiling = float(ceiling_rows.loc["mean_class", "fidelity"])
+metrics["judge"] = judge.describe()["judge"]
+metrics["judge_ceiling"] = ceiling
+display(pd.DataFrame([judge.describe()]))
 
 # %% [markdown]
 # ## Expression fidelity per class (F and V sets)
-# Judge accuracy on the edited face crops against the target class; the source crops' judge accuracy against
-# the same targets is the "no edit" floor.
+# Judge accuracy on the edited images against the target class; the source images' judge accuracy against
+# the same targets is the "no edit" floor, the real faces' is the ceiling.
 
 # %%
 fid_rows, conf = [], []
-src_crops = E.manifest_crops(sets["V"], judge_size, path_column="source_path")
-src_probs = E.predict(judge.model, src_crops, size=judge_size)
+src_probs = judge.probs(sets["V"]["source_path"].tolist())
 for v, m in sets.items():
-    probs = E.predict(judge.model, E.manifest_crops(m, judge_size), size=judge_size)
-    tab = E.fidelity_table(probs, m["label"]).assign(variant=v)
+    probs = judge.probs(m["path"].tolist())
+    tab = fidelity_table(probs, m["label"].tolist(), f"GAN {v}").assign(variant=v)
     fid_rows.append(tab)
     conf.append(E.confusion_rows(probs, m["label"]).assign(variant=v))
-    metrics[f"fidelity_acc_{v}"] = float(tab.set_index("target").loc["all", "accuracy"])
-floor = E.fidelity_table(src_probs, sets["V"]["label"]).assign(variant="source (no edit)")
-metrics["fidelity_acc_source_floor"] = float(floor.set_index("target").loc["all", "accuracy"])
-fid = pd.concat(fid_rows + [floor], ignore_index=True)
-display(fid.pivot(index="target", columns="variant", values="accuracy").round(3))
-g = sns.catplot(data=fid[fid["target"] != "all"], x="target", y="accuracy", hue="variant", kind="bar", height=3.5,
-                aspect=2.2)
+    metrics[f"fidelity_{v}"] = mean_class_fidelity(tab)
+    metrics[f"fidelity_over_ceiling_{v}"] = mean_class_fidelity(tab) / ceiling
+floor = fidelity_table(src_probs, sets["V"]["label"].tolist(), "sources").assign(variant="source (no edit)")
+metrics["fidelity_source_floor"] = mean_class_fidelity(floor)
+real_rows = ceiling_rows.reset_index().query("`class` != 'mean_class'")[["class", "n", "fidelity", "p_label"]]
+fid = pd.concat(fid_rows + [floor, real_rows.assign(variant=f"real {reference_domain} (ceiling)")],
+                ignore_index=True)
+display(fid.pivot(index="class", columns="variant", values="fidelity").round(3))
+g = sns.catplot(data=fid[fid["class"].isin(L.CLASSES)], x="class", y="fidelity", hue="variant", kind="bar",
+                height=3.5, aspect=2.2)
 show(g.figure, fig_dir / "fidelity_per_class.png")
 pd.concat(conf).to_csv(out / "confusion.csv", index=False)
 
@@ -243,10 +231,10 @@ for c in L.CLASSES:
     for rho in rho_grid:
         res = edit_images(imgs, boxes, [space.at(c, rho)] * len(imgs), editor, None, None,
                           [np.random.default_rng(seed)] * len(imgs))
-        cur_crops += list(res.crops)
+        cur_crops += list(res.pasted)
         cur_t += [c] * len(imgs)
         cur_rho += [rho] * len(imgs)
-cur_probs = E.predict(judge.model, np.stack(cur_crops), size=judge_size)
+cur_probs = judge.probs(np.stack(cur_crops))
 curve = E.intensity_curve(cur_probs, cur_t, cur_rho)
 curve.to_csv(out / "intensity_curve.csv", index=False)
 g = sns.relplot(data=curve, x="rho", y="p_target", hue="target", kind="line", marker="o", height=3.5, aspect=1.6)
@@ -324,19 +312,17 @@ ax.set_xticks([ex.shape[1] / len(titles) * (i + 0.5) for i in range(len(titles))
 ax.set_yticks([])
 ax.grid(False)
 show(fig, fig_dir / "seam_before_after.png")
-variants = R.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=judge_size)
-ref_ctx = R.source_context_crops(pool.iloc[len(pool) // 2:], judge_size)  # untouched faces (other half)
-ref_j = E.judge_features(judge.model, ref_ctx, size=judge_size)
+variants = R.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=crop_size)
+ref_ctx = R.source_context_crops(pool.iloc[len(pool) // 2:], crop_size)  # untouched faces (other half)
+ref_j = judge.outputs(ref_ctx).features
 ref_i = embed(enc, ref_ctx)
 seam = []
 for name, v in variants.items():
-    seam.append({"variant": name, "fd_judge": frechet_distance(E.judge_features(judge.model, v["context"],
-                                                                                size=judge_size), ref_j),
+    seam.append({"variant": name, "fd_judge": frechet_distance(judge.outputs(v["context"]).features, ref_j),
                  "fd_identity": frechet_distance(embed(enc, v["context"]), ref_i),
                  "seam_contrast": float(np.nanmean(v["seam"]))})
-src_ctx = R.source_context_crops(srows.rename(columns={"edit_path": "path"}), judge_size)
-seam.append({"variant": "sources (no edit)", "fd_judge": frechet_distance(E.judge_features(judge.model, src_ctx,
-                                                                                           size=judge_size), ref_j),
+src_ctx = R.source_context_crops(srows.rename(columns={"edit_path": "path"}), crop_size)
+seam.append({"variant": "sources (no edit)", "fd_judge": frechet_distance(judge.outputs(src_ctx).features, ref_j),
              "fd_identity": frechet_distance(embed(enc, src_ctx), ref_i), "seam_contrast": float("nan")})
 seam = pd.DataFrame(seam)
 display(seam.round(3))
@@ -363,6 +349,6 @@ for v, mm in sets.items():
     assert set(mm["label"]) <= set(L.CLASSES)
 if recipe == "10":
     assert (sets["V"].groupby("identity")["label"].nunique() == 1).all(), "recipe 10: an identity under two classes"
-assert 0.0 <= metrics["fidelity_acc_V"] <= 1.0 and np.isfinite(metrics["identity_sim_source_edit_V"])
+assert 0.0 <= metrics["fidelity_V"] <= 1.0 and np.isfinite(metrics["identity_sim_source_edit_V"])
 assert val["auc"] > 0.8, f"identity encoder fails its own validation (AUC {val['auc']:.3f})"
 print(json.dumps(metrics, indent=1))

@@ -17,8 +17,9 @@
 # **Question.** Before any classifier is trained on them, how do the study's synthetic training sets
 # (pseudo-labeled, diffusion, GAN-edited, Mixed-SYN) compare on what can be measured from the images alone:
 #
-# 1. **expression fidelity** — how often a judge (the baseline classifier trained on real RAF-DB) sees the
-#    expression a set's label claims, per class;
+# 1. **expression fidelity** — how often the project's judge (`syntfer.judge`, trained by 06_instruments on real
+#    reference faces of the generator domains) sees the expression a set's label claims, per class — read against
+#    the judge's **ceiling**, its accuracy on held-out real faces of the domain a set's generator imitates;
 # 2. **distance to real faces** — FD and KID against the FFHQ stand-in, in named feature spaces
 #    (METHOD.md §8 protocol as implemented by `syntfer.distances`);
 # 3. **identity preservation** of expression edits (GAN sets): does an edited face keep its source's identity?
@@ -35,7 +36,9 @@ sets_dir = "outputs/sets"  # one folder per training set, each with manifest.csv
 synthetic = "pseudolabel_digiface,pseudolabel_dcface,pseudolabel_emonet_face,diffusion_embedded,diffusion_embedded_au,gan_f,gan_v,mixed_syn"  # comma list of set names under sets_dir
 reference = "outputs/world/ffhq"  # FD/KID reference: a folder of face images (the FFHQ stand-in)
 real_train = "outputs/sets/real_rafdb/manifest.csv"  # real training faces for the privacy nearest-neighbour check
-judge = "outputs/train/real_rafdb-s0/train/best"  # classifier checkpoint folder: fidelity judge and 'baseline' space
+judge = "outputs/instruments/judge/checkpoint"  # the one judge (syntfer.judge): fidelity and the judge feature space
+ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain (06_instruments)
+set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: the domain its generator imitates
 identity_dir = "models/identity/world32"  # identity encoder: 'identity' space, privacy embedding, identity similarity
 clip_weights = ""  # optional local CLIP folder (METHOD.md §8 space 'clip'); empty: not measured
 world_root = "outputs/world"  # world domains with truth.csv (demographic audit when data_kind is world)
@@ -69,7 +72,7 @@ from syntfer import setmetrics as S
 from syntfer import summary as SU
 from syntfer.gan.evaluation import manifest_crops
 from syntfer.manifest import read_manifest, write_manifest
-from syntfer.models.checkpoint import load_checkpoint
+from syntfer.judge import Judge, fidelity_table, label_indices
 from syntfer.readers import read_dataset
 from syntfer.seeding import seed_everything
 from syntfer.storage import atomic_path, write_json
@@ -85,7 +88,7 @@ manifest_files = {n: Path(sets_dir) / n / "manifest.csv" for n in names}
 missing = [str(f) for f in manifest_files.values() if not f.is_file()]
 if missing:
     raise FileNotFoundError(f"synthetic set manifest(s) not found: {missing}")
-for what, p in (("reference", reference), ("real_train", real_train), ("judge", judge),
+for what, p in (("reference", reference), ("real_train", real_train), ("judge", judge), ("ceilings", ceilings),
                 ("identity_dir", identity_dir)):
     if not Path(p).exists():
         raise FileNotFoundError(f"{what}={p!r} not found")
@@ -135,7 +138,7 @@ for name, file in manifest_files.items():
     frame = read_manifest(file, required=("path", "label"))
     if frame.empty:
         raise ValueError(f"{file}: set {name!r} has no images")
-    S.label_indices(frame["label"], f"{file}")  # raises on empty or non-canonical labels
+    label_indices(frame["label"].tolist(), f"{file}")  # raises on empty or non-canonical labels
     frames[name] = frame
     positions[name] = S.subset_positions(len(frame), max_images, seed, name)
     subsets[name] = frame.iloc[positions[name]].reset_index(drop=True)
@@ -150,32 +153,45 @@ real_frame = read_manifest(real_train)
 print(f"reference: {len(ref_frame)} images from {reference}; real training faces: {len(real_frame)} from {real_train}")
 
 # %% [markdown]
-# ## Expression fidelity (judge: the baseline classifier)
+# ## Expression fidelity (the project's judge)
 # Fidelity = the share of a set's images that the judge classifies as the set's label (argmax), overall and per
-# class; `p_label` is the judge's mean probability of the label. The judge is the classifier trained on the real
-# RAF-DB training split (stand-in), so its own errors count as infidelity: read fidelity next to the judge's
-# accuracy on real test faces (notebook 01), not as an absolute. One decode per image: the same forward pass also
-# gives the judge's penultimate features, used below as the `baseline` feature space.
+# class; `p_label` is the judge's mean (calibrated) probability of the label. The judge's own errors count as
+# infidelity, so a generated set is read against the **ceiling**: the judge's mean-class accuracy on held-out real
+# faces of the domain its generator imitates (`set_domains`; 06_instruments). Pseudo-labeled and mixed sets have no
+# single generator domain and no ceiling. One decode per image: the same forward pass also gives the judge's
+# penultimate features, the `judge` feature space below.
 
 # %%
-judge_model = load_checkpoint(judge)
-baseline = D.classifier_space(judge_model, name="baseline")
-print(baseline.info, judge_model.cfg.input_size, "meta:",
-      {k: v for k, v in judge_model.checkpoint_meta.items() if k.startswith("val_")})
-ref_baseline = S.judge_pass(judge_model, ref_frame["path"].tolist(), batch_size=batch_size, workers=threads).features
-fid_tables, baseline_feats = [], {}
+judge_ = Judge.load(judge)
+print(judge_.describe())
+ceiling_table = pd.read_csv(ceilings)
+domain_of = dict(pair.split(":") for pair in set_domains.split(",") if pair.strip())
+ref_judge = judge_.outputs(ref_frame["path"].tolist(), batch_size=batch_size, workers=threads).features
+fid_tables, judge_feats, set_ceiling = [], {}, {}
 for name, frame in frames.items():
-    res = S.judge_pass(judge_model, frame["path"].tolist(), batch_size=batch_size, workers=threads)
-    fid_tables.append(S.expression_fidelity(res.probs, frame["label"], name).assign(set=name))
-    baseline_feats[name] = res.features[positions[name]]
+    res = judge_.outputs(frame["path"].tolist(), batch_size=batch_size, workers=threads)
+    fid_tables.append(fidelity_table(res.probs, frame["label"].tolist(), name).assign(set=name))
+    judge_feats[name] = res.features[positions[name]]
+    domain = next((d for prefix, d in domain_of.items() if name.startswith(prefix)), None)
+    if domain is not None:
+        row = ceiling_table[(ceiling_table["domain"] == domain) & (ceiling_table["class"] == "mean_class")]
+        if row.empty:
+            raise ValueError(f"{ceilings}: no mean_class ceiling for domain {domain!r} (set {name})")
+        set_ceiling[name] = (domain, float(row["fidelity"].iloc[0]))
 fidelity = pd.concat(fid_tables, ignore_index=True)[["set", "class", "n", "fidelity", "p_label"]]
 write_csv(fidelity, "fidelity_per_class.csv")
 fid_wide = fidelity.pivot(index="set", columns="class", values="fidelity").loc[names, [*L.CLASSES, "all"]]
 table(fid_wide, "expression fidelity (judge argmax == label)")
 fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
 sns.heatmap(fid_wide, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "fidelity"})
-ax.set(xlabel="", ylabel="", title=f"expression fidelity per class, judge = {judge_model.cfg.name} — {where}")
+ax.set(xlabel="", ylabel="", title=f"expression fidelity per class, judge = {judge_.name} — {where}")
 show(fig, "fidelity_per_class")
+mean_class = fidelity[fidelity["class"].isin(L.CLASSES)].groupby("set")["fidelity"].mean()
+table(pd.DataFrame({"mean-class fidelity": mean_class.reindex(names),
+                    "ceiling (domain)": [f"{set_ceiling[n][1]:.3f} ({set_ceiling[n][0]})" if n in set_ceiling else "—"
+                                         for n in names],
+                    "fidelity / ceiling": [mean_class[n] / set_ceiling[n][1] if n in set_ceiling else np.nan
+                                           for n in names]}, index=names), "expression fidelity against the ceiling")
 
 # %% [markdown]
 # ## Distance to the reference faces: FD and KID in named feature spaces
@@ -183,7 +199,7 @@ show(fig, "fidelity_per_class")
 # sets are measured in two spaces that exist here, and every number carries its space's name (none of them is
 # FID, which means Inception-v3 features):
 #
-# - `baseline`: the judge's penultimate layer (expression-sensitive);
+# - `judge`: the judge's penultimate layer (expression-sensitive; `syntfer.judge`);
 # - `identity`: the world identity encoder (`identity_dir`; L2-normalised embeddings of the whole image,
 #   identity-sensitive, trained to ignore expression);
 # - `clip`: only when `clip_weights` names a local CLIP checkpoint.
@@ -206,7 +222,7 @@ def identity_features(name, paths):
                               cache=features_dir / f"identity__{name}.npz")
 
 
-spaces = {"baseline": (baseline_feats, ref_baseline)}
+spaces = {"judge": (judge_feats, ref_judge)}
 spaces["identity"] = ({n: identity_features(n, s["path"].tolist()) for n, s in subsets.items()},
                       D.extract_features(identity_space, ref_frame["path"].tolist(), batch_size=batch_size,
                                          progress=False))
@@ -350,8 +366,10 @@ for attribute in sorted(demographics["attribute"].unique()):
 rows = []
 for name in names:
     rows.append({"set": name, "metric": "n_images", "value": len(frames[name])})
-    overall = fidelity[(fidelity["set"] == name) & (fidelity["class"] == "all")]
-    rows.append({"set": name, "metric": "expression_fidelity", "value": float(overall["fidelity"].iloc[0])})
+    rows.append({"set": name, "metric": "expression_fidelity", "value": float(mean_class[name])})
+    if name in set_ceiling:
+        rows.append({"set": name, "metric": "judge_ceiling", "value": set_ceiling[name][1]})
+        rows.append({"set": name, "metric": "fidelity_over_ceiling", "value": float(mean_class[name]) / set_ceiling[name][1]})
     for r in distances[distances["set"] == name].itertuples():
         rows += [{"set": name, "metric": f"fd_{r.space}", "value": r.fd},
                  {"set": name, "metric": f"kid_{r.space}", "value": r.kid}]
@@ -361,7 +379,7 @@ for name in names:
 synthetic_table = pd.DataFrame(rows, columns=["set", "metric", "value"])
 write_csv(synthetic_table, "synthetic.csv")
 table(synthetic_table.pivot(index="set", columns="metric", values="value").loc[names], "per-set metrics")
-metrics = {"data_kind": data_kind, "n_sets": len(names), "judge_model": judge_model.cfg.name,
+metrics = {"data_kind": data_kind, "n_sets": len(names), "judge_model": judge_.cfg.name,
            "max_images": max_images, "n_reference": len(ref_frame), "privacy_threshold": threshold,
            "identity_similarity_measured": len(names) - n_idsim_skipped,
            "identity_similarity_skipped": n_idsim_skipped}

@@ -33,13 +33,22 @@
 summary_dir = "outputs/results/summary"  # syntfer summarize: metrics.json, eval.csv, cross_dataset.csv (+ pseudolabel.csv, synthetic.csv, privacy.csv)
 sets_dir = "outputs/results/sets"  # notebook 05: synthetic.csv, fidelity_per_class.csv, privacy_summary.csv, demographics.csv (each optional)
 train_sets_dir = "outputs/sets"  # one folder per training set holding its manifest.csv
-runs_glob = "outputs/train/*/cross_dataset.csv"  # one tidy CSV per training run; confusion_<primary_test>.csv lies next to each
+runs_glob = "outputs/train/*/cross_dataset.csv"  # one tidy CSV per training set; s<seed>/confusion_<test>.csv beside it
 data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): must match metrics.json
 model = "cnn_tiny"  # backbone to report (the training grid's model); empty: the only model in eval.csv
 primary_test = "rafdb"  # test set of the per-class recall, minority-gain and confusion sections
 reference_set = "real_rafdb"  # real training set the minority-class gains are measured against
 minority_classes = "disgust,fear,anger"  # comma-separated classes of the minority-gain table
 min_seeds = 1  # closing check: every training set x test set cell has at least this many seeds (paper tables: 3)
+train_dir = "outputs/train"  # per training set: s<seed>/confusion_<test>.csv, the findings' per-image predictions
+pseudolabel_dirs = "outputs/sets"  # pseudolabel_<source>/scores.csv: the threshold finding (world truth needed)
+world_root = "outputs/world"  # truth of the unlabeled sources and of the real training faces (world only)
+diffusion_dir = "outputs/diffusion"  # attributes_<backend>.csv: what the diffusion sets show (demographic finding)
+threshold = 0.3  # the pseudo-label threshold τ of the run ...
+strict_threshold = 0.9  # ... and the stricter one it is compared with
+per_class = 200  # the run's top-K per class
+draws = 2000  # bootstrap draws per finding
+findings_metrics = "outputs/results/findings.json"  # the findings' effects as flat metrics (`dvc exp show`)
 out_dir = "outputs/results/report"  # headline.csv, the tables below, sections.csv, figures/
 
 # %%
@@ -58,9 +67,12 @@ from syntfer import audit as A
 from syntfer import evaluation as E
 from syntfer import labels as L
 from syntfer import plots
+from syntfer import report as REP
 from syntfer import summary as S
+from syntfer.attributes import ATTRIBUTES as READ_ATTRIBUTES
+from syntfer.pseudolabel import attach_truth, read_scores
 from syntfer.data import as_frame, describe_frame
-from syntfer.storage import write_text
+from syntfer.storage import write_json, write_text
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
@@ -74,27 +86,17 @@ summary, sets = Path(summary_dir), Path(sets_dir)
 kind_note = "procedural-world stand-ins" if data_kind == "world" else "licensed real data"
 sns.set_theme(style="whitegrid", context="notebook")
 
-# Training-set name prefix -> (strategy, family); the families are the report's real / synthetic / mixed split.
-STRATEGIES = {
-    "real_": ("real", "real"),
-    "pseudolabel_": ("pseudo-labeled", "synthetic (one source)"),
-    "diffusion_": ("diffusion", "synthetic (one source)"),
-    "gan_": ("GAN-edited", "synthetic (one source)"),
-    "mixed_syn": ("Mixed-SYN", "Mixed-SYN (all sources)"),
-    "hybrid_": ("hybrid", "hybrid (synthetic + real)"),
-}
-FAMILIES = list(dict.fromkeys(f for _, f in STRATEGIES.values()))
+# Set names say their strategy (syntfer.report.STRATEGIES: the prefix written by the strategies' stages)
+FAMILIES = list(REP.FAMILY_LABELS.values())
 HEADLINE = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1"}
 sections: list[dict] = []  # every section and whether this run produced its input
 written: list[Path] = []  # every figure saved
 
 
 def strategy_of(name: str) -> tuple[str, str]:
-    """(strategy, family) of a training set from its name's prefix; an unknown prefix is an error."""
-    for prefix, sf in STRATEGIES.items():
-        if name.startswith(prefix):
-            return sf
-    raise ValueError(f"training set {name!r} has none of the strategy prefixes {list(STRATEGIES)}")
+    """(strategy, family label) of a training set from its name's prefix; an unknown prefix is an error."""
+    st = REP.strategy_of(name)
+    return st.name, REP.FAMILY_LABELS[st.family]
 
 
 def required(path, what: str) -> Path:
@@ -164,7 +166,7 @@ cross = cross_all[cross_all["model"] == chosen].copy()
 for t in (ev, cross):
     t["strategy"] = [strategy_of(s)[0] for s in t["train_set"]]
     t["family"] = [strategy_of(s)[1] for s in t["train_set"]]
-prefixes = list(STRATEGIES)
+prefixes = [st.prefix for st in REP.STRATEGIES]
 # rows grouped by strategy, the reference set first
 train_sets = sorted(ev["train_set"].unique(), key=lambda s: (
     prefixes.index(next(p for p in prefixes if s.startswith(p))), s != reference_set, s))
@@ -176,6 +178,51 @@ if reference_set not in train_sets:
     raise ValueError(f"{eval_path}: reference_set {reference_set!r} has no results; training sets: {train_sets}")
 families = [f for f in FAMILIES if f in set(ev["family"])]
 print(f"model {chosen}; {len(train_sets)} training sets × {len(test_sets)} test sets; {data_kind} data")
+
+# %% [markdown]
+# ## 0 · Findings: what this run says about the paper's kinds of claims
+# Each row is a claim of the kind the paper makes, tested on this run: the **effect** is a paired difference on the
+# same test images (a set minus real RAF-DB training, with every seed paired), the **95 % interval** comes from a
+# bootstrap over test images and seeds (`syntfer.report`), and the **verdict** is read off the interval alone —
+# *supported* when it lies wholly on the side the claim predicts, *contradicted* when wholly on the other side,
+# *inconclusive* when it straddles zero. Balanced accuracy is mean per-class recall; recalls are on RAF-DB test.
+
+# %%
+finding_parts = []
+trained = sorted(p.name for p in Path(train_dir).iterdir() if (p / "cross_dataset.csv").is_file())
+finding_parts.append(REP.training_findings(train_dir, [t for t in trained if t != reference_set],
+                                           real=reference_set, primary_test=primary_test,
+                                           other_tests=[t for t in ("affectnet", "fer2013") if t != primary_test],
+                                           minority=minority, draws=draws, seed=0))
+for scores_file in sorted(Path(pseudolabel_dirs).glob("pseudolabel_*/scores.csv")):
+    source = scores_file.parent.name.removeprefix("pseudolabel_")
+    truth_file = Path(world_root) / source / "truth.csv"
+    if data_kind == "world" and truth_file.is_file():
+        scores = attach_truth(read_scores(scores_file), truth_file)
+        scores["path"] = scores["path"].astype(str)
+        finding_parts.append(REP.pseudolabel_finding(scores, source, tau_low=threshold, tau_high=strict_threshold,
+                                                     per_class=per_class or None, draws=draws, seed=0))
+real_truth = Path(world_root) / reference_set.removeprefix("real_") / "truth.csv"
+if data_kind == "world" and real_truth.is_file():
+    rt = pd.read_csv(real_truth, keep_default_na=False)
+    rt = rt[rt["split"] == "train"].rename(columns={"id_gender": "gender", "id_age": "age", "id_skin_tone": "skin_tone"})
+    for reads in sorted(Path(diffusion_dir).glob("attributes_*.csv")):
+        kind = reads.stem.removeprefix("attributes_")
+        name = {"embedded": "diffusion_embedded", "embedded-au": "diffusion_embedded_au"}.get(kind, f"diffusion_{kind}")
+        finding_parts.append(REP.demographic_finding(pd.read_csv(reads), rt, name, reference_set, READ_ATTRIBUTES,
+                                                     draws=draws, seed=0))
+findings = pd.concat([f for f in finding_parts if len(f)] or [pd.DataFrame(columns=list(REP.FINDING_COLUMNS))],
+                     ignore_index=True)
+write_text(out / "findings.csv", findings.to_csv(index=False))
+write_json(Path(findings_metrics), REP.findings_metrics(findings))
+shown = findings.assign(interval=[f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(findings["ci_low"], findings["ci_high"])])
+section("findings", train_dir, len(findings) > 0, "no training set of this run is a claim's subject")
+display(Markdown(f"**{(findings['verdict'] == 'supported').sum()} supported, "
+                 f"{(findings['verdict'] == 'contradicted').sum()} contradicted, "
+                 f"{(findings['verdict'] == 'inconclusive').sum()} inconclusive** ({kind_note}; "
+                 f"{int(findings['n_seeds'].max()) if len(findings) else 0} seeds per training set)"))
+shown[["claim", "effect", "interval", "verdict", "metric", "test_set", "n_seeds"]].style.format(
+    {"effect": "{:+.3f}"}).hide(axis="index")
 
 # %% [markdown]
 # ## 1 · Where every number comes from
@@ -362,19 +409,17 @@ if not run_files:
     raise FileNotFoundError(f"no file matches runs_glob={runs_glob!r} (the train stage writes one "
                             "cross_dataset.csv per run)")
 runs, confusion = [], {}
-for f in run_files:
+for f in run_files:  # one file per training set: every seed's rows (notebook 01); each seed's confusion in s<seed>/
     run = E.read_cross_dataset([f])
-    key = run[["train_set", "model", "seed"]].drop_duplicates()
-    if len(key) != 1:
-        raise ValueError(f"{f}: holds {len(key)} runs; expected one (train_set, model, seed)")
-    train_set, run_model, seed = key.iloc[0]
     runs.append(run)
-    if run_model != chosen:
-        continue
-    conf_path = required(Path(f).parent / f"confusion_{primary_test}.csv", f"confusion rows of run {Path(f).parent.name}")
-    rows = columns_of(pd.read_csv(conf_path), ["actual", "predicted"], conf_path)
-    table = E.confusion_table(rows["actual"].map(L.index), rows["predicted"].map(L.index))
-    confusion[(train_set, int(seed))] = (table, conf_path)
+    for (train_set, run_model, seed), _ in run.groupby(["train_set", "model", "seed"]):
+        if run_model != chosen:
+            continue
+        conf_path = required(Path(f).parent / f"s{seed}" / f"confusion_{primary_test}.csv",
+                             f"confusion rows of {train_set} seed {seed}")
+        rows = columns_of(pd.read_csv(conf_path), ["actual", "predicted"], conf_path)
+        table = E.confusion_table(rows["actual"].map(L.index), rows["predicted"].map(L.index))
+        confusion[(train_set, int(seed))] = (table, conf_path)
 runs = pd.concat(runs, ignore_index=True)
 n_cols = min(4, len(train_sets))
 n_rows = -(-len(train_sets) // n_cols)
@@ -474,7 +519,7 @@ ident = (wide["identity_similarity"].dropna() if syn is not None and "identity_s
 if section("identity similarity (GAN sets)", syn_path or sets / "synthetic.csv", len(ident) > 0,
            "" if syn is None else f"{syn_path} has no identity_similarity values"):
     ident_table = ident.rename("identity_similarity").to_frame()
-    ident_table.insert(0, "strategy", [strategy_of(s)[0] if any(s.startswith(p) for p in STRATEGIES) else "?"
+    ident_table.insert(0, "strategy", [strategy_of(s)[0] if any(s.startswith(p) for p in prefixes) else "?"
                                        for s in ident_table.index])
     display(ident_table.round(3))
 
@@ -606,11 +651,11 @@ if syn is not None:
             node = node.get(k) if isinstance(node, dict) else None
         if node is not None:
             assert np.isclose(node, r.value), f"{syn_path}: {r.set}/{r.metric} = {r.value}, metrics.json {node}"
-if fpc_path is not None and have_fid:  # the 'all' row of the per-class table is the set's expression fidelity
-    overall_fid = fpc[fpc["class"] == "all"].set_index("set")["fidelity"]
-    common = overall_fid.index.intersection(wide.index)
-    assert np.allclose(overall_fid[common], wide.loc[common, "expression_fidelity"], equal_nan=True), (
-        f"{fpc_path} ('all' rows) and {syn_path} (expression_fidelity) disagree")
+if fpc_path is not None and have_fid:  # a set's expression fidelity is the mean of its per-class rows
+    mean_class_fid = fpc[fpc["class"].isin(L.CLASSES)].groupby("set")["fidelity"].mean()
+    common = mean_class_fid.index.intersection(wide.index)
+    assert np.allclose(mean_class_fid[common], wide.loc[common, "expression_fidelity"], equal_nan=True), (
+        f"{fpc_path} (mean of the class rows) and {syn_path} (expression_fidelity) disagree")
 if priv_path is not None and (summary / "privacy.csv").is_file():
     m = priv.merge(S.read_privacy(summary / "privacy.csv"), on=["set", "space"], suffixes=("", "_summary"))
     assert np.allclose(m["similarity_mean"], m["similarity_mean_summary"]), "privacy tables disagree"

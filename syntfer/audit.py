@@ -37,6 +37,7 @@ from PIL import Image
 
 from syntfer import labels as L
 from syntfer.distances import callable_space, extract_features
+from syntfer.identity import identity_embedding  # noqa: F401 (used by embedding_from_spec; re-exported)
 
 UNKNOWN = "unknown"
 ATTRIBUTES: tuple[str, ...] = ("gender", "age", "skin_tone")
@@ -342,28 +343,6 @@ def plot_privacy(table: pd.DataFrame, threshold: float | None = None):
             ax.axvline(threshold, ls="--", c="k")
     g.set_axis_labels("cosine similarity to the nearest real training face", "density")
     return g
-
-
-def identity_embedding(folder: str | os.PathLike) -> Embedding:
-    """The world-trained identity encoder of `syntfer.identity` (saved in `folder`) as an `Embedding`.
-
-    Whole images are resized to the encoder's input size; pass face crops (e.g. ``#box=`` manifest paths)
-    when the face is small in the frame.
-    """
-    from syntfer import identity as identity_module
-
-    enc = identity_module.load_identity_encoder(folder)
-    size = int(enc.cfg.image_size)
-
-    def embed(images: list[Image.Image]) -> np.ndarray:
-        crops = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-                          for im in images])
-        return identity_module.embed(enc, crops)
-
-    from syntfer.distances import module_fingerprint
-
-    embed.fingerprint = module_fingerprint(enc)  # read by feature caches
-    return embed
 
 
 def embedding_from_spec(spec: str) -> tuple[str, Embedding]:

@@ -39,8 +39,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from syntfer.images import load_image, split_fragment
+from syntfer.judge import JudgeError, classifier_layer
 from syntfer.manifest import relative_path
-from syntfer.storage import atomic_path, write_json
+from syntfer.storage import atomic_path, module_fingerprint, write_json  # noqa: F401 (re-exported)
 
 SPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -210,29 +211,6 @@ class FeatureSpace:
         check_space_name(self.name)
 
 
-def module_fingerprint(model: nn.Module) -> str:
-    """SHA-256 over a module's state_dict (names, shapes, dtypes, bytes): changes whenever any weight does."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _classifier_head(model: nn.Module) -> nn.Module:
-    if hasattr(model, "get_classifier"):
-        head = model.get_classifier()
-        if isinstance(head, nn.Module) and not isinstance(head, nn.Identity):
-            return head
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise DistanceError(f"{type(model).__name__} has no forward_features and no nn.Linear head to hook")
-    return linears[-1]
-
-
 def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, D) penultimate-layer features of a classifier for a normalised batch.
 
@@ -246,8 +224,12 @@ def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
             f = model.forward_head(f, pre_logits=True)
         if f.ndim == 2:
             return f
+    try:
+        head = classifier_layer(model)  # the one definition of "the classifier layer" (syntfer.judge)
+    except JudgeError as e:
+        raise DistanceError(f"{type(model).__name__} has no forward_features and no nn.Linear head to hook") from e
     captured: list[torch.Tensor] = []
-    handle = _classifier_head(model).register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
+    handle = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
     try:
         model(x)
     finally:
@@ -441,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
 
         space = classifier_space(load_checkpoint(args.checkpoint), name=args.space)
     elif args.identity:
-        from syntfer.audit import identity_embedding
+        from syntfer.identity import identity_embedding
 
         embed = identity_embedding(args.identity)
         space = callable_space(args.space, embed, fingerprint=embed.fingerprint)

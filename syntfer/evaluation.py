@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from syntfer import labels as L
-from syntfer.data import ManifestDataset, as_frame, build_loader, eval_transform, image_mode
+from syntfer.data import DecodedImages, ManifestDataset, as_frame, build_loader, eval_transform, image_mode
 from syntfer.storage import write_json, write_text
 
 CROSS_COLUMNS = ("train_set", "model", "seed", "test_set", "metric", "value")
@@ -69,7 +69,7 @@ def _model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def predict(model: nn.Module, data: pd.DataFrame | str | os.PathLike, *, batch_size: int = 256,
             num_workers: int = 0, split: str | None = None, device: str | torch.device | None = None,
-            progress: bool = True) -> Predictions:
+            progress: bool = True, image_cache: DecodedImages | None = None) -> Predictions:
     """Softmax outputs of `model` (eval mode, eval transform from ``model.cfg``) for every image of `data`.
 
     Outputs are permuted into the canonical class order when ``model.cfg.labels`` lists another order.
@@ -78,7 +78,8 @@ def predict(model: nn.Module, data: pd.DataFrame | str | os.PathLike, *, batch_s
     cfg = model.cfg
     perm = L.permutation_to_canonical(cfg.labels)
     frame = as_frame(data, split=split, require_labels=False)
-    ds = ManifestDataset(frame, eval_transform(cfg), mode=image_mode(cfg))
+    ds = ManifestDataset(frame, eval_transform(cfg), mode=image_mode(cfg),
+                         cache=image_cache if image_cache is not None else False)
     loader = build_loader(ds, batch_size=batch_size, train=False, num_workers=num_workers)
     if device is not None:
         model.to(device)
@@ -111,22 +112,6 @@ def _check_labels(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, n
             raise EvaluationError(f"{name}[{i}] = {y[i]} is not a class index 0..{L.NUM_CLASSES - 1} "
                                   "(unlabeled rows cannot be scored)")
     return y_true, y_pred
-
-
-def target_accuracy_table(probs: np.ndarray, y: np.ndarray) -> pd.DataFrame:
-    """Per canonical class and overall ('all'): n, accuracy of argmax against the target index `y`, and the
-    mean probability given to the target — the expression-fidelity table of generated or edited images."""
-    y = np.asarray(y, dtype=np.int64)
-    pred = probs.argmax(1)
-    rows = []
-    for c, name in enumerate(L.CLASSES):
-        m = y == c
-        rows.append({"class": name, "n": int(m.sum()),
-                     "accuracy": float((pred[m] == c).mean()) if m.any() else float("nan"),
-                     "p_target": float(probs[m, c].mean()) if m.any() else float("nan")})
-    rows.append({"class": "all", "n": int(len(y)), "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-                 "p_target": float(probs[np.arange(len(y)), y].mean()) if len(y) else float("nan")})
-    return pd.DataFrame(rows)
 
 
 def compute_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -168,12 +153,13 @@ def confusion_table(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | 
 
 def evaluate(model: nn.Module, test_sets: Mapping[str, pd.DataFrame | str | os.PathLike], *,
              batch_size: int = 256, num_workers: int = 0, device: str | torch.device | None = None,
-             progress: bool = True) -> dict[str, tuple[Predictions, dict[str, float]]]:
+             progress: bool = True, image_cache: DecodedImages | None = None
+             ) -> dict[str, tuple[Predictions, dict[str, float]]]:
     """`predict` + `compute_metrics` for each named test set; every test row must be labelled."""
     results = {}
     for name, data in test_sets.items():
         pred = predict(model, data, batch_size=batch_size, num_workers=num_workers, device=device,
-                       progress=progress)
+                       progress=progress, image_cache=image_cache)
         if (pred.y_true < 0).any():
             raise EvaluationError(f"test set {name!r}: {(pred.y_true < 0).sum()} unlabeled rows")
         results[name] = (pred, compute_metrics(pred.y_true, pred.y_pred))

@@ -357,3 +357,26 @@ def run(args) -> int:
     write_json(out / "validation.json", result)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def identity_embedding(folder: str | os.PathLike):
+    """The world-trained identity encoder (saved in `folder`) as an embedding function
+    ``list[PIL.Image] -> (N, D)`` of L2-normalised vectors (`syntfer.audit`, `syntfer.distances`).
+
+    Whole images are resized to the encoder's input size; pass face crops (e.g. ``#box=`` manifest paths)
+    when the face is small in the frame.
+    """
+    from PIL import Image
+
+    from syntfer.storage import module_fingerprint
+
+    enc = load_identity_encoder(folder)
+    size = int(enc.cfg.image_size)
+
+    def embedding(images: list[Image.Image]) -> np.ndarray:
+        crops = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+                          for im in images])
+        return embed(enc, crops)
+
+    embedding.fingerprint = module_fingerprint(enc)  # read by feature caches
+    return embedding

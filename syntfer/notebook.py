@@ -248,11 +248,33 @@ def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parame
     return out_nb
 
 
+PARAMS_FILE = "params.yaml"
+
+
+def params_value(key: str, params_file: str | os.PathLike = PARAMS_FILE) -> Any:
+    """The value of a dotted `key` (``train.seeds``) in a DVC params file.
+
+    For `-P`: DVC interpolates scalars into a stage's command but not lists (``Cannot interpolate data of type
+    'list'``), so a list-valued knob reaches its notebook by name; the stage declares the key under ``params:``
+    so that DVC still tracks it (tests/test_pipeline.py checks that it does)."""
+    path = Path(params_file)
+    if not path.is_file():
+        raise NotebookError(f"{path}: params file not found (needed for -P {key})")
+    value: Any = yaml.safe_load(path.read_text())
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise NotebookError(f"{path}: no key {key!r} (failed at {part!r})")
+        value = value[part]
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebook", type=Path, help="py:percent notebook, e.g. notebooks/00_world.py")
     parser.add_argument("--out", required=True, type=Path, help="folder for the executed .ipynb and .html")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="papermill parameter (value parsed as YAML)")
+    parser.add_argument("-P", "--params-key", nargs=2, action="append", default=[], metavar=("NAME", "KEY"),
+                        help=f"papermill parameter NAME from the dotted KEY of {PARAMS_FILE} (for lists)")
     parser.add_argument("--kernel", default=KERNEL)
     parser.add_argument("--no-html", action="store_true")
 
@@ -262,6 +284,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         _, defaults = parameters_cell(read_notebook(args.notebook))
         params = {name: parse_value(value, defaults.get(name)) for name, value in args.parameter}
+        for name, key in args.params_key:
+            if name in params:
+                raise NotebookError(f"parameter {name!r} given both by -p and by -P {key}")
+            params[name] = params_value(key)
         out = run_notebook(args.notebook, args.out, params, kernel=args.kernel, html=not args.no_html)
     except NotebookError as e:
         print(f"syntfer notebook: error: {e}", file=sys.stderr)

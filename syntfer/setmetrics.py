@@ -2,30 +2,16 @@
 
 - `subset_positions`: at most n row positions of a set, drawn without replacement by a generator seeded
   with ``derive_seed(seed, "sets", name)`` (one set's draw never depends on another set), in manifest order.
-- `judge_pass`: decodes every image once (a thread pool), applies the classifier's own eval transform
-  (`syntfer.data.eval_transform`, the ops `syntfer.evaluation.predict` applies per image) to same-size
-  batches, and runs one forward pass that yields both the softmax probabilities (canonical class order) and
-  the penultimate features of `syntfer.distances.classifier_space` (the input of the classifier layer,
-  captured by a forward pre-hook; checked against `penultimate_features` on the first batch).
-- `expression_fidelity`: share of a set's images the judge classifies as the set's label, per class and
-  overall (`syntfer.evaluation.target_accuracy_table`, renamed).
+  (Probabilities, fidelity and judge-space features of a set come from the one judge, `syntfer.judge`.)
 - `edit_sources`: which sets are expression edits of source faces (GAN sets), and the source face of
   each row — the pairs behind identity similarity. Other sets (copies such as pseudo-labeled images,
   whose ``source_path`` is the unedited original, and mixes of several strategies) get a reason instead.
 """
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from syntfer import labels as L
-from syntfer.images import load_image
 from syntfer.seeding import numpy_rng
 
 CONTROL_COLUMNS: tuple[str, ...] = ("control_x", "control_y")  # the editor's control values (syntfer.gan.sets)
@@ -43,100 +29,6 @@ def subset_positions(n_rows: int, n: int, seed: int, name: str) -> np.ndarray:
     if n <= 0 or n_rows <= n:
         return np.arange(n_rows)
     return np.sort(numpy_rng(seed, "sets", name).choice(n_rows, size=n, replace=False))
-
-
-@dataclasses.dataclass
-class JudgeOutputs:
-    """Per-image softmax probabilities (canonical class order) and penultimate-layer features."""
-
-    probs: np.ndarray
-    features: np.ndarray
-
-
-def _head_input(model: nn.Module) -> nn.Module:
-    # the same classifier layer `syntfer.distances.penultimate_features` falls back to
-    from syntfer.distances import _classifier_head
-
-    return _classifier_head(model)
-
-
-@torch.no_grad()
-def judge_pass(model: nn.Module, paths: Sequence[str], *, batch_size: int = 256, workers: int = 2,
-               check_features: bool = True) -> JudgeOutputs:
-    """Probabilities and penultimate features of a syntfer classifier for every image, one decode each.
-
-    Images of different sizes are batched by size (the transform is the model's eval transform either way).
-    `check_features` compares the hooked features with `distances.penultimate_features` on the first batch
-    and raises when they differ (a model whose classifier input is not its feature vector).
-    """
-    from syntfer.data import eval_transform, image_mode, pil_to_uint8
-    from syntfer.distances import penultimate_features
-
-    paths = [str(p) for p in paths]
-    if not paths:
-        raise SetMetricsError("no images to judge")
-    cfg = model.cfg
-    perm = L.permutation_to_canonical(cfg.labels)
-    transform, mode = eval_transform(cfg), image_mode(cfg)
-    model.eval()
-    head = _head_input(model)
-    captured: list[torch.Tensor] = []
-    handle = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
-
-    def decode(p: str) -> torch.Tensor:
-        return pil_to_uint8(load_image(p, mode))
-
-    probs = np.empty((len(paths), len(cfg.labels)), np.float32)
-    feats: np.ndarray | None = None
-    checked = not check_features
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for start in range(0, len(paths), batch_size):
-                images = list(pool.map(decode, paths[start:start + batch_size]))
-                groups: dict[tuple[int, ...], list[int]] = {}
-                for i, im in enumerate(images):
-                    groups.setdefault(tuple(im.shape), []).append(i)
-                for idx in groups.values():
-                    x = transform(torch.stack([images[i] for i in idx]))
-                    captured.clear()
-                    logits = model(x).float()
-                    if len(captured) != 1:
-                        raise SetMetricsError(f"{type(model).__name__}: its classifier layer ran {len(captured)} "
-                                              "times in one forward pass")
-                    f = captured[0].flatten(1).float()
-                    if not checked:
-                        ref = penultimate_features(model, x).float()
-                        if ref.shape != f.shape or not torch.allclose(ref, f, rtol=1e-4, atol=1e-5):
-                            raise SetMetricsError(f"{type(model).__name__}: the classifier layer's input is not "
-                                                  "the penultimate feature vector of distances.classifier_space")
-                        checked = True
-                    rows = np.asarray(idx) + start
-                    probs[rows] = torch.softmax(logits, dim=1).numpy()
-                    if feats is None:
-                        feats = np.empty((len(paths), f.shape[1]), np.float32)
-                    feats[rows] = f.numpy()
-    finally:
-        handle.remove()
-    return JudgeOutputs(probs=probs[:, perm], features=feats)
-
-
-def label_indices(labels: Sequence[str], where: str) -> np.ndarray:
-    """Canonical indices of a synthetic set's labels; an empty or non-canonical label raises naming the set."""
-    labels = [str(v) for v in labels]
-    bad = [v for v in labels if v not in L.CLASS_TO_INDEX]
-    if bad:
-        raise SetMetricsError(f"{where}: {len(bad)} labels outside the 7 canonical classes, e.g. {bad[0]!r}")
-    return np.array([L.CLASS_TO_INDEX[v] for v in labels], np.int64)
-
-
-def expression_fidelity(probs: np.ndarray, labels: Sequence[str], where: str = "set") -> pd.DataFrame:
-    """Per canonical class and 'all': ``class, n, fidelity, p_label`` (judge argmax == label; mean p(label))."""
-    from syntfer.evaluation import target_accuracy_table
-
-    y = label_indices(labels, where)
-    if len(y) != len(probs):
-        raise SetMetricsError(f"{where}: {len(probs)} predictions for {len(y)} labels")
-    return target_accuracy_table(probs, y).rename(columns={"accuracy": "fidelity", "p_target": "p_label"})
 
 
 def _filled(col: pd.Series) -> pd.Series:

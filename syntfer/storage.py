@@ -114,3 +114,28 @@ def save_image(path: str | os.PathLike, image, **save_kw) -> None:
         raise ValueError(f"{path}: unsupported image suffix {path.suffix!r}; expected .jpg, .png or .webp")
     with atomic_path(path) as tmp:
         image.save(tmp, format=fmt, **save_kw)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def module_fingerprint(model) -> str:
+    """SHA-256 over a module's state_dict (names, shapes, dtypes, bytes): changes whenever any weight does."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

@@ -212,10 +212,27 @@ def read_privacy(file: str | os.PathLike) -> pd.DataFrame:
 
 
 # --- the whole summary ------------------------------------------------------------------------------
+def cas_ratio(agg: pd.DataFrame, generated: str, real: str, test: str, model: str | None = None) -> float:
+    """Classification accuracy score ratio (Ravuri & Vinyals 2019): the seed-mean accuracy on `test` of a classifier
+    trained on the `generated` set over that of the same recipe trained on the `real` reference set (as many real
+    images of the generator's domain)."""
+    rows = agg[(agg["metric"] == "accuracy") & (agg["test_set"] == test)]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    acc = rows.set_index("train_set")["mean"]
+    for name in (generated, real):
+        if name not in acc.index:
+            raise SummaryError(f"cas: no accuracy of training set {name!r} on {test!r} (train both in the grid)")
+    return float(acc[generated] / acc[real]) if acc[real] > 0 else float("nan")
+
+
 def build_summary(*, cross_dataset: pd.DataFrame | None = None, synthetic: pd.DataFrame | None = None,
                   pseudolabel: Sequence[Mapping[str, Any]] = (), privacy: pd.DataFrame | None = None,
-                  primary_model: str | None = None, min_seeds: int = 1) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """The nested metrics dict and the tidy tables it was built from (eval, synthetic, pseudolabel, privacy)."""
+                  primary_model: str | None = None, min_seeds: int = 1, cas: Mapping[str, str] | None = None,
+                  cas_test: str = "rafdb") -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The nested metrics dict and the tidy tables it was built from (eval, synthetic, pseudolabel, privacy).
+
+    `cas` maps generated set -> real reference set: ``synthetic.<set>.cas_ratio`` (`cas_ratio`, on `cas_test`)."""
     metrics: dict[str, Any] = {}
     tables: dict[str, pd.DataFrame] = {}
     if cross_dataset is not None and len(cross_dataset):
@@ -230,11 +247,16 @@ def build_summary(*, cross_dataset: pd.DataFrame | None = None, synthetic: pd.Da
         tables["synthetic"] = synthetic
         for r in synthetic.itertuples():
             where = getattr(r, "file", "synthetic")
-            s, m = _part(r.set, "set"), _part(r.metric, "metric")
-            if m == "identity_similarity":
+            s = _part(r.set, "set")
+            m = [_part(part, "metric") for part in str(r.metric).split(".")]  # 'a.b' nests: synthetic.<set>.a.b
+            if m == ["identity_similarity"]:
                 _set_in(metrics, ["identity_similarity", s], _number(r.value), where)
             else:
-                _set_in(metrics, ["synthetic", s, m], _number(r.value), where)
+                _set_in(metrics, ["synthetic", s, *m], _number(r.value), where)
+    if cas and cross_dataset is not None and len(cross_dataset):
+        for generated, real in cas.items():
+            ratio = cas_ratio(tables["eval"], generated, real, cas_test, primary_model)
+            _set_in(metrics, ["synthetic", _part(generated, "set"), "cas_ratio"], _number(ratio), "cas")
     if pseudolabel:
         tables["pseudolabel"] = pd.DataFrame(list(pseudolabel))
         for p in pseudolabel:
@@ -277,7 +299,8 @@ def expand(patterns: Iterable[str]) -> list[str]:
 
 def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synthetic_files: Sequence[str] = (),
             pseudolabel_files: Sequence[str] = (), privacy_files: Sequence[str] = (),
-            primary_model: str | None = None, min_seeds: int = 1, data_kind: str | None = None) -> dict[str, Any]:
+            primary_model: str | None = None, min_seeds: int = 1, data_kind: str | None = None,
+            cas: Mapping[str, str] | None = None, cas_test: str = "rafdb") -> dict[str, Any]:
     """Read every input file, build the summary, write it under `out_dir`; returns the metrics dict.
 
     `data_kind` ('world' or 'real') is written as a top-level key so every number says where it came from.
@@ -289,7 +312,7 @@ def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synth
     pseudo = [read_pseudolabel(f) for f in pseudolabel_files]
     privacy = pd.concat([read_privacy(f) for f in privacy_files], ignore_index=True) if privacy_files else None
     metrics, tables = build_summary(cross_dataset=cross, synthetic=synthetic, pseudolabel=pseudo, privacy=privacy,
-                                    primary_model=primary_model, min_seeds=min_seeds)
+                                    primary_model=primary_model, min_seeds=min_seeds, cas=cas, cas_test=cas_test)
     if data_kind is not None:
         metrics = {"data_kind": data_kind, **metrics}
     write_summary(out_dir, metrics, tables)
@@ -307,12 +330,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-seeds", type=int, default=1)
     parser.add_argument("--data-kind", default="world", choices=("world", "real"),
                         help="where the numbers come from: the procedural world or licensed real data")
+    parser.add_argument("--cas", default="", metavar="GEN=REAL[,GEN=REAL]",
+                        help="generated set = its real reference set: synthetic.<GEN>.cas_ratio")
+    parser.add_argument("--cas-test", default="rafdb", help="test set of the CAS ratio")
     parser.add_argument("--out", required=True, help="output folder (metrics.json + tidy CSVs)")
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """``"a=b,c=d"`` -> {a: b, c: d}; a pair without '=' raises naming it."""
+    out = {}
+    for pair in (p.strip() for p in text.split(",") if p.strip()):
+        a, sep, b = pair.partition("=")
+        if not sep or not a or not b:
+            raise SummaryError(f"{pair!r}: expected GENERATED=REAL")
+        out[a] = b
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = collect(args.out, eval_files=expand(args.eval), synthetic_files=expand(args.synthetic),
                       pseudolabel_files=expand(args.pseudolabel), privacy_files=expand(args.privacy),
-                      primary_model=args.primary_model, min_seeds=args.min_seeds, data_kind=args.data_kind)
+                      primary_model=args.primary_model, min_seeds=args.min_seeds, data_kind=args.data_kind,
+                      cas=parse_pairs(args.cas), cas_test=args.cas_test)
     print(f"wrote {Path(args.out) / 'metrics.json'} with sections {sorted(metrics)}")
     return 0

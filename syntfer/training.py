@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,8 @@ from torch import nn
 from tqdm import tqdm
 
 from syntfer import labels as L
-from syntfer.data import (UPSTREAM_NOISE_STD, BatchAugment, BatchCollate, ManifestDataset, as_frame, build_loader,
+from syntfer.data import (UPSTREAM_NOISE_STD, BatchAugment, BatchCollate, DecodedImages, ManifestDataset, as_frame,
+                          build_loader, label_indices,
                           epoch_sampler, eval_transform, image_mode, split_validation, train_transform)
 from syntfer.manifest import write_manifest
 from syntfer.models import create_model
@@ -84,7 +86,10 @@ class TrainConfig:
     augment: bool = True
     noise_std: float = UPSTREAM_NOISE_STD
     erasing_p: float = 0.5
-    balanced: bool = False            # class-balanced sampling (with replacement)
+    affine: float = 0.0               # batch_augment only: random shift/scale/rotation magnitude (data.BatchAugment)
+    balanced: bool = False            # train for balanced error (a class-balanced test): see `balance_method`
+    balance_method: str = "sampler"   # sampler: class-balanced sampling with replacement | logit_adjust: plain
+                                      # sampling, logits + log(class prior) in the loss (Menon et al. 2021)
     val_fraction: float = 0.1
     seed: int = 0
     eval_batch_size: int = 256
@@ -115,7 +120,7 @@ class TrainConfig:
 
     def validated(self) -> "TrainConfig":
         """Self, after checking every value; raises TrainError naming the bad field."""
-        choices = {"optimizer": ("adam", "adamw", "sam_adam", "sam_adamw"),
+        choices = {"optimizer": ("adam", "adamw", "sam_adam", "sam_adamw"), "balance_method": ("sampler", "logit_adjust"),
                    "scheduler": ("exponential", "cosine", "constant"),
                    "mixed_precision": ("auto", "no", "bf16"), "channels_last": ("auto", "yes", "no")}
         for k, allowed in choices.items():
@@ -125,7 +130,7 @@ class TrainConfig:
         for k in positive:
             if not getattr(self, k) > 0:
                 raise TrainError(f"TrainConfig.{k} = {getattr(self, k)!r}; expected > 0")
-        for k in ("weight_decay", "rho", "smoothing_weight", "num_workers", "checkpoint_every", "noise_std"):
+        for k in ("weight_decay", "rho", "smoothing_weight", "num_workers", "checkpoint_every", "noise_std", "affine"):
             if getattr(self, k) < 0:
                 raise TrainError(f"TrainConfig.{k} = {getattr(self, k)!r}; expected >= 0")
         for k in ("label_smoothing", "erasing_p"):
@@ -333,12 +338,14 @@ def _validate(model: nn.Module, loader, accelerator, cfg: TrainConfig) -> dict[s
 
 def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out_dir: str | os.PathLike, *,
           val_data: pd.DataFrame | str | os.PathLike | None = None, split: str | None = None,
-          callback: Callable[[StepEvent], None] | None = None, resume: bool = True) -> TrainResult:
+          callback: Callable[[StepEvent], None] | None = None, resume: bool = True,
+          image_cache: DecodedImages | None = None) -> TrainResult:
     """Train `config.model` on a labelled manifest; select on held-out validation; resumable (module docstring).
 
     `val_data` replaces the held-out split with a given validation manifest (never a test set). `split`
     restricts `train_data` to rows with that ``split`` value. With ``resume=False`` an existing state in
-    `out_dir` is an error rather than a starting point.
+    `out_dir` is an error rather than a starting point. With `cache_images`, an `image_cache` shared between
+    calls (several seeds of one set) decodes each image once per process.
     """
     t_start = time.perf_counter()
     cfg = config.validated()
@@ -373,22 +380,25 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
     mode = image_mode(mcfg)
     if cfg.batch_augment:  # images resized once at decode time, augmented per batch (data.BatchAugment)
         size = mcfg.input_size[1:]
-        ds_train = ManifestDataset(tr_frame, None, mode=mode, cache=cfg.cache_images, size=size)
-        ds_val = ManifestDataset(va_frame, None, mode=mode, cache=cfg.cache_images, size=size)
+        cache = (image_cache if image_cache is not None else True) if cfg.cache_images else False
+        ds_train = ManifestDataset(tr_frame, None, mode=mode, cache=cache, size=size)
+        ds_val = ManifestDataset(va_frame, None, mode=mode, cache=cache, size=size)
         collate_train = BatchCollate(BatchAugment(mcfg, train=cfg.augment, noise_std=cfg.noise_std,
-                                                  erasing_p=cfg.erasing_p))
+                                                  erasing_p=cfg.erasing_p, affine=cfg.affine))
         collate_val = BatchCollate(BatchAugment(mcfg, train=False))
     else:
         tf_train = (train_transform(mcfg, noise_std=cfg.noise_std, erasing_p=cfg.erasing_p) if cfg.augment
                     else eval_transform(mcfg))
-        ds_train = ManifestDataset(tr_frame, tf_train, mode=mode, cache=cfg.cache_images)
-        ds_val = ManifestDataset(va_frame, eval_transform(mcfg), mode=mode, cache=cfg.cache_images)
+        cache = (image_cache if image_cache is not None else True) if cfg.cache_images else False
+        ds_train = ManifestDataset(tr_frame, tf_train, mode=mode, cache=cache)
+        ds_val = ManifestDataset(va_frame, eval_transform(mcfg), mode=mode, cache=cache)
         collate_train = collate_val = None
     if cfg.cache_images:
         ds_train.preload(cfg.progress and is_main)
         ds_val.preload(cfg.progress and is_main)
     train_loader = build_loader(ds_train, batch_size=cfg.batch_size, train=True, seed=cfg.seed,
-                                balanced=cfg.balanced, num_workers=cfg.num_workers, collate_fn=collate_train)
+                                balanced=cfg.balanced and cfg.balance_method == "sampler",
+                                num_workers=cfg.num_workers, collate_fn=collate_train)
     val_loader = build_loader(ds_val, batch_size=cfg.eval_batch_size, train=False, num_workers=cfg.num_workers,
                               collate_fn=collate_val)
     sampler = epoch_sampler(train_loader)
@@ -444,6 +454,13 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
                                              "train_images": len(tr_frame), "val_images": len(va_frame),
                                              "fingerprint": fingerprint})
     sam = isinstance(optimizer, SAM)
+    # logit adjustment: the loss sees logits + log p(class) of the training split, so the logits themselves
+    # (used at test time) estimate the class-balanced posterior; 0 when not balancing this way
+    log_prior = torch.zeros(L.NUM_CLASSES, device=accelerator.device)
+    if cfg.balanced and cfg.balance_method == "logit_adjust":
+        counts = np.bincount(label_indices(tr_frame), minlength=L.NUM_CLASSES).astype(np.float64)
+        log_prior = torch.tensor(np.log(np.maximum(counts, 1) / counts.sum()), dtype=torch.float32,
+                                 device=accelerator.device)
     on_cuda = accelerator.device.type == "cuda"
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -461,11 +478,12 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
             torch.manual_seed(derive_seed(cfg.seed, "step", epoch, step, accelerator.process_index))
             if on_cuda and cfg.channels_last != "no":
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = fer_loss(model(x).float(), y, cfg.label_smoothing, cfg.smoothing_weight)
+            loss = fer_loss(model(x).float() + log_prior, y, cfg.label_smoothing, cfg.smoothing_weight)
             accelerator.backward(loss)
             if sam:
                 optimizer.first_step(zero_grad=True)
-                accelerator.backward(fer_loss(model(x).float(), y, cfg.label_smoothing, cfg.smoothing_weight))
+                accelerator.backward(fer_loss(model(x).float() + log_prior, y, cfg.label_smoothing,
+                                              cfg.smoothing_weight))
                 optimizer.second_step(zero_grad=True)
             else:
                 optimizer.step()
@@ -575,13 +593,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float), ("rho", float),
                       ("gamma", float), ("label-smoothing", float), ("smoothing-weight", float),
                       ("val-fraction", float), ("seed", int), ("num-workers", int), ("eval-batch-size", int),
-                      ("checkpoint-every", int), ("noise-std", float), ("erasing-p", float)):
+                      ("checkpoint-every", int), ("noise-std", float), ("erasing-p", float), ("affine", float)):
         p.add_argument(f"--{name}", type=typ, default=None)
     p.add_argument("--optimizer", default=None, choices=("adam", "adamw", "sam_adam", "sam_adamw"))
     p.add_argument("--scheduler", default=None, choices=("exponential", "cosine", "constant"))
     p.add_argument("--mixed-precision", default=None, choices=("auto", "no", "bf16"))
     p.add_argument("--channels-last", default=None, choices=("auto", "yes", "no"))
-    p.add_argument("--balanced", action="store_true", default=None, help="class-balanced sampling")
+    p.add_argument("--balanced", action="store_true", default=None, help="train for balanced error (--balance-method)")
+    p.add_argument("--balance-method", default=None, choices=("sampler", "logit_adjust"))
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--cache-images", action="store_true", default=None, help="keep decoded images in memory")
     p.add_argument("--batch-augment", dest="batch_augment", action=argparse.BooleanOptionalAction, default=None,

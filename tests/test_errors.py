@@ -91,6 +91,11 @@ def fer(tmp: Path, row: dict | None = None, drop: str | None = None) -> Path:
     return root
 
 
+def _json(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
 def manifest(tmp: Path, text: str) -> Path:
     (tmp / "m.csv").write_text(text)
     return tmp / "m.csv"
@@ -301,6 +306,19 @@ CLI_CASES: list[Case] = [
          lambda t, c: _cli(["notebook", ROOT / "notebooks" / "07_report.py", "--out", t / "nb", "-p", "colour", "red"],
                            c),
          lambda t: ["syntfer notebook: error", "['colour']", "07_report.py"]),
+    Case("cli-notebook-param-twice", [("notebook", "run", "given both by -p and by -P")],
+         lambda t, c: _cli(["notebook", ROOT / "notebooks" / "01_baseline.py", "--out", t / "nb", "-p", "seeds", "[0]",
+                            "-P", "seeds", "train.seeds"], c),
+         lambda t: ["syntfer notebook: error", "'seeds'", "train.seeds"]),
+    Case("cli-train-config-unknown-field", [("training", "run", "unknown TrainConfig field(s)")],
+         lambda t, c: _error(lambda: cli.main(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
+                                               "--config", str(_json(t / "cfg.json", {"colour": "red"}))])),
+         lambda t: [str(t / "cfg.json"), "['colour']"]),
+    Case("cli-train-config-other-recipe", [("training", "run", "contradicts")],
+         lambda t, c: _error(lambda: cli.main(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
+                                               "--recipe", "poster",
+                                               "--config", str(_json(t / "cfg.json", {"recipe": "fast"}))])),
+         lambda t: ["--recipe poster", str(t / "cfg.json"), "'fast'"]),
     Case("cli-train-model-kwargs", [("training", "run", "is not a JSON object")],
          lambda t, c: _error(lambda: cli.main(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
                                                "--model-kwargs", "[16]"])),

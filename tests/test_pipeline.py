@@ -41,7 +41,21 @@ def notebook_calls():
         for i, a in enumerate(argv):
             if a in ("-p", "--parameter"):
                 params[argv[i + 1]] = argv[i + 2]
+            elif a in ("-P", "--params-key"):  # a params.yaml key passed by name (lists)
+                params[argv[i + 1]] = "${" + argv[i + 2] + "}"
         yield name, stage, body, nb, params
+
+
+def test_params_keys_passed_by_name_are_tracked():
+    """`-P NAME KEY` reads KEY from params.yaml in the runner, where DVC cannot see it: the stage must list KEY
+    under `params:` so that changing it reruns the stage."""
+    for name, stage, body, cmd in stage_cmds():
+        argv = shlex.split(cmd)
+        keys = [argv[i + 2] for i, a in enumerate(argv) if a in ("-P", "--params-key")]
+        declared = {str(k) for k in body.get("params", [])}
+        for key in keys:
+            lookup(key)  # exists
+            assert key in declared, f"stage {name}: -P ... {key} but {key} is not under its params:"
 
 
 def test_every_numbered_notebook_has_a_stage():
@@ -97,3 +111,45 @@ def test_papermill_sees_every_parameter(nb):
     notebook = read_notebook(nb)
     idx, values = parameters_cell(notebook)
     assert [p.name for p in PythonTranslator.inspect(notebook.cells[idx])] == list(values)
+
+
+# Notebook parameters no stage passes, each with why: they change how a notebook runs or shows, never a number
+# it writes (a result-changing knob belongs in params.yaml, where `dvc exp run -S` and `dvc exp show` see it).
+NOT_PASSED = {
+    "notebooks/00_world.py": {
+        "grid_cell": "pixel size of the sample grids (figures only)",
+        "n_identities": "rows of the same-identity figure",
+        "classifier_size": "the 'what a classifier sees' figure (the study's input size, shown)",
+    },
+    "notebooks/01_baseline.py": {
+        "cache_images": "decoded images kept in memory: speed only (TrainConfig._NEUTRAL)",
+        "eval_batch_size": "evaluation batch size: speed only",
+        "progress": "progress bars in logs",
+    },
+    "notebooks/05_sets.py": {
+        "batch_size": "feature extraction batch size: speed only",
+        "threads": "torch CPU threads: speed only",
+    },
+    "notebooks/04_gan_editing.py": {
+        "crop_size": "face-context crop size of the seam measurement (a display-level choice of the notebook)",
+    },
+}
+
+
+def test_every_notebook_parameter_is_passed_or_allowed():
+    """Both directions: a stage passes only parameters its notebook has (above), and a notebook parameter no stage
+    passes is on NOT_PASSED with a reason — a knob that bypasses params.yaml is an error."""
+    passed: dict[str, set[str]] = {}
+    for _, _, _, nb, params in notebook_calls():
+        passed.setdefault(nb, set()).update(params)
+    problems = []
+    for nb, names in passed.items():
+        _, defaults = parameters_cell(read_notebook(ROOT / nb))
+        allowed = NOT_PASSED.get(nb, {})
+        for name in sorted(set(defaults) - names - set(allowed)):
+            problems.append(f"{nb}: parameter {name!r} is neither passed by its stage nor on NOT_PASSED")
+        for name in sorted(set(allowed) & names):
+            problems.append(f"{nb}: parameter {name!r} is on NOT_PASSED but a stage passes it")
+        for name in sorted(set(allowed) - set(defaults)):
+            problems.append(f"{nb}: NOT_PASSED names {name!r}, which is not a parameter")
+    assert not problems, "\n".join(problems)

@@ -29,8 +29,9 @@ def _runs(root: Path, train_sets) -> Path:
     """One run folder per training set × seed: cross_dataset.csv + confusion_<test>.csv, as notebook 01 writes."""
     rng = np.random.default_rng(0)
     for i, s in enumerate(train_sets):
+        tidy = []
         for seed in SEEDS:
-            run = root / "train" / f"{s}-s{seed}"
+            run = root / "train" / s / f"s{seed}"
             run.mkdir(parents=True)
             metrics = {}
             for j, t in enumerate(TESTS):
@@ -39,7 +40,8 @@ def _runs(root: Path, train_sets) -> Path:
                 pred = np.where(right, y, rng.integers(0, L.NUM_CLASSES, len(y)))
                 metrics[t] = E.compute_metrics(y, pred)
                 E.confusion_rows(y, pred).to_csv(run / f"confusion_{t}.csv", index=False)
-            E.tidy_rows(s, MODEL, seed, metrics).to_csv(run / "cross_dataset.csv", index=False)
+            tidy.append(E.tidy_rows(s, MODEL, seed, metrics))
+        pd.concat(tidy).to_csv(root / "train" / s / "cross_dataset.csv", index=False)  # every seed, as 01 writes it
     return root / "train"
 
 
@@ -110,8 +112,10 @@ def make_inputs(tmp_path: Path, train_sets=TRAIN_SETS) -> dict:
     return {"summary_dir": str(summary), "sets_dir": str(sets_dir),
             "train_sets_dir": str(_manifests(tmp_path, train_sets)),
             "runs_glob": str(train / "*" / "cross_dataset.csv"), "data_kind": "world", "model": MODEL,
-            "primary_test": "rafdb", "reference_set": "real_rafdb", "min_seeds": 2,
-            "out_dir": str(tmp_path / "report")}
+            "primary_test": "rafdb", "reference_set": "real_rafdb", "min_seeds": 2, "train_dir": str(train),
+            "pseudolabel_dirs": str(tmp_path / "pl"), "world_root": str(tmp_path / "no_world"),
+            "diffusion_dir": str(tmp_path / "no_diffusion"), "draws": 100,
+            "findings_metrics": str(tmp_path / "findings.json"), "out_dir": str(tmp_path / "report")}
 
 
 @pytest.fixture()
@@ -147,6 +151,11 @@ def test_report_runs_and_exports_its_figures(inputs, tmp_path):
     assert np.allclose(got, want.loc[got.index], atol=1e-4)
     sections = pd.read_csv(report / "sections.csv")
     assert (sections["status"] == "shown").all(), sections
+    findings = pd.read_csv(report / "findings.csv")
+    assert set(findings["set_a"]) == set(TRAIN_SETS) - {"real_rafdb", "real_affectnet"}  # every non-real set
+    assert set(findings["verdict"]) <= {"supported", "contradicted", "inconclusive"}
+    assert json.loads(Path(inputs["findings_metrics"]).read_text())["supported"] == (
+        findings["verdict"] == "supported").sum()
     gains = pd.read_csv(report / "minority_gains.csv")
     assert set(gains["train_set"]) == set(TRAIN_SETS) - {"real_rafdb", "real_affectnet"}
     assert set(gains["class"]) == {"disgust", "fear", "anger"}
@@ -165,7 +174,7 @@ def test_optional_sections_say_not_produced(tmp_path):
     nb = run_notebook(NB, tmp_path / "nb", inputs, html=False)
     sections = pd.read_csv(Path(inputs["out_dir"]) / "sections.csv").set_index("section")["status"]
     not_produced = set(sections[sections == "not produced by this run"].index)
-    assert not_produced == {"minority-class gains", "synthetic-set measurements", "FD / KID per feature space", "expression fidelity",
+    assert not_produced == {"findings", "minority-class gains", "synthetic-set measurements", "FD / KID per feature space", "expression fidelity",
                             "expression fidelity per class", "identity similarity (GAN sets)",
                             "pseudo-labeling survivors", "demographic audit", "privacy check"}
     text = nb.read_text()

@@ -1,16 +1,13 @@
-"""One-pass set measurements: seeded subsets, judge outputs equal to predict/classifier_space, fidelity, edit sets."""
+"""Set measurements: seeded subsets and edit sets (judge outputs and fidelity: tests/test_judge.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from syntfer import distances as D
 from syntfer import setmetrics as S
-from syntfer.evaluation import predict
-from syntfer.models.registry import create_model
 
 
 def _images(tmp_path, sizes) -> list[str]:
@@ -31,38 +28,6 @@ def test_subset_positions_are_seeded_per_name_and_sorted():
     assert not np.array_equal(a, S.subset_positions(100, 10, 1, "gan_f"))
     np.testing.assert_array_equal(S.subset_positions(7, 10, 0, "x"), np.arange(7))
     np.testing.assert_array_equal(S.subset_positions(7, 0, 0, "x"), np.arange(7))
-
-
-@pytest.mark.parametrize("name", ["cnn_tiny", "ir_tiny"])
-def test_judge_pass_matches_predict_and_classifier_space(tmp_path, name):
-    torch.manual_seed(0)
-    model = create_model(name, img_size=32).eval()
-    # mixed sizes: batched per size, same numbers as the per-image eval transform
-    paths = _images(tmp_path, [(40, 40), (64, 48), (40, 40), (32, 32), (64, 48)])
-    out = S.judge_pass(model, paths, batch_size=3, workers=2)
-    ref = predict(model, pd.DataFrame({"path": paths}), progress=False)
-    np.testing.assert_allclose(out.probs, ref.probs, rtol=1e-5, atol=1e-6)
-    feats = D.extract_features(D.classifier_space(model), paths, batch_size=2, progress=False)
-    np.testing.assert_allclose(out.features, feats, rtol=1e-4, atol=1e-5)
-
-
-def test_judge_pass_refuses_a_head_whose_input_is_not_the_feature_vector(tmp_path):
-    torch.manual_seed(0)
-    model = create_model("cnn_tiny", img_size=32).eval()
-    model.drop = torch.nn.Linear(model.head.in_features, model.head.in_features)  # something between features and head
-    with pytest.raises(S.SetMetricsError, match="penultimate"):
-        S.judge_pass(model, _images(tmp_path, [(32, 32)] * 2))
-
-
-def test_expression_fidelity_per_class_and_labels():
-    probs = np.eye(7)[[3, 3, 5, 0]]
-    t = S.expression_fidelity(probs, ["happy", "sad", "sad", "anger"]).set_index("class")
-    assert t.loc["happy", "fidelity"] == 1.0 and t.loc["sad", "fidelity"] == 0.5 and t.loc["all", "fidelity"] == 0.75
-    assert t.loc["sad", "n"] == 2 and np.isnan(t.loc["fear", "fidelity"])
-    with pytest.raises(S.SetMetricsError, match="myset: 1 labels outside"):
-        S.expression_fidelity(probs, ["happy", "sad", "", "anger"], "myset")
-    with pytest.raises(S.SetMetricsError, match="3 predictions for 4 labels"):
-        S.expression_fidelity(probs[:3], ["happy", "sad", "sad", "anger"])
 
 
 def test_edit_sources_only_for_sets_that_are_all_edits():

@@ -175,13 +175,21 @@ def test_checkpoint_teacher_uses_eval_transform_and_maps_labels(tmp_path):
             p.add_(torch.randn_like(p) * 0.1)
     save_checkpoint(model.eval(), tmp_path / "ckpt")
     teacher = T.load_teacher(tmp_path / "ckpt")
-    assert teacher.native_labels == tuple(SHUFFLED)
+    assert teacher.native_labels == L.CLASSES  # scored by the one judge, which reports in canonical order
+    assert teacher.temperature == 1.0  # an uncalibrated checkpoint
     imgs = _images(4)
     probs = teacher.predict_proba(imgs)
     tf = eval_transform(model.cfg)
     with torch.no_grad():
         native = torch.softmax(model(torch.stack([tf(im) for im in imgs])).double(), 1).numpy()
-    np.testing.assert_allclose(probs, native[:, L.permutation_to_canonical(SHUFFLED)], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(probs, native[:, L.permutation_to_canonical(SHUFFLED)], rtol=1e-5, atol=1e-7)
+    # a calibrated instrument's temperature divides the logits
+    save_checkpoint(model.eval(), tmp_path / "hot", temperature=2.0)
+    hot = T.load_teacher(tmp_path / "hot").predict_proba(imgs)
+    with torch.no_grad():
+        logits = model(torch.stack([tf(im) for im in imgs])).double()
+    want = torch.softmax(logits / 2.0, 1).numpy()[:, L.permutation_to_canonical(SHUFFLED)]
+    np.testing.assert_allclose(hot, want, rtol=1e-5, atol=1e-7)
     same = T.load_teacher(f"checkpoint:{tmp_path / 'ckpt'}")
     assert same.fingerprint() == teacher.fingerprint()
 

@@ -18,7 +18,7 @@ from syntfer.world import (AU_NAMES, DOMAINS, EXPRESSION_AUS, class_counts, face
 from syntfer.world.domains import with_render
 from syntfer.world.identity import RACE_SKIN_TONES, TRAIT_ATTRIBUTES, SHAPE_PARAMS
 from syntfer.world.presets import PRESETS, get_preset
-from syntfer.world.writers import DOMAIN_NAMES
+from syntfer.world.writers import DOMAIN_NAMES, REFERENCE_NAMES
 
 SEED = 7
 
@@ -27,7 +27,8 @@ SEED = 7
 def world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world")
     summary = render_world(out, preset="smoke", seed=SEED, workers=2, progress=False)
-    assert summary["images"] == sum(len(plan_domain(d, PRESETS["smoke"], SEED)) for d in DOMAIN_NAMES)
+    assert summary["images"] == sum(len(plan_domain(d, PRESETS["smoke"], SEED)) for d in DOMAIN_NAMES + REFERENCE_NAMES)
+    assert summary["images"] == PRESETS["smoke"].total()
     return out
 
 

@@ -70,7 +70,7 @@ class EmbeddedBackend:
         self.name = "embedded-au" if self.use_aus else "embedded"
 
     def describe(self) -> dict[str, Any]:
-        from syntfer.diffusion.cli import sha256
+        from syntfer.storage import sha256_file as sha256
         from syntfer.diffusion.embedded import WEIGHTS
 
         return {"backend": self.name, "model_id": str(self.model_dir),

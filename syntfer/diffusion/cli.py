@@ -8,10 +8,11 @@ curate    filter / de-duplicate / balance a generated set into a class-folder da
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 from pathlib import Path
+
+from syntfer.storage import sha256_file as sha256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--export", default=None, help="folder for the fp16 checkpoint (model.safetensors+config.json)")
     t.add_argument("--use-aus", action="store_true", help="AU variant: condition on FineFace's 12 AUs too")
     t.add_argument("--au-scale", type=float, default=5.0, help="AU intensities are divided by this (0..5 scale)")
-    t.add_argument("--image-size", type=int, default=32)
+    t.add_argument("--variant", choices=("v1", "pool48"), default="v1",
+                   help="pool48: aligned 48-px crops, weighted-bag-of-words text, v-prediction (embedded.VARIANTS)")
+    t.add_argument("--align", action="store_true", help="train on aligned face crops (captions' landmarks column)")
+    t.add_argument("--image-size", type=int, default=None, help="default: the variant's (v1 32, pool48 48)")
+    t.add_argument("--word-dropout", type=float, default=0.0, help="mask each caption word with this probability")
+    t.add_argument("--ema-decay", type=float, default=0.998)
+    t.add_argument("--eval-judge", default=None, help="judge checkpoint: fidelity of EMA samples along training")
+    t.add_argument("--eval-every", type=int, default=1000, help="with --eval-judge: every N steps (eval_log.csv)")
+    t.add_argument("--eval-per-emotion", type=int, default=10, help="grid prompts per emotion for the probe")
+    t.add_argument("--warmup", type=int, default=100)
     t.add_argument("--arch", choices=("latent-mlp", "latent-unet", "unet"), default="latent-mlp",
                    help="latent-unet: SD's design (AutoencoderKL trained first, UNet on its latents)")
     t.add_argument("--patch-size", type=int, default=1, help="unet: space-to-depth fold of the pixels (2: 16x16x12)")
@@ -61,12 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--seed", type=int, default=0)
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -77,15 +81,24 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = E.load_captioned(args.captions, args.image_size, limit=args.limit)
-    vocab = E.build_vocab(data.captions)
     channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
-    mcfg = E.default_config(vocab, use_aus=args.use_aus, au_scale=args.au_scale, image_size=args.image_size,
-                            arch=args.arch, patch_size=args.patch_size, block_out_channels=channels)
+    size = args.image_size or (48 if args.variant == "pool48" else 32)
+    data = E.load_captioned(args.captions, size, limit=args.limit, align=args.align)
+    vocab = E.build_vocab(data.captions)
+    mcfg = E.default_config(vocab, use_aus=args.use_aus, au_scale=args.au_scale, image_size=size,
+                            arch=args.arch, patch_size=args.patch_size, block_out_channels=channels,
+                            variant=args.variant)
     tcfg = E.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          max_minutes=args.max_minutes, threads=args.threads, vae_steps=args.vae_steps,
-                         checkpoint_every=args.checkpoint_every, log_every=args.log_every)
-    summary = E.train_embedded(data, mcfg, tcfg, args.work)
+                         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                         word_dropout=args.word_dropout, ema_decay=args.ema_decay, warmup=args.warmup,
+                         eval_every=args.eval_every if args.eval_judge else 0)
+    evaluate = None
+    if args.eval_judge:
+        from syntfer.diffusion.probe import fidelity_probe
+
+        evaluate = fidelity_probe(args.eval_judge, per_emotion=args.eval_per_emotion, seed=args.seed)
+    summary = E.train_embedded(data, mcfg, tcfg, args.work, evaluate=evaluate)
     print(json.dumps(summary, indent=1))
     if args.export:
         remove_stale_temporaries(args.export)  # what a killed export left half-written
@@ -94,7 +107,12 @@ def _train(args: argparse.Namespace) -> int:
         cmd = " ".join(["python -m syntfer diffusion train", "--captions", shlex.quote(str(args.captions)),
                         "--work", shlex.quote(str(args.work)), "--export", shlex.quote(str(args.export)),
                         *(["--use-aus"] if args.use_aus else []), "--au-scale", str(args.au_scale),
-                        "--image-size", str(args.image_size), "--arch", args.arch,
+                        "--variant", args.variant, *(["--align"] if args.align else []),
+                        "--image-size", str(size), "--arch", args.arch,
+                        "--word-dropout", str(args.word_dropout), "--ema-decay", str(args.ema_decay),
+                        "--warmup", str(args.warmup),
+                        *(["--eval-judge", shlex.quote(str(args.eval_judge)), "--eval-every", str(args.eval_every),
+                           "--eval-per-emotion", str(args.eval_per_emotion)] if args.eval_judge else []),
                         *(["--vae-steps", str(args.vae_steps)] if args.arch == "latent-unet" else []),
                         *(["--patch-size", str(args.patch_size)] if args.patch_size != 1 else []),
                         *(["--channels", args.channels] if args.channels else []),
@@ -104,8 +122,9 @@ def _train(args: argparse.Namespace) -> int:
                           extra={"steps": summary["steps"], "finished": summary["finished"],
                                  "train": {**tcfg.__dict__}, "captions": str(args.captions),
                                  "captions_sha256": sha256(args.captions), "images": len(data.captions)})
-        log = Path(args.work) / "train_log.csv"
-        Path(args.export, "train_log.csv").write_bytes(log.read_bytes())
+        for name in ("train_log.csv", "eval_log.csv"):
+            if (Path(args.work) / name).is_file():
+                Path(args.export, name).write_bytes((Path(args.work) / name).read_bytes())
         write_json(Path(args.export) / "build.json",
                    {"weights_sha256": sha256(Path(args.export) / E.WEIGHTS), "steps": summary["steps"],
                     "elapsed_s": summary["elapsed_s"], "images_per_s": summary["images_per_s"],

@@ -320,32 +320,15 @@ class EditorTrainer:
         return Image.fromarray(arr)
 
 
-class _AuxClassifier(torch.nn.Module):
-    """A frozen syntfer classifier on the editor's [-1, 1] crops: logits in canonical class order.
-
-    `ClassifierJudge` does the classifier's own normalisation (its input convention is (x01 - 0.5) / 0.25,
-    i.e. 2x for x in [-1, 1]); this adds the freeze and the resize to the classifier's input size."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        from syntfer.gan.evaluation import ClassifierJudge
-
-        self.judge = ClassifierJudge(model).requires_grad_(False)
-        self.size = self.judge.size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        return self.judge(2 * x)
-
-
-def load_aux_classifier(folder: str | os.PathLike) -> _AuxClassifier:
-    """The frozen auxiliary classifier of `TrainConfig.aux_classifier` (a syntfer checkpoint folder)."""
-    from syntfer.models.checkpoint import load_checkpoint
+def load_aux_classifier(folder: str | os.PathLike) -> torch.nn.Module:
+    """The frozen auxiliary classifier of `TrainConfig.aux_classifier` (a syntfer checkpoint folder) as a
+    differentiable module on the editor's [-1, 1] crops (`syntfer.judge.Judge.loss_module`: the classifier's own
+    resize and normalisation, canonical class order). It must not be the judge that measures the editor."""
+    from syntfer.judge import Judge
 
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"aux_classifier {folder}: not a checkpoint folder (syntfer.models.checkpoint)")
-    return _AuxClassifier(load_checkpoint(folder))
+    return Judge.load(folder).loss_module()
 
 
 def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike, cfg: EditorConfig,

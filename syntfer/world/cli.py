@@ -5,7 +5,7 @@ import argparse
 import json
 
 from syntfer.world.presets import PRESETS
-from syntfer.world.writers import DOMAIN_NAMES, render_world
+from syntfer.world.writers import DOMAIN_NAMES, REFERENCE_NAMES, render_world
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="world seed (same seed -> byte-identical files)")
     parser.add_argument("--out", required=True, help="output folder; domains go to OUT/<domain>/")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all usable cores)")
-    parser.add_argument("--domains", nargs="+", choices=DOMAIN_NAMES, default=None,
+    parser.add_argument("--domains", nargs="+", choices=DOMAIN_NAMES + REFERENCE_NAMES, default=None,
                         help="render only these domains (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

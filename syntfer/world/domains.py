@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from syntfer import labels as L
 from syntfer.seeding import derive_seed, numpy_rng
-from syntfer.world.expression import AU_NAMES, sample_expression
+from syntfer.world.expression import AU_NAMES, CONFUSABLE, sample_expression
 from syntfer.world.identity import (AGE_GROUPS, GENDERS, RACE_WORDS, SKIN_TONES, Identity,
                                     identity_from_prompt_attributes, sample_identity)
 from syntfer.world.render import Light, face_geometry, render_background, render_face
@@ -65,6 +65,9 @@ class DomainSpec:
     class_mix: tuple[tuple[str, float], ...] = ()             # unlabeled domains: expression mix
     identity: dict[str, Any] = field(default_factory=dict)    # fixed identity attributes (rare)
     accessory_scale: float = 1.0                              # 0 removes glasses/headwear/earrings
+    aligned: int = 0               # > 0: images are written as aligned face crops of this size (syntfer.alignment)
+    label_noise: float = 0.0       # labeled domains: share of images whose annotated label is a class annotators
+                                   # confuse with the expression the face shows (`shown_expression`)
 
 
 def _mix(name: str, **shares: float) -> tuple[tuple[str, float], ...]:
@@ -75,17 +78,20 @@ def _mix(name: str, **shares: float) -> tuple[tuple[str, float], ...]:
 DOMAINS: dict[str, DomainSpec] = {
     "rafdb": DomainSpec("rafdb", size=100, render_size=100, yaw=20, pitch=8, roll=8, occluder=0.06,
                         face_scale=(1.3, 1.5), blur=(0.25, 0.2, 0.9), lowres=(0.15, 0.55, 0.85),
-                        expression=dict(faint_share=0.1, blend_share=0.1)),
+                        expression=dict(faint_share=0.1, blend_share=0.1), label_noise=0.03),
     "affectnet": DomainSpec("affectnet", size=160, render_size=160, canvas=True, yaw=30, pitch=12, roll=12,
                             face_scale=(0.75, 0.95), center_jitter=0.15, light_azimuth=70, light_tint=0.15,
                             blur=(0.15, 0.2, 0.8), lowres=(0.1, 0.6, 0.85),
                             ambient=(0.4, 0.65), strength=(0.75, 1.2), tint=0.08, contrast=(0.85, 1.2),
                             backgrounds=(("scene", 0.6), ("bokeh", 0.3), ("flat", 0.1)), occluder=0.12,
-                            expression=dict(faint_share=0.12, blend_share=0.12, jitter=0.3)),
-    "fer2013": DomainSpec("fer2013", size=48, render_size=48, yaw=30, pitch=12, roll=14,
-                          face_scale=(1.25, 1.55), center_jitter=0.08, grey=True, blur=(0.5, 0.3, 0.9),
-                          noise=(0.01, 0.04), jpeg=(40, 80), contrast=(0.75, 1.15), lowres=(0.4, 0.5, 0.8),
-                          occluder=0.1, expression=dict(faint_share=0.2, blend_share=0.15, jitter=0.3)),
+                            expression=dict(faint_share=0.12, blend_share=0.12, jitter=0.3), label_noise=0.12),
+    # FER2013 faces are crops of larger photos, downscaled: rendered at twice the size and reduced (antialiased
+    # lines), where version 2 drew them at 48 px directly and brows and lip lines aliased away
+    "fer2013": DomainSpec("fer2013", size=48, render_size=96, yaw=30, pitch=12, roll=10,
+                          face_scale=(1.3, 1.55), center_jitter=0.05, grey=True, blur=(0.35, 0.3, 0.8),
+                          noise=(0.01, 0.04), jpeg=(40, 80), contrast=(0.75, 1.15), lowres=(0.25, 0.6, 0.85),
+                          occluder=0.1, expression=dict(faint_share=0.2, blend_share=0.15, jitter=0.3),
+                          label_noise=0.08),
     "digiface": DomainSpec("digiface", size=112, render_size=112, yaw=30, pitch=12, roll=6,
                            face_scale=(1.3, 1.45), center_jitter=0.02,
                            backgrounds=(("flat", 0.5), ("gradient", 0.5)), light_azimuth=90, light_tint=0.15,
@@ -127,6 +133,18 @@ DOMAINS: dict[str, DomainSpec] = {
 }
 """Default look of every domain (presets may change sizes)."""
 
+REFERENCE_DOMAINS: dict[str, DomainSpec] = {
+    # The measurement instruments' data: labelled, class-balanced renders in the look of a domain a generator
+    # imitates (never a training set of the study). `ref_web` is the web domain as it is, aligned to 48 px
+    # face crops as the diffusion strategy's generator learns and draws it; `ref_ffhq` is the FFHQ look with
+    # full-strength expressions (FFHQ's own faces are mostly neutral or faintly smiling; the GAN strategy edits
+    # them into every class), whole images as the GAN sets hold them.
+    "ref_web": dataclasses.replace(DOMAINS["web"], name="ref_web", class_mix=(), aligned=48),
+    "ref_ffhq": dataclasses.replace(DOMAINS["ffhq"], name="ref_ffhq", class_mix=(), size=64,
+                                    expression=dict(faint_share=0.1, blend_share=0.1)),
+}
+"""Reference domains: what the project's judge and attribute classifier are trained and calibrated on."""
+
 # Rough valence/arousal centres (AffectNet convention, -1..1) for the AffectNet stand-in.
 VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
     "neutral": (0.0, 0.0), "happy": (0.75, 0.35), "sad": (-0.65, -0.25), "surprise": (0.2, 0.75),
@@ -139,6 +157,24 @@ def _pick(rng: np.random.Generator, pairs):
     names = [p[0] for p in pairs]
     w = np.array([p[1] for p in pairs], dtype=float)
     return names[int(rng.choice(len(names), p=w / w.sum()))]
+
+
+def shown_expression(spec: DomainSpec, seed: int, index: int, annotation: str) -> str:
+    """The expression the face of image `index` shows when its annotators labelled it `annotation`.
+
+    Real FER labels are noisy in the way people confuse expressions (fear/surprise, disgust/anger,
+    sad/neutral, ...): AffectNet's annotators agree on about 60 % of images, FER2013's human accuracy is about
+    65 %, RAF-DB's 40 votes per image make it the cleanest. With probability `spec.label_noise` the face shows
+    one of `CONFUSABLE[annotation]` instead (drawn from the image's own stream, so the other draws of the
+    image are the same with or without noise); otherwise, and for labels outside the 7 classes, the annotation.
+    """
+    if spec.label_noise <= 0 or annotation not in CONFUSABLE:
+        return annotation
+    rng = numpy_rng(seed, spec.name, "annotation", index)
+    if rng.random() >= spec.label_noise:
+        return annotation
+    options = CONFUSABLE[annotation]
+    return options[int(rng.integers(len(options)))]
 
 
 def draw_label(spec: DomainSpec, rng: np.random.Generator) -> str:
@@ -286,13 +322,23 @@ def make_sample(spec: DomainSpec, seed: int, index: int, label: str, *, identity
         pil = pil.resize((out_size, out_size), Image.BICUBIC if out_size > pil.size[0] else Image.LANCZOS)
     scale = out_size / canvas
     bx, by, bw, bh = (int(round(v * scale)) for v in geo.box)
+    points = np.array(geo.landmarks, np.float64) * scale
+    if spec.aligned:
+        from syntfer.alignment import align_face, similarity
+
+        m = similarity(points, spec.aligned)
+        pil = Image.fromarray(align_face(np.asarray(pil), points, spec.aligned))
+        points = points @ m[:, :2].T + m[:, 2]
+        corners = np.array([[bx, by], [bx + bw, by + bh]], np.float64) @ m[:, :2].T + m[:, 2]
+        bx, by = (int(round(v)) for v in corners.min(0))
+        bw, bh = (int(round(v)) for v in np.abs(corners[1] - corners[0]))
     row: dict[str, Any] = {"expression": label, **{a: round(v, 4) for a, v in aus.items()}}
     row.update({f"id_{k}" if k != "id" else "identity": v for k, v in idt.attributes().items()})
     row.update(yaw=round(scene["yaw"], 3), pitch=round(scene["pitch"], 3), roll=round(scene["roll"], 3),
                light_azimuth=round(scene["light"].azimuth, 2), light_elevation=round(scene["light"].elevation, 2),
                light_ambient=round(scene["light"].ambient, 3), background=scene["background"],
                face_scale=round(scene["face_scale"], 4), face_x=bx, face_y=by, face_width=bw, face_height=bh,
-               landmarks=";".join(f"{u * scale:.1f};{v * scale:.1f}" for u, v in geo.landmarks),
+               landmarks=";".join(f"{u:.1f};{v:.1f}" for u, v in points),
                render_seed=render_seed, index=index)
     row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in post.items()})
     return pil, row

@@ -35,6 +35,8 @@ class Preset:
     emonet_face: int
     ffhq: int
     web: int
+    ref_per_class: int = 0        # reference domains (ref_web, ref_ffhq): labelled renders per class ...
+    ref_test_per_class: int = 0   # ... and held-out per class (the judge ceiling is measured on these)
     min_per_class: int = 2
     max_render: int | None = 64   # renderer resolution cap (then resized to the native size); None = native
     ss: int = 1                   # supersampling factor of the renderer
@@ -43,25 +45,28 @@ class Preset:
         return (self.rafdb_train + self.rafdb_test + self.affectnet_train + 7 * self.affectnet_val_per_class
                 + self.affectnet_extra + self.fer2013_train + self.fer2013_public + self.fer2013_private
                 + self.digiface_ids * self.digiface_per_id + self.dcface_ids * self.dcface_per_id
-                + self.emonet_face + self.ffhq + self.web)
+                + self.emonet_face + self.ffhq + self.web + 2 * 7 * (self.ref_per_class + self.ref_test_per_class))
 
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset("smoke", rafdb_train=35, rafdb_test=14, affectnet_train=42, affectnet_val_per_class=2,
                     affectnet_extra=4, fer2013_train=28, fer2013_public=14, fer2013_private=14, digiface_ids=4,
-                    digiface_per_id=4, dcface_ids=4, dcface_per_id=4, emonet_face=14, ffhq=10, web=21),
-    "default": Preset("default", rafdb_train=3000, rafdb_test=800, affectnet_train=3000,
+                    digiface_per_id=4, dcface_ids=4, dcface_per_id=4, emonet_face=14, ffhq=10, web=21,
+                    ref_per_class=4, ref_test_per_class=2),
+    "default": Preset("default", rafdb_train=3000, rafdb_test=800, affectnet_train=6000,
                       affectnet_val_per_class=100, affectnet_extra=60, fer2013_train=3000, fer2013_public=400,
                       fer2013_private=400, digiface_ids=160, digiface_per_id=5, dcface_ids=80, dcface_per_id=10,
-                      emonet_face=800, ffhq=800, web=1200, min_per_class=20),
+                      emonet_face=800, ffhq=800, web=1200, ref_per_class=300, ref_test_per_class=100,
+                      min_per_class=20),
     "large": Preset("large", rafdb_train=12271, rafdb_test=3068, affectnet_train=40000,
                     affectnet_val_per_class=500, affectnet_extra=800, fer2013_train=28709, fer2013_public=3589,
                     fer2013_private=3589, digiface_ids=5000, digiface_per_id=5, dcface_ids=2500, dcface_per_id=10,
-                    emonet_face=25000, ffhq=10000, web=60000, min_per_class=50, max_render=None, ss=2),
+                    emonet_face=25000, ffhq=10000, web=60000, ref_per_class=2000, ref_test_per_class=500,
+                    min_per_class=50, max_render=None, ss=2),
 }
 
 
-PRESETS["generators"] = dataclasses.replace(PRESETS["default"], name="generators", web=6000)
+PRESETS["generators"] = dataclasses.replace(PRESETS["default"], name="generators", web=20000)
 """The default world with a larger captioned `web` domain: the training data of the committed embedded diffusion
 model (models/diffusion/README.md). Per-image seeds depend on the index only, so its first 1,200 web images are
 the default preset's."""

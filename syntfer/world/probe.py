@@ -17,7 +17,7 @@ from torch import nn
 from syntfer import labels as L
 from syntfer.images import box_path, load_image
 from syntfer.seeding import seed_everything
-from syntfer.world.report import read_truth
+from syntfer.world.report import annotated_label, read_truth
 
 DEFAULT_TESTS: tuple[tuple[str, str], ...] = (
     ("rafdb", "test"), ("affectnet", "validation"), ("fer2013", "PrivateTest"), ("digiface", ""),
@@ -31,7 +31,8 @@ def load_split(world_dir: str | os.PathLike, domain: str, split: str, size: int 
     AffectNet images are cropped to their face box; rows outside the 7 classes are left out (and counted by
     the caller through the returned length). `limit` takes a seeded random subset."""
     t = read_truth(world_dir, domain)
-    t = t[(t["split"] == split) & t["expression"].isin(L.CLASSES)]
+    t = t.assign(label=annotated_label(t))  # what the dataset's files say, as a user of it would train on
+    t = t[(t["split"] == split) & t["label"].isin(L.CLASSES)]
     if limit is not None and len(t) > limit:
         t = t.sample(n=limit, random_state=seed)
     xs = []
@@ -42,7 +43,7 @@ def load_split(world_dir: str | os.PathLike, domain: str, split: str, size: int 
         img = load_image(path, "L").resize((size, size))
         xs.append(np.asarray(img, dtype=np.uint8))
     x = torch.from_numpy(np.stack(xs)).float().div_(255.0).unsqueeze(1)
-    y = torch.tensor([L.CLASS_TO_INDEX[c] for c in t["expression"]], dtype=torch.long)
+    y = torch.tensor([L.CLASS_TO_INDEX[c] for c in t["label"]], dtype=torch.long)
     return x, y
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from syntfer import labels as L
 from syntfer.images import box_path, load_image
-from syntfer.world.expression import AU_DESCRIPTIONS, AU_NAMES, EXPRESSION_AUS
+from syntfer.world.expression import AU_DESCRIPTIONS, AU_NAMES, EXPRESSION_AUS, nearest_prototype
 from syntfer.world.identity import Identity, sample_identity
 from syntfer.world.render import render_face
 from syntfer.world.writers import DOMAIN_NAMES
@@ -38,6 +38,15 @@ def read_truth(world_dir: str | os.PathLike, domain: str) -> pd.DataFrame:
     return df
 
 
+def annotated_label(truth: pd.DataFrame) -> pd.Series:
+    """The label a dataset's native files carry: the annotators' label in labeled domains (world >= 3, which
+    may differ from the expression the face shows), the true expression elsewhere."""
+    if "annotation" not in truth.columns:
+        return truth["expression"]
+    ann = truth["annotation"].astype(str)
+    return ann.where(ann != "", truth["expression"])
+
+
 def summary_table(world_dir: str | os.PathLike, domains=DOMAIN_NAMES) -> pd.DataFrame:
     """Per domain: images, image size, splits, identities and the share of each true expression."""
     rows = []
@@ -57,13 +66,40 @@ def class_share_table(world_dir: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for (domain, split), key in LABELED_REFERENCE.items():
         t = read_truth(world_dir, domain)
-        t = t[(t["split"] == split) & t["expression"].isin(L.CLASSES)]
-        world = L.shares(L.counts(t["expression"]))
+        label = annotated_label(t)
+        keep = (t["split"] == split) & label.isin(L.CLASSES)
+        label = label[keep]
+        world = L.shares(L.counts(label))
         real = L.shares(L.REAL_TRAIN_COUNTS[key])
         for c in L.CLASSES:
             rows.append({"dataset": f"{domain}/{split}", "class": c, "world": world[c], "real": real[c],
-                         "world_n": int((t["expression"] == c).sum())})
+                         "world_n": int((label == c).sum())})
     return pd.DataFrame(rows)
+
+
+def oracle_table(world_dir: str | os.PathLike, domains=("rafdb", "affectnet", "fer2013"), split: str | None = None
+                 ) -> pd.DataFrame:
+    """Per labeled domain: the AU oracle — the class whose prototype is nearest to a face's hidden AU intensities
+    (`expression.nearest_prototype`) — scored against the dataset's labels, and how often those labels differ from
+    the expression the face shows (annotation noise, world >= 3). The oracle sees the rendered AUs exactly, so its
+    accuracy bounds what pixels can give, short of blends and faint faces; against the labels it also pays the
+    annotation noise, as every classifier tested on the labels does."""
+    rows = []
+    for d in domains:
+        t = read_truth(world_dir, d)
+        label = annotated_label(t)
+        keep = label.isin(L.CLASSES) & t["expression"].isin(L.CLASSES)
+        if split is not None:
+            keep &= t["split"].astype(str) == split
+        t, label = t[keep], label[keep].to_numpy()
+        oracle = np.array([nearest_prototype(r) for r in t[list(AU_NAMES)].to_dict("records")])
+        shown = t["expression"].to_numpy()
+        recalls = [float((oracle[label == c] == c).mean()) for c in L.CLASSES if (label == c).any()]
+        rows.append({"domain": d, "images": int(len(t)), "label_noise": float((label != shown).mean()),
+                     "oracle_vs_shown": float((oracle == shown).mean()),
+                     "oracle_vs_label": float((oracle == label).mean()),
+                     "oracle_vs_label_balanced": float(np.mean(recalls))})
+    return pd.DataFrame(rows).set_index("domain")
 
 
 def au_prototype_table() -> pd.DataFrame:

@@ -22,15 +22,19 @@ from tqdm.auto import tqdm
 from syntfer import labels as L
 from syntfer.seeding import numpy_rng
 from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, write_json, write_text
-from syntfer.world.domains import (DOMAINS, VALENCE_AROUSAL, draw_label, make_caption, make_sample, web_identity,
-                                   with_render)
+from syntfer.world.domains import (DOMAINS, REFERENCE_DOMAINS, VALENCE_AROUSAL, draw_label, make_caption,
+                                   make_sample, shown_expression, web_identity, with_render)
 from syntfer.world.expression import AU_NAMES
 from syntfer.world.presets import Preset, class_counts, get_preset
 
 DOMAIN_NAMES: tuple[str, ...] = ("rafdb", "affectnet", "fer2013", "digiface", "dcface", "emonet_face", "ffhq", "web")
+LABELED_DOMAINS: tuple[str, ...] = ("rafdb", "affectnet", "fer2013")  # native label files carry an annotation
+REFERENCE_NAMES: tuple[str, ...] = tuple(REFERENCE_DOMAINS)  # measurement data (syntfer.world.domains)
+ALL_DOMAINS: dict = {**DOMAINS, **REFERENCE_DOMAINS}
 AFFECTNET_EXTRA_CODES: dict[str, int] = {"contempt": 7, "none": 8, "uncertain": 9, "no-face": 10}
 FER_USAGE: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
-WORLD_VERSION = 2  # 2: stronger AU4 (brows, glabella), AU9, AU10 (bared teeth) and AU23 (pressed lips)
+WORLD_VERSION = 3  # 2: stronger AU4 (brows, glabella), AU9, AU10 (bared teeth) and AU23 (pressed lips)
+                   # 3: annotation noise in the labeled domains (`DomainSpec.label_noise`), truth column `annotation`
 
 
 @dataclass(frozen=True)
@@ -92,23 +96,34 @@ def plan_domain(name: str, preset: Preset, seed: int) -> list[Task]:
             lab = draw_label(DOMAINS[name], numpy_rng(seed, name, "label", i))
             path = {"emonet_face": f"{i:06d}.png", "ffhq": f"{i:05d}.png", "web": f"images/{i:06d}.jpg"}[name]
             tasks.append(Task(name, i, lab, "", path))
+    elif name in REFERENCE_NAMES:
+        i = 0
+        for split, n in (("train", p.ref_per_class), ("test", p.ref_test_per_class)):
+            for lab in _shuffled({c: n for c in L.CLASSES}, order):
+                tasks.append(Task(name, i, lab, split, f"images/{i:06d}.png"))
+                i += 1
     else:
-        raise ValueError(f"unknown world domain {name!r}; expected one of {list(DOMAIN_NAMES)}")
+        raise ValueError(f"unknown world domain {name!r}; expected one of {list(DOMAIN_NAMES + REFERENCE_NAMES)}")
     return tasks
 
 
 def _run_task(job: tuple[str, int, int | None, int, Task]) -> dict[str, Any]:
     """Render and save one image (worker side); returns its truth row."""
     out_dir, seed, max_render, ss, t = job
-    spec = with_render(DOMAINS[t.domain], max_render, ss)
+    spec = with_render(ALL_DOMAINS[t.domain], max_render, ss)
     extra: dict[str, Any] = {}
     identity = None
+    if t.domain == "ref_web":  # web people: drawn from prompt words, which become attribute labels
+        identity, words = web_identity(spec, seed, t.index)
+        extra = {"word_gender": words["gender"], "word_age": words["age"], "word_race": words["race"]}
     if t.domain == "web":
         identity, words = web_identity(spec, seed, t.index)
         caption, emo_word = make_caption(t.label, identity, words, numpy_rng(seed, "web", "caption", t.index))
         extra = {"caption": caption, "caption_emotion_word": emo_word, "word_gender": words["gender"],
                  "word_age": words["age"], "word_race": words["race"]}
-    pil, row = make_sample(spec, seed, t.index, t.label, identity_key=t.identity_key, identity=identity)
+    shown = shown_expression(spec, seed, t.index, t.label) if t.domain in LABELED_DOMAINS else t.label
+    pil, row = make_sample(spec, seed, t.index, shown, identity_key=t.identity_key, identity=identity)
+    row["annotation"] = t.label if t.domain in LABELED_DOMAINS else ""
     row.update(extra)
     row["path"] = t.path
     row["split"] = t.split
@@ -133,13 +148,13 @@ def write_domain_files(name: str, rows: list[dict[str, Any]], domain_dir: Path, 
     df = pd.DataFrame(rows).sort_values("index", kind="stable").reset_index(drop=True)
     if name == "rafdb":
         lines = [f"{Path(p).name.replace('_aligned', '')} {L.to_native('rafdb', lab)}"
-                 for p, lab in zip(df["path"], df["expression"])]
+                 for p, lab in zip(df["path"], df["annotation"])]
         write_text(domain_dir / "EmoLabel" / "list_patition_label.txt", "\n".join(lines) + "\n")
     elif name == "affectnet":
         codes = [AFFECTNET_EXTRA_CODES[lab] if lab in AFFECTNET_EXTRA_CODES else L.to_native("affectnet", lab)
-                 for lab in df["expression"]]
+                 for lab in df["annotation"]]
         va = []
-        for i, lab in zip(df["index"], df["expression"]):
+        for i, lab in zip(df["index"], df["annotation"]):
             v, a = VALENCE_AROUSAL[lab]
             if lab != "no-face":
                 r = numpy_rng(seed, name, "va", int(i))
@@ -153,7 +168,7 @@ def write_domain_files(name: str, rows: list[dict[str, Any]], domain_dir: Path, 
         for split, file in (("train", "training.csv"), ("validation", "validation.csv")):
             _write_csv(native[df["split"] == split], domain_dir / file)
     elif name == "fer2013":
-        native = pd.DataFrame({"emotion": [L.to_native("fer2013", lab) for lab in df["expression"]],
+        native = pd.DataFrame({"emotion": [L.to_native("fer2013", lab) for lab in df["annotation"]],
                                "pixels": df["pixels"], "Usage": df["split"]})
         _write_csv(native, domain_dir / "fer2013.csv")
         df = df.drop(columns=["pixels"])
@@ -161,10 +176,10 @@ def write_domain_files(name: str, rows: list[dict[str, Any]], domain_dir: Path, 
     elif name == "ffhq":
         _write_csv(df[["path", "face_x", "face_y", "face_width", "face_height"]], domain_dir / "boxes.csv")
     elif name == "web":
-        cap = df[["path", "caption", *AU_NAMES, "word_gender", "word_age", "word_race"]].rename(
+        cap = df[["path", "caption", *AU_NAMES, "word_gender", "word_age", "word_race", "landmarks"]].rename(
             columns={"word_gender": "gender", "word_age": "age", "word_race": "race"})
         _write_csv(cap, domain_dir / "captions.csv")
-    front = ["path", "split", "expression", *AU_NAMES, "identity"]
+    front = ["path", "split", "expression", "annotation", *AU_NAMES, "identity"]
     df = df[front + [c for c in df.columns if c not in front]]
     _write_csv(df, domain_dir / "truth.csv")
 
@@ -181,10 +196,10 @@ def render_world(out_dir: str | os.PathLike, preset: str = "smoke", seed: int = 
     """
     out = Path(out_dir)
     pre = get_preset(preset)
-    names = list(domains) if domains else list(DOMAIN_NAMES)
-    bad = [d for d in names if d not in DOMAIN_NAMES]
+    names = list(domains) if domains else list(DOMAIN_NAMES) + [r for r in REFERENCE_NAMES if pre.ref_per_class]
+    bad = [d for d in names if d not in DOMAIN_NAMES + REFERENCE_NAMES]
     if bad:
-        raise ValueError(f"unknown world domain(s) {bad}; expected some of {list(DOMAIN_NAMES)}")
+        raise ValueError(f"unknown world domain(s) {bad}; expected some of {list(DOMAIN_NAMES + REFERENCE_NAMES)}")
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers < 1:
@@ -209,6 +224,8 @@ def render_world(out_dir: str | os.PathLike, preset: str = "smoke", seed: int = 
             write_domain_files(name, rows, ddir, seed)
             counts = pd.Series([r["expression"] for r in rows]).value_counts().sort_index().to_dict()
             dom = {"images": len(rows), "expression_counts": {k: int(v) for k, v in counts.items()},
+                   **({"label_counts": {k: int(v) for k, v in pd.Series([r["annotation"] for r in rows])
+                                        .value_counts().sort_index().items()}} if name in LABELED_DOMAINS else {}),
                    "splits": pd.Series([r["split"] for r in rows]).value_counts().sort_index().to_dict()}
             write_json(marker, {"signature": signature, "summary": dom})
             summary["domains"][name] = dom | {"seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,132 @@
+"""Measurement instruments, trained once per run and calibrated: the pseudo-label teacher and the judge.
+
+An instrument is a classifier trained with `syntfer.training.train` (held-out validation split of its own
+training data, best epoch by the trainer's selection score) whose softmax is then *calibrated*: one
+temperature T, fitted on that validation split by minimising the negative log-likelihood (Guo et al. 2017),
+divides its logits from then on. Why: a confidence threshold (the paper's τ = 0.3 for pseudo-labels) and
+a judge's p(label) mean something only when a confidence of 0.7 is right about 70 % of the time. The
+recipe's plain cross-entropy is already close (the upstream loss, CE + 2 × label-smoothed CE with ε 0.4,
+flattens the softmax: maximum probabilities of 0.4–0.5 for images it classifies correctly); the temperature
+removes what is left, and `calibration.json` records the expected calibration error before and after.
+
+Layout of an instrument folder::
+
+    <out>/train/       the trainer's folder (log.csv, split.csv, best/, state.pt — resumable)
+    <out>/checkpoint/  the calibrated checkpoint (weights + config whose meta holds `temperature`): the one a
+                       `syntfer.judge.Judge` or a pseudo-label teacher loads
+    <out>/calibration.json, <out>/reliability.csv   T, NLL and ECE before/after, reliability bins (validation)
+
+`measure_ceiling` scores a judge on held-out *real* images of each domain it judges: the judge ceiling, the
+fidelity a perfect generator of that domain would get.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from syntfer.data import as_frame
+from syntfer.judge import Judge, calibrate_temperature, fidelity_table, label_indices, mean_class_fidelity, reliability
+from syntfer.manifest import read_manifest
+from syntfer.models.checkpoint import read_checkpoint_config, save_checkpoint
+from syntfer.storage import write_json, write_text
+from syntfer.training import TrainConfig, train
+
+CHECKPOINT = "checkpoint"
+
+
+class InstrumentError(ValueError):
+    """An instrument that cannot be trained or calibrated (no validation split, bad folders)."""
+
+
+def calibrate(judge: Judge, frame: pd.DataFrame, bins: int = 10) -> tuple[float, dict[str, float], pd.DataFrame]:
+    """Fit the temperature of `judge`'s logits on a labelled frame; returns (T, summary, reliability table after)."""
+    out = judge.outputs(frame["path"].tolist())
+    y = label_indices(frame["label"].tolist(), "calibration split")
+    t = calibrate_temperature(out.logits, y)
+    before = _softmax(out.logits)
+    after = _softmax(out.logits / t)
+    table_before, ece_before = reliability(before, y, bins)
+    table_after, ece_after = reliability(after, y, bins)
+    summary = {"temperature": t, "n": int(len(y)), "accuracy": float((before.argmax(1) == y).mean()),
+               "nll_before": _nll(before, y), "nll_after": _nll(after, y),
+               "ece_before": ece_before, "ece_after": ece_after,
+               "mean_confidence_before": float(before.max(1).mean()),
+               "mean_confidence_after": float(after.max(1).mean())}
+    table = pd.concat([table_before.assign(calibration="before"), table_after.assign(calibration="after")],
+                      ignore_index=True)
+    return t, summary, table
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _nll(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def train_instrument(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike,
+                     out_dir: str | os.PathLike, *, name: str, bins: int = 10) -> dict[str, Any]:
+    """Train (resumably), calibrate on the held-out validation split, write the calibrated checkpoint.
+
+    Returns the calibration summary plus the trainer's best epoch and validation metrics."""
+    out = Path(out_dir)
+    result = train(config, train_data, out / "train")
+    split = read_manifest(out / "train" / "split.csv")
+    val = split[split["split"].astype(str) == "val"].reset_index(drop=True)
+    if val.empty:
+        raise InstrumentError(f"{out / 'train' / 'split.csv'}: no validation rows to calibrate on")
+    raw = Judge(result.model, 1.0, name)
+    t, summary, table = calibrate(raw, val, bins)
+    _, meta = read_checkpoint_config(out / "train" / "best")
+    save_checkpoint(result.model, out / CHECKPOINT, **{**meta, "temperature": t, "instrument": name,
+                                                       "calibrated_on": "held-out validation split"})
+    summary.update({"instrument": name, "best_epoch": result.best_epoch, "epochs": config.epochs,
+                    "train_images": int((split["split"] == "train").sum()), "val_images": int(len(val)),
+                    "model": config.model, "model_kwargs": config.model_kwargs})
+    write_json(out / "calibration.json", summary)
+    write_text(out / "reliability.csv", table.to_csv(index=False))
+    return summary
+
+
+def reference_frame(world_dir: str | os.PathLike, domain: str, split: str) -> pd.DataFrame:
+    """A reference domain's split (`syntfer.world`: ref_web, ref_ffhq) as a manifest frame: absolute ``path``,
+    ``label`` (the expression the face shows), ``split`` and the identity attributes (gender, age group, skin
+    tone, and the race word for web people)."""
+    file = Path(world_dir) / domain / "truth.csv"
+    if not file.is_file():
+        raise InstrumentError(f"{file}: no truth file; the world stage renders reference domains when the "
+                              "preset's ref_per_class > 0")
+    t = pd.read_csv(file, keep_default_na=False)
+    t = t[t["split"].astype(str) == split]
+    if t.empty:
+        raise InstrumentError(f"{file}: no rows with split {split!r}")
+    root = Path(world_dir).resolve() / domain  # absolute: manifests written from it resolve relative to themselves
+    frame = pd.DataFrame({"path": [str(root / p) for p in t["path"]],
+                          "label": t["expression"].to_numpy(), "split": split,
+                          "gender": t["id_gender"].to_numpy(), "age": t["id_age"].to_numpy(),
+                          "skin_tone": t["id_skin_tone"].astype(str).to_numpy()})
+    if "word_race" in t.columns:
+        frame["race"] = t["word_race"].to_numpy()
+    return frame.reset_index(drop=True)
+
+
+def measure_ceiling(judge: Judge, real: Mapping[str, pd.DataFrame | str | os.PathLike]) -> pd.DataFrame:
+    """The judge on held-out real images of each domain: ``domain, class, n, fidelity, p_label`` rows, plus a
+    ``mean_class`` row per domain (the judge ceiling, read against every generated set of that domain)."""
+    frames = []
+    for domain, data in real.items():
+        frame = as_frame(data)
+        probs = judge.probs(frame["path"].tolist())
+        table = fidelity_table(probs, frame["label"].tolist(), where=f"{domain} reference")
+        mean_row = {"class": "mean_class", "n": int(len(frame)), "fidelity": mean_class_fidelity(table),
+                    "p_label": float(table.loc[table["class"] != "all", "p_label"].mean())}
+        frames.append(pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True).assign(domain=domain))
+    return pd.concat(frames, ignore_index=True)[["domain", "class", "n", "fidelity", "p_label"]]

@@ -1,0 +1,302 @@
+"""The study's verdicts: the paper's kinds of claims, each a paired effect with a bootstrap interval.
+
+A claim compares two training sets (or two settings) on the same test images: the effect is the difference of a
+metric (balanced accuracy, a class's recall, pseudo-label precision, demographic entropy) and its 95 % interval
+comes from a two-level paired bootstrap — test images resampled with replacement (the same draw for both sides, so
+the comparison is paired) and, where there are seeds, seeds resampled too (seed *s* of one set is paired with
+seed *s* of the other). The verdict is decided by the interval alone: ``supported`` when it lies wholly on the
+side the claim predicts, ``contradicted`` when wholly on the other side, ``inconclusive`` when it contains 0.
+
+Inputs are what the pipeline writes: per seed and test set, ``<train_dir>/<set>/s<seed>/confusion_<test>.csv``
+(one ``actual,predicted`` row per test image, in test-manifest order; notebook 01), pseudo-label scores with the
+world's truth (notebook 02), attribute readings of generated sets (notebook 03) and the world's truth files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from syntfer import labels as L
+from syntfer.seeding import numpy_rng
+
+FINDING_COLUMNS = ("claim", "kind", "effect", "ci_low", "ci_high", "verdict", "expected", "metric", "test_set",
+                   "set_a", "set_b", "n_seeds", "n_images")
+VERDICTS = ("supported", "contradicted", "inconclusive")
+
+
+class ReportError(ValueError):
+    """Inputs a finding cannot be computed from (missing runs, test sets that differ between runs)."""
+
+
+# ---- strategies and set names ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """A family of training sets, told by the set-name prefix (`syntfer.mixing` writes them so)."""
+
+    prefix: str
+    name: str
+    family: str           # real | synthetic | mixed | hybrid | reference
+    description: str
+
+
+STRATEGIES: tuple[Strategy, ...] = (
+    Strategy("real_", "real", "real", "a real dataset's training split"),
+    Strategy("pseudolabel_", "pseudo-labeling", "synthetic", "strategy (i): a teacher labels an unlabeled collection"),
+    Strategy("diffusion_", "diffusion", "synthetic", "strategy (ii): prompt-driven diffusion synthesis"),
+    Strategy("gan_", "GAN editing", "synthetic", "strategy (iii): task-aware GAN expression editing"),
+    Strategy("mixed_syn", "Mixed-SYN", "mixed", "every synthetic source, class-balanced"),
+    Strategy("hybrid_", "hybrid", "hybrid", "a synthetic set added to the RAF-DB training split"),
+    Strategy("reference_", "reference", "reference", "real faces of a generator's domain (the CAS reference)"),
+)
+
+
+FAMILY_LABELS: dict[str, str] = {"real": "real", "synthetic": "synthetic (one source)",
+                                 "mixed": "Mixed-SYN (all sources)", "hybrid": "hybrid (synthetic + real)",
+                                 "reference": "real faces of a generator's domain (CAS)"}
+"""How the report names each family, in its display order."""
+
+
+def strategy_of(set_name: str) -> Strategy:
+    """The strategy a training set belongs to, by its name's prefix; an unknown prefix raises naming the set."""
+    for s in STRATEGIES:
+        if set_name.startswith(s.prefix):
+            return s
+    raise ReportError(f"training set {set_name!r}: no strategy has its prefix; known "
+                      f"{[s.prefix for s in STRATEGIES]}")
+
+
+def pretty(set_name: str) -> str:
+    """A set name as a FER researcher would say it ('diffusion_embedded_au' -> 'diffusion (embedded, AU)')."""
+    s = strategy_of(set_name)
+    rest = set_name[len(s.prefix):]
+    if s.family in ("mixed",):
+        return "Mixed-SYN"
+    if s.family == "hybrid":
+        return f"{pretty(rest)} + real RAF-DB"
+    if s.family == "real":
+        return {"rafdb": "RAF-DB", "affectnet": "AffectNet", "fer2013": "FER2013"}.get(rest, rest)
+    words = rest.replace("_au", ", AU").replace("_", " ").replace("emonet face", "EmoNet-Face")
+    return f"{s.name} ({words})" if words else s.name
+
+
+# ---- per-image predictions -----------------------------------------------------------------------------------
+def load_predictions(train_dir: str | os.PathLike, set_name: str, test: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{seed: (y_true, y_pred)} canonical indices from ``<train_dir>/<set>/s<seed>/confusion_<test>.csv``."""
+    folder = Path(train_dir) / set_name
+    files = sorted(folder.glob(f"s*/confusion_{test}.csv"))
+    if not files:
+        raise ReportError(f"{folder}: no s<seed>/confusion_{test}.csv (train the set with notebook 01)")
+    out = {}
+    for f in files:
+        m = re.fullmatch(r"s(\d+)", f.parent.name)
+        if not m:
+            continue
+        df = pd.read_csv(f)
+        if list(df.columns) != ["actual", "predicted"]:
+            raise ReportError(f"{f}: columns {list(df.columns)}; expected actual,predicted")
+        out[int(m.group(1))] = (np.array([L.index(v) for v in df["actual"]]),
+                                np.array([L.index(v) for v in df["predicted"]]))
+    return out
+
+
+# ---- statistics on weighted images (bootstrap weights: how often each image was drawn) ------------------------
+Stat = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mean per-class recall for each row of weights `w` (B, N); classes absent from a draw are left out."""
+    correct = (y == pred).astype(float)
+    recalls = []
+    for c in np.unique(y):
+        m = (y == c).astype(float)
+        n = w @ m
+        recalls.append(np.where(n > 0, (w @ (m * correct)) / np.maximum(n, 1e-12), np.nan))
+    return np.nanmean(np.stack(recalls), axis=0)
+
+
+def accuracy(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ (y == pred).astype(float)) / w.sum(1)
+
+
+def recall_of(cls: str) -> Stat:
+    c = L.index(cls)
+
+    def stat(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+        m = (y == c).astype(float)
+        return (w @ (m * (pred == c))) / np.maximum(w @ m, 1e-12)
+
+    return stat
+
+
+def _weights(n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Row 0: every image once (the point estimate); rows 1..draws: multinomial bootstrap counts."""
+    return np.vstack([np.ones((1, n)), rng.multinomial(n, np.full(n, 1.0 / n), size=draws).astype(float)])
+
+
+def paired_effect(a: Mapping[int, tuple[np.ndarray, np.ndarray]], b: Mapping[int, tuple[np.ndarray, np.ndarray]],
+                  stat: Stat, *, draws: int = 2000, seed: int = 0) -> tuple[float, float, float, int, int]:
+    """(effect, ci_low, ci_high, n_seeds, n_images): mean over paired seeds of stat(a) - stat(b) on one test set,
+    with a 95 % percentile interval from resampling images (shared by a and b) and seeds (paired)."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ReportError(f"no common seeds between the two sides ({sorted(a)} vs {sorted(b)})")
+    y = a[seeds[0]][0]
+    for s in seeds:
+        for side in (a, b):
+            if not np.array_equal(side[s][0], y):
+                raise ReportError(f"seed {s}: the two runs were tested on different images (labels differ)")
+    rng = numpy_rng(seed, "report", "paired-effect")
+    w = _weights(len(y), draws, rng)
+    diff = np.stack([stat(y, a[s][1], w) - stat(y, b[s][1], w) for s in seeds])  # (seeds, 1 + draws)
+    pick = rng.integers(0, len(seeds), size=(draws, len(seeds)))  # seeds resampled (paired), per draw
+    boot = diff[pick, np.arange(1, draws + 1)[:, None]].mean(1)
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return float(diff[:, 0].mean()), float(lo), float(hi), len(seeds), int(len(y))
+
+
+def verdict(lo: float, hi: float, expected: str) -> str:
+    """'supported' when the interval lies on the expected side of 0 ('>' or '<'), 'contradicted' when on the
+    other, 'inconclusive' otherwise (or when the interval is undefined)."""
+    if expected not in (">", "<"):
+        raise ReportError(f"expected {expected!r}; '>' or '<'")
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive"
+    above, below = lo > 0, hi < 0
+    if (above and expected == ">") or (below and expected == "<"):
+        return "supported"
+    if above or below:
+        return "contradicted"
+    return "inconclusive"
+
+
+def _row(claim: str, kind: str, effect: tuple, expected: str, metric: str, test: str, a: str, b: str) -> dict:
+    e, lo, hi, n_seeds, n_images = effect
+    return {"claim": claim, "kind": kind, "effect": e, "ci_low": lo, "ci_high": hi, "verdict": verdict(lo, hi, expected),
+            "expected": expected, "metric": metric, "test_set": test, "set_a": a, "set_b": b, "n_seeds": n_seeds,
+            "n_images": n_images}
+
+
+# ---- the claims ------------------------------------------------------------------------------------------------
+TEST_NAMES = {"rafdb": "RAF-DB test", "affectnet": "AffectNet val", "fer2013": "FER2013 test"}
+
+
+def training_findings(train_dir: str | os.PathLike, sets: Sequence[str], *, real: str = "real_rafdb",
+                      primary_test: str = "rafdb", other_tests: Sequence[str] = ("affectnet", "fer2013"),
+                      minority: Sequence[str] = ("fear", "disgust", "anger"), draws: int = 2000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Claims about training sets, each against the real RAF-DB training split on the same test images:
+    synthetic-only is worse than real-only; a hybrid beats real-only overall, on each minority class and on
+    the other datasets' test sets."""
+    rows = []
+    base = {t: load_predictions(train_dir, real, t) for t in (primary_test, *other_tests)}
+    for s in sets:
+        fam = strategy_of(s).family
+        if fam in ("synthetic", "mixed"):
+            eff = paired_effect(load_predictions(train_dir, s, primary_test), base[primary_test],
+                                balanced_accuracy, draws=draws, seed=seed)
+            rows.append(_row(f"{pretty(s)} alone falls short of real RAF-DB training", "synthetic only vs real",
+                             eff, "<", "balanced_accuracy", primary_test, s, real))
+        elif fam == "hybrid":
+            own = load_predictions(train_dir, s, primary_test)
+            eff = paired_effect(own, base[primary_test], balanced_accuracy, draws=draws, seed=seed)
+            rows.append(_row(f"adding {pretty(s.removeprefix('hybrid_'))} to real RAF-DB improves it", "hybrid vs real",
+                             eff, ">", "balanced_accuracy", primary_test, s, real))
+            for c in minority:
+                eff = paired_effect(own, base[primary_test], recall_of(c), draws=draws, seed=seed)
+                rows.append(_row(f"... and the recall of {c}, a minority class", "hybrid vs real, minority class",
+                                 eff, ">", f"recall_{c}", primary_test, s, real))
+            for t in other_tests:
+                eff = paired_effect(load_predictions(train_dir, s, t), base[t], balanced_accuracy, draws=draws,
+                                    seed=seed)
+                rows.append(_row(f"... and transfers better to {TEST_NAMES.get(t, t)}", "hybrid vs real, cross-dataset",
+                                 eff, ">", "balanced_accuracy", t, s, real))
+    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+
+
+def pseudolabel_finding(scores: pd.DataFrame, source: str, *, tau_low: float = 0.3, tau_high: float = 0.9,
+                        per_class: int | None = None, draws: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Two rows for one pseudo-labeled collection (world truth needed): precision at τ = `tau_high` minus at
+    `tau_low` (expected > 0), and kept images at `tau_high` minus at `tau_low` (expected < 0; exact, no sampling).
+    `scores` has the teacher's per-image probabilities and a `truth` column (`pseudolabel.attach_truth`)."""
+    from syntfer.pseudolabel import select
+
+    if "truth" not in scores.columns:
+        raise ReportError(f"{source}: pseudo-label scores lack a 'truth' column (world truth needed)")
+    scores = scores.reset_index(drop=True)
+    sel_lo = select(scores, tau_low, per_class).frame
+    sel_hi = select(scores, tau_high, per_class).frame
+    pos = {p: i for i, p in enumerate(scores["path"])}
+    n = len(scores)
+
+    def mask(sel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        kept = np.zeros(n)
+        right = np.zeros(n)
+        idx = np.array([pos[p] for p in sel["path"]], dtype=int)
+        kept[idx] = 1.0
+        right[idx] = (sel["label"].to_numpy() == sel["truth"].to_numpy()).astype(float)
+        return kept, right
+
+    k_lo, r_lo = mask(sel_lo)
+    k_hi, r_hi = mask(sel_hi)
+    w = _weights(n, draws, numpy_rng(seed, "report", "pseudolabel", source))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = (w @ r_hi) / (w @ k_hi) - (w @ r_lo) / (w @ k_lo)
+    lo, hi = np.nanpercentile(prec[1:], [2.5, 97.5]) if np.isfinite(prec[1:]).any() else (np.nan, np.nan)
+    name = f"pseudolabel_{source}"
+    rows = [_row(f"{pretty(name)}: a stricter threshold (τ {tau_high} vs {tau_low}) gives more precise labels",
+                 "pseudo-label threshold", (float(prec[0]), float(lo), float(hi), 0, n), ">", "precision_vs_truth",
+                 "", name, name)]
+    d = float(k_hi.sum() - k_lo.sum())
+    rows.append(_row(f"... and keeps fewer images", "pseudo-label threshold", (d, d, d, 0, n), "<", "kept_images",
+                     "", name, name))
+    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+
+
+def normalized_entropy(values: np.ndarray, categories: Sequence[str], w: np.ndarray) -> np.ndarray:
+    """Entropy of the weighted category shares over log(#categories): 1 = perfectly balanced, 0 = one value."""
+    onehot = np.stack([(values == c).astype(float) for c in categories], 1)  # (N, K)
+    p = w @ onehot
+    p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
+    return h / np.log(len(categories))
+
+
+def demographic_finding(generated: pd.DataFrame, real: pd.DataFrame, set_name: str, real_name: str,
+                        attributes: Mapping[str, Sequence[str]], *, draws: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per attribute: normalized entropy of what the generated set shows (read by the attribute reader) minus that
+    of the real training set (world truth); expected > 0 (a demographic grid is more balanced than a real dataset).
+    Generated and real images are resampled independently (different images: not paired)."""
+    rows = []
+    for attr, cats in attributes.items():
+        g = generated[attr].astype(str).to_numpy()
+        r = real[attr].astype(str).to_numpy()
+        rng = numpy_rng(seed, "report", "demographic", set_name, attr)
+        hg = normalized_entropy(g, cats, _weights(len(g), draws, rng))
+        hr = normalized_entropy(r, cats, _weights(len(r), draws, rng))
+        boot = hg[1:] - hr[1:]
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        rows.append(_row(f"{pretty(set_name)} is more balanced in {attr.replace('_', ' ')} than {pretty(real_name)}",
+                         "demographic balance", (float(hg[0] - hr[0]), float(lo), float(hi), 0, len(g)), ">",
+                         f"normalized_entropy_{attr}", "", set_name, real_name))
+    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+
+
+def findings_metrics(findings: pd.DataFrame) -> dict[str, float]:
+    """Flat metrics for `dvc exp show`: effect and interval of every finding, keyed by its sets and metric."""
+    out: dict[str, float] = {}
+    for r in findings.itertuples():
+        key = "_".join(p for p in (r.set_a, "vs", r.set_b, r.metric, r.test_set) if p)
+        out[f"{key}.effect"] = r.effect
+        out[f"{key}.ci_low"] = r.ci_low
+        out[f"{key}.ci_high"] = r.ci_high
+    out["supported"] = int((findings["verdict"] == "supported").sum())
+    out["contradicted"] = int((findings["verdict"] == "contradicted").sum())
+    out["inconclusive"] = int((findings["verdict"] == "inconclusive").sum())
+    return out
