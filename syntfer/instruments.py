@@ -21,6 +21,8 @@ fidelity a perfect generator of that domain would get.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,3 +132,32 @@ def measure_ceiling(judge: Judge, real: Mapping[str, pd.DataFrame | str | os.Pat
                     "p_label": float(table.loc[table["class"] != "all", "p_label"].mean())}
         frames.append(pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True).assign(domain=domain))
     return pd.concat(frames, ignore_index=True)[["domain", "class", "n", "fidelity", "p_label"]]
+
+
+# --- CLI: syntfer instrument (the judge outside the pipeline, e.g. to follow an offline generator's training) -----
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=("judge",), help="which instrument")
+    parser.add_argument("--world", required=True, help="a rendered world holding the reference domains")
+    parser.add_argument("--domains", default="ref_web,ref_ffhq", help="reference domains the judge learns")
+    parser.add_argument("--out", required=True, help="instrument folder (checkpoint/, calibration.json, ceiling.csv)")
+    parser.add_argument("--model", default="cnn_tiny")
+    parser.add_argument("--model-kwargs", default='{"img_size": 48, "head": "flatten"}')
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and calibrate the judge as the pipeline's `instruments` stage does, and write its ceilings."""
+    domains = [d.strip() for d in args.domains.split(",") if d.strip()]
+    cfg = TrainConfig.from_recipe("fast", model=args.model, model_kwargs=json.loads(args.model_kwargs),
+                                  epochs=args.epochs, label_smoothing=0.0, smoothing_weight=0.0, seed=args.seed,
+                                  progress=False)
+    frame = pd.concat([reference_frame(args.world, d, "train") for d in domains], ignore_index=True)
+    summary = train_instrument(cfg, frame, args.out, name="judge")
+    judge = Judge.load(Path(args.out) / CHECKPOINT, name="judge")
+    ceiling = measure_ceiling(judge, {d: reference_frame(args.world, d, "test") for d in domains})
+    write_text(Path(args.out) / "ceiling.csv", ceiling.to_csv(index=False))
+    print(json.dumps({"temperature": summary["temperature"], "ece_after": summary["ece_after"],
+                      **{f"ceiling.{d}": float(ceiling.query("domain == @d and `class` == 'mean_class'")["fidelity"].iloc[0])
+                         for d in domains}}, indent=1))
+    return 0
