@@ -112,7 +112,8 @@ def make_reproducible(nb, source: str | os.PathLike) -> str:
     timestamps, records `source` (not the temporary copy papermill ran) as the input path, numbers the cells
     instead of the random ids jupytext and papermill draw, replaces memory addresses in plain-text reprs and
     the random table ids of pandas Styler HTML, and takes the stderr stream out: its progress-bar rates and
-    the order in which it interleaves with stdout vary between runs, and warnings name absolute paths.
+    the order in which it interleaves with stdout vary between runs, and warnings name absolute paths;
+    adjacent stdout outputs are merged into one, since where a stream is cut depends on when it was flushed.
     Returns the removed stderr text (the caller prints it).
     """
     pm = nb.metadata.get("papermill", {})
@@ -140,10 +141,19 @@ def make_reproducible(nb, source: str | os.PathLike) -> str:
                 ids: dict[str, str] = {}
                 data["text/html"] = _STYLER_ID.sub(
                     lambda m: ids.setdefault(m.group(0), f"T_c{i}o{j}n{len(ids)}"), data["text/html"])
+            if (out.get("output_type") == "stream" and kept and kept[-1].get("output_type") == "stream"
+                    and kept[-1].get("name") == out.get("name")):
+                # how a stream is cut into outputs depends on flush timing: adjacent ones are merged
+                kept[-1]["text"] = _text(kept[-1].get("text", "")) + _text(out.get("text", ""))
+                continue
             kept.append(out)
         cell.outputs = kept
     _stable_widgets(nb)
     return "".join(stderr)
+
+
+def _text(text) -> str:
+    return "".join(text) if isinstance(text, list) else text
 
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

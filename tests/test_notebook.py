@@ -4,7 +4,8 @@ import json
 import pytest
 
 from syntfer import cli
-from syntfer.notebook import NotebookError, parameters_cell, parse_value, read_notebook, run_notebook
+from syntfer.notebook import (NotebookError, make_reproducible, parameters_cell, parse_value, read_notebook,
+                              run_notebook)
 
 NB = '''# %% [markdown]
 # # A tiny notebook
@@ -146,3 +147,25 @@ def test_executed_notebook_is_the_same_bytes_in_two_checkouts(tmp_path, monkeypa
     assert "stdout line" in texts and "stderr line" not in texts and "0x" not in texts and "T_c" in texts
     assert executed["metadata"]["papermill"]["input_path"] == "notebooks/02_volatile.py"
     assert "duration" not in executed["metadata"]["papermill"]
+
+
+def test_stdout_cut_at_different_flushes_is_one_output():
+    """The same prints can arrive as one stream output or several (and stderr, taken out, may have sat between
+    them): the executed notebook holds one stdout output per run of prints, whatever the flush timing was."""
+    import nbformat
+
+    def executed(*outs):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("print('a'); print('b')", outputs=list(outs))]
+        return nb
+
+    def stream(name, text):
+        return nbformat.v4.new_output("stream", name=name, text=text)
+
+    display = nbformat.v4.new_output("display_data", data={"text/plain": "fig"})
+    one = executed(stream("stdout", "a\nb\n"), display, stream("stdout", "c\n"))
+    cut = executed(stream("stdout", "a\n"), stream("stderr", "warn\n"), stream("stdout", "b\n"), display,
+                   stream("stdout", "c\n"))
+    assert make_reproducible(one, "nb.py") == "" and make_reproducible(cut, "nb.py") == "warn\n"
+    assert nbformat.writes(one) == nbformat.writes(cut)
+    assert [o.get("text") for o in cut.cells[0].outputs] == ["a\nb\n", None, "c\n"]

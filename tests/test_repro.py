@@ -96,6 +96,7 @@ def _differing_files(a: Path, b: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_dvc_repro_smoke(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE",

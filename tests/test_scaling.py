@@ -4,7 +4,8 @@ same functions the notebooks call when a stage's `launcher` parameter is set (RE
 On CPU, ``accelerate launch --cpu --num_processes 2`` starts ONE process (accelerate's simple launcher; several CPU
 processes need MPI and ``--mpirun_hostfile``); ``--multi_gpu --num_processes 2`` starts two through torchrun, and on
 a machine without CUDA accelerate runs them on CPU with gloo. `test_launch_cpu_flag_starts_one_process` pins that
-fact down. tests/test_training.py also runs `train` on two forked processes (accelerate's debug_launcher).
+fact down. Launched processes are fresh interpreters: accelerate's fork-based debug_launcher, run inside a pytest
+process whose torch thread pools already exist, deadlocked (a forked child waits on a lock no thread will release).
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from syntfer import labels as L
 from syntfer import prompts as P
 from syntfer.diffusion.backends import create_backend
 from syntfer.diffusion.generation import generate, generate_launched
+from syntfer.evaluation import compute_metrics, predict
 from syntfer.launch import LaunchError, command, launcher_argv, run_launched
+from syntfer.models.checkpoint import load_checkpoint
 from syntfer.training import LOG_COLUMNS, TrainConfig, train, train_launched
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,8 +136,8 @@ def test_train_cli_config_reproduces_a_runs_config(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_launched_processes_train_to_the_same_file_layout(tmp_path):
-    frame = _colour_set(tmp_path / "img")
-    cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=2, batch_size=8,
+    frame = _colour_set(tmp_path / "img", n_per_class=8)  # 42 training and 14 validation images
+    cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=2, batch_size=4,
                                   val_fraction=0.25, progress=False, seed=3)
     one = train(cfg, frame, tmp_path / "one")
     two = train_launched(cfg, frame, tmp_path / "two", launcher=_two_processes(), echo=False)
@@ -153,3 +156,15 @@ def test_two_launched_processes_train_to_the_same_file_layout(tmp_path):
     assert two.config == cfg and 1 <= two.best_epoch <= 2 and two.resumed_from is None
     x = torch.zeros(1, 3, 16, 16)
     assert two.model(x).shape == one.model(x).shape == (1, L.NUM_CLASSES)
+    # both processes stepped: 42 training images in batches of 4 per process are 5 steps per epoch, not 10
+    assert torch.load(tmp_path / "two" / "state.pt", weights_only=True)["global_step"] == 2 * (42 // (4 * 2))
+    # every validation image was scored once (gather_for_metrics drops the padding duplicates): the logged
+    # validation metrics of the selected epoch are those of the saved model evaluated in one process
+    split = pd.read_csv(tmp_path / "two" / "split.csv")
+    val = split[split["split"] == "val"].assign(path=lambda d: [str(tmp_path / "two" / p) for p in d["path"]])
+    assert len(val) == 14  # one evaluation batch: the second process is handed padding that must be dropped
+    pred = predict(load_checkpoint(tmp_path / "two" / "best").eval(), val, progress=False)
+    m = compute_metrics(pred.y_true, pred.y_pred)
+    row = two.history.iloc[two.best_epoch - 1]
+    assert m["accuracy"] == pytest.approx(row["val_acc"], abs=1e-12)
+    assert m["macro_f1"] == pytest.approx(row["val_macro_f1"], abs=1e-12)
