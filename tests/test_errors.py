@@ -22,7 +22,7 @@ from faults import TALLY
 from syntfer import cli
 from syntfer.images import load_image, pixels_to_array
 from syntfer.manifest import read_manifest, write_manifest
-from syntfer.readers import AFFECTNET_COLUMNS, read_dataset
+from syntfer.readers import read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,23 +16,14 @@ from syntfer.judge import (Judge, JudgeError, calibrate_temperature, fidelity_ta
                            penultimate_features, reliability)
 from syntfer.models.checkpoint import save_checkpoint
 from syntfer.models.registry import create_model
-
-
-def _images(tmp_path, sizes) -> list[str]:
-    rng = np.random.default_rng(0)
-    paths = []
-    for i, (w, h) in enumerate(sizes):
-        p = tmp_path / f"im{i}.png"
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
-        paths.append(str(p))
-    return paths
+from imagesets import noise_images
 
 
 @pytest.mark.parametrize("name,kw", [("cnn_tiny", {}), ("cnn_tiny", {"head": "flatten"}), ("ir_tiny", {})])
 def test_judge_matches_predict_and_gives_the_classifier_layer_input(tmp_path, name, kw):
     torch.manual_seed(0)
     model = create_model(name, img_size=32, **kw).eval()
-    paths = _images(tmp_path, [(40, 40), (64, 48), (40, 40), (32, 32), (64, 48)])  # batched per size
+    paths = noise_images(tmp_path, [(40, 40), (64, 48), (40, 40), (32, 32), (64, 48)])  # batched per size
     out = Judge(model).outputs(paths, batch_size=3)
     ref = predict(model, pd.DataFrame({"path": paths}), progress=False)
     np.testing.assert_allclose(out.probs, ref.probs, rtol=1e-4, atol=1e-5)
@@ -48,7 +39,7 @@ def test_judge_matches_predict_and_gives_the_classifier_layer_input(tmp_path, na
 def test_temperature_divides_logits_and_native_orders_are_permuted(tmp_path):
     torch.manual_seed(0)
     model = create_model("cnn_tiny", img_size=32).eval()
-    paths = _images(tmp_path, [(32, 32)] * 4)
+    paths = noise_images(tmp_path, [(32, 32)] * 4)
     raw = Judge(model).outputs(paths)
     hot = Judge(model, temperature=2.0).outputs(paths)
     np.testing.assert_allclose(hot.logits, raw.logits)

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from syntfer import labels as L
 from syntfer import prompts as P
@@ -30,6 +29,7 @@ from syntfer.evaluation import compute_metrics, predict
 from syntfer.launch import LaunchError, command, launcher_argv, run_launched
 from syntfer.models.checkpoint import load_checkpoint
 from syntfer.training import LOG_COLUMNS, TrainConfig, train, train_launched
+from imagesets import colour_set
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion" / "embedded"  # the committed checkpoint the pipeline samples
@@ -101,26 +101,12 @@ def test_two_launched_processes_write_exactly_the_images_one_process_writes(tmp_
     pd.testing.assert_frame_equal(two.manifest.drop(columns="path"), one.manifest.drop(columns="path"))
 
 
-def _colour_set(folder: Path, n_per_class: int = 12) -> pd.DataFrame:
-    """A learnable set: each class its own mean colour, plus noise."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    rows = []
-    for k, c in enumerate(L.CLASSES):
-        colour = np.array([(k * 37) % 256, (k * 91) % 256, (k * 53) % 256])
-        for i in range(n_per_class):
-            p = folder / f"{c}_{i}.png"
-            Image.fromarray(np.clip(colour + rng.normal(0, 20, (20, 20, 3)), 0, 255).astype(np.uint8)).save(p)
-            rows.append({"path": str(p), "label": c})
-    return pd.DataFrame(rows)
-
-
 def test_train_cli_config_reproduces_a_runs_config(tmp_path, capsys):
     """`syntfer train --config <run>/config.json` is the same run (same fingerprint: it resumes the finished state)."""
     from syntfer.cli import main
     from syntfer.manifest import write_manifest
 
-    frame = _colour_set(tmp_path / "img", n_per_class=4)
+    frame = colour_set(tmp_path / "img", n_per_class=4)
     cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=1, batch_size=8,
                                   val_fraction=0.25, progress=False, seed=5)
     train(cfg, frame, tmp_path / "run")
@@ -136,7 +122,7 @@ def test_train_cli_config_reproduces_a_runs_config(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_launched_processes_train_to_the_same_file_layout(tmp_path):
-    frame = _colour_set(tmp_path / "img", n_per_class=8)  # 42 training and 14 validation images
+    frame = colour_set(tmp_path / "img", n_per_class=8)  # 42 training and 14 validation images
     cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=2, batch_size=4,
                                   val_fraction=0.25, progress=False, seed=3)
     one = train(cfg, frame, tmp_path / "one")

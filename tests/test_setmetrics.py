@@ -4,20 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from syntfer import distances as D
 from syntfer import setmetrics as S
-
-
-def _images(tmp_path, sizes) -> list[str]:
-    rng = np.random.default_rng(0)
-    paths = []
-    for i, (w, h) in enumerate(sizes):
-        p = tmp_path / f"im{i}.png"
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
-        paths.append(str(p))
-    return paths
 
 
 def test_subset_positions_are_seeded_per_name_and_sorted():

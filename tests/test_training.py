@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
-from syntfer import labels as L
 from syntfer.data import ManifestDataset, eval_transform
 from syntfer.evaluation import compute_metrics, predict
 from syntfer.manifest import write_manifest
 from syntfer.models.registry import ModelConfig, list_models, register_model
 from syntfer.training import (LOG_COLUMNS, RECIPES, SAM, TrainConfig, TrainError, add_arguments, fer_loss, run,
                               selection_score, train)
+from imagesets import colour_set
 
 MODEL = "tiny_for_training_tests"
 
@@ -42,21 +40,6 @@ if MODEL not in list_models():
         cfg = ModelConfig(MODEL, input_size=(3, 16, 16), mean=(0.5,) * 3, std=(0.25,) * 3,
                           num_classes=num_classes, kwargs={"drop_rate": drop_rate})
         return _Tiny(cfg, drop_rate)
-
-
-def _dataset(tmp_path, n_per_class: int = 8) -> pd.DataFrame:
-    """Learnable images: each class has its own mean colour, plus noise."""
-    rng = np.random.default_rng(0)
-    rows = []
-    (tmp_path / "img").mkdir(exist_ok=True)
-    for k, c in enumerate(L.CLASSES):
-        colour = np.array([(k * 37) % 256, (k * 91) % 256, (k * 53) % 256])
-        for i in range(n_per_class):
-            a = np.clip(colour + rng.normal(0, 20, (20, 20, 3)), 0, 255).astype(np.uint8)
-            p = tmp_path / "img" / f"{c}_{i}.png"
-            Image.fromarray(a).save(p)
-            rows.append({"path": str(p), "label": c})
-    return pd.DataFrame(rows)
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -136,7 +119,7 @@ def test_recipes_and_config_validation():
 
 
 def test_train_writes_log_and_selects_best_on_validation(tmp_path):
-    df = _dataset(tmp_path)
+    df = colour_set(tmp_path / "img")
     res = train(_cfg(), df, tmp_path / "run")
     log = pd.read_csv(tmp_path / "run" / "log.csv")
     assert tuple(log.columns) == LOG_COLUMNS
@@ -160,14 +143,14 @@ def test_train_writes_log_and_selects_best_on_validation(tmp_path):
 
 
 def test_explicit_validation_set_must_not_overlap(tmp_path):
-    df = _dataset(tmp_path, n_per_class=4)
+    df = colour_set(tmp_path / "img", n_per_class=4)
     with pytest.raises(TrainError, match="both training and validation"):
         train(_cfg(epochs=1), df, tmp_path / "run", val_data=df.iloc[:3])
 
 
 @pytest.mark.parametrize("optimizer,stop_at", [("adamw", (1, 2)), ("sam_adam", (2, 0))])
 def test_resume_after_interruption_is_bit_identical(tmp_path, optimizer, stop_at):
-    df = _dataset(tmp_path)
+    df = colour_set(tmp_path / "img")
     cfg = _cfg(optimizer=optimizer, checkpoint_every=2)
     full = train(cfg, df, tmp_path / "full")
 
@@ -196,7 +179,7 @@ def test_run_folder_is_the_same_bytes_in_two_checkouts(tmp_path):
     runs = []
     for where in ("a", "b/deeper"):
         (tmp_path / where).mkdir(parents=True)
-        df = _dataset(tmp_path / where, n_per_class=4)
+        df = colour_set(tmp_path / where / "img", n_per_class=4)
         runs.append(tmp_path / where / "run")
         train(_cfg(epochs=2, checkpoint_every=2), df, runs[-1])
     files = sorted(str(p.relative_to(runs[0])) for p in runs[0].rglob("*") if p.is_file())
@@ -207,14 +190,14 @@ def test_run_folder_is_the_same_bytes_in_two_checkouts(tmp_path):
 
 
 def test_resume_refuses_a_different_config(tmp_path):
-    df = _dataset(tmp_path, n_per_class=4)
+    df = colour_set(tmp_path / "img", n_per_class=4)
     train(_cfg(epochs=1), df, tmp_path / "run")
     with pytest.raises(TrainError, match="different run"):
         train(_cfg(epochs=1, lr=0.5), df, tmp_path / "run")
 
 
 def test_cli_trains_from_a_manifest(tmp_path, capsys):
-    df = _dataset(tmp_path, n_per_class=4).assign(split="train")
+    df = colour_set(tmp_path / "img", n_per_class=4).assign(split="train")
     write_manifest(df, tmp_path / "m.csv")
     parser = argparse.ArgumentParser()
     add_arguments(parser)
