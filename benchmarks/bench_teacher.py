@@ -7,6 +7,7 @@ kept counts and precisions (630 / 681 / 738; 0.575 / 0.649 / 0.573); it compares
 
     syntfer world --preset default --out /tmp/wu --domains digiface dcface emonet_face
     python benchmarks/bench_teacher.py --world /tmp/wu --checkpoint outputs/instruments/teacher/checkpoint
+    python benchmarks/bench_teacher.py --world /tmp/wu --checkpoint RUN0/best RUN1/best RUN2/best --mirror
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 
 from syntfer import labels as L
 from syntfer.judge import Judge
+from syntfer.models import Ensemble, load_checkpoint
 
 DOMAINS = ("digiface", "dcface", "emonet_face")
 
@@ -27,15 +29,21 @@ DOMAINS = ("digiface", "dcface", "emonet_face")
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--world", required=True, type=Path, help="a rendered world holding the unlabeled domains")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path, nargs="+",
+                   help="a checkpoint; several: scored as one `syntfer.models.Ensemble` (mean logits, T = 1)")
+    p.add_argument("--mirror", action="store_true", help="average each face with its mirror (Ensemble mirror)")
     p.add_argument("--threshold", type=float, default=0.3)
     p.add_argument("--strict", type=float, default=0.9)
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    judge = Judge.load(a.checkpoint, name="teacher")
-    out: dict = {"checkpoint": str(a.checkpoint), "temperature": judge.temperature}
+    if len(a.checkpoint) == 1 and not a.mirror:
+        judge = Judge.load(a.checkpoint[0], name="teacher")
+    else:  # uncalibrated candidates: T = 1 (the pipeline calibrates the ensemble as one)
+        judge = Judge(Ensemble.from_members([load_checkpoint(c) for c in a.checkpoint], mirror=a.mirror), 1.0,
+                      "teacher")
+    out: dict = {"checkpoint": [str(c) for c in a.checkpoint], "mirror": a.mirror, "temperature": judge.temperature}
     for dom in DOMAINS:
         truth = pd.read_csv(a.world / dom / "truth.csv")
         probs = judge.probs([str(a.world / dom / f) for f in truth["path"]])

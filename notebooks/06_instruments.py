@@ -23,8 +23,11 @@
 # such as τ means what the paper intends?
 #
 # They are trained once per run, outside the seed grid, with the study's recipe (the `instruments` parameters):
-# - teacher: the AffectNet stand-in's training split (class-balanced sampling: AffectNet-7 is ≈35:1), the
-#   paper's choice of teacher data;
+# - teacher: the AffectNet stand-in's training split (trained for balanced error by logit adjustment:
+#   AffectNet-7 is ≈35:1), the paper's choice of teacher data; an ensemble of `teacher_members` models (seeds
+#   `seed + k`, one shared validation split) that also reads each face's mirror image (`teacher_mirror`) —
+#   measured with `benchmarks/bench_teacher.py`, it labels the unlabeled collections more precisely than any
+#   one member (README, "The instruments");
 # - judge: the world's reference renders of the two generator domains — `ref_web` (the captioned web domain the
 #   diffusion strategy learns from, as aligned 48-px crops) and `ref_ffhq` (the FFHQ look, which the GAN strategy
 #   edits) — class-balanced, training split only; the judge never sees a generated image or a generator gradient;
@@ -42,6 +45,8 @@ reader_domain = "ref_web"  # the attribute reader's domain (people drawn from pr
 model = "cnn_tiny"  # registry model of all three instruments
 model_kwargs = '{"img_size": 48, "head": "flatten"}'
 teacher_epochs = 16
+teacher_members = 3  # the teacher: an ensemble of this many models (mean logits), calibrated as one ...
+teacher_mirror = True  # ... each also reading the face's horizontal mirror (test-time flip)
 judge_epochs = 12
 reader_epochs = 16
 batch_size = 64
@@ -99,12 +104,14 @@ def config(epochs: int, balanced: bool = False) -> TrainConfig:
 
 # %% [markdown]
 # ## The teacher
-# Trained on the AffectNet stand-in with class-balanced sampling, then calibrated. The reliability diagram
-# compares confidence with accuracy on the held-out validation split, before and after the temperature.
+# Trained on the AffectNet stand-in for balanced error (logit adjustment), `teacher_members` times with different
+# seeds on one train/validation split, averaged (and mirrored) into one model, then calibrated as one. The
+# reliability diagram compares confidence with accuracy on the held-out validation split, before and after the
+# temperature.
 
 # %%
 teacher = I.train_instrument(config(teacher_epochs, balanced=True), teacher_train, out / "teacher", name="teacher",
-                             bins=reliability_bins)
+                             bins=reliability_bins, members=teacher_members, mirror=teacher_mirror)
 teacher_judge = Judge.load(out / "teacher" / I.CHECKPOINT, name="teacher")
 test = as_frame(teacher_test)
 probs = teacher_judge.probs(test["path"].tolist())

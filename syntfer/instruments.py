@@ -11,7 +11,8 @@ removes what is left, and `calibration.json` records the expected calibration er
 
 Layout of an instrument folder::
 
-    <out>/train/       the trainer's folder (log.csv, split.csv, best/, state.pt — resumable)
+    <out>/train/       the trainer's folder (log.csv, split.csv, best/, state.pt — resumable); for an
+                       ensemble one `member<k>/` trainer folder per member, all on one train/validation split
     <out>/checkpoint/  the calibrated checkpoint (weights + config whose meta holds `temperature`): the one a
                        `syntfer.judge.Judge` or a pseudo-label teacher loads
     <out>/calibration.json, <out>/reliability.csv   T, NLL and ECE before/after, reliability bins (validation)
@@ -22,6 +23,7 @@ fidelity a perfect generator of that domain would get.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -31,10 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syntfer.data import as_frame
+from syntfer.data import as_frame, split_validation
 from syntfer.judge import Judge, calibrate_temperature, fidelity_table, label_indices, mean_class_fidelity, reliability
 from syntfer.manifest import read_manifest
 from syntfer.models.checkpoint import read_checkpoint_config, save_checkpoint
+from syntfer.models.ensemble import Ensemble
 from syntfer.storage import write_json, write_text
 from syntfer.training import TrainConfig, train
 
@@ -75,23 +78,45 @@ def _nll(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def train_instrument(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike,
-                     out_dir: str | os.PathLike, *, name: str, bins: int = 10) -> dict[str, Any]:
+                     out_dir: str | os.PathLike, *, name: str, bins: int = 10, members: int = 1,
+                     mirror: bool = False) -> dict[str, Any]:
     """Train (resumably), calibrate on the held-out validation split, write the calibrated checkpoint.
 
-    Returns the calibration summary plus the trainer's best epoch and validation metrics."""
+    With ``members > 1`` it trains that many models (seeds ``config.seed + k``) on one shared train/validation
+    split (``<out>/train/member<k>/``) and checkpoints them as one `syntfer.models.Ensemble` (mean logits);
+    ``mirror`` adds the horizontally mirrored face to every member's view. One temperature is fitted on the
+    shared validation split, which no member trained on. Returns the calibration summary plus the trainers'
+    best epochs and validation metrics."""
+    if members < 1:
+        raise InstrumentError(f"{name}: members={members}; expected >= 1")
     out = Path(out_dir)
-    result = train(config, train_data, out / "train")
-    split = read_manifest(out / "train" / "split.csv")
-    val = split[split["split"].astype(str) == "val"].reset_index(drop=True)
+    if members == 1:
+        dirs = [out / "train"]
+        results = [train(config, train_data, dirs[0])]
+        split = read_manifest(dirs[0] / "split.csv")
+        val = split[split["split"].astype(str) == "val"].reset_index(drop=True)
+        n_train = int((split["split"] == "train").sum())
+    else:
+        tr, val = split_validation(as_frame(train_data), config.val_fraction, config.seed)
+        val = val.reset_index(drop=True)
+        dirs = [out / "train" / f"member{k}" for k in range(members)]
+        results = [train(dataclasses.replace(config, seed=config.seed + k), tr, d, val_data=val)
+                   for k, d in enumerate(dirs)]
+        n_train = int(len(tr))
     if val.empty:
-        raise InstrumentError(f"{out / 'train' / 'split.csv'}: no validation rows to calibrate on")
-    raw = Judge(result.model, 1.0, name)
+        raise InstrumentError(f"{out / 'train'}: no validation rows to calibrate on")
+    model = (results[0].model if members == 1 and not mirror
+             else Ensemble.from_members([r.model for r in results], mirror=mirror))
+    raw = Judge(model, 1.0, name)
     t, summary, table = calibrate(raw, val, bins)
-    _, meta = read_checkpoint_config(out / "train" / "best")
-    save_checkpoint(result.model, out / CHECKPOINT, **{**meta, "temperature": t, "instrument": name,
-                                                       "calibrated_on": "held-out validation split"})
-    summary.update({"instrument": name, "best_epoch": result.best_epoch, "epochs": config.epochs,
-                    "train_images": int((split["split"] == "train").sum()), "val_images": int(len(val)),
+    metas = [read_checkpoint_config(d / "best")[1] for d in dirs]
+    meta = metas[0] if members == 1 else {"member_epochs": [m.get("epoch") for m in metas],
+                                          "member_val_scores": [m.get("val_score") for m in metas]}
+    save_checkpoint(model, out / CHECKPOINT, **{**meta, "temperature": t, "instrument": name,
+                                                "calibrated_on": "held-out validation split"})
+    best = [r.best_epoch for r in results]
+    summary.update({"instrument": name, "best_epoch": best[0] if members == 1 else best, "epochs": config.epochs,
+                    "members": members, "mirror": bool(mirror), "train_images": n_train, "val_images": int(len(val)),
                     "model": config.model, "model_kwargs": config.model_kwargs})
     write_json(out / "calibration.json", summary)
     write_text(out / "reliability.csv", table.to_csv(index=False))

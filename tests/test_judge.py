@@ -16,7 +16,7 @@ from syntfer.judge import (Judge, JudgeError, calibrate_temperature, fidelity_ta
                            penultimate_features, reliability)
 from syntfer.models.checkpoint import save_checkpoint
 from syntfer.models.registry import create_model
-from imagesets import noise_images
+from imagesets import colour_set, noise_images
 
 
 @pytest.mark.parametrize("name,kw", [("cnn_tiny", {}), ("cnn_tiny", {"head": "flatten"}), ("ir_tiny", {})])
@@ -123,6 +123,57 @@ def test_train_instrument_calibrates_and_writes_a_loadable_checkpoint(tmp_path):
     ceiling = measure_ceiling(judge, {"toy": frame})
     assert set(ceiling["class"]) == {*L.CLASSES, "all", "mean_class"} and (ceiling["domain"] == "toy").all()
     assert (tmp_path / "inst" / "reliability.csv").is_file()
+
+
+def test_ensemble_is_the_mean_of_its_members_logits_over_both_views_and_round_trips(tmp_path):
+    from syntfer.models import Ensemble, load_checkpoint
+
+    torch.manual_seed(0)
+    members = [create_model("cnn_tiny", img_size=16, head="flatten").eval() for _ in range(3)]
+    x = torch.randn(5, 3, 16, 16)
+    plain, mirrored = Ensemble.from_members(members).eval(), Ensemble.from_members(members, mirror=True).eval()
+    with torch.no_grad():
+        want = torch.stack([m(x) for m in members]).mean(0)
+        want_mirror = torch.stack([m(v) for m in members for v in (x, x.flip(-1))]).mean(0)
+        torch.testing.assert_close(plain(x), want)
+        torch.testing.assert_close(mirrored(x), want_mirror)
+        assert not torch.allclose(want, want_mirror)  # the mirror is a second view, not a no-op
+    save_checkpoint(mirrored, tmp_path / "ens", temperature=2.0)
+    back = load_checkpoint(tmp_path / "ens").eval()
+    assert isinstance(back, Ensemble) and back.mirror and len(back.members) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), want_mirror)
+    paths = noise_images(tmp_path / "im", [(20, 20), (24, 24)])
+    out = Judge.load(tmp_path / "ens").outputs(paths)
+    assert out.features.shape == (2, 3 * 2 * L.NUM_CLASSES)  # the stacked member logits of both views
+    np.testing.assert_allclose(out.probs, torch.softmax(torch.from_numpy(out.logits) / 2.0, 1).numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="member 1 has config"):
+        Ensemble.from_members([members[0], create_model("cnn_tiny", img_size=20)])
+
+
+def test_an_ensemble_instrument_trains_its_members_on_one_split_and_calibrates_them_as_one(tmp_path):
+    from syntfer.instruments import CHECKPOINT, train_instrument
+    from syntfer.models import Ensemble
+    from syntfer.training import TrainConfig
+
+    frame = colour_set(tmp_path / "im", n_per_class=10, size=16)
+    cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=2, batch_size=16,
+                                  label_smoothing=0.0, smoothing_weight=0.0, val_fraction=0.3, seed=5,
+                                  progress=False)
+    summary = train_instrument(cfg, frame, tmp_path / "inst", name="teacher", members=2, mirror=True)
+    splits = [pd.read_csv(tmp_path / "inst" / "train" / f"member{k}" / "split.csv") for k in range(2)]
+    assert splits[0].equals(splits[1])  # one validation split, held out from every member
+    assert summary["members"] == 2 and summary["val_images"] == int((splits[0]["split"] == "val").sum()) > 0
+    seeds = [json.loads((tmp_path / "inst" / "train" / f"member{k}" / "config.json").read_text())["train"]["seed"]
+             for k in range(2)]
+    assert seeds == [5, 6]
+    judge = Judge.load(tmp_path / "inst" / CHECKPOINT)
+    assert isinstance(judge.model, Ensemble) and judge.model.mirror
+    assert judge.temperature == pytest.approx(summary["temperature"])
+    w = [m.head.weight for m in judge.model.members]
+    assert not torch.equal(w[0], w[1])  # different seeds, different members
+    with pytest.raises(Exception, match="members=0"):
+        train_instrument(cfg, frame, tmp_path / "bad", name="teacher", members=0)
 
 
 def test_attribute_reader_learns_and_reads_race_as_a_skin_tone_range(tmp_path):
