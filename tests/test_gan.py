@@ -345,12 +345,15 @@ def test_render_edit_set_manifest_reads_back_from_a_relative_out_dir(tmp_path, m
 
 # ---- training: resume equals an uninterrupted run -----------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("control", ["linear", "gaussian"])
+@pytest.mark.parametrize("control", ["linear", "gaussian", "flow"])
 def test_training_resume_matches_uninterrupted(tmp_path, control):
-    cfg = EditorConfig(control=control, **TINY)
+    cfg = (EditorConfig(control="linear", flow_grid=4, **TINY) if control == "flow"
+           else EditorConfig(control=control, **TINY))
     crops = torch.randint(0, 256, (21, 3, 16, 16), dtype=torch.uint8)
     labels = torch.arange(21) % 7
     kw = dict(batch_size=8, n_critic=2, d_warmup_steps=2, log_every=2, ckpt_every=3, n_random=2)
+    if control == "flow":
+        kw.update(lambda_flow_tv=1.0, lambda_fold=1.0)
     full = train_editor(crops, labels, tmp_path / "full", cfg, TrainConfig(steps=6, **kw), progress=False)
     train_editor(crops, labels, tmp_path / "part", cfg, TrainConfig(steps=3, **kw), progress=False)
     part = train_editor(crops, labels, tmp_path / "part", cfg, TrainConfig(steps=6, **kw), progress=False)
@@ -380,6 +383,31 @@ def test_residual_generator_starts_at_identity_and_keeps_official_keys():
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert torch.equal(g(x, torch.randn(2, 2)), x)
     assert set(g.state_dict()) == set(Generator(EditorConfig(**TINY)).state_dict())
+
+
+def test_flow_editor_starts_at_identity_warps_by_its_flow_and_penalises_folds():
+    from syntfer.gan.training import flow_regularisers
+
+    g = Generator(EditorConfig(flow_grid=4, **TINY))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(g(x, torch.randn(2, 2)), x, atol=1e-5, rtol=0)  # zero-initialised: no warp
+    assert g.flow(x, torch.randn(2, 2)).shape == (2, 2, 4, 4)
+    shift = torch.zeros(2, 2, 4, 4)
+    shift[:, 0] = 2 * 2 / 16  # two pixels along x, in grid_sample units
+    moved = Generator.warp(x, shift)
+    torch.testing.assert_close(moved[..., :, :-2], x[..., :, 2:], atol=1e-5, rtol=0)  # sampled 2 px to the right
+    tv, fold = flow_regularisers(shift)
+    assert tv.item() == 0 and fold.item() == 0  # a translation is smooth and folds nothing
+    p = torch.linspace(-1, 1, 4)
+    mirror = torch.stack([-2 * p[None, :].expand(4, 4), torch.zeros(4, 4)])[None]  # x -> -x: the face folds over
+    tv, fold = flow_regularisers(mirror)
+    assert tv.item() > 0 and fold.item() == pytest.approx(0.3 - (-1.0))
+    with pytest.raises(ValueError, match="exclude each other"):
+        EditorConfig(flow_grid=4, residual=True, **TINY)
+    with pytest.raises(ValueError, match="flow_grid"):
+        EditorConfig(flow_grid=40, **TINY)
+    with pytest.raises(ValueError, match="flow editor"):
+        Generator(EditorConfig(**TINY)).flow(x, torch.randn(2, 2))
 
 
 def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):

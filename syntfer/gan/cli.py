@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lambda-tv", type=float, default=0.0, help="total-variation weight on the edit (fake - real)")
     t.add_argument("--residual", action=argparse.BooleanOptionalAction, default=True,
                    help="generator predicts a change added to its input (zero-initialised last conv)")
+    t.add_argument("--flow-grid", type=int, default=0,
+                   help="> 0: a flow editor that warps the face on this displacement grid (implies --no-residual)")
+    t.add_argument("--flow-max", type=float, default=0.12, help="flow editor: largest displacement (crop fraction)")
+    t.add_argument("--lambda-flow-tv", type=float, default=0.0, help="flow editor: total variation of the flow")
+    t.add_argument("--lambda-fold", type=float, default=0.0, help="flow editor: penalty on folds (det J < margin)")
+    t.add_argument("--fold-margin", type=float, default=0.3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (rerun to resume)")
@@ -77,13 +83,17 @@ def _train(args: argparse.Namespace) -> int:
     crops = load_crops(frame, args.size)
     labels = torch.tensor([L.CLASS_TO_INDEX[c] for c in frame["label"]])
     cfg = EditorConfig(control=args.control, image_size=args.size, conv_dim=args.conv_dim, repeat_num=args.repeat_num,
-                       d_conv_dim=args.d_conv_dim, d_repeat_num=args.d_repeat_num, residual=args.residual)
+                       d_conv_dim=args.d_conv_dim, d_repeat_num=args.d_repeat_num,
+                       residual=args.residual and not args.flow_grid, flow_grid=args.flow_grid,
+                       flow_max=args.flow_max)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, n_critic=args.n_critic, g_lr=args.lr,
                        d_lr=args.lr, d_warmup_steps=args.d_warmup_steps, lambda_cls=args.lambda_cls,
                        lambda_rec=args.lambda_rec, seed=args.seed, threads=args.threads,
                        ckpt_every=args.checkpoint_every, log_every=args.log_every,
                        max_minutes=args.max_minutes, aux_classifier=args.aux_classifier,
-                       lambda_aux=args.lambda_aux, aux_lowpass=args.aux_lowpass, lambda_tv=args.lambda_tv)
+                       lambda_aux=args.lambda_aux, aux_lowpass=args.aux_lowpass, lambda_tv=args.lambda_tv,
+                       lambda_flow_tv=args.lambda_flow_tv, lambda_fold=args.lambda_fold,
+                       fold_margin=args.fold_margin)
     t0 = time.time()
     r = train_editor(crops, labels, args.out, cfg, tcfg)
     print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))

@@ -48,6 +48,8 @@ class EditorConfig:
     channel_order: str = "RGB"  # official weights: 'BGR'
     source: str = "own"  # 'own' (trained here) or 'official'
     residual: bool = False  # output = clamp(input + G), last conv zero-initialised (CPU-budget option; official: False)
+    flow_grid: int = 0  # > 0: a flow editor — G predicts a smooth deformation on this grid and warps the face
+    flow_max: float = 0.12  # the flow editor's largest displacement, as a fraction of the crop side
 
     def __post_init__(self) -> None:
         if self.control not in ("linear", "gaussian"):
@@ -56,11 +58,21 @@ class EditorConfig:
             raise ValueError(f"EditorConfig.channel_order={self.channel_order!r}; expected 'RGB' or 'BGR'")
         if self.image_size % 4:
             raise ValueError(f"EditorConfig.image_size={self.image_size} must be divisible by 4 (2 down-samplings)")
+        if self.flow_grid < 0 or (self.flow_grid and not 2 <= self.flow_grid <= self.image_size):
+            raise ValueError(f"EditorConfig.flow_grid={self.flow_grid}; expected 0 (no flow) or 2..image_size")
+        if self.flow_grid and self.residual:
+            raise ValueError("EditorConfig: flow_grid > 0 (a warp) and residual=True (an added image) exclude each other")
+        if not 0 < self.flow_max <= 0.5:
+            raise ValueError(f"EditorConfig.flow_max={self.flow_max}; expected in (0, 0.5]")
         if self.image_size % (2 ** self.d_repeat_num):
             raise ValueError(f"image_size {self.image_size} not divisible by 2**d_repeat_num ({2 ** self.d_repeat_num})")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.flow_grid:  # editors without a flow keep the config (and files) they had before flows existed
+            d.pop("flow_grid")
+            d.pop("flow_max")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EditorConfig":
@@ -100,6 +112,11 @@ class Generator(nn.Module):
 
     Input: images in [-1, 1] (B, 3, S, S) in `cfg.channel_order` and a 2-D code (B, 2) tiled as two
     extra channels. The control model's learned parameters live here under GANmut's names.
+
+    With ``cfg.flow_grid > 0`` it is a *flow editor*: the trunk's last layer gives two channels, averaged onto a
+    flow_grid × flow_grid grid of displacements (at most `flow_max` of the crop side), upsampled bicubically
+    and used to warp the input (`flow`, `warp`). A warp moves the face's own pixels — brows, lids, lips, mouth
+    corners — so it keeps identity and cannot paint a pattern no face has; it starts as the identity map.
     """
 
     def __init__(self, cfg: EditorConfig) -> None:
@@ -114,9 +131,9 @@ class Generator(nn.Module):
         for _ in range(2):
             layers += [nn.ConvTranspose2d(d, d // 2, 4, 2, 1, bias=False), InstanceNorm(d // 2), nn.ReLU(inplace=True)]
             d //= 2
-        layers += [nn.Conv2d(d, 3, 7, 1, 3, bias=False), nn.Tanh()]
+        layers += [nn.Conv2d(d, 2 if cfg.flow_grid else 3, 7, 1, 3, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
-        if cfg.residual:  # start exactly at the identity map; edits grow from there
+        if cfg.residual or cfg.flow_grid:  # start exactly at the identity map; edits grow from there
             nn.init.zeros_(self.main[-2].weight)
         if cfg.control == "linear":
             self.axes = nn.Linear(2, cfg.c_dim - 1)  # rows: GANMUT_ORDER[1:]
@@ -183,13 +200,33 @@ class Generator(nn.Module):
 
     # ---- image path ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        if self.cfg.flow_grid:
+            return self.warp(x, self.flow(x, code))
+        y = self._trunk(x, code)
+        return (x + y).clamp(-1, 1) if self.cfg.residual else y
+
+    def _trunk(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"Generator expects (B, 3, H, W) images; got {tuple(x.shape)}")
         if code.shape != (x.shape[0], 2):
             raise ValueError(f"Generator expects codes of shape ({x.shape[0]}, 2); got {tuple(code.shape)}")
         tiled = code[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-        y = self.main(torch.cat([x, tiled], 1))
-        return (x + y).clamp(-1, 1) if self.cfg.residual else y
+        return self.main(torch.cat([x, tiled], 1))
+
+    def flow(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """A flow editor's (B, 2, g, g) displacements (x, y) in `grid_sample` units (the crop spans [-1, 1])."""
+        if not self.cfg.flow_grid:
+            raise ValueError("flow() needs a flow editor (EditorConfig.flow_grid > 0)")
+        return F.adaptive_avg_pool2d(self._trunk(x, code), self.cfg.flow_grid) * (2 * self.cfg.flow_max)
+
+    @staticmethod
+    def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """`x` resampled at identity + the bicubically upsampled `flow` (border pixels repeat at the edges)."""
+        b, _, h, w = x.shape
+        dense = F.interpolate(flow, size=(h, w), mode="bicubic", align_corners=True)
+        theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
+        grid = F.affine_grid(theta, [b, 3, h, w], align_corners=False) + dense.permute(0, 2, 3, 1)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def edit_rgb01(self, faces: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Edit RGB faces in [0, 1] at the editor's size; returns RGB in [0, 1] (channel order handled)."""

@@ -69,6 +69,9 @@ class TrainConfig:
     aux_lowpass: bool = True  # the aux classifier sees 2x2-average-pooled fakes: pixel-period stripes carry no signal
     # total variation of the edit (fake - real): expression changes are smooth shapes, adversarial patterns are not
     lambda_tv: float = 0.0
+    lambda_flow_tv: float = 0.0  # flow editors: total variation of the displacement grid (smooth deformations)
+    lambda_fold: float = 0.0  # flow editors: penalty where the warp's Jacobian determinant drops below fold_margin
+    fold_margin: float = 0.3  # (1 = area kept, 0 = a fold: the face melts)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -139,6 +142,20 @@ def gradient_penalty(d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
+def flow_regularisers(flow: torch.Tensor, margin: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total variation, fold penalty) of a (B, 2, g, g) displacement grid in `grid_sample` units: the mean
+    absolute difference of neighbouring displacements, and the mean of relu(margin − det J) over the grid's
+    cells, J the Jacobian of p ↦ p + flow(p) by finite differences (det J ≤ 0 where the warp folds over)."""
+    g = flow.shape[-1]
+    dx = flow[..., :, 1:] - flow[..., :, :-1]  # change along x (B, 2, g, g-1)
+    dy = flow[..., 1:, :] - flow[..., :-1, :]  # change along y (B, 2, g-1, g)
+    tv = dx.abs().mean() + dy.abs().mean()
+    step = 2.0 / (g - 1)  # grid spacing in the same units (the upsampling aligns the grid's corners)
+    jx, jy = dx[..., :-1, :] / step, dy[..., :, :-1] / step  # (B, 2, g-1, g-1)
+    det = (1 + jx[:, 0]) * (1 + jy[:, 1]) - jy[:, 0] * jx[:, 1]
+    return tv, F.relu(margin - det).mean()
+
+
 @dataclasses.dataclass
 class TrainResult:
     step: int
@@ -176,7 +193,7 @@ class EditorTrainer:
                 "config": self.cfg.to_dict(), "train_config": self.tcfg.to_dict()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        if s["config"] != self.cfg.to_dict():
+        if EditorConfig.from_dict(s["config"]).to_dict() != self.cfg.to_dict():  # older states lack newer defaults
             raise ValueError(f"resume state was trained with {s['config']}, not {self.cfg.to_dict()}")
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
@@ -260,7 +277,8 @@ class EditorTrainer:
         # generator
         if (self.step_no + 1) % t.n_critic == 0:
             trg, code, has_cls = self._targets(x_real.shape[0])  # fresh codes: G parameters (axes/mu) get gradients
-            x_fake = G(x_real, code)
+            flow = G.flow(x_real, code) if self.cfg.flow_grid else None
+            x_fake = G.warp(x_real, flow) if flow is not None else G(x_real, code)
             adv, cls_fake, code_hat = D(x_fake)
             if self.cfg.control == "linear":
                 g_cls = F.cross_entropy(cls_fake[has_cls], trg[has_cls]) if has_cls.any() else cls_fake.sum() * 0
@@ -287,6 +305,11 @@ class EditorTrainer:
                         + (delta[..., :, 1:] - delta[..., :, :-1]).abs().mean())
                 g_loss = g_loss + t.lambda_tv * g_tv
                 row["g_tv"] = g_tv.item()
+            if flow is not None:
+                g_flow_tv, g_fold = flow_regularisers(flow, t.fold_margin)
+                g_loss = g_loss + t.lambda_flow_tv * g_flow_tv + t.lambda_fold * g_fold
+                row.update({"g_flow_tv": g_flow_tv.item(), "g_fold": g_fold.item(),
+                            "g_flow": flow.abs().mean().item()})
             if self.aux is not None and has_cls.any():
                 xf = x_fake[has_cls]
                 if t.aux_lowpass:
