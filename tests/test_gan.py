@@ -464,3 +464,24 @@ def test_auxiliary_classifier_is_frozen_and_joins_the_generator_loss(tmp_path):
     assert EditorTrainer(cfg, TrainConfig(**kw), crops, labels).aux is None
     with pytest.raises(FileNotFoundError, match="aux_classifier"):
         EditorTrainer(cfg, TrainConfig(aux_classifier=str(tmp_path / "nope"), lambda_aux=1.0, **kw), crops, labels)
+
+
+@pytest.mark.slow
+def test_editor_classifier_trains_on_editor_framed_crops_and_serves_as_the_aux_loss(tmp_path):
+    from syntfer.cli import main
+    from syntfer.models import Ensemble
+    from syntfer.world.writers import render_world
+
+    render_world(tmp_path / "w", "smoke", seed=0, workers=1, progress=False, domains=["affectnet"])
+    out = tmp_path / "cls"
+    assert main(["gan", "classifier", "--data", str(tmp_path / "w" / "affectnet"), "--per-class-cap", "12",
+                 "--size", "16", "--epochs", "1", "--members", "2", "--out", str(out)]) == 0
+    from syntfer.manifest import read_manifest
+
+    manifest = read_manifest(out / "crops" / "manifest.csv")
+    with Image.open(manifest["path"].iloc[0]) as im:
+        assert im.size == (16, 16)  # the editor's framing and size
+    assert manifest["label"].value_counts().max() <= 12
+    trainer = EditorTrainer(EditorConfig(**TINY), TrainConfig(aux_classifier=str(out / "checkpoint"), lambda_aux=1.0),
+                            torch.randint(0, 256, (7, 3, 16, 16), dtype=torch.uint8), torch.arange(7))
+    assert isinstance(trainer.aux.model, Ensemble) and trainer.aux.model.mirror

@@ -1,4 +1,5 @@
-"""`syntfer gan train|edit`: train a GANmut-style editor on a labeled set; write an edited training set."""
+"""`syntfer gan train|edit|classifier`: train a GANmut-style editor on a labeled set; write an edited training set;
+train the frozen classifier an editor's task loss reads (on crops framed as the editor frames faces)."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--checkpoint-every", type=int, default=50, help="save the resume state every N steps")
     t.add_argument("--log-every", type=int, default=25, help="one log.csv row per N steps")
 
+    c = sub.add_parser("classifier", help="train the frozen classifier of an editor's task loss on editor-framed "
+                                          "face crops (an ensemble, calibrated; not the judge that measures it)")
+    c.add_argument("--data", required=True, help="dataset root (e.g. outputs/world/affectnet)")
+    c.add_argument("--format", default="affectnet")
+    c.add_argument("--split", default="train")
+    c.add_argument("--per-class-cap", type=int, default=0, help="first N images per class in file order (0 = all)")
+    c.add_argument("--size", type=int, default=48, help="the editor's crop size")
+    c.add_argument("--epochs", type=int, default=16)
+    c.add_argument("--members", type=int, default=3)
+    c.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--out", required=True, help="folder: crops/ (PNG + manifest.csv), train/, checkpoint/")
     e = sub.add_parser("edit", help="write an edited set (recipe × variant) with a manifest")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--editor", help="folder with generator.pt + editor.json (trained here)")
@@ -100,6 +114,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if r.finished or args.max_minutes else 1
 
 
+def _classifier(args: argparse.Namespace) -> int:
+    """Write the dataset's faces as the editor sees them (square face-box crops at --size) with a manifest, and
+    train a calibrated classifier ensemble on them (`syntfer.instruments.train_instrument`) for `--aux-classifier`.
+    The editor's task loss then reads faces framed as in training; the judge that measures the editor is another
+    model (the pipeline's one judge, trained on the reference domains)."""
+    from syntfer.gan.training import load_crops, select_per_class
+    from syntfer.instruments import train_instrument
+    from syntfer.manifest import write_manifest
+    from syntfer.readers import read_dataset
+    from syntfer.storage import save_image
+    from syntfer.training import TrainConfig as ClassifierConfig
+
+    import pandas as pd
+    from PIL import Image
+
+    torch.set_num_threads(args.threads)
+    res = read_dataset(args.format, args.data, split=args.split, check="exists")
+    frame = select_per_class(res.frame, args.per_class_cap)
+    out = Path(args.out)
+    crop_dir = out / "crops"
+    files = [crop_dir / f"{i:06d}.png" for i in range(len(frame))]
+    if not all(f.is_file() for f in files):
+        crops = load_crops(frame, args.size)
+        for f, c in zip(files, crops):
+            save_image(f, Image.fromarray(c.permute(1, 2, 0).numpy()))
+    manifest = pd.DataFrame({"path": [str(f.resolve()) for f in files], "label": frame["label"].to_numpy()})
+    write_manifest(manifest, crop_dir / "manifest.csv")
+    cfg = ClassifierConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": args.size, "head": "flatten"},
+                                       epochs=args.epochs, label_smoothing=0.0, smoothing_weight=0.0, balanced=True,
+                                       balance_method="logit_adjust", seed=args.seed, progress=False)
+    summary = train_instrument(cfg, manifest, out, name="editor_classifier", members=args.members, mirror=args.mirror)
+    print(json.dumps({k: summary[k] for k in ("temperature", "accuracy", "ece_after", "members", "mirror")}))
+    return 0
+
+
 def _edit(args: argparse.Namespace) -> int:
     from syntfer.gan.editing import DlibDetector, make_restorer
     from syntfer.gan.networks import load_generator, load_official_generator
@@ -124,4 +173,4 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return _train(args) if args.action == "train" else _edit(args)
+    return {"train": _train, "edit": _edit, "classifier": _classifier}[args.action](args)
