@@ -1,9 +1,10 @@
 """Pseudo-label teacher precision on the world's unlabeled domains, against their hidden truth.
 
-Applies the pipeline's selection rule in short (argmax label, max p > threshold, the `per_class` most confident per
-class; the checkpoint's own calibration temperature) to a checkpoint and prints one JSON line: per domain the argmax accuracy, the kept
-count and precision, and the same at the strict threshold. On the committed teacher it gives `02_pseudolabel`'s
-kept counts and precisions (630 / 681 / 738; 0.575 / 0.649 / 0.573); it compares candidate teachers without a run::
+Applies the pipeline's selection rule (`syntfer.pseudolabel.select`: argmax label, max p > threshold, the
+`per_class` most confident per class; the checkpoint's own calibration temperature) to a checkpoint and prints one
+JSON line: per domain the argmax accuracy, the kept count and precision, and the same at the strict threshold. On
+the committed run's teacher it gives `02_pseudolabel`'s kept counts and precisions (627 / 667 / 731; 0.614 / 0.726 /
+0.618); it compares candidate teachers without a run::
 
     syntfer world --preset default --out /tmp/wu --domains digiface dcface emonet_face
     python benchmarks/bench_teacher.py --world /tmp/wu --checkpoint outputs/instruments/teacher/checkpoint
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 
 from syntfer import labels as L
+from syntfer import pseudolabel as P
 from syntfer.judge import Judge
 from syntfer.models import Ensemble, load_checkpoint
 
@@ -49,10 +51,9 @@ def main() -> int:
         probs = judge.probs([str(a.world / dom / f) for f in truth["path"]])
         y = np.array([L.CLASSES.index(c) for c in truth["expression"]])
         pred, conf = probs.argmax(1), probs.max(1)
-        kept = np.zeros(len(y), bool)
-        for k in range(L.NUM_CLASSES):
-            idx = np.flatnonzero((conf > a.threshold) & (pred == k))
-            kept[idx[np.argsort(-conf[idx])][:a.per_class]] = True
+        scores = pd.DataFrame(probs, columns=list(P.PROB_COLUMNS)).assign(path=truth["path"].to_numpy())
+        chosen = P.select(scores, a.threshold, a.per_class).frame  # the pipeline's own rule
+        kept = truth["path"].isin(chosen["path"]).to_numpy()
         strict = conf > a.strict
         out[dom] = {"accuracy": round(float((pred == y).mean()), 3), "kept": int(kept.sum()),
                     "precision": round(float((pred[kept] == y[kept]).mean()), 3), "kept_strict": int(strict.sum()),
