@@ -32,7 +32,7 @@
 seed = 0  # seeds the recipe, controls, degradation noise and the quick judge
 ffhq_dir = "outputs/world/ffhq"  # source faces: boxes.csv (+ truth.csv on the world)
 affectnet_dir = "outputs/world/affectnet"  # labeled set: editor (re)training and the quick judge
-editor_dir = "models/gan/world_linear48"  # committed editor (generator.pt + editor.json + log.csv)
+editor_dir = "models/gan/world_flow48"  # committed editor (generator.pt + editor.json + log.csv)
 official_checkpoint = ""  # an official GANmut *-G.ckpt used instead of editor_dir; empty for none
 retrain_steps = 0  # >0: retrain the editor for this many critic steps into out_dir/editor (slow on CPU)
 retrain_per_class_cap = 250  # first N AffectNet-stand-in training images per class used for (re)training
