@@ -210,3 +210,21 @@ def test_cli_trains_from_a_manifest(tmp_path, capsys):
     assert pd.read_csv(tmp_path / "cli" / "log.csv").shape == (1, len(LOG_COLUMNS))
     ds = ManifestDataset(df.iloc[:2], eval_transform(ModelConfig(MODEL, input_size=(3, 16, 16))))
     assert ds[0][0].shape == (3, 16, 16)
+
+
+def test_channels_last_is_a_speed_knob_on_cpu_too(tmp_path):
+    from syntfer.training import _use_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert _use_channels_last(_cfg(), cpu) and _use_channels_last(_cfg(), cuda)  # auto: both devices
+    assert not _use_channels_last(_cfg(channels_last="no"), cpu)
+    assert _use_channels_last(_cfg(channels_last="yes"), cpu)
+    df = colour_set(tmp_path / "img")
+    runs = {fmt: train(_cfg(epochs=1, channels_last=fmt), df, tmp_path / fmt) for fmt in ("no", "yes")}
+    a, b = runs["no"].model.state_dict(), runs["yes"].model.state_dict()
+    # the same training up to float rounding: the format changes speed, not the model (the conv bias before
+    # BatchNorm is left out: its gradient is rounding noise, which Adam's normalisation turns into full steps)
+    for k in ("features.0.weight", "features.1.weight", "head.weight", "head.bias"):
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
+    assert runs["yes"].history["train_loss"].iloc[0] == pytest.approx(runs["no"].history["train_loss"].iloc[0],
+                                                                      rel=1e-4)
