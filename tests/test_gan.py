@@ -466,6 +466,51 @@ def test_auxiliary_classifier_is_frozen_and_joins_the_generator_loss(tmp_path):
         EditorTrainer(cfg, TrainConfig(aux_classifier=str(tmp_path / "nope"), lambda_aux=1.0, **kw), crops, labels)
 
 
+def test_intensity_target_blends_the_target_with_the_source_reading_by_rho():
+    from syntfer.gan.training import intensity_target
+
+    p_src = torch.softmax(torch.randn(4, 7), 1)
+    trg = torch.tensor([L.CLASS_TO_INDEX[c] for c in ("happy", "fear", "neutral", "sad")])
+    q = intensity_target(trg, torch.tensor([1.0, 0.0, 0.3, 1.7]), p_src)
+    assert torch.allclose(q.sum(1), torch.ones(4))
+    assert q[0, trg[0]] == 1 and torch.allclose(q[1], p_src[1])  # rho 1: the class; rho 0: the source as it is
+    assert q[2, trg[2]] == 1  # neutral at the origin: asked for in full whatever its rho
+    assert q[3, trg[3]] == 1  # rho above 1 is clipped
+    q = intensity_target(trg[:1], torch.tensor([0.25]), p_src[:1])
+    assert torch.allclose(q, 0.25 * torch.nn.functional.one_hot(trg[:1], 7) + 0.75 * p_src[:1])
+
+
+def test_fine_tuning_starts_from_another_editor_and_intensity_needs_the_aux_loss(tmp_path):
+    from syntfer.models import create_model
+    from syntfer.models.checkpoint import save_checkpoint
+
+    save_checkpoint(create_model("cnn_tiny", img_size=32), tmp_path / "aux", epoch=0)
+    cfg = EditorConfig(**TINY)
+    crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(14) % 7
+    kw = dict(batch_size=8, n_critic=1, d_warmup_steps=2, log_every=1, ckpt_every=100, n_random=2)
+    train_editor(crops, labels, tmp_path / "base", cfg, TrainConfig(steps=3, **kw), progress=False)
+    base = torch.load(tmp_path / "base" / "state.pt", weights_only=False)
+    aux = dict(aux_classifier=str(tmp_path / "aux"), lambda_aux=1.0)
+    tuned = EditorTrainer(cfg, TrainConfig(init_from=str(tmp_path / "base"), aux_intensity=True, **aux, **kw),
+                          crops, labels)
+    assert all(torch.equal(v, tuned.G.state_dict()[k]) for k, v in base["G"].items())
+    assert all(torch.equal(v, tuned.D.state_dict()[k]) for k, v in base["D"].items())
+    row = tuned.step()  # no critic warm-up when starting from a trained editor: the GAN game from step one
+    assert "d_wdist" in row and tuned.step_no == 1
+    r = train_editor(crops, labels, tmp_path / "tuned", cfg,
+                     TrainConfig(steps=2, init_from=str(tmp_path / "base"), aux_intensity=True, **aux, **kw),
+                     progress=False)
+    assert r.log["g_aux"].notna().all()
+    with pytest.raises(ValueError, match="aux_intensity needs an aux classifier"):
+        EditorTrainer(cfg, TrainConfig(aux_intensity=True, **kw), crops, labels)
+    with pytest.raises(ValueError, match="differs from this run"):
+        EditorTrainer(EditorConfig(**{**TINY, "conv_dim": TINY["conv_dim"] * 2}),
+                      TrainConfig(init_from=str(tmp_path / "base"), **kw), crops, labels)
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        EditorTrainer(cfg, TrainConfig(init_from=str(tmp_path / "nope"), **kw), crops, labels)
+
+
 @pytest.mark.slow
 def test_editor_classifier_trains_on_editor_framed_crops_and_serves_as_the_aux_loss(tmp_path):
     from syntfer.cli import main

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lambda-aux", type=float, default=0.0)
     t.add_argument("--aux-lowpass", action=argparse.BooleanOptionalAction, default=True,
                    help="the aux classifier sees 2x2-average-pooled fakes")
+    t.add_argument("--aux-intensity", action="store_true",
+                   help="linear control: the aux loss asks for intensity rho (rho x target + (1 - rho) x source)")
+    t.add_argument("--init-from", default="", help="editor folder whose state.pt initialises G and D (fine-tuning)")
     t.add_argument("--lambda-tv", type=float, default=0.0, help="total-variation weight on the edit (fake - real)")
     t.add_argument("--residual", action=argparse.BooleanOptionalAction, default=True,
                    help="generator predicts a change added to its input (zero-initialised last conv)")
@@ -107,7 +110,7 @@ def _train(args: argparse.Namespace) -> int:
                        max_minutes=args.max_minutes, aux_classifier=args.aux_classifier,
                        lambda_aux=args.lambda_aux, aux_lowpass=args.aux_lowpass, lambda_tv=args.lambda_tv,
                        lambda_flow_tv=args.lambda_flow_tv, lambda_fold=args.lambda_fold,
-                       fold_margin=args.fold_margin)
+                       fold_margin=args.fold_margin, aux_intensity=args.aux_intensity, init_from=args.init_from)
     t0 = time.time()
     r = train_editor(crops, labels, args.out, cfg, tcfg)
     print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))

@@ -72,6 +72,13 @@ class TrainConfig:
     lambda_flow_tv: float = 0.0  # flow editors: total variation of the displacement grid (smooth deformations)
     lambda_fold: float = 0.0  # flow editors: penalty where the warp's Jacobian determinant drops below fold_margin
     fold_margin: float = 0.3  # (1 = area kept, 0 = a fold: the face melts)
+    # linear control: the aux loss asks for the intensity ρ, not the full class: its target is ρ·one-hot(target)
+    # + (1 − ρ)·(the aux classifier's reading of the source), so an edit at ρ 0.25 reads mostly as its source
+    # and fidelity rises with ρ (neutral targets: full strength). Off: plain cross-entropy at every ρ.
+    aux_intensity: bool = False
+    # start G and D from another editor folder's ``state.pt`` (same EditorConfig; optimisers and step start
+    # afresh, the critic's warm-up is skipped): fine-tuning a trained editor with different losses
+    init_from: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,6 +163,15 @@ def flow_regularisers(flow: torch.Tensor, margin: float = 0.3) -> tuple[torch.Te
     return tv, F.relu(margin - det).mean()
 
 
+def intensity_target(target: torch.Tensor, rho: torch.Tensor, p_source: torch.Tensor) -> torch.Tensor:
+    """What an edit at intensity ρ should read as (`TrainConfig.aux_intensity`): ρ·one-hot(target) + (1 − ρ)·p_source
+    per row, ρ clipped to [0, 1]; a neutral target is asked for in full (neutral sits at the control's origin, so
+    its ρ says nothing about strength). `target`: canonical class indices (B,); `p_source`: (B, 7) probabilities."""
+    w = rho.clamp(0, 1)
+    w = torch.where(target == L.CLASS_TO_INDEX["neutral"], torch.ones_like(w), w)[:, None]
+    return w * F.one_hot(target, L.NUM_CLASSES).to(p_source.dtype) + (1 - w) * p_source
+
+
 @dataclasses.dataclass
 class TrainResult:
     step: int
@@ -185,6 +201,18 @@ class EditorTrainer:
         self.step_no = 0
         self.rows: list[dict[str, float]] = []
         self.aux = load_aux_classifier(tcfg.aux_classifier) if tcfg.aux_classifier and tcfg.lambda_aux else None
+        if tcfg.aux_intensity and (self.aux is None or cfg.control != "linear"):
+            raise ValueError("aux_intensity needs an aux classifier (aux_classifier, lambda_aux > 0) and the "
+                             f"linear control; got aux_classifier={tcfg.aux_classifier!r}, control={cfg.control!r}")
+        if tcfg.init_from:
+            file = Path(tcfg.init_from) / "state.pt"
+            if not file.is_file():
+                raise FileNotFoundError(f"{file}: init_from needs an editor folder with a resume state")
+            init = torch.load(file, map_location="cpu", weights_only=False)
+            if EditorConfig.from_dict(init["config"]).to_dict() != cfg.to_dict():
+                raise ValueError(f"{file}: editor {init['config']} differs from this run's {cfg.to_dict()}")
+            self.G.load_state_dict(init["G"])
+            self.D.load_state_dict(init["D"])
 
     # ---- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -246,7 +274,7 @@ class EditorTrainer:
         t, G, D = self.tcfg, self.G, self.D
         x_real, src = self._batch()
         row: dict[str, float] = {}
-        if self.step_no < t.d_warmup_steps:  # teach the task-aware head first (at warmup_lr_scale × d_lr)
+        if self.step_no < t.d_warmup_steps and not t.init_from:  # teach the task-aware head first (at warmup_lr_scale × d_lr)
             for group in self.opt_d.param_groups:
                 group["lr"] = t.d_lr * (t.warmup_lr_scale if self.step_no + 1 < t.d_warmup_steps else 1.0)
             _, cls, _ = D(x_real)
@@ -316,7 +344,17 @@ class EditorTrainer:
                     xf = F.interpolate(F.avg_pool2d(xf, 2), size=xf.shape[-2:], mode="bilinear", align_corners=False)
                 aux_logits = self.aux(xf)
                 aux_trg = CODE_TO_CANON[trg[has_cls]]
-                g_aux = F.cross_entropy(aux_logits, aux_trg)
+                if t.aux_intensity:
+                    xs = x_real[has_cls]
+                    if t.aux_lowpass:
+                        xs = F.interpolate(F.avg_pool2d(xs, 2), size=xs.shape[-2:], mode="bilinear",
+                                           align_corners=False)
+                    with torch.no_grad():
+                        p_src = F.softmax(self.aux(xs), 1)
+                    q = intensity_target(aux_trg, code[has_cls].norm(dim=1), p_src)
+                    g_aux = -(q * F.log_softmax(aux_logits, 1)).sum(1).mean()
+                else:
+                    g_aux = F.cross_entropy(aux_logits, aux_trg)
                 g_loss = g_loss + t.lambda_aux * g_aux
                 row.update({"g_aux": g_aux.item(),
                             "aux_acc_fake_trg": (aux_logits.argmax(1) == aux_trg).float().mean().item()})
