@@ -193,8 +193,9 @@ def test_embedded_train_sample_roundtrip(tmp_path, arch):
     b, _ = E.sample_images(model, texts, [1, 2, 3], aus=aus, steps=3)
     assert np.array_equal(a, b)
     single, _ = E.sample_images(model, texts[1:2], [2], aus=aus[1:2], steps=3)
-    # a row sampled alone: identical, except the VAE decoder's batched kernels may round one grey level apart
-    assert np.abs(single[0].astype(int) - a[1]).max() <= (1 if arch == "latent-unet" else 0)
+    # a row sampled alone: the same image (per-row generators), up to one grey level: batched convolution kernels
+    # round differently from single-image ones on some CPUs (measured on the 2026-12-06 CI machine for "unet")
+    assert np.abs(single[0].astype(int) - a[1]).max() <= 1
     other, _ = E.sample_images(model, texts, [9, 2, 3], aus=aus, steps=3)
     assert not np.array_equal(other[0], a[0])
     # fp16 export round trip: weights load strictly, config rebuilds the same architecture

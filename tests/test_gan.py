@@ -1,6 +1,7 @@
 """Strategy (iii): GANmut-style editor, control values, paste-back geometry, recipes, resume, official keys."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -408,6 +409,34 @@ def test_flow_editor_starts_at_identity_warps_by_its_flow_and_penalises_folds():
         EditorConfig(flow_grid=40, **TINY)
     with pytest.raises(ValueError, match="flow editor"):
         Generator(EditorConfig(**TINY)).flow(x, torch.randn(2, 2))
+
+
+def test_interpolated_intensity_runs_from_the_neutral_flow_to_the_full_class(tmp_path):
+    torch.manual_seed(0)
+    learned = Generator(EditorConfig(flow_grid=4, **TINY))
+    for prm in learned.parameters():  # away from the zero-initialised identity map, so flows differ by code
+        prm.data.add_(0.3 * torch.randn_like(prm))
+    save_generator(tmp_path / "ed", learned, {})
+    assert "intensity" not in json.loads((tmp_path / "ed" / "editor.json").read_text())["config"]  # old files unchanged
+    interp = load_generator(tmp_path / "ed", intensity="interpolate")
+    assert interp.cfg.intensity == "interpolate" and load_generator(tmp_path / "ed").cfg.intensity == "learned"
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    unit = torch.nn.functional.normalize(torch.randn(3, 2), dim=1)
+    with torch.no_grad():
+        zero, full = learned.flow(x, torch.zeros(3, 2)), learned.flow(x, unit)
+        torch.testing.assert_close(interp.flow(x, unit), full, atol=1e-6, rtol=0)  # rho 1: the learned class flow
+        torch.testing.assert_close(interp.flow(x, 0.0 * unit), zero, atol=1e-6, rtol=0)  # rho 0: neutral
+        torch.testing.assert_close(interp.flow(x, 0.25 * unit), zero + 0.25 * (full - zero), atol=1e-6, rtol=0)
+        assert not torch.allclose(learned.flow(x, 0.25 * unit), interp.flow(x, 0.25 * unit))
+    with pytest.raises(ValueError, match="intensity"):
+        EditorConfig(intensity="interpolate", **TINY)  # not a flow editor
+    with pytest.raises(ValueError, match="intensity"):
+        EditorConfig(flow_grid=4, control="gaussian", intensity="interpolate", **TINY)
+    with pytest.raises(ValueError, match="intensity"):
+        EditorConfig(flow_grid=4, intensity="loud", **TINY)
+    save_generator(tmp_path / "plain", Generator(EditorConfig(**TINY)), {})
+    with pytest.raises(CheckpointError, match="linear flow editor"):
+        load_generator(tmp_path / "plain", intensity="interpolate")
 
 
 def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):

@@ -50,6 +50,10 @@ class EditorConfig:
     residual: bool = False  # output = clamp(input + G), last conv zero-initialised (CPU-budget option; official: False)
     flow_grid: int = 0  # > 0: a flow editor — G predicts a smooth deformation on this grid and warps the face
     flow_max: float = 0.12  # the flow editor's largest displacement, as a fraction of the crop side
+    # how a linear flow editor turns ρ into strength: 'learned' (the code goes to the network as it is) or
+    # 'interpolate' (displacements interpolated between the code-0 flow, ρ = 0: neutral, and the unit-code flow,
+    # ρ = 1: the full class; ρ > 1 extrapolates) — GANmut's "origin = neutral, ρ = intensity" by construction
+    intensity: str = "learned"
 
     def __post_init__(self) -> None:
         if self.control not in ("linear", "gaussian"):
@@ -64,6 +68,11 @@ class EditorConfig:
             raise ValueError("EditorConfig: flow_grid > 0 (a warp) and residual=True (an added image) exclude each other")
         if not 0 < self.flow_max <= 0.5:
             raise ValueError(f"EditorConfig.flow_max={self.flow_max}; expected in (0, 0.5]")
+        if self.intensity not in ("learned", "interpolate"):
+            raise ValueError(f"EditorConfig.intensity={self.intensity!r}; expected 'learned' or 'interpolate'")
+        if self.intensity == "interpolate" and not (self.flow_grid and self.control == "linear"):
+            raise ValueError("EditorConfig.intensity='interpolate' needs a linear flow editor (flow_grid > 0, "
+                             f"control 'linear'); got flow_grid={self.flow_grid}, control={self.control!r}")
         if self.image_size % (2 ** self.d_repeat_num):
             raise ValueError(f"image_size {self.image_size} not divisible by 2**d_repeat_num ({2 ** self.d_repeat_num})")
 
@@ -72,6 +81,8 @@ class EditorConfig:
         if not self.flow_grid:  # editors without a flow keep the config (and files) they had before flows existed
             d.pop("flow_grid")
             d.pop("flow_max")
+        if self.intensity == "learned":  # the default: files written before the option existed stay the same
+            d.pop("intensity")
         return d
 
     @classmethod
@@ -217,6 +228,14 @@ class Generator(nn.Module):
         """A flow editor's (B, 2, g, g) displacements (x, y) in `grid_sample` units (the crop spans [-1, 1])."""
         if not self.cfg.flow_grid:
             raise ValueError("flow() needs a flow editor (EditorConfig.flow_grid > 0)")
+        if self.cfg.intensity == "interpolate":
+            rho = code.norm(dim=1)
+            unit = code / rho.clamp(min=1e-8)[:, None]
+            neutral = self._flow(x, torch.zeros_like(code))
+            return neutral + rho[:, None, None, None] * (self._flow(x, unit) - neutral)
+        return self._flow(x, code)
+
+    def _flow(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(self._trunk(x, code), self.cfg.flow_grid) * (2 * self.cfg.flow_max)
 
     @staticmethod
@@ -276,13 +295,19 @@ def save_generator(folder: str | os.PathLike, generator: Generator, extra: dict[
     return folder
 
 
-def load_generator(folder: str | os.PathLike) -> Generator:
-    """Rebuild a generator saved by `save_generator` (strict key check)."""
+def load_generator(folder: str | os.PathLike, intensity: str | None = None) -> Generator:
+    """Rebuild a generator saved by `save_generator` (strict key check); `intensity` overrides the saved
+    `EditorConfig.intensity` (how ρ becomes strength: a property of editing, not of the weights)."""
     folder = Path(folder)
     cfg_file = folder / CONFIG_FILE
     if not cfg_file.exists():
         raise CheckpointError(f"{cfg_file}: editor config not found (expected next to {GENERATOR_FILE})")
     cfg = EditorConfig.from_dict(json.loads(cfg_file.read_text())["config"])
+    if intensity is not None and intensity != cfg.intensity:
+        try:
+            cfg = dataclasses.replace(cfg, intensity=intensity)
+        except ValueError as e:
+            raise CheckpointError(f"{cfg_file}: {e}") from e
     g = Generator(cfg)
     _load_strict(g, torch.load(folder / GENERATOR_FILE, map_location="cpu", weights_only=True), str(folder / GENERATOR_FILE))
     return g.eval()
