@@ -470,14 +470,18 @@ def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):
         assert open(pa, "rb").read() == open(pb, "rb").read()
 
 
-def test_auxiliary_classifier_is_frozen_and_joins_the_generator_loss(tmp_path):
+def _aux_editor_setup(tmp_path: Path) -> tuple[EditorConfig, torch.Tensor, torch.Tensor]:
+    """An untrained cnn_tiny aux classifier at tmp_path/aux, a tiny editor config, 14 random crops, 2 per class."""
     from syntfer.models import create_model
     from syntfer.models.checkpoint import save_checkpoint
 
     save_checkpoint(create_model("cnn_tiny", img_size=32), tmp_path / "aux", epoch=0)
-    cfg = EditorConfig(**TINY)
     crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
-    labels = torch.arange(14) % 7
+    return EditorConfig(**TINY), crops, torch.arange(14) % 7
+
+
+def test_auxiliary_classifier_is_frozen_and_joins_the_generator_loss(tmp_path):
+    cfg, crops, labels = _aux_editor_setup(tmp_path)
     kw = dict(batch_size=8, n_critic=1, d_warmup_steps=1, log_every=1, ckpt_every=100, n_random=2)
     r = train_editor(crops, labels, tmp_path / "ed", cfg,
                      TrainConfig(steps=3, aux_classifier=str(tmp_path / "aux"), lambda_aux=1.0, **kw), progress=False)
@@ -510,13 +514,7 @@ def test_intensity_target_blends_the_target_with_the_source_reading_by_rho():
 
 
 def test_fine_tuning_starts_from_another_editor_and_intensity_needs_the_aux_loss(tmp_path):
-    from syntfer.models import create_model
-    from syntfer.models.checkpoint import save_checkpoint
-
-    save_checkpoint(create_model("cnn_tiny", img_size=32), tmp_path / "aux", epoch=0)
-    cfg = EditorConfig(**TINY)
-    crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
-    labels = torch.arange(14) % 7
+    cfg, crops, labels = _aux_editor_setup(tmp_path)
     kw = dict(batch_size=8, n_critic=1, d_warmup_steps=2, log_every=1, ckpt_every=100, n_random=2)
     train_editor(crops, labels, tmp_path / "base", cfg, TrainConfig(steps=3, **kw), progress=False)
     base = torch.load(tmp_path / "base" / "state.pt", weights_only=False)

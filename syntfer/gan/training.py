@@ -209,20 +209,23 @@ class EditorTrainer:
             if not file.is_file():
                 raise FileNotFoundError(f"{file}: init_from needs an editor folder with a resume state")
             init = torch.load(file, map_location="cpu", weights_only=False)
-            if EditorConfig.from_dict(init["config"]).to_dict() != cfg.to_dict():
-                raise ValueError(f"{file}: editor {init['config']} differs from this run's {cfg.to_dict()}")
+            self._check_editor(init["config"], f"{file} (init_from)")
             self.G.load_state_dict(init["G"])
             self.D.load_state_dict(init["D"])
 
     # ---- state --------------------------------------------------------------------------------
+    def _check_editor(self, saved: dict[str, Any], what: str) -> None:
+        """A saved editor config must be this run's (older states lack newer defaults: compared after from_dict)."""
+        if EditorConfig.from_dict(saved).to_dict() != self.cfg.to_dict():
+            raise ValueError(f"{what}: editor {saved} differs from this run's {self.cfg.to_dict()}")
+
     def state_dict(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "step": self.step_no, "rng": self.gen.get_state(),
                 "config": self.cfg.to_dict(), "train_config": self.tcfg.to_dict()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        if EditorConfig.from_dict(s["config"]).to_dict() != self.cfg.to_dict():  # older states lack newer defaults
-            raise ValueError(f"resume state was trained with {s['config']}, not {self.cfg.to_dict()}")
+        self._check_editor(s["config"], "resume state")
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
         self.opt_g.load_state_dict(s["opt_g"])
@@ -261,6 +264,12 @@ class EditorTrainer:
             code = torch.where(centred[:, None], self.G.class_code(trg) + noise, uniform).clamp(-1, 1)
             has_cls = centred
         return trg, code, has_cls
+
+    def _aux_view(self, x: torch.Tensor) -> torch.Tensor:
+        """What the aux classifier is shown: `x`, 2×2 low-passed when `TrainConfig.aux_lowpass`."""
+        if not self.tcfg.aux_lowpass:
+            return x
+        return F.interpolate(F.avg_pool2d(x, 2), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def _source_code(self, x_real: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         """Code of the real image's own expression for the cycle (linear: D's confidence as intensity)."""
@@ -339,20 +348,12 @@ class EditorTrainer:
                 row.update({"g_flow_tv": g_flow_tv.item(), "g_fold": g_fold.item(),
                             "g_flow": flow.abs().mean().item()})
             if self.aux is not None and has_cls.any():
-                xf = x_fake[has_cls]
-                if t.aux_lowpass:
-                    xf = F.interpolate(F.avg_pool2d(xf, 2), size=xf.shape[-2:], mode="bilinear", align_corners=False)
-                aux_logits = self.aux(xf)
+                aux_logits = self.aux(self._aux_view(x_fake[has_cls]))
                 aux_trg = CODE_TO_CANON[trg[has_cls]]
                 if t.aux_intensity:
-                    xs = x_real[has_cls]
-                    if t.aux_lowpass:
-                        xs = F.interpolate(F.avg_pool2d(xs, 2), size=xs.shape[-2:], mode="bilinear",
-                                           align_corners=False)
                     with torch.no_grad():
-                        p_src = F.softmax(self.aux(xs), 1)
-                    q = intensity_target(aux_trg, code[has_cls].norm(dim=1), p_src)
-                    g_aux = -(q * F.log_softmax(aux_logits, 1)).sum(1).mean()
+                        p_src = F.softmax(self.aux(self._aux_view(x_real[has_cls])), 1)
+                    g_aux = F.cross_entropy(aux_logits, intensity_target(aux_trg, code[has_cls].norm(dim=1), p_src))
                 else:
                     g_aux = F.cross_entropy(aux_logits, aux_trg)
                 g_loss = g_loss + t.lambda_aux * g_aux
