@@ -454,13 +454,15 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
     t_start = time.monotonic()
 
     def save_state() -> None:
+        # the log before the state: a kill between the two leaves a log ahead of the state, whose extra rows a
+        # resume drops (rows after its step); the other order lost the rows logged since the previous checkpoint
+        with atomic_path(log_file) as tmp:  # header even with no rows yet (a state saved right after the VAE)
+            pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(tmp, index=False)
         save_torch(state_file, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                                 "sched": sched.state_dict(), "gen": gen.get_state(), "step": step,
                                 "codec_ready": codec_ready, "running": list(running),
                                 "elapsed": elapsed0 + time.monotonic() - t_start,
                                 "model_cfg": model_cfg.to_dict(), "train_cfg": dataclasses.asdict(train_cfg)})
-        with atomic_path(log_file) as tmp:  # header even with no rows yet (a state saved right after the VAE)
-            pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(tmp, index=False)
 
     if model.vae is not None and step == 0:
         save_state()  # the trained VAE survives an interruption of the diffusion steps

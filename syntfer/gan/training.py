@@ -421,11 +421,13 @@ def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLi
     start, elapsed_before = time.time(), (trainer.rows[-1]["seconds"] if trainer.rows else 0.0)
 
     def checkpoint() -> None:
-        # with the steps since the last log row: a resumed run's next row averages the same steps
-        save_torch(state_file, {**trainer.state_dict(), "pending_log": acc})
+        # the log before the state: a kill between the two leaves a log ahead of the state, whose extra rows a
+        # resume drops (rows after its step); the other order lost the rows logged since the previous checkpoint
         frame = pd.DataFrame(trainer.rows)
         with atomic_path(log_file) as tmp:
             frame.to_csv(tmp, index=False)
+        # with the steps since the last log row: a resumed run's next row averages the same steps
+        save_torch(state_file, {**trainer.state_dict(), "pending_log": acc})
         save_generator(out, trainer.G, {"step": trainer.step_no})
         save_image(out / "preview.png", trainer.preview())
 
