@@ -33,7 +33,8 @@ seed = 0  # seeds the recipe, controls, degradation noise and the quick judge
 ffhq_dir = "outputs/world/ffhq"  # source faces: boxes.csv (+ truth.csv on the world)
 affectnet_dir = "outputs/world/affectnet"  # labeled set: editor (re)training and the quick judge
 editor_dir = "models/gan/world_flow48"  # committed editor (generator.pt + editor.json + log.csv)
-intensity = "learned"  # flow editors: learned (ρ goes to the network) | interpolate (ρ scales neutral -> full flow)
+intensity = "interpolate"  # flow editors: learned (ρ goes to the network) | interpolate (ρ scales neutral -> full flow)
+intensity_gamma = 0.5  # interpolate only: the strength is ρ to the power intensity_gamma
 official_checkpoint = ""  # an official GANmut *-G.ckpt used instead of editor_dir; empty for none
 retrain_steps = 0  # >0: retrain the editor for this many critic steps into out_dir/editor (slow on CPU)
 retrain_per_class_cap = 250  # first N AffectNet-stand-in training images per class used for (re)training
@@ -116,9 +117,9 @@ elif retrain_steps > 0:
     tcfg = TrainConfig.from_dict({**committed["train_config"], "steps": retrain_steps, "seed": seed,
                                   "threads": threads, "max_minutes": 0.0})
     train_editor(load_crops(frame, cfg.image_size), labels_t, out / "editor", cfg, tcfg)
-    editor, train_log = load_generator(out / "editor", intensity), pd.read_csv(out / "editor" / "log.csv")
+    editor, train_log = load_generator(out / "editor", intensity, intensity_gamma), pd.read_csv(out / "editor" / "log.csv")
 else:
-    editor, train_log = load_generator(editor_dir, intensity), pd.read_csv(Path(editor_dir) / "log.csv")
+    editor, train_log = load_generator(editor_dir, intensity, intensity_gamma), pd.read_csv(Path(editor_dir) / "log.csv")
 space = editor.control_space()
 display(pd.DataFrame({"config": editor.cfg.to_dict()}))
 display(pd.DataFrame({"angle_deg": {c: np.degrees(a) for c, a in space.angles.items()}}).T.round(1))

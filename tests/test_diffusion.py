@@ -331,3 +331,53 @@ def test_curation_dedup_balance_teacher(tmp_path):
     assert all(os.path.basename(os.path.dirname(p)) == lab for p, lab in zip(man["path"], man["label"]))
     res3 = curate(frame, None, per_class=3, seed=0)
     assert res3.report["kept_per_class"]["happy"] == 3 and res3.report["removed_by_reason"] == {"balance": 7}
+
+
+def test_fine_tuning_starts_from_an_export_and_filler_words_reach_the_pool_encoder(tmp_path):
+    data = _captioned(tmp_path)
+    cfg = E.default_config(E.build_vocab(data.captions), tiny=True, variant="pool48")
+    tc = dict(batch_size=4, checkpoint_every=2, log_every=1)
+    E.train_embedded(data, cfg, E.TrainConfig(steps=2, **tc), tmp_path / "base")
+    base = E.load_checkpoint(tmp_path / "base" / "ema")
+    E.save_checkpoint(base, tmp_path / "export")
+    init = E.load_checkpoint(tmp_path / "export")
+    # zero steps from an export: the starting weights are the export's, codec (PCA) included, not a fresh fit
+    start = E.train_embedded(data, cfg, E.TrainConfig(steps=0, init_from=str(tmp_path / "export"), **tc),
+                             tmp_path / "zero")
+    assert start["steps"] == 0
+    got = E.load_checkpoint(tmp_path / "zero" / "ema").state_dict()
+    assert all(torch.equal(got[k], v) for k, v in init.state_dict().items())
+    seen = []
+    original = E.EmbeddedDiffusion.encode
+
+    def spy(self, ids, mask, aus=None):
+        seen.append((ids.clone(), mask.clone()))
+        return original(self, ids, mask, aus)
+
+    filler = dict(init_from=str(tmp_path / "export"), filler_words=("a", "old"), filler_max=3)
+    try:
+        E.EmbeddedDiffusion.encode = spy
+        E.train_embedded(data, cfg, E.TrainConfig(steps=2, **filler, **tc), tmp_path / "ft")
+    finally:
+        E.EmbeddedDiffusion.encode = original
+    tok = init.tokenizer
+    ids, mask = seen[0]
+    extra_ids, extra_mask = ids[:, -3:], mask[:, -3:]
+    assert set(extra_ids.flatten().tolist()) <= {tok.index["a"], tok.index["old"]}
+    assert extra_mask.sum() > 0  # some captions got filler …
+    assert int(mask[:, :-3].sum(1).min()) >= 0 and extra_mask.sum() < extra_mask.numel()  # … not all the most
+    # the fine-tune moved the weights away from the export
+    tuned = E.load_checkpoint(tmp_path / "ft" / "ema").state_dict()
+    assert not all(torch.equal(tuned[k], v) for k, v in init.state_dict().items())
+    with pytest.raises(E.EmbeddedModelError, match="not in the captions' vocabulary"):
+        E.train_embedded(data, cfg, E.TrainConfig(steps=1, filler_words=("zebra",), filler_max=2, **tc),
+                         tmp_path / "bad1")
+    with pytest.raises(E.EmbeddedModelError, match="filler needs both"):
+        E.train_embedded(data, cfg, E.TrainConfig(steps=1, filler_words=("a",), **tc), tmp_path / "bad2")
+    with pytest.raises(E.EmbeddedModelError, match="'pool' encoder only"):
+        E.train_embedded(data, E.default_config(E.build_vocab(data.captions), tiny=True),
+                         E.TrainConfig(steps=1, filler_words=("a",), filler_max=2, **tc), tmp_path / "bad3")
+    other = E.default_config(E.build_vocab(data.captions), tiny=True, variant="pool48", use_aus=True)
+    with pytest.raises(E.EmbeddedModelError, match="differs from the requested one in .*use_aus"):
+        E.train_embedded(data, other, E.TrainConfig(steps=1, init_from=str(tmp_path / "export"), **tc),
+                         tmp_path / "bad4")

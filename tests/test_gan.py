@@ -557,3 +557,25 @@ def test_editor_classifier_trains_on_editor_framed_crops_and_serves_as_the_aux_l
     trainer = EditorTrainer(EditorConfig(**TINY), TrainConfig(aux_classifier=str(out / "checkpoint"), lambda_aux=1.0),
                             torch.randint(0, 256, (7, 3, 16, 16), dtype=torch.uint8), torch.arange(7))
     assert isinstance(trainer.aux.model, Ensemble) and trainer.aux.model.mirror
+
+
+def test_intensity_gamma_reshapes_the_interpolated_strength_and_needs_interpolate(tmp_path):
+    torch.manual_seed(0)
+    learned = Generator(EditorConfig(flow_grid=4, **TINY))
+    for prm in learned.parameters():
+        prm.data.add_(0.3 * torch.randn_like(prm))
+    save_generator(tmp_path / "ed", learned, {})
+    sq = load_generator(tmp_path / "ed", intensity="interpolate", intensity_gamma=0.5)
+    assert sq.cfg.intensity_gamma == 0.5 and "intensity_gamma" not in learned.cfg.to_dict()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    unit = torch.nn.functional.normalize(torch.randn(2, 2), dim=1)
+    with torch.no_grad():
+        zero, full = learned.flow(x, torch.zeros(2, 2)), learned.flow(x, unit)
+        torch.testing.assert_close(sq.flow(x, 0.25 * unit), zero + 0.5 * (full - zero), atol=1e-6, rtol=0)
+        torch.testing.assert_close(sq.flow(x, unit), full, atol=1e-6, rtol=0)  # ρ = 1 is the full class either way
+    with pytest.raises(ValueError, match="intensity_gamma"):
+        EditorConfig(flow_grid=4, intensity_gamma=0.5, **TINY)  # learned intensity: γ would be ignored
+    with pytest.raises(ValueError, match="intensity_gamma"):
+        EditorConfig(flow_grid=4, intensity="interpolate", intensity_gamma=0.0, **TINY)
+    with pytest.raises(CheckpointError, match="intensity_gamma"):
+        load_generator(tmp_path / "ed", intensity_gamma=0.5)

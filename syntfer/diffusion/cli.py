@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--image-size", type=int, default=None, help="default: the variant's (v1 32, pool48 48)")
     t.add_argument("--word-dropout", type=float, default=0.0, help="mask each caption word with this probability")
     t.add_argument("--ema-decay", type=float, default=0.998)
+    t.add_argument("--init-from", default=None, help="fine-tune: start from this exported checkpoint (same options)")
+    t.add_argument("--filler-words", default="", help="comma-separated words that say nothing about the image "
+                   "(e.g. a,an,of,with); each caption gets 0..--filler-max of them (pool encoder)")
+    t.add_argument("--filler-max", type=int, default=0)
     t.add_argument("--eval-judge", default=None, help="judge checkpoint: fidelity of EMA samples along training")
     t.add_argument("--eval-every", type=int, default=1000, help="with --eval-judge: every N steps (eval_log.csv)")
     t.add_argument("--eval-per-emotion", type=int, default=10, help="grid prompts per emotion for the probe")
@@ -92,7 +96,9 @@ def _train(args: argparse.Namespace) -> int:
                          max_minutes=args.max_minutes, threads=args.threads, vae_steps=args.vae_steps,
                          checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                          word_dropout=args.word_dropout, ema_decay=args.ema_decay, warmup=args.warmup,
-                         eval_every=args.eval_every if args.eval_judge else 0)
+                         eval_every=args.eval_every if args.eval_judge else 0, init_from=args.init_from,
+                         filler_words=tuple(w for w in args.filler_words.split(",") if w),
+                         filler_max=args.filler_max)
     evaluate = None
     if args.eval_judge:
         from syntfer.diffusion.probe import fidelity_probe
@@ -111,6 +117,9 @@ def _train(args: argparse.Namespace) -> int:
                         "--image-size", str(size), "--arch", args.arch,
                         "--word-dropout", str(args.word_dropout), "--ema-decay", str(args.ema_decay),
                         "--warmup", str(args.warmup),
+                        *(["--init-from", shlex.quote(str(args.init_from))] if args.init_from else []),
+                        *(["--filler-words", args.filler_words, "--filler-max", str(args.filler_max)]
+                          if args.filler_max else []),
                         *(["--eval-judge", shlex.quote(str(args.eval_judge)), "--eval-every", str(args.eval_every),
                            "--eval-per-emotion", str(args.eval_per_emotion)] if args.eval_judge else []),
                         *(["--vae-steps", str(args.vae_steps)] if args.arch == "latent-unet" else []),

@@ -359,6 +359,12 @@ class TrainConfig:
     vae_batch_size: int = 64
     vae_lr: float = 2e-3
     vae_kl_weight: float = 1e-6
+    # fine-tuning: start from an exported checkpoint (same config and vocabulary; its PCA codec is kept)
+    init_from: str | None = None
+    # filler robustness (pool encoder): each caption gets 0..filler_max extra tokens drawn from `filler_words`,
+    # words that say nothing about the image ('a', 'with'); grid prompts are long and full of them, captions short
+    filler_words: tuple[str, ...] = ()
+    filler_max: int = 0
 
 
 LOG_COLUMNS = ("step", "loss", "lr", "images_seen", "elapsed_s")
@@ -394,13 +400,21 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
         raise EmbeddedModelError("model_cfg.use_aus is set but the data has no AU columns")
     torch.manual_seed(derive_seed(train_cfg.seed, "embedded.init"))
     model = EmbeddedDiffusion(model_cfg)
+    state_file, log_file = work_dir / "state.pt", work_dir / "train_log.csv"
+    if train_cfg.init_from and not state_file.exists():
+        init = load_checkpoint(train_cfg.init_from)
+        if init.cfg.to_dict() != model_cfg.to_dict():
+            diff = sorted(k for k, v in model_cfg.to_dict().items() if init.cfg.to_dict().get(k) != v)
+            raise EmbeddedModelError(f"{train_cfg.init_from}: its model config differs from the requested one in "
+                                     f"{diff}; fine-tune with the same variant, options and captions")
+        model.load_state_dict(init.state_dict())
+    filler_ids = _filler_ids(model, train_cfg)
     params = model.trainable_parameters()
     ema = EMAModel(params, decay=train_cfg.ema_decay, use_ema_warmup=True, power=0.75)
     opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, train_cfg.warmup)))
     ddpm = _ddpm(model_cfg)
     gen = torch.Generator().manual_seed(derive_seed(train_cfg.seed, "embedded.train"))
-    state_file, log_file = work_dir / "state.pt", work_dir / "train_log.csv"
     step, elapsed0, rows, codec_ready, running = 0, 0.0, [], False, []
     if state_file.exists():
         st = torch.load(state_file, map_location="cpu", weights_only=False)
@@ -427,7 +441,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
     empty_ids, empty_mask, _ = model.tokenizer.encode([""])
     n = len(data.captions)
     if model.codec is not None:
-        if step == 0:
+        if step == 0 and not train_cfg.init_from:
             torch.manual_seed(derive_seed(train_cfg.seed, "embedded.init"))
             explained = model.codec.fit(data.images.float() / 127.5 - 1.0)
             print(f"PCA codec: {model_cfg.latent_dim} components explain {explained:.3f} of the pixel variance",
@@ -490,6 +504,11 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
             drop_word = (torch.rand(ids.shape, generator=gen) < train_cfg.word_dropout) & (ids >= len(SPECIALS))
             mask = mask.masked_fill(drop_word, 0)
         ids[drop_text], mask[drop_text] = empty_ids[0, :used], empty_mask[0, :used]
+        if filler_ids is not None:  # bag of words: appended tokens are as good as inserted ones
+            count = torch.randint(0, train_cfg.filler_max + 1, (len(idx),), generator=gen)
+            extra = filler_ids[torch.randint(0, len(filler_ids), (len(idx), train_cfg.filler_max), generator=gen)]
+            extra_mask = (torch.arange(train_cfg.filler_max)[None] < count[:, None]) & ~drop_text[:, None]
+            ids, mask = torch.cat([ids, extra], 1), torch.cat([mask, extra_mask.to(mask.dtype)], 1)
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, model_cfg.num_train_timesteps, (len(idx),), generator=gen)
         xt = ddpm.add_noise(x0, noise, t)
@@ -535,6 +554,22 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
                     extra={"steps": step, "train": dataclasses.asdict(train_cfg)})
     return {"steps": step, "finished": not stopped_early, "elapsed_s": el,
             "images_per_s": step * train_cfg.batch_size / max(el, 1e-9), "parameters": count_parameters(model)}
+
+
+def _filler_ids(model: "EmbeddedDiffusion", train_cfg: TrainConfig) -> torch.Tensor | None:
+    """Token ids of `train_cfg.filler_words` (None when filler is off); errors name what is wrong."""
+    if not train_cfg.filler_max and not train_cfg.filler_words:
+        return None
+    if train_cfg.filler_max < 1 or not train_cfg.filler_words:
+        raise EmbeddedModelError(f"filler needs both words and filler_max >= 1; got {list(train_cfg.filler_words)} "
+                                 f"and {train_cfg.filler_max}")
+    if model.cfg.text_encoder != "pool":
+        raise EmbeddedModelError(f"filler words suit the bag-of-words 'pool' encoder only; this model's text encoder "
+                                 f"is {model.cfg.text_encoder!r} (token order matters there)")
+    missing = [w for w in train_cfg.filler_words if w not in model.tokenizer.index]
+    if missing:
+        raise EmbeddedModelError(f"filler word(s) {missing} are not in the captions' vocabulary")
+    return torch.tensor([model.tokenizer.index[w] for w in train_cfg.filler_words], dtype=torch.long)
 
 
 def _evaluate_ema(model: "EmbeddedDiffusion", ema, evaluate, step: int, log_file: Path) -> None:

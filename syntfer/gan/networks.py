@@ -54,6 +54,9 @@ class EditorConfig:
     # 'interpolate' (displacements interpolated between the code-0 flow, ρ = 0: neutral, and the unit-code flow,
     # ρ = 1: the full class; ρ > 1 extrapolates) — GANmut's "origin = neutral, ρ = intensity" by construction
     intensity: str = "learned"
+    # interpolate only: strength = ρ ** intensity_gamma (1: linear in ρ). The control's scale is a choice: γ < 1
+    # makes a mild ρ already a readable expression (GANmut's V draws ρ from 0.5; models/gan/README.md: measured)
+    intensity_gamma: float = 1.0
 
     def __post_init__(self) -> None:
         if self.control not in ("linear", "gaussian"):
@@ -73,6 +76,11 @@ class EditorConfig:
         if self.intensity == "interpolate" and not (self.flow_grid and self.control == "linear"):
             raise ValueError("EditorConfig.intensity='interpolate' needs a linear flow editor (flow_grid > 0, "
                              f"control 'linear'); got flow_grid={self.flow_grid}, control={self.control!r}")
+        if not self.intensity_gamma > 0:
+            raise ValueError(f"EditorConfig.intensity_gamma={self.intensity_gamma}; expected > 0")
+        if self.intensity_gamma != 1.0 and self.intensity != "interpolate":
+            raise ValueError(f"EditorConfig.intensity_gamma={self.intensity_gamma} shapes the 'interpolate' intensity "
+                             f"only; intensity is {self.intensity!r}")
         if self.image_size % (2 ** self.d_repeat_num):
             raise ValueError(f"image_size {self.image_size} not divisible by 2**d_repeat_num ({2 ** self.d_repeat_num})")
 
@@ -83,6 +91,8 @@ class EditorConfig:
             d.pop("flow_max")
         if self.intensity == "learned":  # the default: files written before the option existed stay the same
             d.pop("intensity")
+        if self.intensity_gamma == 1.0:
+            d.pop("intensity_gamma")
         return d
 
     @classmethod
@@ -232,7 +242,8 @@ class Generator(nn.Module):
             rho = code.norm(dim=1)
             unit = code / rho.clamp(min=1e-8)[:, None]
             neutral = self._flow(x, torch.zeros_like(code))
-            return neutral + rho[:, None, None, None] * (self._flow(x, unit) - neutral)
+            strength = rho ** self.cfg.intensity_gamma
+            return neutral + strength[:, None, None, None] * (self._flow(x, unit) - neutral)
         return self._flow(x, code)
 
     def _flow(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
@@ -295,17 +306,20 @@ def save_generator(folder: str | os.PathLike, generator: Generator, extra: dict[
     return folder
 
 
-def load_generator(folder: str | os.PathLike, intensity: str | None = None) -> Generator:
-    """Rebuild a generator saved by `save_generator` (strict key check); `intensity` overrides the saved
-    `EditorConfig.intensity` (how ρ becomes strength: a property of editing, not of the weights)."""
+def load_generator(folder: str | os.PathLike, intensity: str | None = None,
+                   intensity_gamma: float | None = None) -> Generator:
+    """Rebuild a generator saved by `save_generator` (strict key check); `intensity` and `intensity_gamma`
+    override the saved `EditorConfig` fields (how ρ becomes strength: a property of editing, not of the weights)."""
     folder = Path(folder)
     cfg_file = folder / CONFIG_FILE
     if not cfg_file.exists():
         raise CheckpointError(f"{cfg_file}: editor config not found (expected next to {GENERATOR_FILE})")
     cfg = EditorConfig.from_dict(json.loads(cfg_file.read_text())["config"])
-    if intensity is not None and intensity != cfg.intensity:
+    changes = {k: v for k, v in (("intensity", intensity), ("intensity_gamma", intensity_gamma))
+               if v is not None and v != getattr(cfg, k)}
+    if changes:
         try:
-            cfg = dataclasses.replace(cfg, intensity=intensity)
+            cfg = dataclasses.replace(cfg, **changes)
         except ValueError as e:
             raise CheckpointError(f"{cfg_file}: {e}") from e
     g = Generator(cfg)
