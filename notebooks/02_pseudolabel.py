@@ -70,16 +70,8 @@ if world and not Path(truth_csv).is_file():
 seed_everything(seed)
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 out = Path(out_dir)
-figures = out / "figures"
-figures.mkdir(parents=True, exist_ok=True)
+figs = plots.Figures(out / "figures", dpi=120)  # every figure: out_dir/figures/<name>.png
 tag = "world" if world else "real"
-
-
-def show(fig, name):
-    """Save a figure as PNG next to the outputs and show it."""
-    plots.show(fig, figures / f"{name}.png", dpi=120)
-
-
 print(f"source={source} ({tag}), teacher={teacher}, threshold={threshold}, per_class={per_class}, "
       f"thresholds={thresholds}")
 
@@ -118,7 +110,7 @@ print("short of K:", counts["short_classes"] or "none", counts["shortfall"])
 
 # %%
 scores = P.read_scores(out / "scores.csv")
-show(P.plot_score_distributions(scores, threshold), "score_distributions")
+figs.show(P.plot_score_distributions(scores, threshold), "score_distributions")
 
 # %% [markdown]
 # ## What survives per class as τ varies (top-K cap applied)
@@ -126,14 +118,14 @@ show(P.plot_score_distributions(scores, threshold), "score_distributions")
 # %%
 surv = P.survivors(scores, thresholds, per_class or None)
 display(surv.pivot(index="threshold", columns="label", values="n")[list(L.CLASSES)])
-show(P.plot_survivors(surv), "survivors")
+figs.show(P.plot_survivors(surv), "survivors")
 
 # %% [markdown]
 # ## Sample of the selected images per class (number = teacher probability)
 
 # %%
 manifest = read_manifest(out / "manifest.csv")
-show(P.plot_sample_grid(manifest, per_class=8, seed=seed), "samples")
+figs.show(P.plot_sample_grid(manifest, per_class=8, seed=seed), "samples")
 
 # %% [markdown]
 # ## World only: pseudo-label precision and recall against the hidden truth
@@ -151,7 +143,7 @@ if world:
     pr.to_csv(out / "precision_recall.csv", index=False)
     display(pr[np.isclose(pr["threshold"], threshold)].set_index("label")[
         ["selected", "correct", "true_total", "precision", "recall"]])
-    show(P.plot_precision_recall(pr), "precision_recall")
+    figs.show(P.plot_precision_recall(pr), "precision_recall")
 else:  # header-only files keep the stage's declared plots present for real collections too
     pd.DataFrame(columns=["threshold", "label", "selected", "correct", "true_total", "precision", "recall"]).to_csv(
         out / "precision_recall.csv", index=False)
@@ -167,7 +159,7 @@ if world:
     rel, ece = P.reliability(truth_scores, bins=reliability_bins)
     rel.to_csv(out / "reliability.csv", index=False)
     display(rel)
-    show(P.plot_reliability(rel, ece), "reliability")
+    figs.show(P.plot_reliability(rel, ece), "reliability")
     metrics.update(P.world_metrics(pr, threshold, ece))
 write_json(out / "metrics.json", metrics)
 print(json.dumps(metrics, indent=1))

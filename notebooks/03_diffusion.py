@@ -95,14 +95,7 @@ for what, path in (("captions", web_dir / "captions.csv"), ("judge", Path(judge)
 seed_everything(seed)
 torch.set_num_threads(threads)
 out = Path(out_dir)
-figures = out / "figures"
-figures.mkdir(parents=True, exist_ok=True)
-
-
-def show(fig, name):
-    """Save a figure as PNG next to the outputs and show it."""
-    plots.show(fig, figures / f"{name}.png", dpi=130)
-
+figs = plots.Figures(out / "figures", dpi=130)  # every figure: out_dir/figures/<name>.png
 
 # %% [markdown]
 # ## Prompts: a stratified subset of the paper's grid
@@ -159,7 +152,7 @@ if finetuned_at is not None:
     for ax in axes[0]:
         ax.axvline(finetuned_at, color="grey", ls="--", lw=1)
         ax.annotate("fine-tune", (finetuned_at, 0.02), xycoords=("data", "axes fraction"), fontsize=8, color="grey")
-show(fig, "training")
+figs.show(fig, "training")
 print({k: meta["model"].get(k) for k in ("arch", "image_size", "text_encoder", "latent_dim", "mlp_dim", "mlp_blocks",
                                          "prediction_type", "use_aus")}, "steps:", meta.get("steps"))
 
@@ -190,9 +183,9 @@ display(pd.DataFrame(speed))
 
 # %%
 for kind, man in manifests.items():
-    show(R.sample_grid(man, f"{kind}: emotion × (age, gender) — world result"), f"grid_{kind}")
+    figs.show(R.sample_grid(man, f"{kind}: emotion × (age, gender) — world result"), f"grid_{kind}")
 real = reference_frame(world_root, reference_domain, "test")
-show(R.sample_grid(real, f"real {reference_domain} faces (held out): emotion × (age, gender)"), "grid_real")
+figs.show(R.sample_grid(real, f"real {reference_domain} faces (held out): emotion × (age, gender)"), "grid_real")
 
 # %% [markdown]
 # ## Expression fidelity against the judge's ceiling
@@ -219,7 +212,7 @@ fid = pd.concat(tables, ignore_index=True)
 display(fid.pivot(index="class", columns="set", values="fidelity").round(3))
 mean_fid = {k: mean_class_fidelity(fid[fid["set"] == k]) for k in kinds}
 print({k: f"{v:.3f} = {v / ceiling:.2f} of the ceiling {ceiling:.3f}" for k, v in mean_fid.items()})
-show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} (world result)"), "fidelity")
+figs.show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} (world result)"), "fidelity")
 
 # %% [markdown]
 # ## Demographic fidelity: who was drawn
@@ -276,7 +269,7 @@ display(pd.DataFrame({k: L.counts(m["label"]) for k, m in curated.items()}))
 first = kinds[0]
 bal = R.demographic_balance(curated[first])
 display(bal.groupby(["attribute", "value"])["n"].sum().unstack(0))
-show(R.balance_plot(bal, f"{first}: demographic balance of the kept set (prompted attributes)"), "balance")
+figs.show(R.balance_plot(bal, f"{first}: demographic balance of the kept set (prompted attributes)"), "balance")
 
 # %% [markdown]
 # ## The CAS reference: as many real faces of the domain as prompts per emotion

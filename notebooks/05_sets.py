@@ -61,7 +61,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from IPython.display import display
 
 from syntfer import audit as A
 from syntfer import distances as D
@@ -70,12 +69,13 @@ from syntfer import labels as L
 from syntfer import plots
 from syntfer import setmetrics as S
 from syntfer import summary as SU
+from syntfer import tables as T
 from syntfer.gan.evaluation import manifest_crops
 from syntfer.manifest import read_manifest, write_manifest
 from syntfer.judge import Judge, fidelity_table, label_indices
 from syntfer.readers import read_dataset
 from syntfer.seeding import seed_everything
-from syntfer.storage import atomic_path, write_json
+from syntfer.storage import write_json
 
 names = [s.strip() for s in synthetic.split(",") if s.strip()]
 if not names:
@@ -99,26 +99,10 @@ where = "procedural world" if world else "real data"
 seed_everything(seed)
 torch.set_num_threads(threads)
 out = Path(out_dir)
-figures = out / "figures"
-figures.mkdir(parents=True, exist_ok=True)
+figs = plots.Figures(out / "figures", dpi=120)  # every figure: out_dir/figures/<name>.png
 features_dir = out / "features"  # this run's identity embeddings, shared with the privacy check
 shutil.rmtree(features_dir, ignore_errors=True)  # never reuse embeddings of images rendered by an earlier run
 features_dir.mkdir()
-
-
-def show(fig, name):
-    """Save a figure as PNG next to the outputs and show it."""
-    plots.show(fig, figures / f"{name}.png", dpi=120)
-
-
-def table(df, title):
-    """Show a small table under a title that says what data it rests on."""
-    display(df.style.set_caption(f"{title} — {where}").format(precision=4))
-
-
-def write_csv(df, name):
-    with atomic_path(out / name) as tmp:
-        df.to_csv(tmp, index=False)
 
 
 print(f"{len(names)} sets ({where}), judge={judge}, identity={identity_dir}, reference={reference}, "
@@ -145,7 +129,7 @@ for name, file in manifest_files.items():
 counts = pd.DataFrame({n: L.counts(f["label"]) for n, f in frames.items()}).T
 counts["all"] = counts.sum(axis=1)
 counts["measured (FD/KID/privacy)"] = [len(subsets[n]) for n in counts.index]
-table(counts, "images per class")
+T.show(counts, f"images per class — {where}")
 
 ref_frame = read_dataset("unlabeled", reference, check="exists").frame
 ref_frame = ref_frame.iloc[S.subset_positions(len(ref_frame), max_images, seed, "reference")]
@@ -179,19 +163,21 @@ for name, frame in frames.items():
             raise ValueError(f"{ceilings}: no mean_class ceiling for domain {domain!r} (set {name})")
         set_ceiling[name] = (domain, float(row["fidelity"].iloc[0]))
 fidelity = pd.concat(fid_tables, ignore_index=True)[["set", "class", "n", "fidelity", "p_label"]]
-write_csv(fidelity, "fidelity_per_class.csv")
+T.write_csv(fidelity, out / "fidelity_per_class.csv")
 fid_wide = fidelity.pivot(index="set", columns="class", values="fidelity").loc[names, [*L.CLASSES, "all"]]
-table(fid_wide, "expression fidelity (judge argmax == label)")
+T.show(fid_wide, f"expression fidelity (judge argmax == label) — {where}")
 fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
 sns.heatmap(fid_wide, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "fidelity"})
 ax.set(xlabel="", ylabel="", title=f"expression fidelity per class, judge = {judge_.name} — {where}")
-show(fig, "fidelity_per_class")
+figs.show(fig, "fidelity_per_class")
 mean_class = fidelity[fidelity["class"].isin(L.CLASSES)].groupby("set")["fidelity"].mean()
-table(pd.DataFrame({"mean-class fidelity": mean_class.reindex(names),
-                    "ceiling (domain)": [f"{set_ceiling[n][1]:.3f} ({set_ceiling[n][0]})" if n in set_ceiling else "—"
-                                         for n in names],
-                    "fidelity / ceiling": [mean_class[n] / set_ceiling[n][1] if n in set_ceiling else np.nan
-                                           for n in names]}, index=names), "expression fidelity against the ceiling")
+against_ceiling = pd.DataFrame(
+    {"mean-class fidelity": mean_class.reindex(names),
+     "ceiling (domain)": [f"{set_ceiling[n][1]:.3f} ({set_ceiling[n][0]})" if n in set_ceiling else "—"
+                          for n in names],
+     "fidelity / ceiling": [mean_class[n] / set_ceiling[n][1] if n in set_ceiling else np.nan for n in names]},
+    index=names)
+T.show(against_ceiling, f"expression fidelity against the ceiling — {where}")
 
 # %% [markdown]
 # ## Distance to the reference faces: FD and KID in named feature spaces
@@ -213,19 +199,11 @@ table(pd.DataFrame({"mean-class fidelity": mean_class.reindex(names),
 
 # %%
 identity_embed = A.identity_embedding(identity_dir)
-identity_space = D.callable_space("identity", identity_embed, fingerprint=identity_embed.fingerprint)
-
-
-def identity_features(name, paths):
-    # cached where audit.privacy_check looks for them, so the privacy check below reuses them
-    return D.extract_features(identity_space, paths, batch_size=batch_size, progress=False,
-                              cache=features_dir / f"identity__{name}.npz")
-
-
+# each set's embeddings cached where audit.privacy_check looks for them: the privacy check below reuses them
 spaces = {"judge": (judge_feats, ref_judge)}
-spaces["identity"] = ({n: identity_features(n, s["path"].tolist()) for n, s in subsets.items()},
-                      D.extract_features(identity_space, ref_frame["path"].tolist(), batch_size=batch_size,
-                                         progress=False))
+spaces["identity"] = ({n: A.embed_set(identity_embed, s["path"].tolist(), space="identity", name=n,
+                                      cache_dir=features_dir, batch_size=batch_size) for n, s in subsets.items()},
+                      A.embed_set(identity_embed, ref_frame["path"].tolist(), space="identity", batch_size=batch_size))
 if clip_weights:
     clip = D.clip_space(clip_weights, name="clip")
     spaces["clip"] = ({n: D.extract_features(clip, s["path"].tolist(), batch_size=batch_size, progress=False)
@@ -242,8 +220,8 @@ for space, (feats, ref) in spaces.items():
                           "kid_subset_size": d[f"kid_{space}_subset_size"], "kid_subsets": kid_subsets,
                           "fd_regularized": d[f"fd_{space}_regularized"]})
 distances = pd.DataFrame(dist_rows)
-write_csv(distances, "distances.csv")
-table(distances.set_index(["space", "set"]), f"FD / KID against {Path(reference).name}")
+T.write_csv(distances, out / "distances.csv")
+T.show(distances.set_index(["space", "set"]), f"FD / KID against {Path(reference).name} — {where}")
 long = distances.melt(id_vars=["set", "space"], value_vars=["fd", "kid"], var_name="statistic")
 g = sns.catplot(long, kind="bar", y="set", x="value", col="statistic", row="space", sharex=False,
                 height=0.3 * len(names) + 1.0, aspect=5.0 / (0.3 * len(names) + 1.0), color="tab:blue")
@@ -252,7 +230,7 @@ g.set_axis_labels("", "")
 for ax in g.axes.flat:
     ax.xaxis.set_major_locator(plt.MaxNLocator(4))
 g.figure.suptitle(f"distance to {Path(reference).name} (lower = closer) — {where}", y=1.02)
-show(g.figure, "distances")
+figs.show(g.figure, "distances")
 
 # %% [markdown]
 # ## Identity preservation of expression edits
@@ -283,15 +261,16 @@ idsim = (pd.concat(idsim_rows, ignore_index=True) if idsim_rows
 # image paths stored relative to the table, as in a manifest: the file is the same in every checkout
 write_manifest(idsim, out / "identity_similarity.csv", path_columns=("path", "source_face"))
 n_idsim_skipped = int((idsim_status["identity_similarity"] == "skipped").sum())
-table(idsim_status.set_index("set"), f"identity similarity: measured or skipped ({n_idsim_skipped} skipped)")
+T.show(idsim_status.set_index("set"),
+       f"identity similarity: measured or skipped ({n_idsim_skipped} skipped) — {where}")
 if len(idsim):
-    table(idsim.groupby(["set", "label"])["similarity"].agg(["mean", "std", "size"]).unstack(0),
-          "identity similarity edit ↔ source, per target class")
+    T.show(idsim.groupby(["set", "label"])["similarity"].agg(["mean", "std", "size"]).unstack(0),
+           f"identity similarity edit ↔ source, per target class — {where}")
     g = sns.catplot(idsim, kind="box", x="label", y="similarity", hue="set", order=list(L.CLASSES), height=3,
                     aspect=2.4, fliersize=1)
     g.set_axis_labels("target expression", "cosine similarity edit ↔ source")
     g.figure.suptitle(f"identity preservation of expression edits — {where}", y=1.03)
-    show(g.figure, "identity_similarity")
+    figs.show(g.figure, "identity_similarity")
 
 # %% [markdown]
 # ## Privacy: how close does a synthetic face come to a real training face?
@@ -305,7 +284,8 @@ if len(idsim):
 
 # %%
 real_paths = real_frame["path"].tolist()
-real_feats = identity_features("real_train", real_paths)
+real_feats = A.embed_set(identity_embed, real_paths, space="identity", name=A.REAL_TRAIN, cache_dir=features_dir,
+                         batch_size=batch_size)
 if privacy_threshold > 0:
     threshold, threshold_basis = float(privacy_threshold), "given"
 else:
@@ -313,13 +293,13 @@ else:
     threshold, threshold_basis = float(np.quantile(nn_real, privacy_quantile)), f"real leave-one-out q{privacy_quantile}"
 privacy = A.privacy_check({n: s["path"].tolist() for n, s in subsets.items()}, real_paths, identity_embed,
                           space="identity", threshold=threshold, batch_size=batch_size, cache_dir=features_dir)
-write_csv(privacy.summary, "privacy_summary.csv")
+T.write_csv(privacy.summary, out / "privacy_summary.csv")
 write_manifest(privacy.table, out / "privacy_images.csv", path_columns=("path", "nn_path"))
 print(f"threshold {threshold:.4f} ({threshold_basis})")
-table(privacy.summary.set_index("set"), "nearest real training face (identity space)")
+T.show(privacy.summary.set_index("set"), f"nearest real training face (identity space) — {where}")
 g = A.plot_privacy(privacy.table, threshold)
 g.figure.suptitle(f"similarity to the nearest real training face — {where}", y=1.03)
-show(g.figure, "privacy_similarity")
+figs.show(g.figure, "privacy_similarity")
 
 # %% [markdown]
 # ## Demographics per set and class
@@ -342,19 +322,19 @@ else:
     demographics = (A.audit_sets(prompted) if prompted else
                     pd.DataFrame(columns=["set", "basis", "label", "attribute", "value", "count", "share",
                                           "n_unmatched"]))
-write_csv(demographics, "demographics.csv")
+T.write_csv(demographics, out / "demographics.csv")
 unmatched = demographics.groupby(["set", "basis"])["n_unmatched"].max()
-table(unmatched.to_frame(), "rows without a truth match (counted as unknown)")
+T.show(unmatched.to_frame(), f"rows without a truth match (counted as unknown) — {where}")
 for attribute in sorted(demographics["attribute"].unique()):
     shares = demographics[(demographics["attribute"] == attribute) & (demographics["label"] == "all")]
-    table(shares.pivot_table(index=["set", "basis"], columns="value", values="share", fill_value=0.0),
-          f"{attribute}: share of images per set")
+    T.show(shares.pivot_table(index=["set", "basis"], columns="value", values="share", fill_value=0.0),
+           f"{attribute}: share of images per set — {where}")
     # one bar per set and basis (a mix is audited on prompts for its diffusion rows, on truth for the rest)
     g = A.plot_demographics(demographics.assign(set=demographics["set"] + " · " + demographics["basis"]), attribute)
     for ax in g.axes.flat:
         plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     g.figure.suptitle(f"{attribute} by set · basis — {where}", y=1.05)
-    show(g.figure, f"demographics_{attribute}")
+    figs.show(g.figure, f"demographics_{attribute}")
 
 # %% [markdown]
 # ## The metrics file
@@ -377,8 +357,9 @@ for name in names:
         rows.append({"set": name, "metric": "identity_similarity",
                      "value": float(idsim.loc[idsim["set"] == name, "similarity"].mean())})
 synthetic_table = pd.DataFrame(rows, columns=["set", "metric", "value"])
-write_csv(synthetic_table, "synthetic.csv")
-table(synthetic_table.pivot(index="set", columns="metric", values="value").loc[names], "per-set metrics")
+T.write_csv(synthetic_table, out / "synthetic.csv")
+T.show(synthetic_table.pivot(index="set", columns="metric", values="value").loc[names],
+       f"per-set metrics — {where}")
 metrics = {"data_kind": data_kind, "n_sets": len(names), "judge_model": judge_.cfg.name,
            "max_images": max_images, "n_reference": len(ref_frame), "privacy_threshold": threshold,
            "identity_similarity_measured": len(names) - n_idsim_skipped,

@@ -69,10 +69,11 @@ from syntfer import labels as L
 from syntfer import plots
 from syntfer import report as REP
 from syntfer import summary as S
+from syntfer import tables as T
 from syntfer.attributes import ATTRIBUTES as READ_ATTRIBUTES
 from syntfer.pseudolabel import attach_truth, read_scores
 from syntfer.data import as_frame, describe_frame
-from syntfer.storage import write_json, write_text
+from syntfer.storage import write_json
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
@@ -80,8 +81,7 @@ minority = [L.canonical(c) for c in minority_classes.split(",") if c.strip()]
 if not minority:
     raise ValueError("minority_classes is empty")
 out = Path(out_dir)
-figures = out / "figures"
-figures.mkdir(parents=True, exist_ok=True)
+figs = plots.Figures(out / "figures")  # every figure: out_dir/figures/<name>.png
 summary, sets = Path(summary_dir), Path(sets_dir)
 kind_note = "procedural-world stand-ins" if data_kind == "world" else "licensed real data"
 sns.set_theme(style="whitegrid", context="notebook")
@@ -89,57 +89,9 @@ sns.set_theme(style="whitegrid", context="notebook")
 # Set names say their strategy (syntfer.report.STRATEGIES: the prefix written by the strategies' stages)
 FAMILIES = list(REP.FAMILY_LABELS.values())
 HEADLINE = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1"}
-sections: list[dict] = []  # every section and whether this run produced its input
-written: list[Path] = []  # every figure saved
+sections = REP.Sections()  # every section and whether this run produced its input (sections.csv)
 
-
-def strategy_of(name: str) -> tuple[str, str]:
-    """(strategy, family label) of a training set from its name's prefix; an unknown prefix is an error."""
-    st = REP.strategy_of(name)
-    return st.name, REP.FAMILY_LABELS[st.family]
-
-
-def required(path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found")
-    return path
-
-
-def columns_of(frame: pd.DataFrame, need, path) -> pd.DataFrame:
-    missing = sorted(set(need) - set(frame.columns))
-    if missing:
-        raise ValueError(f"{path}: lacks column(s) {missing}; has {list(frame.columns)}")
-    return frame
-
-
-def section(name: str, path, produced: bool, why: str = "") -> bool:
-    """Record a section; print an explicit line when this run did not produce its input."""
-    status = "shown" if produced else "not produced by this run"
-    note = "" if produced else (why or f"{path} does not exist")
-    sections.append({"section": name, "status": status, "input": str(path), "note": note})
-    if not produced:
-        print(f"[{name}] not produced by this run: {note}")
-    return produced
-
-
-def optional(path, name: str) -> Path | None:
-    path = Path(path)
-    return path if section(name, path, path.is_file()) else None
-
-
-def show(fig, name: str) -> None:
-    """Save a figure as PNG under out_dir/figures and show it."""
-    path = figures / f"{name}.png"
-    plots.show(fig, path)
-    written.append(path)
-
-
-def save_table(frame: pd.DataFrame, name: str, index: bool = False) -> None:
-    write_text(out / f"{name}.csv", frame.to_csv(index=index))
-
-
-metrics_path = required(summary / "metrics.json", "summary metrics (written by `syntfer summarize`)")
+metrics_path = T.require_file(summary / "metrics.json", "summary metrics (written by `syntfer summarize`)")
 metrics = json.loads(metrics_path.read_text())
 if metrics.get("data_kind") != data_kind:
     raise ValueError(f"{metrics_path}: data_kind {metrics.get('data_kind')!r}, but this report was asked for "
@@ -150,10 +102,9 @@ sets_metrics = sets / "metrics.json"  # notebook 05 labels its tables too
 if sets_metrics.is_file() and json.loads(sets_metrics.read_text()).get("data_kind") != data_kind:
     raise ValueError(f"{sets_metrics}: data_kind {json.loads(sets_metrics.read_text()).get('data_kind')!r}, but "
                      f"this report was asked for data_kind={data_kind!r}")
-eval_path = required(summary / "eval.csv", "aggregated cross-dataset table (syntfer summarize)")
-cross_path = required(summary / "cross_dataset.csv", "per-seed cross-dataset table (syntfer summarize)")
-eval_all = columns_of(pd.read_csv(eval_path), ["train_set", "model", "test_set", "metric", "mean", "sd", "n_seeds"],
-                      eval_path)
+eval_path = T.require_file(summary / "eval.csv", "aggregated cross-dataset table (syntfer summarize)")
+cross_path = T.require_file(summary / "cross_dataset.csv", "per-seed cross-dataset table (syntfer summarize)")
+eval_all = T.read_table(eval_path, ["train_set", "model", "test_set", "metric", "mean", "sd", "n_seeds"])
 cross_all = E.read_cross_dataset([cross_path])
 models = sorted(eval_all["model"].unique())
 if model and model not in models:
@@ -164,8 +115,8 @@ chosen = model or models[0]
 ev = eval_all[eval_all["model"] == chosen].copy()
 cross = cross_all[cross_all["model"] == chosen].copy()
 for t in (ev, cross):
-    t["strategy"] = [strategy_of(s)[0] for s in t["train_set"]]
-    t["family"] = [strategy_of(s)[1] for s in t["train_set"]]
+    t["strategy"] = [REP.strategy_of(s).name for s in t["train_set"]]
+    t["family"] = [REP.family_label(s) for s in t["train_set"]]
 prefixes = [st.prefix for st in REP.STRATEGIES]
 # rows grouped by strategy, the reference set first
 train_sets = sorted(ev["train_set"].unique(), key=lambda s: (
@@ -213,10 +164,10 @@ if data_kind == "world" and real_truth.is_file():
                                                      draws=draws, seed=0))
 findings = pd.concat([f for f in finding_parts if len(f)] or [pd.DataFrame(columns=list(REP.FINDING_COLUMNS))],
                      ignore_index=True)
-write_text(out / "findings.csv", findings.to_csv(index=False))
+T.write_csv(findings, out / "findings.csv")
 write_json(Path(findings_metrics), REP.findings_metrics(findings))
 shown = findings.assign(interval=[f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(findings["ci_low"], findings["ci_high"])])
-section("findings", train_dir, len(findings) > 0, "no training set of this run is a claim's subject")
+sections.record("findings", train_dir, len(findings) > 0, "no training set of this run is a claim's subject")
 display(Markdown(f"**{(findings['verdict'] == 'supported').sum()} supported, "
                  f"{(findings['verdict'] == 'contradicted').sum()} contradicted, "
                  f"{(findings['verdict'] == 'inconclusive').sum()} inconclusive** ({kind_note}; "
@@ -262,11 +213,11 @@ provenance
 # %%
 comp_rows = []
 for s in train_sets:
-    manifest = required(Path(train_sets_dir) / s / "manifest.csv", f"manifest of training set {s!r}")
+    manifest = T.require_file(Path(train_sets_dir) / s / "manifest.csv", f"manifest of training set {s!r}")
     comp_rows.append(describe_frame(as_frame(manifest), s))
 composition = pd.concat(comp_rows, ignore_index=True).set_index("set")
-composition.insert(0, "strategy", [strategy_of(s)[0] for s in composition.index])
-save_table(composition, "composition", index=True)
+composition.insert(0, "strategy", [REP.strategy_of(s).name for s in composition.index])
+T.write_csv(composition, out / "composition.csv", index=True)
 untrained = sorted(p.name for p in Path(train_sets_dir).iterdir() if p.is_dir() and p.name not in train_sets)
 if untrained:
     print(f"set folders in {train_sets_dir} without training results (not in this report): {untrained}")
@@ -288,8 +239,8 @@ for bars in ax2.containers:
 ax2.set_xlim(0, composition["imbalance"].max() * 1.35)
 ax2.set_xlabel("imbalance (max/min)")
 fig.suptitle(f"training-set composition ({kind_note})")
-show(fig, "composition")
-section("training-set composition", train_sets_dir, True)
+figs.show(fig, "composition")
+sections.record("training-set composition", train_sets_dir, True)
 
 # %% [markdown]
 # ## 3 · Cross-dataset results
@@ -298,30 +249,21 @@ section("training-set composition", train_sets_dir, True)
 # frequent classes; mean-class (balanced) accuracy and macro-F1 weigh every class equally.
 
 # %%
-def matrix(metric: str, value: str = "mean") -> pd.DataFrame:
-    t = ev[ev["metric"] == metric].pivot(index="train_set", columns="test_set", values=value)
-    return t.reindex(index=train_sets, columns=test_sets)
-
-
-def cell_text(mean: pd.DataFrame, sd: pd.DataFrame) -> np.ndarray:
-    return np.array([[f"{m:.3f}" + ("" if np.isnan(s) else f"\n± {s:.3f}") for m, s in zip(mr, sr)]
-                     for mr, sr in zip(mean.to_numpy(), sd.to_numpy())], dtype=object)
-
-
 fig, axes = plt.subplots(1, len(HEADLINE), figsize=(4.2 * len(HEADLINE) + 2, 0.55 * len(train_sets) + 1.8),
                          sharey=True)
 for ax, metric in zip(axes, HEADLINE):
-    mean, sd = matrix(metric), matrix(metric, "sd")
+    mean = REP.metric_matrix(ev, metric, train_sets, test_sets)
+    sd = REP.metric_matrix(ev, metric, train_sets, test_sets, "sd")
     with plots.only(ax):
-        sns.heatmap(mean, annot=cell_text(mean, sd), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar=False,
-                    annot_kws={"size": 8})
+        sns.heatmap(mean, annot=REP.mean_sd_text(mean, sd), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax,
+                    cbar=False, annot_kws={"size": 8})
     ax.set_title(metric)
     ax.set_xlabel("test set")
     ax.set_ylabel("training set" if ax is axes[0] else "")
 fig.suptitle(f"cross-dataset results, {chosen}, mean ± sd over seeds ({kind_note})")
 fig.tight_layout()
-show(fig, "cross_dataset")
-section("cross-dataset results", eval_path, True)
+figs.show(fig, "cross_dataset")
+sections.record("cross-dataset results", eval_path, True)
 
 # %% [markdown]
 # ## 4 · Per-class recall on the primary test set
@@ -334,26 +276,26 @@ rec = ev[(ev["test_set"] == primary_test) & ev["metric"].str.startswith("recall_
 rec["class"] = rec["metric"].str.removeprefix("recall_")
 per_class = rec.pivot(index="train_set", columns="class", values="mean").reindex(index=train_sets,
                                                                                   columns=list(L.CLASSES))
-save_table(rec[["train_set", "strategy", "class", "mean", "sd", "n_seeds"]].rename(columns={"mean": "recall"}),
-           "per_class_recall")
+T.write_csv(rec[["train_set", "strategy", "class", "mean", "sd", "n_seeds"]].rename(columns={"mean": "recall"}),
+            out / "per_class_recall.csv")
 fig, ax = plt.subplots(figsize=(9, 0.45 * len(train_sets) + 1.6))
 sns.heatmap(per_class, annot=True, fmt=".2f", cmap="magma", vmin=0, vmax=1, ax=ax, annot_kws={"size": 8},
             cbar_kws={"label": "recall"})
 ax.set_xlabel("class")
 ax.set_ylabel("training set")
 ax.set_title(f"per-class recall on {primary_test} test, mean over seeds ({kind_note})")
-show(fig, "per_class_recall")
-section("per-class recall", eval_path, True)
+figs.show(fig, "per_class_recall")
+sections.record("per-class recall", eval_path, True)
 
 # %%
-candidates = [s for s in train_sets if strategy_of(s)[1] != "real"]
-if section("minority-class gains", eval_path, bool(candidates),
-           "no synthetic or hybrid training set has results in this run"):
+candidates = [s for s in train_sets if REP.family_label(s) != "real"]
+if sections.record("minority-class gains", eval_path, bool(candidates),
+                   "no synthetic or hybrid training set has results in this run"):
     gains = per_class.loc[candidates, minority] - per_class.loc[reference_set, minority]
     gains.index.name = "train_set"
     gains_long = gains.reset_index().melt(id_vars="train_set", var_name="class", value_name="recall_gain")
     gains_long["reference_set"] = reference_set
-    save_table(gains_long, "minority_gains")
+    T.write_csv(gains_long, out / "minority_gains.csv")
     display(gains.round(3))
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(candidates) + 1.6))
     sns.barplot(data=gains_long, y="train_set", x="recall_gain", hue="class", hue_order=minority, ax=ax)
@@ -361,7 +303,7 @@ if section("minority-class gains", eval_path, bool(candidates),
     ax.set_xlabel(f"recall − recall of {reference_set} ({primary_test} test)")
     ax.set_ylabel("")
     ax.set_title(f"minority-class gains over {reference_set} ({kind_note})")
-    show(fig, "minority_gains")
+    figs.show(fig, "minority_gains")
 
 # %% [markdown]
 # ## 5 · Real vs synthetic vs mixed
@@ -372,7 +314,7 @@ if section("minority-class gains", eval_path, bool(candidates),
 ba = ev[ev["metric"] == "balanced_accuracy"].copy()
 family_means = (ba.groupby(["family", "test_set"])["mean"].agg(balanced_acc="mean", n_sets="count")
                 .reset_index())
-save_table(family_means, "family_means")
+T.write_csv(family_means, out / "family_means.csv")
 fig, (ax, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.8 * len(train_sets) + 3), 9))
 sns.barplot(data=ba, x="family", y="mean", hue="test_set", order=families, hue_order=test_sets, errorbar=None,
             alpha=0.75, ax=ax)
@@ -393,8 +335,8 @@ ax2.tick_params(axis="x", rotation=35)
 for lab in ax2.get_xticklabels():
     lab.set_horizontalalignment("right")
 fig.tight_layout()
-show(fig, "strategies")
-section("real vs synthetic vs mixed", eval_path, True)
+figs.show(fig, "strategies")
+sections.record("real vs synthetic vs mixed", eval_path, True)
 family_means.pivot(index="family", columns="test_set", values="balanced_acc").reindex(
     index=families, columns=test_sets).round(3)
 
@@ -415,9 +357,8 @@ for f in run_files:  # one file per training set: every seed's rows (notebook 01
     for (train_set, run_model, seed), _ in run.groupby(["train_set", "model", "seed"]):
         if run_model != chosen:
             continue
-        conf_path = required(Path(f).parent / f"s{seed}" / f"confusion_{primary_test}.csv",
-                             f"confusion rows of {train_set} seed {seed}")
-        rows = columns_of(pd.read_csv(conf_path), ["actual", "predicted"], conf_path)
+        conf_path = Path(f).parent / f"s{seed}" / f"confusion_{primary_test}.csv"
+        rows = T.read_table(conf_path, ["actual", "predicted"], what=f"confusion rows of {train_set} seed {seed}")
         table = E.confusion_table(rows["actual"].map(L.index), rows["predicted"].map(L.index))
         confusion[(train_set, int(seed))] = (table, conf_path)
 runs = pd.concat(runs, ignore_index=True)
@@ -438,8 +379,8 @@ for ax in list(axes.flat)[len(train_sets):]:
     ax.set_visible(False)
 fig.suptitle(f"confusion on {primary_test} test, rows = true class ({kind_note})", y=1.0)
 fig.tight_layout()
-show(fig, "confusion")
-section("confusion matrices", runs_glob, True)
+figs.show(fig, "confusion")
+sections.record("confusion matrices", runs_glob, True)
 
 # %% [markdown]
 # ## 6 · The synthetic sets themselves
@@ -454,15 +395,15 @@ section("confusion matrices", runs_glob, True)
 # - **Pseudo-labeling**: images kept per source and, on the world only, their precision against hidden truth.
 
 # %%
-syn_path = optional(sets / "synthetic.csv", "synthetic-set measurements")
+syn_path = sections.optional(sets / "synthetic.csv", "synthetic-set measurements")
 syn = wide = None
 if syn_path is not None:
-    syn = columns_of(pd.read_csv(syn_path), ["set", "metric", "value"], syn_path)
+    syn = T.read_table(syn_path, ["set", "metric", "value"])
     dup = syn.duplicated(["set", "metric"])
     if dup.any():
         raise ValueError(f"{syn_path}: duplicate rows, e.g. {syn.loc[dup, ['set', 'metric']].iloc[0].to_dict()}")
     wide = syn.pivot(index="set", columns="metric", values="value")
-    save_table(wide, "synthetic_sets", index=True)
+    T.write_csv(wide, out / "synthetic_sets.csv", index=True)
     dist_rows = []
     for metric in wide.columns:
         m = re.fullmatch(r"(fd|kid)_(.+?)(_sd)?", metric)
@@ -471,12 +412,13 @@ if syn_path is not None:
                 dist_rows.append({"set": s, "space": m.group(2), "measure": m.group(1) + (m.group(3) or ""),
                                   "value": v})
     dist = pd.DataFrame(dist_rows, columns=["set", "space", "measure", "value"])
-if section("FD / KID per feature space", syn_path or sets / "synthetic.csv", syn is not None and len(dist) > 0,
-           "" if syn is None else f"{syn_path} has no fd_<space>/kid_<space> metrics"):
+if sections.record("FD / KID per feature space", syn_path or sets / "synthetic.csv",
+                   syn is not None and len(dist) > 0,
+                   "" if syn is None else f"{syn_path} has no fd_<space>/kid_<space> metrics"):
     dist_table = dist.pivot_table(index=["set", "space"], columns="measure", values="value", aggfunc="first")
     detail_path = sets / "distances.csv"  # notebook 05's full table: sample sizes and KID subsets
     if detail_path.is_file():
-        detail = columns_of(pd.read_csv(detail_path), ["set", "space", "fd", "kid"], detail_path)
+        detail = T.read_table(detail_path, ["set", "space", "fd", "kid"])
         detail = detail.set_index(["set", "space"])
         both_idx = dist_table.index.intersection(detail.index)
         for measure in ("fd", "kid"):
@@ -487,46 +429,46 @@ if section("FD / KID per feature space", syn_path or sets / "synthetic.csv", syn
         dist_table = dist_table.join(detail[extra])
     else:
         print(f"{detail_path} not found: sample sizes of the FD/KID estimates not shown")
-    save_table(dist_table, "distances", index=True)
+    T.write_csv(dist_table, out / "distances.csv", index=True)
     display(dist_table)
     main = dist[dist["measure"].isin(["fd", "kid"])]
     g = sns.catplot(data=main, kind="bar", y="set", x="value", hue="space", col="measure", sharex=False,
                     height=0.4 * main["set"].nunique() + 2, aspect=1.3)
     g.set_axis_labels("distance to real faces (lower = closer)", "")
     g.figure.suptitle(f"FD and KID per feature space ({kind_note})", y=1.03)
-    show(g.figure, "distances")
+    figs.show(g.figure, "distances")
 
 # %%
 have_fid = syn is not None and "expression_fidelity" in wide.columns
-if section("expression fidelity", syn_path or sets / "synthetic.csv", have_fid,
-           "" if syn is None else f"{syn_path} has no expression_fidelity metric"):
+if sections.record("expression fidelity", syn_path or sets / "synthetic.csv", have_fid,
+                   "" if syn is None else f"{syn_path} has no expression_fidelity metric"):
     cols = [c for c in ("n_images", "expression_fidelity", "identity_similarity") if c in wide.columns]
     display(wide[cols].dropna(subset=["expression_fidelity"]).round(3))
-fpc_path = optional(sets / "fidelity_per_class.csv", "expression fidelity per class")
+fpc_path = sections.optional(sets / "fidelity_per_class.csv", "expression fidelity per class")
 if fpc_path is not None:
-    fpc = columns_of(pd.read_csv(fpc_path), ["set", "class", "fidelity", "n"], fpc_path)
+    fpc = T.read_table(fpc_path, ["set", "class", "fidelity", "n"])
     fpc["class"] = [c if c == "all" else L.canonical(c) for c in fpc["class"]]  # 'all' = the whole set
     fig, ax = plt.subplots(figsize=(9.5, 0.45 * fpc["set"].nunique() + 1.6))
     sns.heatmap(fpc.pivot(index="set", columns="class", values="fidelity").reindex(columns=[*L.CLASSES, "all"]),
                 annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax, annot_kws={"size": 8},
                 cbar_kws={"label": "expression fidelity"})
     ax.set_title(f"share of images the judge labels as the intended class ({kind_note})")
-    show(fig, "fidelity_per_class")
+    figs.show(fig, "fidelity_per_class")
 
 # %%
 ident = (wide["identity_similarity"].dropna() if syn is not None and "identity_similarity" in wide.columns
          else pd.Series(dtype=float))
-if section("identity similarity (GAN sets)", syn_path or sets / "synthetic.csv", len(ident) > 0,
-           "" if syn is None else f"{syn_path} has no identity_similarity values"):
+if sections.record("identity similarity (GAN sets)", syn_path or sets / "synthetic.csv", len(ident) > 0,
+                   "" if syn is None else f"{syn_path} has no identity_similarity values"):
     ident_table = ident.rename("identity_similarity").to_frame()
-    ident_table.insert(0, "strategy", [strategy_of(s)[0] if any(s.startswith(p) for p in prefixes) else "?"
+    ident_table.insert(0, "strategy", [REP.strategy_of(s).name if any(s.startswith(p) for p in prefixes) else "?"
                                        for s in ident_table.index])
     display(ident_table.round(3))
 
 # %%
-pl_path = optional(summary / "pseudolabel.csv", "pseudo-labeling survivors")
+pl_path = sections.optional(summary / "pseudolabel.csv", "pseudo-labeling survivors")
 if pl_path is not None:
-    pl = columns_of(pd.read_csv(pl_path), ["source", "kept", "precision"], pl_path)
+    pl = T.read_table(pl_path, ["source", "kept", "precision"])
     display(pl.set_index("source"))
 
 # %% [markdown]
@@ -540,10 +482,10 @@ if pl_path is not None:
 demo_path = sets / "demographics.csv"
 demo = None
 if demo_path.is_file():
-    demo = columns_of(pd.read_csv(demo_path, keep_default_na=False),
-                      ["set", "basis", "label", "attribute", "value", "count", "share"], demo_path)
-if section("demographic audit", demo_path, demo is not None and len(demo) > 0,
-           "" if demo is None else f"{demo_path} has no rows (no demographic basis for these sets)"):
+    demo = T.read_table(demo_path, ["set", "basis", "label", "attribute", "value", "count", "share"],
+                        keep_default_na=False)
+if sections.record("demographic audit", demo_path, demo is not None and len(demo) > 0,
+                   "" if demo is None else f"{demo_path} has no rows (no demographic basis for these sets)"):
     overall = demo[demo["label"] == "all"]
     display(overall.pivot_table(index=["set", "basis"], columns=["attribute", "value"], values="share",
                                 aggfunc="first").round(3))
@@ -556,10 +498,10 @@ if section("demographic audit", demo_path, demo is not None and len(demo) > 0,
                           f"{', '.join(sorted(overall.loc[overall['attribute'] == attribute, 'basis'].unique()))}",
                           y=1.03)
         g.tick_params(axis="x", rotation=30)
-        show(g.figure, f"demographics_{attribute}")
+        figs.show(g.figure, f"demographics_{attribute}")
 
 # %%
-priv_path = optional(sets / "privacy_summary.csv", "privacy check")
+priv_path = sections.optional(sets / "privacy_summary.csv", "privacy check")
 if priv_path is not None:
     priv = S.read_privacy(priv_path)
     display(priv.set_index(["set", "space"]).round(4))
@@ -571,7 +513,7 @@ if priv_path is not None:
     g.set_titles("{col_name}")
     g.tick_params(axis="x", rotation=30)
     g.figure.suptitle(f"similarity to the nearest real training face; share above threshold ({kind_note})", y=1.04)
-    show(g.figure, "privacy")
+    figs.show(g.figure, "privacy")
 
 # %% [markdown]
 # ## 8 · Headline table
@@ -586,18 +528,18 @@ n_seed = head.groupby(["train_set", "test_set"])["n_seeds"].min()
 headline_rows = []
 for s in train_sets:
     for t in test_sets:
-        row = {"train_set": s, "strategy": strategy_of(s)[0], "test_set": t}
+        row = {"train_set": s, "strategy": REP.strategy_of(s).name, "test_set": t}
         for metric, short in HEADLINE.items():
             row[short] = wide_head.loc[(s, t), ("mean", metric)]
             row[f"{short}_sd"] = wide_head.loc[(s, t), ("sd", metric)]
         row |= {"n_seeds": int(n_seed.loc[(s, t)]), "model": chosen, "data_kind": data_kind}
         headline_rows.append(row)
 headline = pd.DataFrame(headline_rows)
-write_text(out / "headline.csv", headline.round(4).to_csv(index=False))
+T.write_csv(headline.round(4), out / "headline.csv")
 shown_head = headline.assign(**{short: [f"{m:.3f}" + ("" if np.isnan(sd) else f" ± {sd:.3f}")
                                         for m, sd in zip(headline[short], headline[f"{short}_sd"])]
                                 for short in HEADLINE.values()})
-section("headline table", out / "headline.csv", True)
+sections.record("headline table", out / "headline.csv", True)
 shown_head[["train_set", "strategy", "test_set", *HEADLINE.values(), "n_seeds"]]
 
 # %% [markdown]
@@ -663,11 +605,11 @@ if demo is not None and len(demo):
     total_share = demo.groupby(["set", "basis", "label", "attribute"])["share"].sum()
     assert np.allclose(total_share, 1.0), total_share[~np.isclose(total_share, 1.0)]
 # every section accounted for, every figure on disk
-sections_table = pd.DataFrame(sections)
-save_table(sections_table, "sections")
-assert all(p.is_file() and p.stat().st_size > 0 for p in written), written
+sections_table = sections.table()
+T.write_csv(sections_table, out / "sections.csv")
+assert all(p.is_file() and p.stat().st_size > 0 for p in figs.written), figs.written
 missing = sections_table[sections_table["status"] != "shown"]
 print(f"checks passed: {len(train_sets)} training sets × {len(test_sets)} test sets, model {chosen}, "
-      f"{data_kind} data; {len(written)} figures; {len(missing)} of {len(sections_table)} sections not produced "
+      f"{data_kind} data; {len(figs.written)} figures; {len(missing)} of {len(sections_table)} sections not produced "
       f"by this run{': ' + ', '.join(missing['section']) if len(missing) else ''}")
 sections_table

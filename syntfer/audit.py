@@ -226,6 +226,33 @@ def holdout_threshold(holdout: np.ndarray, train: np.ndarray, quantile: float = 
     return float(np.quantile(sim, quantile))
 
 
+REAL_TRAIN = "real_train"
+"""The set name under which `privacy_check` caches the real training faces' features."""
+
+
+def feature_cache(cache_dir: str | os.PathLike, space: str, name: str) -> Path:
+    """Where `privacy_check(..., space=space, cache_dir=cache_dir)` caches the features of set `name`:
+    ``<cache_dir>/<space>__<name>.npz`` (the real training faces are set `REAL_TRAIN`)."""
+    if not space or not name or any(sep in space + name for sep in ("/", "\\")):
+        raise AuditError(f"feature cache: space {space!r} and set name {name!r} must be non-empty file-name parts")
+    return Path(cache_dir) / f"{space}__{name}.npz"
+
+
+def embed_set(embed: Embedding, paths: Sequence[str | os.PathLike], *, space: str, name: str = "",
+              cache_dir: str | os.PathLike | None = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """(N, D) features of the images at `paths` in `embed` (the feature space named `space`).
+
+    With `cache_dir` the features are cached as set `name` exactly where `privacy_check` with the same `space`
+    and `cache_dir` looks for them (`feature_cache`), so a notebook that embeds a set first (for FD/KID) and runs
+    the privacy check afterwards embeds each image once. The cache is keyed by the embedding's ``fingerprint``
+    and the path list (`syntfer.distances.extract_features`): it is never reused for other weights or images."""
+    if cache_dir is not None and not name:
+        raise AuditError(f"embed_set: caching features in {cache_dir} needs the set's name")
+    fs = callable_space(space, embed, fingerprint=getattr(embed, "fingerprint", ""))
+    cache = feature_cache(cache_dir, space, name) if cache_dir is not None else None
+    return extract_features(fs, paths, batch_size=batch_size, cache=cache, progress=progress)
+
+
 @dataclasses.dataclass
 class PrivacyResult:
     """Per-image nearest real training face (`table`) and per-set `summary` (flat keys)."""
@@ -248,18 +275,15 @@ def privacy_check(sets: Mapping[str, Sequence[str]], real_paths: Sequence[str], 
     similarity_mean, similarity_p95, similarity_max, threshold, n_flagged, share_flagged``
     (+ ``n_true_identity_overlap``).
     """
-    fs = callable_space(space, embed, fingerprint=getattr(embed, "fingerprint", ""))
-
-    def cache(name: str) -> Path | None:
-        return Path(cache_dir) / f"{space}__{name}.npz" if cache_dir is not None else None
-
     real_paths = [str(p) for p in real_paths]
-    ref = extract_features(fs, real_paths, batch_size=batch_size, cache=cache("real_train"))
+    ref = embed_set(embed, real_paths, space=space, name=REAL_TRAIN, cache_dir=cache_dir, batch_size=batch_size,
+                    progress=True)
     tables, summaries = [], []
     real_ids = set(map(str, real_identities)) if real_identities is not None else None
     for name, paths in sets.items():
         paths = [str(p) for p in paths]
-        feats = extract_features(fs, paths, batch_size=batch_size, cache=cache(name))
+        feats = embed_set(embed, paths, space=space, name=name, cache_dir=cache_dir, batch_size=batch_size,
+                          progress=True)
         idx, sim = nearest_neighbours(feats, ref)
         t = pd.DataFrame({"set": name, "path": paths, "nn_path": [real_paths[i] for i in idx],
                           "similarity": sim.astype(np.float64), "flagged": sim > threshold})
@@ -393,7 +417,8 @@ def run(args) -> int:
             fs = callable_space(space, embed, fingerprint=getattr(embed, "fingerprint", ""))
             threshold = holdout_threshold(
                 extract_features(fs, read_manifest(args.holdout)["path"].tolist(), cache=out / "cache" / "holdout.npz"),
-                extract_features(fs, real, cache=out / "cache" / f"{space}__real_train.npz"), args.quantile)
+                embed_set(embed, real, space=space, name=REAL_TRAIN, cache_dir=out / "cache", progress=True),
+                args.quantile)
         threshold = 0.95 if threshold is None else threshold
         res = privacy_check({k: v["path"].tolist() for k, v in sets.items()}, real, embed, space=space,
                             threshold=threshold, cache_dir=out / "cache")

@@ -3,7 +3,9 @@
 `plt.show()` under Jupyter's inline backend renders a figure a second time (its own PNG, bbox 'tight') after
 the notebook has already saved it; for annotated heatmaps and facet grids that second render is most of the
 cell's time. `show` writes the PNG (atomically, folders created) and displays those same bytes, then closes
-the figure, so each figure is rendered once and the notebook shows exactly the file DVC tracks.
+the figure, so each figure is rendered once and the notebook shows exactly the file DVC tracks. `Figures` is a
+notebook's figure folder: ``figs.show(fig, "name")`` saves ``<folder>/name.png`` at the notebook's resolution and
+remembers what it wrote.
 """
 from __future__ import annotations
 
@@ -45,6 +47,36 @@ def show(fig, path: str | os.PathLike | None = None, *, dpi: int = 110, tight: b
         return
     if get_ipython() is not None:
         display(Image(data=data, format="png"))
+
+
+class Figures:
+    """A notebook's figure folder: ``figs = Figures(out / "figures", dpi=120)``, then ``figs.show(fig, "name")``.
+
+    Every figure of a notebook is saved as ``<folder>/<name>.png`` with the same `dpi` and shown once (`show`);
+    `written` lists the files saved, in order, each once (a cell run twice in Jupyter saves its figure again
+    under the same name). The folder is created."""
+
+    def __init__(self, folder: str | os.PathLike, *, dpi: int = 110, tight: bool = True) -> None:
+        self.folder = Path(folder)
+        self.dpi, self.tight = dpi, tight
+        self.written: list[Path] = []
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        """``<folder>/<name>.png``; `name` is a bare file stem (no folder, no suffix)."""
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError(f"figure name {name!r}: expected a bare file name such as 'distances' "
+                             f"(saved as {self.folder}/<name>.png)")
+        if name.lower().endswith(".png"):
+            raise ValueError(f"figure name {name!r}: give it without '.png' (the suffix is added)")
+        return self.folder / f"{name}.png"
+
+    def show(self, fig, name: str) -> None:
+        """Save `fig` (a figure or a seaborn grid) as ``<folder>/<name>.png``, display it, close it; returns None."""
+        path = self.path(name)
+        show(fig, path, dpi=self.dpi, tight=self.tight)
+        if path not in self.written:
+            self.written.append(path)
 
 
 @contextmanager

@@ -85,6 +85,78 @@ def pretty(set_name: str) -> str:
     return f"{s.name} ({words})" if words else s.name
 
 
+def family_label(set_name: str) -> str:
+    """How the report names a training set's family (`FAMILY_LABELS`), by its name's prefix; unknown raises."""
+    return FAMILY_LABELS[strategy_of(set_name).family]
+
+
+# ---- the report's tables --------------------------------------------------------------------------------------
+def metric_matrix(table: pd.DataFrame, metric: str, rows: Sequence[str], columns: Sequence[str],
+                  value: str = "mean") -> pd.DataFrame:
+    """One metric of a seed-aggregated table (`syntfer summarize`'s eval.csv) as a training set × test set matrix.
+
+    `table` holds ``train_set, test_set, metric`` and the `value` column (``mean`` or ``sd``); the matrix has
+    `rows` (training sets) and `columns` (test sets) in the order given, NaN where a pair has no result. A metric
+    with no rows, or a pair with two rows, raises naming it."""
+    need = {"train_set", "test_set", "metric", value}
+    if not need <= set(table.columns):
+        raise ReportError(f"metric table lacks column(s) {sorted(need - set(table.columns))}; "
+                          f"has {list(table.columns)}")
+    t = table[table["metric"] == metric]
+    if t.empty:
+        raise ReportError(f"no rows for metric {metric!r}; metrics: {sorted(table['metric'].unique())}")
+    dup = t.duplicated(["train_set", "test_set"])
+    if dup.any():
+        raise ReportError(f"metric {metric!r}: several rows for training set × test set "
+                          f"{tuple(t.loc[dup, ['train_set', 'test_set']].iloc[0])} (one model at a time)")
+    return t.pivot(index="train_set", columns="test_set", values=value).reindex(index=list(rows),
+                                                                               columns=list(columns))
+
+
+def mean_sd_text(mean: pd.DataFrame, sd: pd.DataFrame, digits: int = 3) -> np.ndarray:
+    """Heatmap annotations of `mean` ± `sd` cell by cell: ``'0.612\\n± 0.031'``, or ``'0.612'`` where sd is NaN
+    (a single seed). Both frames must have the same shape; returns an object array of that shape."""
+    if mean.shape != sd.shape:
+        raise ReportError(f"mean {mean.shape} and sd {sd.shape} tables differ in shape")
+    return np.array([[f"{m:.{digits}f}" + ("" if np.isnan(s) else f"\n± {s:.{digits}f}") for m, s in zip(mr, sr)]
+                     for mr, sr in zip(mean.to_numpy(dtype=float), sd.to_numpy(dtype=float))], dtype=object)
+
+
+SECTION_COLUMNS = ("section", "status", "input", "note")
+SHOWN, NOT_PRODUCED = "shown", "not produced by this run"
+
+
+class Sections:
+    """The report's ledger: every section, shown or not produced by this run (and why), for ``sections.csv``.
+
+    Nothing is skipped silently: a section whose input this run did not produce prints a line saying so and is
+    recorded with the reason."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str]] = []
+
+    def record(self, name: str, path: str | os.PathLike, produced: bool, why: str = "") -> bool:
+        """Record section `name` read from `path`; returns `produced` (``if sections.record(...):``).
+
+        Not produced: the note is `why`, by default that `path` does not exist."""
+        produced = bool(produced)
+        note = "" if produced else (why or f"{path} does not exist")
+        self.rows.append({"section": name, "status": SHOWN if produced else NOT_PRODUCED, "input": str(path),
+                          "note": note})
+        if not produced:
+            print(f"[{name}] {NOT_PRODUCED}: {note}")
+        return produced
+
+    def optional(self, path: str | os.PathLike, name: str) -> Path | None:
+        """`path` when it is a file (section `name` shown), else None (recorded as not produced)."""
+        path = Path(path)
+        return path if self.record(name, path, path.is_file()) else None
+
+    def table(self) -> pd.DataFrame:
+        """One row per recorded section: ``section, status, input, note``."""
+        return pd.DataFrame(self.rows, columns=list(SECTION_COLUMNS))
+
+
 # ---- per-image predictions -----------------------------------------------------------------------------------
 def load_predictions(train_dir: str | os.PathLike, set_name: str, test: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """{seed: (y_true, y_pred)} canonical indices from ``<train_dir>/<set>/s<seed>/confusion_<test>.csv``."""

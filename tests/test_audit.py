@@ -201,3 +201,38 @@ def test_identity_embedding_adapter(tmp_path):
     np.testing.assert_allclose(v, direct, rtol=1e-5, atol=1e-6)
     name, _ = A.embedding_from_spec(f"identity:{tmp_path / 'enc'}")
     assert name == "identity"
+
+
+def test_embed_set_caches_where_privacy_check_reads(tmp_path):
+    rng = np.random.default_rng(1)
+    real = [_png(tmp_path / "real" / f"{i}.png", rng.integers(0, 255, (20, 20, 3))) for i in range(4)]
+    syn = [_png(tmp_path / "syn" / f"{i}.png", rng.integers(0, 255, (20, 20, 3))) for i in range(3)]
+    pixel = A.pixel_embedding()
+    seen = []
+
+    def embed(images):  # the pixel embedding, counting the images it is asked to embed
+        seen.append(len(images))
+        return pixel(images)
+
+    embed.fingerprint = pixel.fingerprint
+    cache = tmp_path / "features"
+    assert A.feature_cache(cache, "pixel", "gan_f") == cache / "pixel__gan_f.npz"
+    f_syn = A.embed_set(embed, syn, space="pixel", name="gan_f", cache_dir=cache, batch_size=2)
+    f_real = A.embed_set(embed, real, space="pixel", name=A.REAL_TRAIN, cache_dir=cache)
+    assert f_syn.shape == (3, 256) and sum(seen) == 7
+    assert sorted(p.name for p in cache.iterdir()) == ["pixel__gan_f.npz", "pixel__real_train.npz"]
+    np.testing.assert_array_equal(A.embed_set(embed, syn, space="pixel"), f_syn)  # no cache: same features
+    seen.clear()
+    res = A.privacy_check({"gan_f": syn}, real, embed, space="pixel", threshold=0.9, cache_dir=cache)
+    assert seen == []  # every feature came from the cache embed_set wrote
+    _, sim = A.nearest_neighbours(f_syn, f_real)
+    np.testing.assert_allclose(res.table["similarity"], sim)
+    A.embed_set(embed, syn[:2], space="pixel", name="gan_f", cache_dir=cache)  # other images: embedded again
+    assert seen == [2]
+
+
+def test_embed_set_needs_a_name_to_cache_and_plain_names(tmp_path):
+    with pytest.raises(A.AuditError, match="needs the set's name"):
+        A.embed_set(A.pixel_embedding(), ["x.png"], space="pixel", cache_dir=tmp_path)
+    with pytest.raises(A.AuditError, match="file-name parts"):
+        A.feature_cache(tmp_path, "pixel", "../escape")

@@ -9,9 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lower number = lower layer; a module's layer is that of the longest matching prefix
 LAYERS: dict[str, int] = {
-    # foundations: the label space, seeds, files, manifests, images, face geometry, figures
+    # foundations: the label space, seeds, files, manifests, images, face geometry, figures, notebook tables
     "syntfer.labels": 0, "syntfer.seeding": 0, "syntfer.storage": 0, "syntfer.manifest": 0, "syntfer.images": 0,
-    "syntfer.alignment": 0, "syntfer.plots": 0,
+    "syntfer.alignment": 0, "syntfer.plots": 0, "syntfer.tables": 0,
     # data sources: the real datasets' readers and the procedural world
     "syntfer.readers": 1, "syntfer.world": 1,
     # the engine: data loading, models, training, evaluation, the one judge and the other instruments

@@ -1,7 +1,8 @@
-"""syntfer.plots.show: one render, saved where asked, the figure closed."""
+"""syntfer.plots.show: one render, saved where asked, the figure closed; plots.Figures: a notebook's figure folder."""
 from __future__ import annotations
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -39,3 +40,29 @@ def test_only_hides_the_other_panels_during_the_block_and_restores_them():
     assert [a.get_visible() for a in axes] == [True, True, False]
     assert len(axes[1].texts) == 4  # the heatmap and its annotations landed on the right panel
     plt.close(fig)
+
+
+def test_figures_saves_each_figure_by_name_at_the_notebooks_dpi(tmp_path):
+    figs = plots.Figures(tmp_path / "out" / "figures", dpi=40)
+    assert (tmp_path / "out" / "figures").is_dir() and figs.written == []  # the folder exists before any figure
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [1, 0])
+    expected = plots.figure_png(fig, dpi=40)  # what plots.show(fig, path, dpi=40) writes
+    assert figs.show(fig, "line") is None and not plt.fignum_exists(fig.number)
+    assert (tmp_path / "out" / "figures" / "line.png").read_bytes() == expected
+    g = sns.relplot(x=[0, 1, 2], y=[1, 0, 1], kind="line", height=1.5)
+    figs.show(g, "grid")  # a seaborn grid too
+    fig2, _ = plt.subplots(figsize=(1, 1))
+    figs.show(fig2, "line")  # a cell run again overwrites its figure; listed once
+    assert figs.written == [tmp_path / "out" / "figures" / "line.png", tmp_path / "out" / "figures" / "grid.png"]
+    assert sorted(p.name for p in (tmp_path / "out" / "figures").iterdir()) == ["grid.png", "line.png"]
+
+
+@pytest.mark.parametrize("name", ["", "sub/line", "..", "line.png", "x\\y"])
+def test_figures_rejects_names_that_are_not_a_bare_file_stem(tmp_path, name):
+    figs = plots.Figures(tmp_path)
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError, match="figure name"):
+        figs.show(fig, name)
+    plt.close(fig)
+    assert list(tmp_path.iterdir()) == [] and figs.written == []

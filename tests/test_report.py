@@ -89,3 +89,65 @@ def test_strategy_names():
     assert R.pretty("real_affectnet") == "AffectNet"
     with pytest.raises(R.ReportError, match="no strategy has its prefix"):
         R.strategy_of("weird_set")
+
+
+def test_family_label():
+    assert R.family_label("real_rafdb") == "real"
+    assert R.family_label("gan_f") == R.FAMILY_LABELS["synthetic"]
+    assert R.family_label("hybrid_gan_f") == "hybrid (synthetic + real)"
+    with pytest.raises(R.ReportError, match="'weird_set'"):
+        R.family_label("weird_set")
+
+
+def _eval_table():
+    rows = [("real_rafdb", "rafdb", "macro_f1", 0.6, 0.01), ("real_rafdb", "fer2013", "macro_f1", 0.3, np.nan),
+            ("gan_f", "rafdb", "macro_f1", 0.4, 0.02), ("gan_f", "rafdb", "accuracy", 0.5, 0.03)]
+    return pd.DataFrame(rows, columns=["train_set", "test_set", "metric", "mean", "sd"])
+
+
+def test_metric_matrix_in_the_given_order_nan_where_no_result():
+    m = R.metric_matrix(_eval_table(), "macro_f1", ["gan_f", "real_rafdb"], ["rafdb", "fer2013"])
+    assert list(m.index) == ["gan_f", "real_rafdb"] and list(m.columns) == ["rafdb", "fer2013"]
+    assert m.loc["gan_f", "rafdb"] == 0.4 and m.loc["real_rafdb", "fer2013"] == 0.3
+    assert np.isnan(m.loc["gan_f", "fer2013"])  # gan_f was not tested on fer2013
+    sd = R.metric_matrix(_eval_table(), "macro_f1", ["gan_f", "real_rafdb"], ["rafdb", "fer2013"], "sd")
+    assert sd.loc["real_rafdb", "rafdb"] == 0.01 and np.isnan(sd.loc["real_rafdb", "fer2013"])
+
+
+def test_metric_matrix_refuses_unknown_metric_duplicates_and_missing_columns():
+    t = _eval_table()
+    with pytest.raises(R.ReportError, match=r"no rows for metric 'balanced_accuracy'; metrics: \['accuracy', 'macro_f1'\]"):
+        R.metric_matrix(t, "balanced_accuracy", ["gan_f"], ["rafdb"])
+    two_models = pd.concat([t, t.iloc[[2]]], ignore_index=True)
+    with pytest.raises(R.ReportError, match=r"several rows for training set × test set \('gan_f', 'rafdb'\)"):
+        R.metric_matrix(two_models, "macro_f1", ["gan_f"], ["rafdb"])
+    with pytest.raises(R.ReportError, match=r"lacks column\(s\) \['sd'\]"):
+        R.metric_matrix(t.drop(columns="sd"), "macro_f1", ["gan_f"], ["rafdb"], "sd")
+
+
+def test_mean_sd_text_omits_the_sd_of_a_single_seed():
+    mean = pd.DataFrame([[0.61234, 0.5], [0.25, 1.0]])
+    sd = pd.DataFrame([[0.03149, np.nan], [0.0, np.nan]])
+    text = R.mean_sd_text(mean, sd)
+    assert text.shape == (2, 2) and text.dtype == object
+    assert text.tolist() == [["0.612\n± 0.031", "0.500"], ["0.250\n± 0.000", "1.000"]]
+    assert R.mean_sd_text(mean, sd, digits=1)[0, 0] == "0.6\n± 0.0"
+    with pytest.raises(R.ReportError, match="differ in shape"):
+        R.mean_sd_text(mean, sd.iloc[:1])
+
+
+def test_sections_record_what_was_shown_and_say_what_was_not(tmp_path, capsys):
+    sections = R.Sections()
+    assert sections.table().columns.tolist() == ["section", "status", "input", "note"] and sections.table().empty
+    assert sections.record("headline table", tmp_path / "headline.csv", True) is True
+    assert sections.record("findings", "outputs/train", 0, "no training set of this run is a claim's subject") is False
+    (tmp_path / "synthetic.csv").write_text("set,metric,value\n")
+    assert sections.optional(tmp_path / "synthetic.csv", "synthetic-set measurements") == tmp_path / "synthetic.csv"
+    assert sections.optional(tmp_path / "privacy_summary.csv", "privacy check") is None
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["[findings] not produced by this run: no training set of this run is a claim's subject",
+                       f"[privacy check] not produced by this run: {tmp_path / 'privacy_summary.csv'} does not exist"]
+    t = sections.table()
+    assert t["section"].tolist() == ["headline table", "findings", "synthetic-set measurements", "privacy check"]
+    assert t["status"].tolist() == ["shown", "not produced by this run", "shown", "not produced by this run"]
+    assert t["input"].tolist()[1] == "outputs/train" and t["note"].tolist()[0] == ""
