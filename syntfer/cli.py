@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("syntfer.readers", "write a manifest CSV from a dataset in its native format"),
     "world": ("syntfer.world.cli", "render the procedural face world (all stand-in domains)"),
     "notebook": ("syntfer.notebook", "execute a py:percent notebook with papermill (used by DVC stages)"),
-    "pseudolabel": ("syntfer.pseudolabel", "pseudo-label unlabeled images with a teacher (strategy i)"),
+    "pseudolabel": ("syntfer.pseudolabel.cli", "pseudo-label unlabeled images with a teacher (strategy i)"),
     "prompts": ("syntfer.prompts", "write the paper's diffusion prompt grid (strategy ii)"),
     "train": ("syntfer.training", "train a classifier on a manifest (resumable)"),
     "evaluate": ("syntfer.evaluation", "evaluate a checkpoint on test manifests"),
