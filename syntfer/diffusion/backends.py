@@ -59,7 +59,7 @@ class EmbeddedBackend:
     steps: int = EMBEDDED_DEFAULTS["steps"]
     guidance: float = EMBEDDED_DEFAULTS["guidance"]
     batch_size: int = 64
-    solver: str = "ddim"  # DDIM with latent clipping; DPM-Solver++ diverges on this model (see embedded.make_sampler)
+    solver: str = "ddim"  # DDIM with latent clipping; DPM-Solver++ diverges on this model (see sampling.make_sampler)
 
     def __post_init__(self) -> None:
         from syntfer.diffusion.embedded import load_checkpoint

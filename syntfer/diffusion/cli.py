@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--use-aus", action="store_true", help="AU variant: condition on FineFace's 12 AUs too")
     t.add_argument("--au-scale", type=float, default=5.0, help="AU intensities are divided by this (0..5 scale)")
     t.add_argument("--variant", choices=("v1", "pool48"), default="v1",
-                   help="pool48: aligned 48-px crops, weighted-bag-of-words text, v-prediction (embedded.VARIANTS)")
+                   help="pool48: aligned 48-px crops, weighted-bag-of-words text, v-prediction (model.VARIANTS)")
     t.add_argument("--align", action="store_true", help="train on aligned face crops (captions' landmarks column)")
     t.add_argument("--image-size", type=int, default=None, help="default: the variant's (v1 32, pool48 48)")
     t.add_argument("--word-dropout", type=float, default=0.0, help="mask each caption word with this probability")

@@ -76,7 +76,7 @@ class VAECodec(nn.Module):
     (no download), 4x spatial downsampling, `latent_channels` channels. Trained first, then frozen
     (`train_vae`); latents are the posterior mean times `scale` (unit overall std, SD's scaling_factor)."""
 
-    def __init__(self, cfg: Any):  # an embedded.EmbeddedConfig
+    def __init__(self, cfg: Any):  # a model.EmbeddedConfig (not imported: model imports this module)
         super().__init__()
         from diffusers import AutoencoderKL
 

@@ -1,6 +1,6 @@
 """Fidelity along training: sample a fixed stratified set of grid prompts with the EMA weights and judge them.
 
-`fidelity_probe(judge_dir, …)` returns the `evaluate` callback of `embedded.train_embedded`: every call
+`fidelity_probe(judge_dir, …)` returns the `evaluate` callback of `training.train_embedded`: every call
 samples the same prompts with the same per-image seeds (text only, and with FineFace's AU vectors when the model
 has an AU encoder), reads them with the project's judge (`syntfer.judge`) and returns mean-class expression
 fidelity plus per-class values. The judge is a measuring instrument only: nothing of it reaches the gradients.
