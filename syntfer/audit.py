@@ -16,7 +16,7 @@ named in the table's ``basis`` column so a reader knows what a share rests on:
 
 Privacy (beyond the paper): for every image of a synthetic set, the cosine similarity to its nearest
 neighbour among the real training faces in an embedding ``embed(list[PIL.Image]) -> (N, D)`` of
-L2-normalised vectors (the identity encoder of `syntfer.identity` when present). Images above a
+L2-normalised vectors (the identity encoder of `syntfer.identity_encoder` when present). Images above a
 threshold are flagged. The default embedding, `pixel_embedding`, needs no model: mean-centred 16×16 grey
 thumbnails — a near-duplicate/copy detector, *not* an identity model, and named ``pixel`` in outputs.
 An embedding function may carry a ``fingerprint`` attribute (its weights' hash) so feature caches are
@@ -37,7 +37,7 @@ from PIL import Image
 
 from syntfer import labels as L
 from syntfer.distances import callable_space, extract_features
-from syntfer.identity import identity_embedding  # noqa: F401 (used by embedding_from_spec; re-exported)
+from syntfer.identity_encoder import identity_embedding  # noqa: F401 (used by embedding_from_spec; re-exported)
 
 UNKNOWN = "unknown"
 ATTRIBUTES: tuple[str, ...] = ("gender", "age", "skin_tone")

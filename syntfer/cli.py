@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("syntfer.models.cli", "list classifiers; build one and report how a weight file loads"),
     "diffusion": ("syntfer.diffusion.cli", "train the embedded model / generate / curate diffusion sets (strategy ii)"),
     "gan": ("syntfer.gan.cli", "train a GANmut-style editor / write GAN-edited sets (strategy iii)"),
-    "identity": ("syntfer.identity", "train and validate the world identity encoder"),
+    "identity": ("syntfer.identity_encoder", "train and validate the world identity encoder"),
     "instrument": ("syntfer.instruments", "train and calibrate the judge on reference renders (as 06_instruments)"),
     "mix": ("syntfer.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
     "distance": ("syntfer.distances", "FD/KID of sets against a reference in a named feature space"),

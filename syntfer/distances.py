@@ -396,7 +396,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="syntfer classifier checkpoint folder (penultimate-layer space)")
     src.add_argument("--clip", help="local CLIP folder (CLIPVisionModelWithProjection, save_pretrained layout)")
-    src.add_argument("--identity", help="identity encoder folder (syntfer.identity; identity-embedding space)")
+    src.add_argument("--identity", help="identity encoder folder (syntfer.identity_encoder; identity-embedding space)")
     parser.add_argument("--set", action="append", required=True, metavar="NAME=MANIFEST",
                         help="a set to measure (repeatable)")
     parser.add_argument("--reference", required=True, metavar="NAME=MANIFEST", help="reference set, e.g. ffhq=...")
@@ -423,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
 
         space = classifier_space(load_checkpoint(args.checkpoint), name=args.space)
     elif args.identity:
-        from syntfer.identity import identity_embedding
+        from syntfer.identity_encoder import identity_embedding
 
         embed = identity_embedding(args.identity)
         space = callable_space(args.space, embed, fingerprint=embed.fingerprint)

@@ -4,6 +4,6 @@ Modules: `embedded` (the small text/AU-conditioned model trained on the world's 
 import for its parts `model`, `captioned`, `training`, `sampling`, `text`, `codecs`, `denoisers`), `probe`
 (fidelity along training), `backends` (one interface over Stable Diffusion via diffusers and the embedded model),
 `fineface` (the AU adapter as diffusers attention processors), `generation` (resumable, sharded,
-manifest-writing generation), `curation` (filters, de-duplication, balancing), `report` (the notebook's
+manifest-writing generation), `curation` (filters, de-duplication, balancing), `figures` (the notebook's
 figures), `cli` (`syntfer diffusion ...`).
 """

@@ -61,7 +61,7 @@ def seam_variants(generator: Generator, rows: pd.DataFrame, codes: Sequence[Cont
                   restorers: dict[str, Restorer | None], degrade_cfg: DegradeConfig, seed: int,
                   size: int) -> dict[str, dict[str, np.ndarray]]:
     """For each variant ('paste' = no repair, or a restorer): context crops (1.5× box) and face crops."""
-    from syntfer.gan.evaluation import seam_contrast
+    from syntfer.gan.measurements import seam_contrast
 
     out: dict[str, dict[str, list]] = {k: {"context": [], "face": [], "seam": []} for k in restorers}
     for (_, row), code in zip(rows.iterrows(), codes):
