@@ -196,8 +196,8 @@ def test_identity_embedding_adapter(tmp_path):
     v = embed(ims)
     assert v.shape == (3, 8)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
-    direct = identity_encoder.embed(identity_encoder.load_identity_encoder(tmp_path / "enc"),
-                                    np.stack([np.asarray(im.resize((16, 16), Image.Resampling.BILINEAR)) for im in ims]))
+    small = np.stack([np.asarray(im.resize((16, 16), Image.Resampling.BILINEAR)) for im in ims])
+    direct = identity_encoder.embed(identity_encoder.load_identity_encoder(tmp_path / "enc"), small)
     np.testing.assert_allclose(v, direct, rtol=1e-5, atol=1e-6)
     name, _ = A.embedding_from_spec(f"identity:{tmp_path / 'enc'}")
     assert name == "identity"
