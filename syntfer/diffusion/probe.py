@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from syntfer import labels as L
+from syntfer.diffusion.sampling import sample_images
+from syntfer.diffusion.text import adapt_prompt
 from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
 from syntfer.prompts import au_matrix, prompt_grid, stratified_subset
 
@@ -19,8 +21,6 @@ from syntfer.prompts import au_matrix, prompt_grid, stratified_subset
 def fidelity_probe(judge_dir: str, *, per_emotion: int = 10, steps: int = 30, guidance: float = 3.0,
                    seed: int = 0) -> Callable:
     """The `evaluate(model, step) -> dict` callback for `train_embedded` (module docstring)."""
-    from syntfer.diffusion.embedded import adapt_prompt, sample_images
-
     judge = Judge.load(judge_dir)
     prompts = stratified_subset(prompt_grid(), per_emotion, seed=seed)
     texts = [adapt_prompt(t) for t in prompts["prompt"]]
