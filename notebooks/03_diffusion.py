@@ -73,7 +73,7 @@ from syntfer import prompts as P
 from syntfer.attributes import demographic_fidelity, load_reader
 from syntfer.diffusion import curation as C
 from syntfer.diffusion import embedded as E
-from syntfer.diffusion import report as R
+from syntfer.diffusion import figures as R
 from syntfer.diffusion.backends import BACKENDS, create_backend
 from syntfer.diffusion.generation import generate, generate_launched
 from syntfer.distances import frechet_distance

@@ -69,12 +69,12 @@ from IPython.display import display
 
 from syntfer import labels as L
 from syntfer.distances import frechet_distance
-from syntfer.gan import evaluation as E
-from syntfer.gan import report as R
+from syntfer.gan import measurements as E
+from syntfer.gan import figures as R
 from syntfer.gan.editing import DegradeConfig, make_restorer
 from syntfer.gan.networks import load_generator, load_official_generator
 from syntfer.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
-from syntfer.identity import embed, load_identity_encoder
+from syntfer.identity_encoder import embed, load_identity_encoder
 from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
 from syntfer.plots import show
 from syntfer.seeding import seed_everything

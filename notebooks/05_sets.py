@@ -64,13 +64,13 @@ import torch
 
 from syntfer import audit as A
 from syntfer import distances as D
-from syntfer import identity as I
+from syntfer import identity_encoder as I
 from syntfer import labels as L
 from syntfer import plots
 from syntfer import setmetrics as S
 from syntfer import summary as SU
 from syntfer import tables as T
-from syntfer.gan.evaluation import manifest_crops
+from syntfer.gan.measurements import manifest_crops
 from syntfer.manifest import read_manifest, write_manifest
 from syntfer.judge import Judge, fidelity_table, label_indices
 from syntfer.readers import read_dataset

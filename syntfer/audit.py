@@ -16,7 +16,7 @@ named in the table's ``basis`` column so a reader knows what a share rests on:
 
 Privacy (beyond the paper): for every image of a synthetic set, the cosine similarity to its nearest
 neighbour among the real training faces in an embedding ``embed(list[PIL.Image]) -> (N, D)`` of
-L2-normalised vectors (the identity encoder of `syntfer.identity` when present). Images above a
+L2-normalised vectors (the identity encoder of `syntfer.identity_encoder` when present). Images above a
 threshold are flagged. The default embedding, `pixel_embedding`, needs no model: mean-centred 16×16 grey
 thumbnails — a near-duplicate/copy detector, *not* an identity model, and named ``pixel`` in outputs.
 An embedding function may carry a ``fingerprint`` attribute (its weights' hash) so feature caches are
@@ -37,7 +37,10 @@ from PIL import Image
 
 from syntfer import labels as L
 from syntfer.distances import callable_space, extract_features
-from syntfer.identity import identity_embedding  # noqa: F401 (used by embedding_from_spec; re-exported)
+from syntfer.identity_encoder import identity_embedding  # noqa: F401 (used by embedding_from_spec; re-exported)
+from syntfer.images import load_image
+from syntfer.manifest import read_manifest, write_manifest
+from syntfer.storage import atomic_path, write_json
 
 UNKNOWN = "unknown"
 ATTRIBUTES: tuple[str, ...] = ("gender", "age", "skin_tone")
@@ -135,8 +138,6 @@ def attach_truth(frame: pd.DataFrame, truth: pd.DataFrame, attributes: Sequence[
 def predict_attributes(frame: pd.DataFrame, model: AttributeModel, attributes: Sequence[str] = ATTRIBUTES,
                        batch_size: int = 64) -> pd.DataFrame:
     """Copy of `frame` with attribute columns predicted by `model` (for real data without truth)."""
-    from syntfer.images import load_image
-
     out = frame.copy()
     preds: list[Mapping[str, Any]] = []
     paths = out["path"].tolist()
@@ -345,7 +346,7 @@ def audit_sets(sets: Mapping[str, pd.DataFrame], truth: pd.DataFrame | None = No
 
 def plot_demographics(table: pd.DataFrame, attribute: str, label: str = "all"):
     """Seaborn bar chart: share of each value of `attribute` per set (for one class, default all images)."""
-    import seaborn as sns
+    import seaborn as sns  # lazy: seaborn takes a second to import; only the notebooks plot
 
     t = table[(table["attribute"] == attribute) & (table["label"] == label)]
     if t.empty:
@@ -358,7 +359,7 @@ def plot_demographics(table: pd.DataFrame, attribute: str, label: str = "all"):
 
 def plot_privacy(table: pd.DataFrame, threshold: float | None = None):
     """Seaborn histogram of nearest-real-face similarity per synthetic set (a dashed line at the threshold)."""
-    import seaborn as sns
+    import seaborn as sns  # lazy: seaborn takes a second to import; only the notebooks plot
 
     g = sns.displot(table, x="similarity", hue="set", kind="hist", element="step", stat="density",
                     common_norm=False, bins=40, height=3.2, aspect=2.0)
@@ -393,9 +394,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from syntfer.manifest import read_manifest, write_manifest
-    from syntfer.storage import atomic_path, write_json
-
     sets = {}
     for spec in args.set:
         name, sep, file = spec.partition("=")

@@ -32,15 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
 import torch
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from syntfer.data import eval_transform, image_mode
+from syntfer.identity_encoder import identity_embedding
 from syntfer.images import load_image, split_fragment
 from syntfer.judge import JudgeError, classifier_layer
-from syntfer.manifest import relative_path
+from syntfer.manifest import read_manifest, relative_path
+from syntfer.models.checkpoint import load_checkpoint
 from syntfer.storage import atomic_path, module_fingerprint, write_json  # noqa: F401 (re-exported)
 
 SPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -245,8 +249,6 @@ def classifier_space(model: nn.Module, name: str = "baseline",
     """Penultimate-layer space of a syntfer classifier, fed through its eval transform (from ``model.cfg``)."""
     mode = "RGB"
     if transform is None:
-        from syntfer.data import eval_transform, image_mode
-
         transform, mode = eval_transform(model.cfg), image_mode(model.cfg)
     model = model.to(device).eval()
 
@@ -267,6 +269,7 @@ def clip_space(weights: str | os.PathLike, name: str = "clip", normalize: bool =
     Preprocessing: the folder's ``preprocessor_config.json`` (CLIPImageProcessor) when present, else
     CLIP's standard resize (bicubic, shorter side) + centre crop to the config's image size + CLIP mean/std.
     """
+    # lazy: importing transformers takes seconds; only the CLIP space needs it
     from torchvision.transforms import v2
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
@@ -371,8 +374,6 @@ def compare_sets(space: FeatureSpace, sets: dict[str, Sequence[str]], reference:
     Columns: ``set, reference, space, n, n_reference, fd, kid, kid_sd, kid_subset_size, fd_regularized``.
     Reference features are extracted once (cached under `cache_dir` when given).
     """
-    import pandas as pd
-
     def cache_for(set_name: str) -> Path | None:
         return Path(cache_dir) / f"{space.name}__{set_name}.npz" if cache_dir is not None else None
 
@@ -396,7 +397,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="syntfer classifier checkpoint folder (penultimate-layer space)")
     src.add_argument("--clip", help="local CLIP folder (CLIPVisionModelWithProjection, save_pretrained layout)")
-    src.add_argument("--identity", help="identity encoder folder (syntfer.identity; identity-embedding space)")
+    src.add_argument("--identity", help="identity encoder folder (syntfer.identity_encoder; identity-embedding space)")
     parser.add_argument("--set", action="append", required=True, metavar="NAME=MANIFEST",
                         help="a set to measure (repeatable)")
     parser.add_argument("--reference", required=True, metavar="NAME=MANIFEST", help="reference set, e.g. ffhq=...")
@@ -409,8 +410,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _named_manifest(spec: str) -> tuple[str, list[str]]:
-    from syntfer.manifest import read_manifest
-
     name, sep, file = spec.partition("=")
     if not sep or not name or not file:
         raise DistanceError(f"expected NAME=MANIFEST, got {spec!r}")
@@ -419,12 +418,8 @@ def _named_manifest(spec: str) -> tuple[str, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
-        from syntfer.models.checkpoint import load_checkpoint
-
         space = classifier_space(load_checkpoint(args.checkpoint), name=args.space)
     elif args.identity:
-        from syntfer.identity import identity_embedding
-
         embed = identity_embedding(args.identity)
         space = callable_space(args.space, embed, fingerprint=embed.fingerprint)
     else:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from syntfer import labels as L
 from syntfer.data import DecodedImages, ManifestDataset, as_frame, build_loader, eval_transform, image_mode
+from syntfer.models.checkpoint import load_checkpoint
 from syntfer.storage import write_json, write_text
 
 CROSS_COLUMNS = ("train_set", "model", "seed", "test_set", "metric", "value")
@@ -236,7 +237,7 @@ def cross_dataset_matrix(tidy: pd.DataFrame, metric: str = "accuracy", model: st
 
 def plot_cross_dataset(tidy: pd.DataFrame, metric: str = "accuracy", model: str | None = None, ax=None):
     """Seaborn heatmap of the seed-mean `metric` (rows: training set, columns: test set), annotated mean ± sd."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib/seaborn take a second to import; only the notebooks plot
     import seaborn as sns
 
     text = cross_dataset_matrix(tidy, metric, model)
@@ -252,10 +253,10 @@ def plot_cross_dataset(tidy: pd.DataFrame, metric: str = "accuracy", model: str 
 def plot_confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, ax=None,
                    title: str = ""):
     """Seaborn heatmap of the row-normalised confusion matrix (recall on the diagonal)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib/seaborn take a second to import; only the notebooks plot
     import seaborn as sns
 
-    from syntfer.plots import only
+    from syntfer.plots import only  # lazy, like matplotlib: syntfer.plots imports it
 
     table = confusion_table(y_true, y_pred, normalize="true")
     if ax is None:
@@ -289,8 +290,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from syntfer.models.checkpoint import load_checkpoint
-
     model = load_checkpoint(args.checkpoint)
     tests: dict[str, pd.DataFrame] = {}
     for spec in args.test:

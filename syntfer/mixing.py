@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from syntfer import labels as L
 from syntfer.images import load_image, split_fragment
-from syntfer.manifest import write_manifest
+from syntfer.manifest import read_manifest, write_manifest
+from syntfer.readers import read_dataset
 from syntfer.seeding import derive_seed
 from syntfer.storage import atomic_path, save_image, write_json
 
@@ -341,14 +342,10 @@ def load_source(spec: str | os.PathLike) -> pd.DataFrame:
     """A source as a frame: a manifest CSV, or a class-folder tree (read with ``readers.read_dataset('folder')``)."""
     p = Path(spec)
     if p.is_dir():
-        from syntfer.readers import read_dataset
-
         res = read_dataset("folder", p)
         if res.skipped:
             raise MixingError(f"{p}: {len(res.skipped)} entries could not be read, e.g. {res.skipped[0]}")
         return res.frame
-    from syntfer.manifest import read_manifest
-
     return read_manifest(p, required=("path", "label"), check_labels=False)
 
 

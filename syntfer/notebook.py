@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import sys
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from syntfer.storage import write_text
 
 KERNEL = "syntfer"
 # CurveZMQ keys provisioned by the kernel manager for every kernel whose spec declares support (the `syntfer`
@@ -166,8 +169,6 @@ def _stable_widgets(nb) -> None:
     """ipywidgets (tqdm's bars in Lab) draw a random model id per widget and save a progress bar's elapsed time
     and rate in the notebook's widget state: ids are renumbered in order of appearance and timings dropped, so
     the bars still render in Lab from the saved state."""
-    import json as _json
-
     state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
     ids: dict[str, str] = {}
     queue: list[str] = []
@@ -178,7 +179,7 @@ def _stable_widgets(nb) -> None:
                 ids[view["model_id"]] = ""
                 queue.append(view["model_id"])
     while queue:
-        ref = _json.dumps(state.get(queue.pop(0), {}), sort_keys=True)
+        ref = json.dumps(state.get(queue.pop(0), {}), sort_keys=True)
         for key in re.findall(r"IPY_MODEL_([0-9a-f]+)", ref):
             if key not in ids:
                 ids[key] = ""
@@ -198,16 +199,14 @@ def _stable_widgets(nb) -> None:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if _WIDGET_VIEW in out.get("data", {}):
-                out["data"] = _json.loads(fix(_json.dumps(out["data"])))
+                out["data"] = json.loads(fix(json.dumps(out["data"])))
     if state:
-        nb.metadata["widgets"] = _json.loads(fix(_json.dumps(nb.metadata["widgets"])))
+        nb.metadata["widgets"] = json.loads(fix(json.dumps(nb.metadata["widgets"])))
 
 
 def export_html(ipynb: Path, html: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
-
-    from syntfer.storage import write_text
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
     # nbconvert gives each widget output element a random uuid4 id: numbered instead (same bytes every run)
@@ -250,8 +249,6 @@ def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parame
     stderr = make_reproducible(executed, notebook)
     if stderr.strip():
         print(f"{notebook} stderr (not kept in {out_nb.name}):\n{stderr}", file=sys.stderr)
-    from syntfer.storage import write_text
-
     write_text(out_nb, nbformat.writes(executed) + "\n")
     if html:
         export_html(out_nb, out_nb.with_suffix(".html"))

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from syntfer import labels as L
+from syntfer.pseudolabel import select
 from syntfer.seeding import numpy_rng
 
 FINDING_COLUMNS = ("claim", "kind", "effect", "ci_low", "ci_high", "verdict", "expected", "metric", "test_set",
@@ -296,8 +297,6 @@ def pseudolabel_finding(scores: pd.DataFrame, source: str, *, tau_low: float = 0
     """Two rows for one pseudo-labeled collection (world truth needed): precision at τ = `tau_high` minus at
     `tau_low` (expected > 0), and kept images at `tau_high` minus at `tau_low` (expected < 0; exact, no sampling).
     `scores` has the teacher's per-image probabilities and a `truth` column (`pseudolabel.attach_truth`)."""
-    from syntfer.pseudolabel import select
-
     if "truth" not in scores.columns:
         raise ReportError(f"{source}: pseudo-label scores lack a 'truth' column (world truth needed)")
     scores = scores.reset_index(drop=True)

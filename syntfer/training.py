@@ -49,6 +49,8 @@ from syntfer import labels as L
 from syntfer.data import (UPSTREAM_NOISE_STD, BatchAugment, BatchCollate, DecodedImages, ManifestDataset, as_frame,
                           build_loader, label_indices,
                           epoch_sampler, eval_transform, image_mode, split_validation, train_transform)
+from syntfer.evaluation import compute_metrics
+from syntfer.launch import run_launched
 from syntfer.manifest import write_manifest
 from syntfer.models import create_model
 from syntfer.models.checkpoint import load_checkpoint, save_checkpoint
@@ -307,7 +309,7 @@ def _write_log(out_dir: Path, history: list[dict[str, float]]) -> None:
 
 
 def _accelerator(cfg: TrainConfig):
-    from accelerate import Accelerator
+    from accelerate import Accelerator  # lazy: importing accelerate takes over a second
 
     use_cuda = torch.cuda.is_available() and not cfg.cpu
     mp = cfg.mixed_precision
@@ -326,8 +328,6 @@ def _use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
 
 @torch.no_grad()
 def _validate(model: nn.Module, loader, accelerator, cfg: TrainConfig) -> dict[str, float]:
-    from syntfer.evaluation import compute_metrics
-
     model.eval()
     losses, preds, targets = [], [], []
     for x, y in loader:
@@ -564,8 +564,6 @@ def train_launched(config: TrainConfig, train_data: pd.DataFrame | str | os.Path
     on them, which writes (and resumes) `out_dir` as `train` does; returns the same `TrainResult`, read back from
     `out_dir`. Numbers differ from one process: see README, Scaling out.
     """
-    from syntfer.launch import run_launched
-
     cfg = config.validated()
     out_dir = Path(out_dir)
     launch_dir = out_dir / "launch"
@@ -618,7 +616,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
+    from accelerate import PartialState  # lazy: importing accelerate takes over a second
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in fields and k not in ("recipe", "model_kwargs")}

@@ -186,18 +186,18 @@ def test_audit_cli_writes_demographics_and_privacy(world, tmp_path):
 def test_identity_embedding_adapter(tmp_path):
     import torch
 
-    from syntfer import identity
+    from syntfer import identity_encoder
     torch.manual_seed(0)
-    enc = identity.IdentityEncoder(identity.IdentityConfig(image_size=16, width=4, embed_dim=8))
-    identity.save_identity_encoder(tmp_path / "enc", enc)
+    enc = identity_encoder.IdentityEncoder(identity_encoder.IdentityConfig(image_size=16, width=4, embed_dim=8))
+    identity_encoder.save_identity_encoder(tmp_path / "enc", enc)
     embed = A.identity_embedding(tmp_path / "enc")
     rng = np.random.default_rng(2)
     ims = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(3)]
     v = embed(ims)
     assert v.shape == (3, 8)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
-    direct = identity.embed(identity.load_identity_encoder(tmp_path / "enc"),
-                            np.stack([np.asarray(im.resize((16, 16), Image.Resampling.BILINEAR)) for im in ims]))
+    small = np.stack([np.asarray(im.resize((16, 16), Image.Resampling.BILINEAR)) for im in ims])
+    direct = identity_encoder.embed(identity_encoder.load_identity_encoder(tmp_path / "enc"), small)
     np.testing.assert_allclose(v, direct, rtol=1e-5, atol=1e-6)
     name, _ = A.embedding_from_spec(f"identity:{tmp_path / 'enc'}")
     assert name == "identity"

@@ -298,7 +298,7 @@ CLI_CASES: list[Case] = [
          lambda t, c: _cli(["manifest", "--format", "rafdb", "--root", rafdb(t, ["train_00002.jpg 9", "x.jpg 1"]),
                             "--out", t / "o.csv", "--skip-bad"], c, code=0),
          lambda t: ["skipped 2 bad row(s)", f"{lf(t)} line 2", f"{lf(t)} line 3", "'x.jpg'"]),
-    Case("cli-pseudolabel-threshold", [("pseudolabel", "run", "syntfer pseudolabel: error")],
+    Case("cli-pseudolabel-threshold", [("pseudolabel.cli", "run", "syntfer pseudolabel: error")],
          lambda t, c: _cli(["pseudolabel", "--teacher", t, "--images", _good_manifest(t), "--out", t / "o",
                             "--threshold", "1.5"], c),
          lambda t: ["syntfer pseudolabel: error", "threshold 1.5"]),
@@ -373,7 +373,7 @@ def test_cli_rejects_bad_input_and_says_what(tmp_path, case, capsys):
 MODULES = {"readers": "syntfer/readers.py", "images": "syntfer/images.py", "manifest": "syntfer/manifest.py"}
 # the CLI entry points (and the helpers they parse arguments with) whose raises must each have a case
 CLI_FUNCTIONS = {("cli", "main"): "syntfer/cli.py", ("readers", "run"): "syntfer/readers.py",
-                 ("pseudolabel", "run"): "syntfer/pseudolabel.py", ("notebook", "run"): "syntfer/notebook.py",
+                 ("pseudolabel.cli", "run"): "syntfer/pseudolabel/cli.py", ("notebook", "run"): "syntfer/notebook.py",
                  ("training", "run"): "syntfer/training.py", ("mixing", "run"): "syntfer/mixing.py",
                  ("mixing", "_spec"): "syntfer/mixing.py", ("audit", "run"): "syntfer/audit.py",
                  ("distances", "_named_manifest"): "syntfer/distances.py",

@@ -16,7 +16,7 @@ from syntfer import labels as L
 from syntfer.gan import controls as C
 from syntfer.gan.editing import (DegradeConfig, EditError, band_mask, clip_box, crop_resize, degrade, edit_images,
                                  paste, CodeFormerRestorer)
-from syntfer.gan.evaluation import intensity_curve, seam_contrast
+from syntfer.gan.measurements import intensity_curve, seam_contrast
 from syntfer.gan.networks import (CheckpointError, Discriminator, EditorConfig, Generator, load_generator,
                                   load_official_generator, save_generator)
 from syntfer.gan.sets import RecipeError, plan_recipe, render_edit_set

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from syntfer.identity import (ArcFaceHead, DlibFaceDescriptor, IdentityConfig, IdentityEncoder, IdentityTrainConfig,
-                              embed, load_identity_encoder, train_identity_encoder, verification_scores)
+from syntfer.identity_encoder import (ArcFaceHead, DlibFaceDescriptor, IdentityConfig, IdentityEncoder,
+                                      IdentityTrainConfig, embed, load_identity_encoder, train_identity_encoder,
+                                      verification_scores)
 
 torch.set_num_threads(1)
 

@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     "syntfer.readers": 1, "syntfer.world": 1,
     # the engine: data loading, models, training, evaluation, the one judge and the other instruments
     "syntfer.data": 2, "syntfer.models": 2, "syntfer.training": 2, "syntfer.evaluation": 2, "syntfer.judge": 2,
-    "syntfer.distances": 2, "syntfer.identity": 2, "syntfer.attributes": 2, "syntfer.instruments": 2,
+    "syntfer.distances": 2, "syntfer.identity_encoder": 2, "syntfer.attributes": 2, "syntfer.instruments": 2,
     "syntfer.audit": 2, "syntfer.setmetrics": 2, "syntfer.teachers": 2, "syntfer.notebook": 2, "syntfer.launch": 2,
     "syntfer.lab": 2, "syntfer.assets": 2, "syntfer.prompts": 2,
     # the strategies: turn inputs into training sets

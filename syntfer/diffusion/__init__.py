@@ -1,8 +1,9 @@
 """Strategy (ii): prompt-driven diffusion synthesis (METHOD.md §4).
 
-Modules: `embedded` (the small text/AU-conditioned model trained on the world's captioned `web`
-domain), `backends` (one interface over Stable Diffusion via diffusers and the embedded model),
+Modules: `embedded` (the small text/AU-conditioned model trained on the world's captioned `web` domain: one
+import for its parts `model`, `captioned`, `training`, `sampling`, `text`, `codecs`, `denoisers`), `probe`
+(fidelity along training), `backends` (one interface over Stable Diffusion via diffusers and the embedded model),
 `fineface` (the AU adapter as diffusers attention processors), `generation` (resumable, sharded,
-manifest-writing generation), `curation` (filters, de-duplication, balancing), `judge` (a quick
-expression classifier for fidelity when no baseline is given), `cli` (`syntfer diffusion ...`).
+manifest-writing generation), `curation` (filters, de-duplication, balancing), `figures` (the notebook's
+figures), `cli` (`syntfer diffusion ...`).
 """

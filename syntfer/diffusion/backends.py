@@ -20,10 +20,16 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from syntfer import prompts as P
+from syntfer.diffusion.fineface import load_fineface
+from syntfer.diffusion.model import WEIGHTS, load_checkpoint
+from syntfer.diffusion.sampling import sample_images
+from syntfer.diffusion.text import adapt_prompt
 from syntfer.seeding import torch_generator
+from syntfer.storage import sha256_file as sha256
 
 BACKENDS = ("embedded", "embedded-au", "sd", "fineface")
 
@@ -59,20 +65,15 @@ class EmbeddedBackend:
     steps: int = EMBEDDED_DEFAULTS["steps"]
     guidance: float = EMBEDDED_DEFAULTS["guidance"]
     batch_size: int = 64
-    solver: str = "ddim"  # DDIM with latent clipping; DPM-Solver++ diverges on this model (see embedded.make_sampler)
+    solver: str = "ddim"  # DDIM with latent clipping; DPM-Solver++ diverges on this model (see sampling.make_sampler)
 
     def __post_init__(self) -> None:
-        from syntfer.diffusion.embedded import load_checkpoint
-
         self.model = load_checkpoint(self.model_dir)
         if self.use_aus and not self.model.cfg.use_aus:
             raise BackendError(f"{self.model_dir}: checkpoint has no AU encoder; cannot run the AU variant")
         self.name = "embedded-au" if self.use_aus else "embedded"
 
     def describe(self) -> dict[str, Any]:
-        from syntfer.storage import sha256_file as sha256
-        from syntfer.diffusion.embedded import WEIGHTS
-
         return {"backend": self.name, "model_id": str(self.model_dir),
                 "revision": "sha256:" + sha256(Path(self.model_dir) / WEIGHTS)[:16],
                 "scheduler": ("DDIMScheduler(clip)" if self.solver == "ddim"
@@ -81,8 +82,6 @@ class EmbeddedBackend:
                 "width": self.model.cfg.image_size}
 
     def encoder_text(self, row: pd.Series) -> str:
-        from syntfer.diffusion.embedded import adapt_prompt
-
         return adapt_prompt(str(row["prompt"]))
 
     def aus(self, rows: pd.DataFrame) -> np.ndarray | None:
@@ -93,8 +92,6 @@ class EmbeddedBackend:
         return np.zeros((len(rows), len(self.model.cfg.au_names)), np.float32)
 
     def generate(self, rows: pd.DataFrame, seeds: Sequence[int]) -> list[Image.Image]:
-        from syntfer.diffusion.embedded import sample_images
-
         texts = [self.encoder_text(r) for _, r in rows.iterrows()]
         arr, _ = sample_images(self.model, texts, list(seeds), aus=self.aus(rows), steps=self.steps,
                                guidance=self.guidance, batch_size=self.batch_size, solver=self.solver)
@@ -128,14 +125,12 @@ class StableDiffusionBackend:
     pipeline: Any = None  # an already-built pipeline (tests); skips loading
 
     def __post_init__(self) -> None:
-        import torch
-
         self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.dtype == "auto":
             self.dtype = "float16" if self.device.startswith("cuda") else "float32"
         tdtype = getattr(torch, self.dtype)
         if self.pipeline is None:
-            from diffusers import StableDiffusionPipeline
+            from diffusers import StableDiffusionPipeline  # lazy: importing diffusers takes seconds
 
             if self.local_files_only:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -144,7 +139,7 @@ class StableDiffusionBackend:
                 requires_safety_checker=False, local_files_only=self.local_files_only)
         pipe = self.pipeline
         if self.scheduler:
-            import diffusers
+            import diffusers  # lazy: importing diffusers takes seconds
 
             cls = getattr(diffusers, self.scheduler, None)
             if cls is None:
@@ -154,8 +149,6 @@ class StableDiffusionBackend:
         pipe.set_progress_bar_config(disable=True)
         self.adapter = None
         if self.fineface_weights:
-            from syntfer.diffusion.fineface import load_fineface
-
             self.adapter = load_fineface(pipe.unet, self.fineface_weights).to(self.device, tdtype)
         self.name = "fineface" if self.adapter is not None else "sd"
 
@@ -173,8 +166,6 @@ class StableDiffusionBackend:
                                max_length=tok.model_max_length, on_overflow="error")
 
     def generate(self, rows: pd.DataFrame, seeds: Sequence[int]) -> list[Image.Image]:
-        import torch
-
         self.check_lengths(rows)
         texts = [self.encoder_text(r) for _, r in rows.iterrows()]
         gens = [torch_generator(s) for s in seeds]

@@ -12,6 +12,13 @@ import json
 import shlex
 from pathlib import Path
 
+import torch
+
+from syntfer.diffusion import embedded as E
+from syntfer.diffusion.curation import curate_from_args
+from syntfer.diffusion.generation import generate_from_args
+from syntfer.diffusion.probe import fidelity_probe
+from syntfer.storage import remove_stale_temporaries, write_json
 from syntfer.storage import sha256_file as sha256
 
 
@@ -25,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--use-aus", action="store_true", help="AU variant: condition on FineFace's 12 AUs too")
     t.add_argument("--au-scale", type=float, default=5.0, help="AU intensities are divided by this (0..5 scale)")
     t.add_argument("--variant", choices=("v1", "pool48"), default="v1",
-                   help="pool48: aligned 48-px crops, weighted-bag-of-words text, v-prediction (embedded.VARIANTS)")
+                   help="pool48: aligned 48-px crops, weighted-bag-of-words text, v-prediction (model.VARIANTS)")
     t.add_argument("--align", action="store_true", help="train on aligned face crops (captions' landmarks column)")
     t.add_argument("--image-size", type=int, default=None, help="default: the variant's (v1 32, pool48 48)")
     t.add_argument("--word-dropout", type=float, default=0.0, help="mask each caption word with this probability")
@@ -78,11 +85,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
-    from syntfer.diffusion import embedded as E
-    from syntfer.storage import remove_stale_temporaries, write_json
-
     if args.threads:
         torch.set_num_threads(args.threads)
     channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
@@ -101,8 +103,6 @@ def _train(args: argparse.Namespace) -> int:
                          filler_max=args.filler_max)
     evaluate = None
     if args.eval_judge:
-        from syntfer.diffusion.probe import fidelity_probe
-
         evaluate = fidelity_probe(args.eval_judge, per_emotion=args.eval_per_emotion, seed=args.seed)
     summary = E.train_embedded(data, mcfg, tcfg, args.work, evaluate=evaluate)
     print(json.dumps(summary, indent=1))
@@ -146,11 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "train":
         return _train(args)
     if args.action == "generate":
-        from syntfer.diffusion.generation import generate_from_args
-
         return generate_from_args(args)
     if args.action == "curate":
-        from syntfer.diffusion.curation import curate_from_args
-
         return curate_from_args(args)
     raise ValueError(f"unknown action {args.action!r}")

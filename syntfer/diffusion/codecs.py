@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from syntfer.diffusion.text import EmbeddedModelError
 
@@ -76,9 +77,9 @@ class VAECodec(nn.Module):
     (no download), 4x spatial downsampling, `latent_channels` channels. Trained first, then frozen
     (`train_vae`); latents are the posterior mean times `scale` (unit overall std, SD's scaling_factor)."""
 
-    def __init__(self, cfg: Any):  # an embedded.EmbeddedConfig
+    def __init__(self, cfg: Any):  # a model.EmbeddedConfig (not imported: model imports this module)
         super().__init__()
-        from diffusers import AutoencoderKL
+        from diffusers import AutoencoderKL  # lazy: importing diffusers takes seconds
 
         n = len(cfg.vae_block_out_channels)
         self.model = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
@@ -104,8 +105,6 @@ def train_vae(vae: VAECodec, images_uint8: torch.Tensor, *, steps: int, batch_si
               kl_weight: float, generator: torch.Generator) -> list[dict[str, float]]:
     """Fit the autoencoder (L1 reconstruction of a posterior *sample* + a small KL, as SD's VAE minus its
     perceptual/GAN terms), freeze it, and set `scale` so latents have unit std. Returns a loss log."""
-    from tqdm.auto import tqdm
-
     opt = torch.optim.AdamW(vae.model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     vae.train()

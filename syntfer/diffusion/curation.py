@@ -70,7 +70,7 @@ def duplicate_mask(hashes: np.ndarray, max_bits: int, chunk: int = 512) -> np.nd
 
 def face_detector_dlib(upsample: int = 1) -> Callable[[Sequence[str]], np.ndarray]:
     """(paths -> bool) face presence with dlib's HOG frontal face detector."""
-    import dlib
+    import dlib  # lazy: only the dlib face filter needs it (a native build that not every platform has)
 
     det = dlib.get_frontal_face_detector()
 

@@ -12,7 +12,7 @@ class LatentDenoiser(nn.Module):
 
     def __init__(self, k: int, dim: int, blocks: int, cond_dim: int, heads: int, cross_attention: bool = True):
         super().__init__()
-        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps  # lazy: importing diffusers takes seconds
 
         self.time_proj = Timesteps(128, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_emb = TimestepEmbedding(128, dim)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from syntfer.prompts import FINEFACE_AUS
@@ -139,8 +140,6 @@ def load_fineface(unet: nn.Module, weights: str | os.PathLike | None, n_tokens: 
         if not path.exists():
             raise FineFaceError(f"{path}: FineFace adapter weights not found")
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             sd = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)

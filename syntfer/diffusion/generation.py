@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from syntfer import labels as L
 from syntfer.diffusion.backends import Backend, create_backend
+from syntfer.launch import run_launched
 from syntfer.manifest import read_manifest, write_manifest
+from syntfer.prompts import read_grid, write_grid
 from syntfer.seeding import derive_seed
 from syntfer.storage import remove_stale_temporaries, save_image, write_json
 
@@ -62,15 +65,13 @@ def plan_items(prompts: pd.DataFrame, seed: int, images_per_prompt: int = 1) -> 
 
 def _shard_state():
     """(process_index, num_processes, barrier) from accelerate when launched with it, else a single shard."""
-    from accelerate import PartialState
+    from accelerate import PartialState  # lazy: importing accelerate takes over a second
 
     state = PartialState(cpu=True) if not _cuda() else PartialState()
     return state.process_index, state.num_processes, state.wait_for_everyone
 
 
 def _cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -173,10 +174,7 @@ LAUNCH_SETTINGS = {"steps": "--steps", "guidance": "--guidance", "batch_size": "
 
 def generate_from_args(args: argparse.Namespace) -> int:
     """`syntfer diffusion generate` entry point (every process of a launch runs it; the main one reports)."""
-    import torch
-    from accelerate.utils import gather_object
-
-    from syntfer.prompts import read_grid
+    from accelerate.utils import gather_object  # lazy: importing accelerate takes over a second
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,9 +207,6 @@ def generate_launched(prompts: pd.DataFrame, backend: str, model: str, out_dir: 
     `LAUNCH_SETTINGS`), then reads the merged manifest and the counts over all shards back. Same images, same
     manifest and same resume behaviour as `generate` in this process.
     """
-    from syntfer.launch import run_launched
-    from syntfer.prompts import write_grid
-
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     unknown = sorted(set(settings) - set(LAUNCH_SETTINGS))
     if unknown:

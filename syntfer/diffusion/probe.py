@@ -1,6 +1,6 @@
 """Fidelity along training: sample a fixed stratified set of grid prompts with the EMA weights and judge them.
 
-`fidelity_probe(judge_dir, …)` returns the `evaluate` callback of `embedded.train_embedded`: every call
+`fidelity_probe(judge_dir, …)` returns the `evaluate` callback of `training.train_embedded`: every call
 samples the same prompts with the same per-image seeds (text only, and with FineFace's AU vectors when the model
 has an AU encoder), reads them with the project's judge (`syntfer.judge`) and returns mean-class expression
 fidelity plus per-class values. The judge is a measuring instrument only: nothing of it reaches the gradients.
@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from syntfer import labels as L
+from syntfer.diffusion.sampling import sample_images
+from syntfer.diffusion.text import adapt_prompt
 from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
 from syntfer.prompts import au_matrix, prompt_grid, stratified_subset
 
@@ -19,8 +21,6 @@ from syntfer.prompts import au_matrix, prompt_grid, stratified_subset
 def fidelity_probe(judge_dir: str, *, per_emotion: int = 10, steps: int = 30, guidance: float = 3.0,
                    seed: int = 0) -> Callable:
     """The `evaluate(model, step) -> dict` callback for `train_embedded` (module docstring)."""
-    from syntfer.diffusion.embedded import adapt_prompt, sample_images
-
     judge = Judge.load(judge_dir)
     prompts = stratified_subset(prompt_grid(), per_emotion, seed=seed)
     texts = [adapt_prompt(t) for t in prompts["prompt"]]

@@ -5,6 +5,6 @@
 - `training`: WGAN-GP training with n_critic, classification, code and cycle losses (resumable);
 - `editing`: crop → edit → paste, the seam's domain-adaptation degradation, pluggable restorers, dlib detection;
 - `sets`: the _10/_70/_RAF recipes and the resumable, seeded set writer (manifest per image);
-- `evaluation` / `report`: fidelity, identity and seam measurements and the notebook's figures;
+- `measurements` / `figures`: fidelity, identity and seam measurements and the notebook's figures;
 - `cli`: ``syntfer gan train|edit``.
 """

@@ -8,9 +8,20 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
+from PIL import Image
 
 from syntfer import labels as L
+from syntfer.gan.editing import DlibDetector, make_restorer
+from syntfer.gan.networks import EditorConfig, load_generator, load_official_generator
+from syntfer.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
+from syntfer.gan.training import TrainConfig, load_crops, select_per_class, train_editor
+from syntfer.instruments import train_instrument
+from syntfer.manifest import write_manifest
+from syntfer.readers import read_dataset
+from syntfer.storage import save_image
+from syntfer.training import TrainConfig as ClassifierConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,10 +101,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from syntfer.gan.networks import EditorConfig
-    from syntfer.gan.training import TrainConfig, load_crops, select_per_class, train_editor
-    from syntfer.readers import read_dataset
-
     res = read_dataset(args.format, args.data, split=args.split, check="exists")
     frame = select_per_class(res.frame, args.per_class_cap)
     print(f"training on {len(frame)} images: {L.counts(frame['label'])}", file=sys.stderr)
@@ -122,16 +129,6 @@ def _classifier(args: argparse.Namespace) -> int:
     train a calibrated classifier ensemble on them (`syntfer.instruments.train_instrument`) for `--aux-classifier`.
     The editor's task loss then reads faces framed as in training; the judge that measures the editor is another
     model (the pipeline's one judge, trained on the reference domains)."""
-    from syntfer.gan.training import load_crops, select_per_class
-    from syntfer.instruments import train_instrument
-    from syntfer.manifest import write_manifest
-    from syntfer.readers import read_dataset
-    from syntfer.storage import save_image
-    from syntfer.training import TrainConfig as ClassifierConfig
-
-    import pandas as pd
-    from PIL import Image
-
     torch.set_num_threads(args.threads)
     res = read_dataset(args.format, args.data, split=args.split, check="exists")
     frame = select_per_class(res.frame, args.per_class_cap)
@@ -153,10 +150,6 @@ def _classifier(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from syntfer.gan.editing import DlibDetector, make_restorer
-    from syntfer.gan.networks import load_generator, load_official_generator
-    from syntfer.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
-
     torch.set_num_threads(1)
     gen = load_generator(args.editor) if args.editor else load_official_generator(args.official)
     if args.boxes:

@@ -32,6 +32,7 @@ from syntfer.images import load_array
 from syntfer.manifest import write_manifest
 from syntfer.seeding import derive_seed, numpy_rng
 from syntfer.storage import remove_stale_temporaries, save_image, write_json
+from syntfer.world.presets import class_counts
 
 RECIPES = ("10", "70", "RAF")
 MANIFEST_COLUMNS = ("path", "label", "source_path", "identity", "control_x", "control_y", "rho", "theta",
@@ -98,8 +99,6 @@ def plan_recipe(pool: pd.DataFrame, recipe: str, *, per_class: int = 0, total: i
         req = {c: per_class for c in L.CLASSES}
         return Plan(rows, recipe, req, {c: per_class - len(chosen[c]) for c in L.CLASSES})
     if recipe == "RAF":
-        from syntfer.world.presets import class_counts
-
         ref = {c: L.REAL_TRAIN_COUNTS["rafdb"][c] + L.REAL_TRAIN_COUNTS["rafdb_test"][c] for c in L.CLASSES}
         if total <= 0:
             raise RecipeError(f"recipe 'RAF' needs total > 0; got {total}")

@@ -26,6 +26,7 @@ from syntfer import labels as L
 from syntfer.gan.controls import GANMUT_ORDER
 from syntfer.gan.networks import Discriminator, EditorConfig, Generator, save_generator
 from syntfer.images import load_image, split_box
+from syntfer.judge import Judge
 from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, save_torch, write_json
 
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
@@ -386,8 +387,6 @@ def load_aux_classifier(folder: str | os.PathLike) -> torch.nn.Module:
     """The frozen auxiliary classifier of `TrainConfig.aux_classifier` (a syntfer checkpoint folder) as a
     differentiable module on the editor's [-1, 1] crops (`syntfer.judge.Judge.loss_module`: the classifier's own
     resize and normalisation, canonical class order). It must not be the judge that measures the editor."""
-    from syntfer.judge import Judge
-
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"aux_classifier {folder}: not a checkpoint folder (syntfer.models.checkpoint)")
     return Judge.load(folder).loss_module()

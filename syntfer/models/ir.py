@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from syntfer.models.checkpoint import load_pretrained
 from syntfer.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, register_model
 
 # IR-50 with its 4th stage (512×3) removed, as POSTER and upstream use it.
@@ -169,8 +170,6 @@ class IRClassifier(nn.Module):
 
 def _maybe_load(model: nn.Module, pretrained: str | None) -> nn.Module:
     if pretrained is not None:
-        from syntfer.models.checkpoint import load_pretrained
-
         report = load_pretrained(model, pretrained)
         model.pretrained_report = report  # type: ignore[attr-defined]
     return model

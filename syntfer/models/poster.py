@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from syntfer.models.checkpoint import load_pretrained
 from syntfer.models.ir import IR50_STAGES, IRBackbone
 from syntfer.models.mobilefacenet import MobileFaceNet
 from syntfer.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, register_model
@@ -205,8 +206,6 @@ def _poster(name: str, variant: str, num_classes: int, pretrained: str | None, l
                       kwargs={"keep_output_layer": keep_output_layer, "freeze_landmark_bn": freeze_landmark_bn,
                               "img_size": img_size})
     model = Poster(cfg, variant, keep_output_layer, freeze_landmark_bn)
-    from syntfer.models.checkpoint import load_pretrained
-
     reports = {}
     if landmark_weights is not None:
         reports["landmark"] = load_pretrained(model.face_landback, landmark_weights, strict=True)

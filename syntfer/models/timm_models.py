@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from syntfer.models.checkpoint import load_pretrained
 from syntfer.models.registry import ModelConfig, register_model
 
 
@@ -30,8 +31,6 @@ def build_timm(arch: str, num_classes: int, pretrained: str | None, img_size: in
                             std=tuple(pcfg["std"]), interpolation=pcfg.get("interpolation", "bilinear"),
                             num_classes=num_classes, kwargs=kwargs)
     if pretrained is not None:
-        from syntfer.models.checkpoint import load_pretrained
-
         model.pretrained_report = load_pretrained(model, pretrained)
     return model
 

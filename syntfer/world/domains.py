@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from syntfer import labels as L
+from syntfer.alignment import align_face, similarity
 from syntfer.seeding import derive_seed, numpy_rng
 from syntfer.world.expression import AU_NAMES, CONFUSABLE, sample_expression
 from syntfer.world.identity import (AGE_GROUPS, GENDERS, RACE_WORDS, SKIN_TONES, Identity,
@@ -324,8 +325,6 @@ def make_sample(spec: DomainSpec, seed: int, index: int, label: str, *, identity
     bx, by, bw, bh = (int(round(v * scale)) for v in geo.box)
     points = np.array(geo.landmarks, np.float64) * scale
     if spec.aligned:
-        from syntfer.alignment import align_face, similarity
-
         m = similarity(points, spec.aligned)
         pil = Image.fromarray(align_face(np.asarray(pil), points, spec.aligned))
         points = points @ m[:, :2].T + m[:, 2]

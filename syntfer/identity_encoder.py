@@ -25,10 +25,15 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from syntfer.storage import atomic_path, save_torch, write_json
+from syntfer import labels as L
+from syntfer.seeding import derive_seed, numpy_rng
+from syntfer.storage import atomic_path, module_fingerprint, save_torch, write_json
+from syntfer.world import DOMAINS, make_sample, sample_identity
+from syntfer.world.domains import with_render
 
 
 @dataclasses.dataclass
@@ -100,13 +105,6 @@ def render_identity_set(n_identities: int, per_identity: int, size: int = 48, se
     with the look of domain ``domains[j % len(domains)]`` and a uniformly drawn expression class, then the
     known face box is cropped. Returns crops, integer identity labels and a truth frame.
     """
-    from PIL import Image
-
-    from syntfer import labels as L
-    from syntfer.seeding import derive_seed, numpy_rng
-    from syntfer.world import DOMAINS, make_sample, sample_identity
-    from syntfer.world.domains import with_render
-
     specs = [with_render(DOMAINS[d], max_render, 1) for d in domains]
     crops = torch.empty((n_identities * per_identity, 3, size, size), dtype=torch.uint8)
     rows = []
@@ -238,7 +236,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def verification_scores(emb: np.ndarray, ids: np.ndarray) -> dict[str, float]:
     """Same-identity vs different-identity cosine similarities over all pairs: ROC AUC, means, EER-ish threshold."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_auc_score, roc_curve  # lazy: scikit-learn takes a second to import
 
     ids = np.asarray(ids)
     sim = emb @ emb.T
@@ -271,7 +269,7 @@ class DlibFaceDescriptor:
     THRESHOLD = 0.6  # dlib: same person if Euclidean distance < 0.6
 
     def __init__(self) -> None:
-        import dlib
+        import dlib  # lazy: only real photos need dlib (and its model files)
 
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
@@ -366,10 +364,6 @@ def identity_embedding(folder: str | os.PathLike):
     Whole images are resized to the encoder's input size; pass face crops (e.g. ``#box=`` manifest paths)
     when the face is small in the frame.
     """
-    from PIL import Image
-
-    from syntfer.storage import module_fingerprint
-
     enc = load_identity_encoder(folder)
     size = int(enc.cfg.image_size)
 

@@ -9,15 +9,14 @@ import torch
 
 from syntfer import labels as L
 from syntfer.gan.controls import ControlValue
-from syntfer.gan.editing import DegradeConfig, Restorer, degrade, edit_images
+from syntfer.gan.editing import DegradeConfig, Restorer, clip_box, degrade, edit_images
+from syntfer.gan.measurements import seam_contrast
 from syntfer.gan.networks import Generator
 from syntfer.gan.training import crop_square, face_frame
 from syntfer.images import load_array
 
 
 def _box(row: pd.Series, img: np.ndarray) -> tuple[int, int, int, int]:
-    from syntfer.gan.editing import clip_box
-
     return clip_box(face_frame([row[k] for k in ("face_x", "face_y", "face_width", "face_height")],
                                img.shape[1], img.shape[0]), img.shape[1], img.shape[0], where=str(row["source_path"]))
 
@@ -61,8 +60,6 @@ def seam_variants(generator: Generator, rows: pd.DataFrame, codes: Sequence[Cont
                   restorers: dict[str, Restorer | None], degrade_cfg: DegradeConfig, seed: int,
                   size: int) -> dict[str, dict[str, np.ndarray]]:
     """For each variant ('paste' = no repair, or a restorer): context crops (1.5× box) and face crops."""
-    from syntfer.gan.evaluation import seam_contrast
-
     out: dict[str, dict[str, list]] = {k: {"context": [], "face": [], "seam": []} for k in restorers}
     for (_, row), code in zip(rows.iterrows(), codes):
         img = load_array(row["source_path"], "RGB")

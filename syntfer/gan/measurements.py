@@ -18,6 +18,9 @@ import pandas as pd
 import torch
 
 from syntfer import labels as L
+from syntfer.gan.training import load_crops
+from syntfer.world import DOMAINS, make_sample
+from syntfer.world.domains import with_render
 
 
 # ---- fidelity tables ---------------------------------------------------------------------------------------
@@ -73,9 +76,6 @@ def truth_rerender(index: int, target: str, seed: int, *, max_render: int | None
     `expression` overrides the domain's expression-sampling options (default: the world's standard
     intensities rather than ffhq's faint ones, so the truth shows the class clearly).
     """
-    from syntfer.world import DOMAINS, make_sample
-    from syntfer.world.domains import with_render
-
     spec = with_render(DOMAINS["ffhq"], max_render, ss)
     spec = dataclasses.replace(spec, expression=dict(expression or {"faint_share": 0.0, "blend_share": 0.0}))
     pil, row = make_sample(spec, seed, int(index), target)
@@ -84,8 +84,6 @@ def truth_rerender(index: int, target: str, seed: int, *, max_render: int | None
 
 def manifest_crops(frame: pd.DataFrame, size: int, path_column: str = "path") -> torch.Tensor:
     """Square face crops (uint8, N×3×size×size) of the images in `path_column` at the frame's face boxes."""
-    from syntfer.gan.training import load_crops
-
     return load_crops(frame.assign(path=frame[path_column]), size, desc="face crops")
 
 
