@@ -68,16 +68,19 @@ import torch
 from IPython.display import display
 
 from syntfer import labels as L
-from syntfer.distances import frechet_distance
-from syntfer.gan import measurements as E
+from syntfer import plots
 from syntfer.gan import figures as R
+from syntfer.gan import measurements as E
+from syntfer.gan.controls import ControlValue
 from syntfer.gan.editing import DegradeConfig, make_restorer
-from syntfer.gan.networks import load_generator, load_official_generator
+from syntfer.gan.networks import EditorConfig, load_generator, load_official_generator
 from syntfer.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
+from syntfer.gan.training import TrainConfig, load_crops, select_per_class, train_editor
 from syntfer.identity_encoder import embed, load_identity_encoder
 from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
-from syntfer.plots import show
+from syntfer.readers import read_dataset
 from syntfer.seeding import seed_everything
+from syntfer.storage import write_json
 
 assert recipe in ("10", "70", "RAF"), f"recipe {recipe!r}"
 assert restorer in ("denoise", "none", "codeformer"), f"restorer {restorer!r}"
@@ -86,8 +89,7 @@ assert all(0 < r <= 1.5 for r in rho_grid), rho_grid
 seed_everything(seed)
 torch.set_num_threads(threads)
 out = Path(out_dir)
-fig_dir = out / "figures"
-fig_dir.mkdir(parents=True, exist_ok=True)
+figs = plots.Figures(out / "figures")  # every figure: out_dir/figures/<name>.png
 for p in (ffhq_dir, identity_dir):
     if not Path(p).exists():
         raise FileNotFoundError(f"{p}: required input missing")
@@ -105,10 +107,6 @@ if official_checkpoint:
     editor = load_official_generator(official_checkpoint)
     train_log = None
 elif retrain_steps > 0:
-    from syntfer.gan.networks import EditorConfig
-    from syntfer.gan.training import TrainConfig, load_crops, select_per_class, train_editor
-    from syntfer.readers import read_dataset
-
     committed = json.loads((Path(editor_dir) / "train_config.json").read_text())
     frame = select_per_class(read_dataset("affectnet", affectnet_dir, split="train", check="exists").frame,
                              retrain_per_class_cap)
@@ -128,7 +126,7 @@ if train_log is not None:
     long = train_log.melt(id_vars="step", value_vars=cols).dropna()
     g = sns.relplot(data=long, x="step", y="value", col="variable", col_wrap=3, kind="line", height=2.2,
                     facet_kws={"sharey": False})
-    show(g.figure, fig_dir / "editor_training.png")
+    figs.show(g.figure, "editor_training")
 
 # %% [markdown]
 # ## Source pool and the edited sets (F and V)
@@ -170,7 +168,7 @@ h, w = grid.shape[0] / len(rtitles), grid.shape[1] / 7
 ax.set_yticks([h * (i + 0.5) for i in range(len(rtitles))], rtitles)
 ax.set_xticks([w * (i + 0.5) for i in range(7)], ctitles)
 ax.grid(False)
-show(fig, fig_dir / "one_identity_grid.png")
+figs.show(fig, "one_identity_grid")
 
 # %% [markdown]
 # ## The judge
@@ -210,7 +208,7 @@ fid = pd.concat(fid_rows + [floor, real_rows.assign(variant=f"real {reference_do
 display(fid.pivot(index="class", columns="variant", values="fidelity").round(3))
 g = sns.catplot(data=fid[fid["class"].isin(L.CLASSES)], x="class", y="fidelity", hue="variant", kind="bar",
                 height=3.5, aspect=2.2)
-show(g.figure, fig_dir / "fidelity_per_class.png")
+figs.show(g.figure, "fidelity_per_class")
 pd.concat(conf).to_csv(out / "confusion.csv", index=False)
 
 # %% [markdown]
@@ -218,29 +216,12 @@ pd.concat(conf).to_csv(out / "confusion.csv", index=False)
 # `curve_faces` faces per class edited along the class axis at each ρ of `rho_grid` (pasted, no repair).
 
 # %%
-from syntfer.gan.editing import clip_box, edit_images
-from syntfer.gan.training import face_frame
-from syntfer.images import load_array
-
-curve_pool = pool.iloc[: curve_faces]
-imgs = [load_array(p, "RGB") for p in curve_pool["source_path"]]
-boxes = [clip_box(face_frame(r[["face_x", "face_y", "face_width", "face_height"]].tolist(), im.shape[1], im.shape[0]),
-                  im.shape[1], im.shape[0]) for (_, r), im in zip(curve_pool.iterrows(), imgs)]
-cur_t, cur_rho, cur_crops = [], [], []
-for c in L.CLASSES:
-    if c == "neutral":
-        continue
-    for rho in rho_grid:
-        res = edit_images(imgs, boxes, [space.at(c, rho)] * len(imgs), editor, None, None,
-                          [np.random.default_rng(seed)] * len(imgs))
-        cur_crops += list(res.pasted)
-        cur_t += [c] * len(imgs)
-        cur_rho += [rho] * len(imgs)
-cur_probs = judge.probs(np.stack(cur_crops))
-curve = E.intensity_curve(cur_probs, cur_t, cur_rho)
+cur_crops, cur_t, cur_rho = E.edits_along_rho(editor, space, pool.iloc[: curve_faces],
+                                              [c for c in L.CLASSES if c != "neutral"], rho_grid, seed)
+curve = E.intensity_curve(judge.probs(cur_crops), cur_t, cur_rho)
 curve.to_csv(out / "intensity_curve.csv", index=False)
 g = sns.relplot(data=curve, x="rho", y="p_target", hue="target", kind="line", marker="o", height=3.5, aspect=1.6)
-show(g.figure, fig_dir / "intensity_curve.png")
+figs.show(g.figure, "intensity_curve")
 
 # %% [markdown]
 # ## Identity preservation
@@ -259,15 +240,8 @@ e_edit = embed(enc, E.manifest_crops(m, enc.cfg.image_size))
 sim_edit = (e_src * e_edit).sum(1)  # embeddings are L2-normalised: dot = cosine
 sim_truth = sim_src_truth = None
 if truth_meta is not None:
-    rel = {str((ffhq / p).resolve()): int(i) for p, i in zip(truth_meta["path"], truth_meta["index"])}
-    truth_crops = []
-    for _, r in m.iterrows():
-        arr, trow = E.truth_rerender(rel[r["source_path"]], r["label"], seed, max_render=truth_max_render or None,
-                                     ss=truth_ss)
-        from syntfer.gan.training import crop_square
-        truth_crops.append(crop_square(arr, [r["face_x"], r["face_y"], r["face_width"], r["face_height"]],
-                                       enc.cfg.image_size))
-    e_truth = embed(enc, np.stack(truth_crops))
+    e_truth = embed(enc, E.truth_crops(m, truth_meta, ffhq, seed, enc.cfg.image_size,
+                                       max_render=truth_max_render or None, ss=truth_ss))
     sim_truth = (e_truth * e_edit).sum(1)
     sim_src_truth = (e_truth * e_src).sum(1)
 ident = E.identity_rows(sim_edit, sim_truth, m["label"])
@@ -290,7 +264,7 @@ if sim_truth is not None:
 long = long.melt(id_vars="target", var_name="pair", value_name="cosine")
 g = sns.catplot(data=long, x="target", y="cosine", hue="pair", kind="box", height=3.5, aspect=2.2, fliersize=1)
 g.ax.axhline(metrics["identity_sim_different_people"], ls="--", c="k", lw=1)
-show(g.figure, fig_dir / "identity_per_class.png")
+figs.show(g.figure, "identity_per_class")
 
 # %% [markdown]
 # ## Seam repair: before/after and the distance to the source distribution
@@ -301,8 +275,6 @@ show(g.figure, fig_dir / "identity_per_class.png")
 # the box border over the step just inside it (≈1: invisible border).
 
 # %%
-from syntfer.gan.controls import ControlValue
-
 srows = sets["V"].head(seam_faces).rename(columns={"path": "edit_path"})
 scodes = [ControlValue(r["label"], r["control_x"], r["control_y"], "V") for _, r in srows.iterrows()]
 restorers = {"paste": None, "degrade only": make_restorer("none"), restorer: rest}
@@ -313,34 +285,20 @@ ax.imshow(ex)
 ax.set_xticks([ex.shape[1] / len(titles) * (i + 0.5) for i in range(len(titles))], titles)
 ax.set_yticks([])
 ax.grid(False)
-show(fig, fig_dir / "seam_before_after.png")
+figs.show(fig, "seam_before_after")
 variants = R.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=crop_size)
 ref_ctx = R.source_context_crops(pool.iloc[len(pool) // 2:], crop_size)  # untouched faces (other half)
-ref_j = judge.outputs(ref_ctx).features
-ref_i = embed(enc, ref_ctx)
-seam = []
-for name, v in variants.items():
-    seam.append({"variant": name, "fd_judge": frechet_distance(judge.outputs(v["context"]).features, ref_j),
-                 "fd_identity": frechet_distance(embed(enc, v["context"]), ref_i),
-                 "seam_contrast": float(np.nanmean(v["seam"]))})
 src_ctx = R.source_context_crops(srows.rename(columns={"edit_path": "path"}), crop_size)
-seam.append({"variant": "sources (no edit)", "fd_judge": frechet_distance(judge.outputs(src_ctx).features, ref_j),
-             "fd_identity": frechet_distance(embed(enc, src_ctx), ref_i), "seam_contrast": float("nan")})
-seam = pd.DataFrame(seam)
+seam = E.seam_table(variants, src_ctx, ref_ctx, {"judge": lambda x: judge.outputs(x).features,
+                                                 "identity": lambda x: embed(enc, x)})
 display(seam.round(3))
 seam.to_csv(out / "seam.csv", index=False)
-for _, r in seam.iterrows():
-    key = r["variant"].replace(" ", "_").replace("(", "").replace(")", "")
-    metrics[f"fd_judge_{key}"] = float(r["fd_judge"])
-    metrics[f"fd_identity_{key}"] = float(r["fd_identity"])
-    metrics[f"seam_contrast_{key}"] = float(r["seam_contrast"])
+metrics.update(E.seam_metrics(seam))
 
 # %% [markdown]
 # ## Closing checks
 
 # %%
-from syntfer.storage import write_json
-
 write_json(out / "metrics.json", {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                   for k, v in metrics.items()})
 fid.to_csv(out / "fidelity.csv", index=False)

@@ -579,3 +579,51 @@ def test_intensity_gamma_reshapes_the_interpolated_strength_and_needs_interpolat
         EditorConfig(flow_grid=4, intensity="interpolate", intensity_gamma=0.0, **TINY)
     with pytest.raises(CheckpointError, match="intensity_gamma"):
         load_generator(tmp_path / "ed", intensity_gamma=0.5)
+
+
+def test_edits_along_rho_are_class_then_rho_then_face_and_interpolate_from_the_source(tmp_path):
+    from syntfer.gan.measurements import edits_along_rho
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(2):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(p)
+        rows.append({"source_path": str(p), "face_x": 12, "face_y": 10, "face_width": 24, "face_height": 28})
+    torch.manual_seed(0)
+    g = Generator(EditorConfig(flow_grid=4, intensity="interpolate", **TINY))
+    for prm in g.parameters():
+        prm.data.add_(0.3 * torch.randn_like(prm))
+    crops, targets, rhos = edits_along_rho(g, g.control_space(), pd.DataFrame(rows), ["happy", "sad"], [0.0, 1.0], 0)
+    assert crops.shape == (8, 48, 48, 3) and crops.dtype == np.uint8
+    assert targets == ["happy"] * 4 + ["sad"] * 4 and rhos == [0.0, 0.0, 1.0, 1.0] * 2
+    # rho 0 is the neutral flow for every class; at rho 1 the classes differ
+    assert np.array_equal(crops[0], crops[4]) and not np.array_equal(crops[2], crops[6])
+
+
+def test_seam_table_measures_each_variant_and_the_sources_against_the_reference():
+    from syntfer.gan.measurements import seam_metrics, seam_table
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(64, 3))
+    near, far = rng.normal(size=(64, 3)), rng.normal(loc=3.0, size=(64, 3))
+    spaces = {"judge": lambda x: x, "identity": lambda x: 2 * x}
+    seam = seam_table({"paste": {"context": far, "seam": np.array([2.0, np.nan, 4.0])},
+                       "degrade only": {"context": near, "seam": np.array([1.0, 1.0])}}, near, ref, spaces)
+    assert seam.columns.tolist() == ["variant", "fd_judge", "fd_identity", "seam_contrast"]
+    assert seam["variant"].tolist() == ["paste", "degrade only", "sources (no edit)"]
+    assert seam.loc[0, "fd_judge"] > 10 * seam.loc[1, "fd_judge"]  # a shifted set is far, a like one near
+    assert seam.loc[0, "fd_identity"] == pytest.approx(4 * seam.loc[0, "fd_judge"])  # FD scales with the square
+    assert seam.loc[0, "seam_contrast"] == 3.0 and np.isnan(seam.loc[2, "seam_contrast"])
+    m = seam_metrics(seam)
+    assert m["fd_judge_degrade_only"] == seam.loc[1, "fd_judge"] and "seam_contrast_sources_no_edit" in m
+
+
+def test_truth_crops_names_a_source_the_world_truth_does_not_list(tmp_path):
+    from syntfer.gan.measurements import truth_crops
+
+    edits = pd.DataFrame([{"source_path": str((tmp_path / "x.png").resolve()), "label": "happy", "face_x": 1,
+                           "face_y": 1, "face_width": 8, "face_height": 8}])
+    truth = pd.DataFrame({"path": ["y.png"], "index": [0]})
+    with pytest.raises(KeyError, match="x.png"):
+        truth_crops(edits, truth, tmp_path, 0, 16)

@@ -11,14 +11,20 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from syntfer import labels as L
-from syntfer.gan.training import load_crops
+from syntfer.distances import frechet_distance
+from syntfer.gan.controls import ControlSpace
+from syntfer.gan.editing import clip_box, edit_images
+from syntfer.gan.networks import Generator
+from syntfer.gan.training import crop_square, face_frame, load_crops
+from syntfer.images import load_array
 from syntfer.world import DOMAINS, make_sample
 from syntfer.world.domains import with_render
 
@@ -31,6 +37,25 @@ def intensity_curve(probs: np.ndarray, targets: Sequence[str], rho: Sequence[flo
                        "correct": probs.argmax(1) == y, "p_target": probs[np.arange(len(y)), y]})
     return (df.groupby(["target", "rho"], as_index=False)
               .agg(n=("correct", "size"), accuracy=("correct", "mean"), p_target=("p_target", "mean")))
+
+
+def edits_along_rho(editor: Generator, space: ControlSpace, rows: pd.DataFrame, classes: Sequence[str],
+                    rho_grid: Sequence[float], seed: int) -> tuple[np.ndarray, list[str], list[float]]:
+    """Every face of `rows` (a source pool: source_path + face box) edited toward each of `classes` at each ρ of
+    `rho_grid`, pasted without seam repair: the (N, H, W, 3) uint8 images, their target class and ρ, in
+    class-major, then ρ, then face order (what `intensity_curve` reads after the judge)."""
+    imgs = [load_array(p, "RGB") for p in rows["source_path"]]
+    boxes = [clip_box(face_frame(r[["face_x", "face_y", "face_width", "face_height"]].tolist(), im.shape[1],
+                                 im.shape[0]), im.shape[1], im.shape[0]) for (_, r), im in zip(rows.iterrows(), imgs)]
+    crops, targets, rhos = [], [], []
+    for c in classes:
+        for rho in rho_grid:
+            res = edit_images(imgs, boxes, [space.at(c, rho)] * len(imgs), editor, None, None,
+                              [np.random.default_rng(seed)] * len(imgs))
+            crops += list(res.pasted)
+            targets += [c] * len(imgs)
+            rhos += [rho] * len(imgs)
+    return np.stack(crops), targets, rhos
 
 
 def confusion_rows(probs: np.ndarray, targets: Sequence[str]) -> pd.DataFrame:
@@ -80,6 +105,47 @@ def truth_rerender(index: int, target: str, seed: int, *, max_render: int | None
     spec = dataclasses.replace(spec, expression=dict(expression or {"faint_share": 0.0, "blend_share": 0.0}))
     pil, row = make_sample(spec, seed, int(index), target)
     return np.asarray(pil.convert("RGB")), row
+
+
+def truth_crops(edits: pd.DataFrame, truth: pd.DataFrame, world_dir: str | Path, seed: int, size: int, *,
+                max_render: int | None = None, ss: int = 2) -> np.ndarray:
+    """For each edit (source_path, label, face box), the world's hidden truth — the source identity re-rendered
+    with the target expression — cropped like the edit: (N, size, size, 3) uint8. `truth` is the source domain's
+    truth.csv (path relative to `world_dir`, index); a source the truth does not list is a KeyError naming it."""
+    where = {str((Path(world_dir) / p).resolve()): int(i) for p, i in zip(truth["path"], truth["index"])}
+    out = []
+    for _, r in edits.iterrows():
+        if r["source_path"] not in where:
+            raise KeyError(f"{r['source_path']}: not in {Path(world_dir) / 'truth.csv'} (no hidden truth to render)")
+        arr, _ = truth_rerender(where[r["source_path"]], r["label"], seed, max_render=max_render, ss=ss)
+        out.append(crop_square(arr, [r["face_x"], r["face_y"], r["face_width"], r["face_height"]], size))
+    return np.stack(out)
+
+
+def seam_table(variants: Mapping[str, Mapping[str, np.ndarray]], sources: np.ndarray, reference: np.ndarray,
+               spaces: Mapping[str, Callable[[np.ndarray], np.ndarray]]) -> pd.DataFrame:
+    """One row per seam-repair variant (its ``context`` crops and per-image ``seam`` contrasts) and one for the
+    unedited `sources`: Fréchet distance to the untouched `reference` crops in each named feature space
+    (``fd_<space>``) and the mean seam contrast (NaN for the sources)."""
+    ref = {name: f(reference) for name, f in spaces.items()}
+    rows = []
+    for name, v in variants.items():
+        rows.append({"variant": name, **{f"fd_{s}": frechet_distance(f(v["context"]), ref[s]) for s, f in spaces.items()},
+                     "seam_contrast": float(np.nanmean(v["seam"]))})
+    rows.append({"variant": "sources (no edit)",
+                 **{f"fd_{s}": frechet_distance(f(sources), ref[s]) for s, f in spaces.items()},
+                 "seam_contrast": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def seam_metrics(seam: pd.DataFrame) -> dict[str, float]:
+    """`seam_table` rows as flat metrics: ``<column>_<variant>`` with the variant's spaces and brackets removed."""
+    out = {}
+    for _, r in seam.iterrows():
+        key = r["variant"].replace(" ", "_").replace("(", "").replace(")", "")
+        for col in seam.columns.drop("variant"):
+            out[f"{col}_{key}"] = float(r[col])
+    return out
 
 
 def manifest_crops(frame: pd.DataFrame, size: int, path_column: str = "path") -> torch.Tensor:
