@@ -14,7 +14,9 @@ world's truth (notebook 02), attribute readings of generated sets (notebook 03) 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
+import pkgutil
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +27,7 @@ import pandas as pd
 from syntfer import labels as L
 from syntfer.pseudolabel import select
 from syntfer.seeding import numpy_rng
+from syntfer.strategy import Strategy
 
 FINDING_COLUMNS = ("claim", "kind", "effect", "ci_low", "ci_high", "verdict", "expected", "metric", "test_set",
                    "set_a", "set_b", "n_seeds", "n_images")
@@ -36,25 +39,41 @@ class ReportError(ValueError):
 
 
 # ---- strategies and set names ---------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Strategy:
-    """A family of training sets, told by the set-name prefix (`syntfer.mixing` writes them so)."""
-
-    prefix: str
-    name: str
-    family: str           # real | synthetic | mixed | hybrid | reference
-    description: str
-
-
-STRATEGIES: tuple[Strategy, ...] = (
-    Strategy("real_", "real", "real", "a real dataset's training split"),
-    Strategy("pseudolabel_", "pseudo-labeling", "synthetic", "strategy (i): a teacher labels an unlabeled collection"),
-    Strategy("diffusion_", "diffusion", "synthetic", "strategy (ii): prompt-driven diffusion synthesis"),
-    Strategy("gan_", "GAN editing", "synthetic", "strategy (iii): task-aware GAN expression editing"),
-    Strategy("mixed_syn", "Mixed-SYN", "mixed", "every synthetic source, class-balanced"),
-    Strategy("hybrid_", "hybrid", "hybrid", "a synthetic set added to the RAF-DB training split"),
-    Strategy("reference_", "reference", "reference", "real faces of a generator's domain (the CAS reference)"),
+STUDY_SETS: tuple[Strategy, ...] = (
+    Strategy("real_", "real", "real", "a real dataset's training split", order=0),
+    Strategy("mixed_syn", "Mixed-SYN", "mixed", "every synthetic source, class-balanced", order=1000),
+    Strategy("hybrid_", "hybrid", "hybrid", "a synthetic set added to the RAF-DB training split", order=1001),
+    Strategy("reference_", "reference", "reference", "real faces of a generator's domain (the CAS reference)",
+             order=1002),
 )
+"""Set kinds the study itself makes (`syntfer.mixing` writes them) or trains on; the strategies declare themselves."""
+
+
+def discover_strategies(folder: str | os.PathLike = Path(__file__).parent, package: str = "syntfer"
+                        ) -> tuple[Strategy, ...]:
+    """Every subpackage of `package` (found in `folder`) that declares ``STRATEGY`` (`syntfer.strategy`), in
+    their `order`. A ``STRATEGY`` that is not a synthetic `Strategy`, or two with one prefix, raise naming them."""
+    found: dict[str, Strategy] = {}
+    for info in pkgutil.iter_modules([str(folder)], package + "."):
+        if not info.ispkg:
+            continue
+        s = getattr(importlib.import_module(info.name), "STRATEGY", None)
+        if s is None:
+            continue
+        if not isinstance(s, Strategy) or s.family != "synthetic":
+            raise ReportError(f"{info.name}.STRATEGY = {s!r}: expected a syntfer.strategy.Strategy of family "
+                              "'synthetic'")
+        clash = [k for k, o in found.items() if o.prefix.startswith(s.prefix) or s.prefix.startswith(o.prefix)]
+        if clash:
+            raise ReportError(f"{info.name}.STRATEGY prefix {s.prefix!r} collides with {clash[0]}'s "
+                              f"{found[clash[0]].prefix!r}: set names would be ambiguous")
+        found[info.name] = s
+    return tuple(sorted(found.values(), key=lambda s: (s.order, s.prefix)))
+
+
+STRATEGIES: tuple[Strategy, ...] = tuple(sorted((*STUDY_SETS, *discover_strategies()), key=lambda s: s.order))
+"""Every set kind, in the report's order: real splits, the strategies (i)-(iii) and any other declared, then the
+study's Mixed-SYN, hybrids and CAS references."""
 
 
 FAMILY_LABELS: dict[str, str] = {"real": "real", "synthetic": "synthetic (one source)",

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, int] = {
     # foundations: the label space, seeds, files, manifests, images, face geometry, figures, notebook tables
     "syntfer.labels": 0, "syntfer.seeding": 0, "syntfer.storage": 0, "syntfer.manifest": 0, "syntfer.images": 0,
-    "syntfer.alignment": 0, "syntfer.plots": 0, "syntfer.tables": 0,
+    "syntfer.alignment": 0, "syntfer.plots": 0, "syntfer.tables": 0, "syntfer.strategy": 0,
     # data sources: the real datasets' readers and the procedural world
     "syntfer.readers": 1, "syntfer.world": 1,
     # the engine: data loading, models, training, evaluation, the one judge and the other instruments
@@ -28,8 +28,18 @@ LAYERS: dict[str, int] = {
 }
 
 
+def declares_strategy(package: str) -> bool:
+    """A package of syntfer whose __init__.py assigns STRATEGY (the strategy contract, `syntfer.strategy`)."""
+    init = ROOT / Path(*package.split(".")) / "__init__.py"
+    return init.is_file() and any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "STRATEGY"
+                                                                     for t in n.targets)
+                                  for n in ast.parse(init.read_text()).body)
+
+
 def layer(module: str) -> int:
     best = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len, default=None)
+    if best is None and module.count(".") >= 1 and declares_strategy(".".join(module.split(".")[:2])):
+        return 3  # a strategy package declares itself; it needs no line here
     assert best is not None, f"{module} has no layer in tests/test_layers.py: add it"
     return LAYERS[best]
 
@@ -94,3 +104,9 @@ def test_no_import_cycles():
     for n in sorted(graph):
         visit(n)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_three_strategies_declare_themselves():
+    assert {p for p in ("syntfer.pseudolabel", "syntfer.diffusion", "syntfer.gan") if declares_strategy(p)} == \
+        {"syntfer.pseudolabel", "syntfer.diffusion", "syntfer.gan"}
+    assert not declares_strategy("syntfer.world") and not declares_strategy("syntfer.models")

@@ -151,3 +151,41 @@ def test_sections_record_what_was_shown_and_say_what_was_not(tmp_path, capsys):
     assert t["section"].tolist() == ["headline table", "findings", "synthetic-set measurements", "privacy check"]
     assert t["status"].tolist() == ["shown", "not produced by this run", "shown", "not produced by this run"]
     assert t["input"].tolist()[1] == "outputs/train" and t["note"].tolist()[0] == ""
+
+
+def _package(root, name, members):
+    pkg = root / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for sub, body in members.items():
+        (pkg / sub).mkdir()
+        (pkg / sub / "__init__.py").write_text(body)
+    (pkg / "plain.py").write_text("STRATEGY = 'a module, not a package: ignored'\n")
+    return pkg
+
+
+def test_strategies_are_found_by_their_declaration_in_the_paper_order(tmp_path, monkeypatch):
+    assert [s.prefix for s in R.STRATEGIES] == ["real_", "pseudolabel_", "diffusion_", "gan_", "mixed_syn",
+                                                "hybrid_", "reference_"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    decl = "from syntfer.strategy import Strategy\nSTRATEGY = Strategy({!r}, {!r}, 'synthetic', 'test', order={})\n"
+    pkg = _package(tmp_path, "fakepkg", {"morph": decl.format("morph_", "morphing", 5),
+                                         "blend": decl.format("blend_", "blending", 4), "tools": "X = 1\n"})
+    found = R.discover_strategies(pkg, "fakepkg")
+    assert [s.prefix for s in found] == ["blend_", "morph_"]
+    bad = _package(tmp_path, "badpkg", {"morph": decl.format("morph_", "m", 1),
+                                        "morph2": decl.format("morph_x", "m2", 2)})
+    with pytest.raises(R.ReportError, match="collides"):
+        R.discover_strategies(bad, "badpkg")
+    odd = _package(tmp_path, "oddpkg", {"thing": "STRATEGY = 'gan_'\n"})
+    with pytest.raises(R.ReportError, match="oddpkg.thing.STRATEGY"):
+        R.discover_strategies(odd, "oddpkg")
+
+
+def test_a_strategy_prefix_and_family_are_checked():
+    from syntfer.strategy import Strategy
+
+    with pytest.raises(ValueError, match="prefix"):
+        Strategy("Morph-", "m", "synthetic", "d")
+    with pytest.raises(ValueError, match="family"):
+        Strategy("morph_", "m", "invented", "d")

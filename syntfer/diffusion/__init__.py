@@ -7,3 +7,9 @@ import for its parts `model`, `captioned`, `training`, `sampling`, `text`, `code
 manifest-writing generation), `curation` (filters, de-duplication, balancing), `figures` (the notebook's
 figures), `cli` (`syntfer diffusion ...`).
 """
+from syntfer.strategy import Strategy
+
+STRATEGY = Strategy("diffusion_", "diffusion", "synthetic",
+                    "strategy (ii): prompt-driven diffusion synthesis", order=2)
+"""How the study names this strategy's sets (`syntfer.strategy`): ``diffusion_<variant>``."""
+

@@ -8,3 +8,9 @@
 - `measurements` / `figures`: fidelity, identity and seam measurements and the notebook's figures;
 - `cli`: ``syntfer gan train|edit``.
 """
+from syntfer.strategy import Strategy
+
+STRATEGY = Strategy("gan_", "GAN editing", "synthetic",
+                    "strategy (iii): task-aware GAN expression editing", order=3)
+"""How the study names this strategy's sets (`syntfer.strategy`): ``gan_<variant>``."""
+

@@ -130,7 +130,8 @@ def seam_table(variants: Mapping[str, Mapping[str, np.ndarray]], sources: np.nda
     ref = {name: f(reference) for name, f in spaces.items()}
     rows = []
     for name, v in variants.items():
-        rows.append({"variant": name, **{f"fd_{s}": frechet_distance(f(v["context"]), ref[s]) for s, f in spaces.items()},
+        rows.append({"variant": name,
+                     **{f"fd_{s}": frechet_distance(f(v["context"]), ref[s]) for s, f in spaces.items()},
                      "seam_contrast": float(np.nanmean(v["seam"]))})
     rows.append({"variant": "sources (no edit)",
                  **{f"fd_{s}": frechet_distance(f(sources), ref[s]) for s, f in spaces.items()},

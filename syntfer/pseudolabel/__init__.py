@@ -19,11 +19,16 @@ from syntfer.pseudolabel.pipeline import PseudolabelResult, pseudolabel, source_
 from syntfer.pseudolabel.scoring import (PROB_COLUMNS, SCORE_FORMAT, PseudolabelError, ScoreReport,
                                          images_fingerprint, read_scores, score_images)
 from syntfer.pseudolabel.selection import Selection, check_rule, select, top_label
+from syntfer.strategy import Strategy
+
+STRATEGY = Strategy("pseudolabel_", "pseudo-labeling", "synthetic",
+                    "strategy (i): a teacher labels an unlabeled collection", order=1)
+"""How the study names this strategy's sets (`syntfer.strategy`): ``pseudolabel_<variant>``."""
 
 __all__ = [
-    "LINK_MODES", "PROB_COLUMNS", "SCORE_FORMAT", "PseudolabelError", "PseudolabelResult", "ScoreReport",
-    "Selection", "attach_truth", "check_rule", "images_fingerprint", "plot_precision_recall", "plot_reliability",
-    "plot_sample_grid", "plot_score_distributions", "plot_survivors", "precision_recall", "pseudolabel",
+    "LINK_MODES", "PROB_COLUMNS", "SCORE_FORMAT", "STRATEGY", "PseudolabelError", "PseudolabelResult",
+    "ScoreReport", "Selection", "attach_truth", "check_rule", "images_fingerprint", "plot_precision_recall",
+    "plot_reliability", "plot_sample_grid", "plot_score_distributions", "plot_survivors", "precision_recall", "pseudolabel",
     "read_scores", "reliability", "score_images", "select", "source_name", "survivors", "top_label",
     "world_metrics", "write_selection",
 ]
