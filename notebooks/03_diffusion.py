@@ -36,6 +36,8 @@ train_steps = 800  # training steps when retraining
 train_minutes = 0.0  # > 0: wall-time guard when retraining (checkpoint and stop; rerun resumes)
 train_batch_size = 256
 train_lr = 0.0005
+train_filler_words = "a,an,of,with"  # retrain: function words added to captions (prompts are long; captions short)
+train_filler_max = 8  # retrain: at most this many filler words per caption
 backends = "embedded,embedded-au"  # comma list of: embedded, embedded-au, sd, fineface
 sd_model = ""  # local folder or hub id for sd/fineface backends
 fineface_weights = ""  # AU adapter weights for the fineface backend
@@ -122,7 +124,8 @@ if train:
     data = E.load_captioned(web_dir / "captions.csv", 48, align=True)
     mcfg = E.default_config(E.build_vocab(data.captions), use_aus=True, au_scale=5.0, variant="pool48")
     tcfg = E.TrainConfig(steps=train_steps, batch_size=train_batch_size, lr=train_lr, seed=seed, threads=threads,
-                         max_minutes=train_minutes or None, warmup=500, ema_decay=0.999, word_dropout=0.15)
+                         max_minutes=train_minutes or None, warmup=500, ema_decay=0.999, word_dropout=0.15,
+                         filler_words=tuple(w for w in train_filler_words.split(",") if w), filler_max=train_filler_max)
     E.train_embedded(data, mcfg, tcfg, out / "train")
     model_path = out / "train" / "ema"
     logs = out / "train"
