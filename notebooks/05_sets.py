@@ -289,8 +289,8 @@ real_feats = A.embed_set(identity_embed, real_paths, space="identity", name=A.RE
 if privacy_threshold > 0:
     threshold, threshold_basis = float(privacy_threshold), "given"
 else:
-    _, nn_real = A.nearest_neighbours(real_feats, real_feats, exclude_self=True)
-    threshold, threshold_basis = float(np.quantile(nn_real, privacy_quantile)), f"real leave-one-out q{privacy_quantile}"
+    threshold = A.leave_one_out_threshold(real_feats, privacy_quantile)
+    threshold_basis = f"real leave-one-out q{privacy_quantile}"
 privacy = A.privacy_check({n: s["path"].tolist() for n, s in subsets.items()}, real_paths, identity_embed,
                           space="identity", threshold=threshold, batch_size=batch_size, cache_dir=features_dir)
 T.write_csv(privacy.summary, out / "privacy_summary.csv")

@@ -54,7 +54,6 @@ out_dir = "outputs/results/report"  # headline.csv, the tables below, sections.c
 # %%
 import glob
 import json
-import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -88,7 +87,7 @@ sns.set_theme(style="whitegrid", context="notebook")
 
 # Set names say their strategy (syntfer.report.STRATEGIES: the prefix written by the strategies' stages)
 FAMILIES = list(REP.FAMILY_LABELS.values())
-HEADLINE = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1"}
+HEADLINE = REP.HEADLINE_METRICS
 sections = REP.Sections()  # every section and whether this run produced its input (sections.csv)
 
 metrics_path = T.require_file(summary / "metrics.json", "summary metrics (written by `syntfer summarize`)")
@@ -117,10 +116,7 @@ cross = cross_all[cross_all["model"] == chosen].copy()
 for t in (ev, cross):
     t["strategy"] = [REP.strategy_of(s).name for s in t["train_set"]]
     t["family"] = [REP.family_label(s) for s in t["train_set"]]
-prefixes = [st.prefix for st in REP.STRATEGIES]
-# rows grouped by strategy, the reference set first
-train_sets = sorted(ev["train_set"].unique(), key=lambda s: (
-    prefixes.index(next(p for p in prefixes if s.startswith(p))), s != reference_set, s))
+train_sets = REP.order_sets(ev["train_set"].unique(), first=reference_set)  # by strategy, the reference first
 tests_found = sorted(ev["test_set"].unique())
 if primary_test not in tests_found:
     raise ValueError(f"{eval_path}: primary_test {primary_test!r} has no results; test sets: {tests_found}")
@@ -404,14 +400,7 @@ if syn_path is not None:
         raise ValueError(f"{syn_path}: duplicate rows, e.g. {syn.loc[dup, ['set', 'metric']].iloc[0].to_dict()}")
     wide = syn.pivot(index="set", columns="metric", values="value")
     T.write_csv(wide, out / "synthetic_sets.csv", index=True)
-    dist_rows = []
-    for metric in wide.columns:
-        m = re.fullmatch(r"(fd|kid)_(.+?)(_sd)?", metric)
-        if m:
-            for s, v in wide[metric].dropna().items():
-                dist_rows.append({"set": s, "space": m.group(2), "measure": m.group(1) + (m.group(3) or ""),
-                                  "value": v})
-    dist = pd.DataFrame(dist_rows, columns=["set", "space", "measure", "value"])
+    dist = REP.distance_rows(wide)
 if sections.record("FD / KID per feature space", syn_path or sets / "synthetic.csv",
                    syn is not None and len(dist) > 0,
                    "" if syn is None else f"{syn_path} has no fd_<space>/kid_<space> metrics"):
@@ -461,8 +450,7 @@ ident = (wide["identity_similarity"].dropna() if syn is not None and "identity_s
 if sections.record("identity similarity (GAN sets)", syn_path or sets / "synthetic.csv", len(ident) > 0,
                    "" if syn is None else f"{syn_path} has no identity_similarity values"):
     ident_table = ident.rename("identity_similarity").to_frame()
-    ident_table.insert(0, "strategy", [REP.strategy_of(s).name if any(s.startswith(p) for p in prefixes) else "?"
-                                       for s in ident_table.index])
+    ident_table.insert(0, "strategy", [REP.strategy_of(s).name for s in ident_table.index])
     display(ident_table.round(3))
 
 # %%
@@ -521,20 +509,7 @@ if priv_path is not None:
 # model and data kind on every row so a quoted line cannot lose its provenance. Written to `out_dir/headline.csv`.
 
 # %%
-head = ev[ev["metric"].isin(list(HEADLINE))]
-wide_head = head.pivot_table(index=["train_set", "test_set"], columns="metric", values=["mean", "sd"],
-                             aggfunc="first", dropna=False)
-n_seed = head.groupby(["train_set", "test_set"])["n_seeds"].min()
-headline_rows = []
-for s in train_sets:
-    for t in test_sets:
-        row = {"train_set": s, "strategy": REP.strategy_of(s).name, "test_set": t}
-        for metric, short in HEADLINE.items():
-            row[short] = wide_head.loc[(s, t), ("mean", metric)]
-            row[f"{short}_sd"] = wide_head.loc[(s, t), ("sd", metric)]
-        row |= {"n_seeds": int(n_seed.loc[(s, t)]), "model": chosen, "data_kind": data_kind}
-        headline_rows.append(row)
-headline = pd.DataFrame(headline_rows)
+headline = REP.headline_table(ev, train_sets, test_sets, model=chosen, data_kind=data_kind, metrics=HEADLINE)
 T.write_csv(headline.round(4), out / "headline.csv")
 shown_head = headline.assign(**{short: [f"{m:.3f}" + ("" if np.isnan(sd) else f" ± {sd:.3f}")
                                         for m, sd in zip(headline[short], headline[f"{short}_sd"])]

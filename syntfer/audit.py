@@ -227,6 +227,17 @@ def holdout_threshold(holdout: np.ndarray, train: np.ndarray, quantile: float = 
     return float(np.quantile(sim, quantile))
 
 
+def leave_one_out_threshold(train: np.ndarray, quantile: float = 0.99) -> float:
+    """The `quantile` of the training faces' similarity to their nearest *other* training face: "closer to a
+    training face than `quantile` of real training faces are to any other one" (no held-out faces needed)."""
+    if not 0.0 < quantile <= 1.0:
+        raise AuditError(f"quantile must be in (0, 1], got {quantile}")
+    if len(train) < 2:
+        raise AuditError(f"a leave-one-out threshold needs at least 2 training faces, got {len(train)}")
+    _, sim = nearest_neighbours(train, train, exclude_self=True)
+    return float(np.quantile(sim, quantile))
+
+
 REAL_TRAIN = "real_train"
 """The set name under which `privacy_check` caches the real training faces' features."""
 

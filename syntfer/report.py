@@ -110,6 +110,53 @@ def family_label(set_name: str) -> str:
     return FAMILY_LABELS[strategy_of(set_name).family]
 
 
+def order_sets(names: Sequence[str], first: str | None = None) -> list[str]:
+    """Training sets grouped by strategy in `STRATEGIES` order, `first` (the reference set) at the head of its
+    group, then by name. An unknown prefix raises naming the set."""
+    rank = {s.prefix: i for i, s in enumerate(STRATEGIES)}
+    return sorted(names, key=lambda n: (rank[strategy_of(n).prefix], n != first, n))
+
+
+HEADLINE_METRICS: dict[str, str] = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1"}
+"""The headline table's metrics (eval.csv names) and their short column names."""
+
+
+def headline_table(ev: pd.DataFrame, train_sets: Sequence[str], test_sets: Sequence[str], *, model: str,
+                   data_kind: str, metrics: Mapping[str, str] = HEADLINE_METRICS) -> pd.DataFrame:
+    """One row per training set × test set: mean and sd over seeds of each headline metric, the strategy, the
+    fewest seeds behind a cell, and the model and data kind (a quoted row keeps its provenance). `ev` is
+    eval.csv's rows (train_set, test_set, metric, mean, sd, n_seeds); a missing cell raises naming it."""
+    head = ev[ev["metric"].isin(list(metrics))]
+    wide = head.pivot_table(index=["train_set", "test_set"], columns="metric", values=["mean", "sd"],
+                            aggfunc="first", dropna=False)
+    n_seed = head.groupby(["train_set", "test_set"])["n_seeds"].min()
+    rows = []
+    for s in train_sets:
+        for t in test_sets:
+            if (s, t) not in n_seed.index:
+                raise ReportError(f"eval rows: no {list(metrics)} for training set {s!r} on test set {t!r}")
+            row = {"train_set": s, "strategy": strategy_of(s).name, "test_set": t}
+            for metric, short in metrics.items():
+                row[short] = wide.loc[(s, t), ("mean", metric)]
+                row[f"{short}_sd"] = wide.loc[(s, t), ("sd", metric)]
+            row |= {"n_seeds": int(n_seed.loc[(s, t)]), "model": model, "data_kind": data_kind}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def distance_rows(wide: pd.DataFrame) -> pd.DataFrame:
+    """Tidy (set, space, measure, value) rows from a per-set metrics table whose columns include
+    ``fd_<space>``, ``kid_<space>`` and ``kid_<space>_sd`` (notebook 05's synthetic.csv, pivoted); other
+    columns are ignored, missing values dropped."""
+    rows = []
+    for metric in wide.columns:
+        m = re.fullmatch(r"(fd|kid)_(.+?)(_sd)?", metric)
+        if m:
+            for s, v in wide[metric].dropna().items():
+                rows.append({"set": s, "space": m.group(2), "measure": m.group(1) + (m.group(3) or ""), "value": v})
+    return pd.DataFrame(rows, columns=["set", "space", "measure", "value"])
+
+
 # ---- the report's tables --------------------------------------------------------------------------------------
 def metric_matrix(table: pd.DataFrame, metric: str, rows: Sequence[str], columns: Sequence[str],
                   value: str = "mean") -> pd.DataFrame:

@@ -236,3 +236,17 @@ def test_embed_set_needs_a_name_to_cache_and_plain_names(tmp_path):
         A.embed_set(A.pixel_embedding(), ["x.png"], space="pixel", cache_dir=tmp_path)
     with pytest.raises(A.AuditError, match="file-name parts"):
         A.feature_cache(tmp_path, "pixel", "../escape")
+
+
+def test_leave_one_out_threshold_is_the_quantile_of_each_face_to_its_nearest_other():
+    from syntfer.audit import AuditError, leave_one_out_threshold
+
+    v = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
+    # nearest other: 0 -> 1 (0.8), 1 -> 0 or 2 (0.8 / 0.6 -> 0.8), 2 -> 1 (0.6)
+    assert leave_one_out_threshold(v, 1.0) == pytest.approx(0.8)
+    assert leave_one_out_threshold(v, 0.5) == pytest.approx(0.8)
+    assert leave_one_out_threshold(v, 1e-9) == pytest.approx(0.6)
+    with pytest.raises(AuditError, match="quantile"):
+        leave_one_out_threshold(v, 0.0)
+    with pytest.raises(AuditError, match="at least 2"):
+        leave_one_out_threshold(v[:1], 0.9)

@@ -189,3 +189,43 @@ def test_a_strategy_prefix_and_family_are_checked():
         Strategy("Morph-", "m", "synthetic", "d")
     with pytest.raises(ValueError, match="family"):
         Strategy("morph_", "m", "invented", "d")
+
+
+def test_order_sets_groups_by_strategy_with_the_reference_first():
+    names = ["mixed_syn", "gan_v", "real_fer2013", "hybrid_mixed_syn", "real_rafdb", "gan_f", "pseudolabel_x"]
+    assert R.order_sets(names, first="real_rafdb") == ["real_rafdb", "real_fer2013", "pseudolabel_x", "gan_f",
+                                                       "gan_v", "mixed_syn", "hybrid_mixed_syn"]
+    with pytest.raises(R.ReportError, match="weird"):
+        R.order_sets(["weird"])
+
+
+def test_headline_table_has_mean_sd_seeds_and_provenance_per_cell_and_names_a_missing_one():
+    rows = []
+    for s, base in (("real_rafdb", 0.8), ("gan_f", 0.2)):
+        for t in ("rafdb", "fer2013"):
+            for metric, off in (("accuracy", 0.0), ("balanced_accuracy", -0.05), ("macro_f1", -0.1), ("loss", 9)):
+                rows.append({"train_set": s, "test_set": t, "metric": metric, "mean": base + off, "sd": 0.01,
+                             "n_seeds": 3 if s == "gan_f" or t == "rafdb" else 2})
+    ev = pd.DataFrame(rows)
+    h = R.headline_table(ev, ["real_rafdb", "gan_f"], ["rafdb", "fer2013"], model="cnn_tiny", data_kind="world")
+    assert h.columns.tolist() == ["train_set", "strategy", "test_set", "acc", "acc_sd", "balanced_acc",
+                                  "balanced_acc_sd", "macro_f1", "macro_f1_sd", "n_seeds", "model", "data_kind"]
+    assert h[["train_set", "test_set"]].values.tolist() == [["real_rafdb", "rafdb"], ["real_rafdb", "fer2013"],
+                                                            ["gan_f", "rafdb"], ["gan_f", "fer2013"]]
+    assert h.loc[2, "strategy"] == "GAN editing" and h.loc[2, "balanced_acc"] == pytest.approx(0.15)
+    assert h["n_seeds"].tolist() == [3, 2, 3, 3] and set(h["model"]) == {"cnn_tiny"}
+    with pytest.raises(R.ReportError, match="'gan_f' on test set 'affectnet'"):
+        R.headline_table(ev, ["gan_f"], ["affectnet"], model="m", data_kind="world")
+
+
+def test_distance_rows_reads_fd_and_kid_columns_by_space():
+    wide = pd.DataFrame({"fd_judge": [1.0, np.nan], "kid_identity": [0.1, 0.2], "kid_identity_sd": [0.01, 0.02],
+                         "expression_fidelity": [0.5, 0.6], "fd_judge_domain": [3.0, 4.0]},
+                        index=pd.Index(["a", "b"], name="set"))
+    d = R.distance_rows(wide)
+    assert d.columns.tolist() == ["set", "space", "measure", "value"]
+    got = {(r.set, r.space, r.measure): r.value for r in d.itertuples()}
+    assert got == {("a", "judge", "fd"): 1.0, ("a", "identity", "kid"): 0.1, ("b", "identity", "kid"): 0.2,
+                   ("a", "identity", "kid_sd"): 0.01, ("b", "identity", "kid_sd"): 0.02,
+                   ("a", "judge_domain", "fd"): 3.0, ("b", "judge_domain", "fd"): 4.0}
+    assert R.distance_rows(wide[["expression_fidelity"]]).empty
