@@ -73,7 +73,7 @@ def split_box(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
 
 @functools.lru_cache(maxsize=4)
 def _pixel_table(csv_file: str, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    import pandas as pd
+    import pandas as pd  # lazy: only FER2013's CSV rows need it; the image loader is a light foundation
 
     df = pd.read_csv(csv_file, usecols=["pixels"], dtype={"pixels": str}, keep_default_na=False)
     return df["pixels"].to_numpy(), np.zeros(len(df), dtype=bool)

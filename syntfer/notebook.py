@@ -84,7 +84,7 @@ def parameters_cell(nb) -> tuple[int, dict[str, Any]]:
 
 
 def read_notebook(path: str | os.PathLike):
-    import jupytext
+    import jupytext  # lazy: the Jupyter stack loads only when a notebook runs
 
     path = Path(path)
     if not path.exists():
@@ -93,7 +93,7 @@ def read_notebook(path: str | os.PathLike):
 
 
 def _check_kernel(name: str) -> None:
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # lazy: Jupyter stack
 
     try:
         KernelSpecManager().get_kernel_spec(name)
@@ -205,7 +205,7 @@ def _stable_widgets(nb) -> None:
 
 
 def export_html(ipynb: Path, html: Path) -> None:
-    import nbformat
+    import nbformat  # lazy: the Jupyter stack loads only when a notebook runs
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
@@ -218,7 +218,7 @@ def export_html(ipynb: Path, html: Path) -> None:
 def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict[str, Any] | None = None,
                  kernel: str = KERNEL, html: bool = True) -> Path:
     """Execute `notebook` with `parameters`; returns the executed .ipynb path. Raises NotebookError on failure."""
-    import nbformat
+    import nbformat  # lazy: the Jupyter stack loads only when a notebook runs
     import papermill as pm
     from traitlets.config import Config
 

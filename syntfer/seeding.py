@@ -40,6 +40,6 @@ def numpy_rng(*parts: object) -> np.random.Generator:
 
 def torch_generator(seed: int):
     """A per-sample CPU torch.Generator (diffusers convention: CPU generators reproduce across devices)."""
-    import torch
+    import torch  # lazy: the world renderer seeds without torch
 
     return torch.Generator("cpu").manual_seed(int(seed))

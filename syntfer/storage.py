@@ -1,6 +1,7 @@
 """Atomic writes: every file a long job produces appears whole or not at all."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -98,7 +99,7 @@ def _canonical(obj: Any) -> Any:
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """`torch.save` atomically, with the same bytes for the same values on every run (resumed or not)."""
-    import torch
+    import torch  # lazy: storage is a foundation module that loads without torch
 
     # through a file object: given a path, torch.save names the zip archive's root folder after the file,
     # here the random temporary name, so every save of the same state had different bytes (and DVC hashes)
@@ -118,8 +119,6 @@ def save_image(path: str | os.PathLike, image, **save_kw) -> None:
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (hex)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -129,9 +128,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def module_fingerprint(model) -> str:
     """SHA-256 over a module's state_dict (names, shapes, dtypes, bytes): changes whenever any weight does."""
-    import hashlib
-
-    import torch
+    import torch  # lazy: storage is a foundation module that loads without torch
 
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
