@@ -213,7 +213,10 @@ pd.concat(conf).to_csv(out / "confusion.csv", index=False)
 
 # %% [markdown]
 # ## Intensity curve: fidelity against ρ
-# `curve_faces` faces per class edited along the class axis at each ρ of `rho_grid` (pasted, no repair).
+# `curve_faces` faces per class edited along the class axis at each ρ of `rho_grid` (pasted, no repair). With
+# `intensity = "interpolate"` (the default) the displacement runs from the editor's neutral flow (ρ = 0) to its
+# full class flow (ρ = 1) with strength ρ to the power `intensity_gamma`; with `"learned"` the code goes to the
+# network as it is, and this editor then makes almost the full edit at every ρ (`models/gan/README.md`).
 
 # %%
 cur_crops, cur_t, cur_rho = E.edits_along_rho(editor, space, pool.iloc[: curve_faces],
