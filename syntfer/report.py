@@ -146,14 +146,16 @@ def headline_table(ev: pd.DataFrame, train_sets: Sequence[str], test_sets: Seque
 
 def distance_rows(wide: pd.DataFrame) -> pd.DataFrame:
     """Tidy (set, space, measure, value) rows from a per-set metrics table whose columns include
-    ``fd_<space>``, ``kid_<space>`` and ``kid_<space>_sd`` (notebook 05's synthetic.csv, pivoted); other
-    columns are ignored, missing values dropped."""
+    ``fd_<space>``, ``kid_<space>`` and ``kid_<space>_sd`` (notebook 05's synthetic.csv, pivoted) and
+    ``fd_<space>_domain`` (notebook 03: the distance to real faces of the generator's own domain, measure
+    ``fd_domain``); other columns are ignored, missing values dropped."""
     rows = []
     for metric in wide.columns:
-        m = re.fullmatch(r"(fd|kid)_(.+?)(_sd)?", metric)
+        m = re.fullmatch(r"(fd|kid)_(.+?)(_domain)?(_sd)?", metric)
         if m:
+            measure = m.group(1) + (m.group(3) or "") + (m.group(4) or "")
             for s, v in wide[metric].dropna().items():
-                rows.append({"set": s, "space": m.group(2), "measure": m.group(1) + (m.group(3) or ""), "value": v})
+                rows.append({"set": s, "space": m.group(2), "measure": measure, "value": v})
     return pd.DataFrame(rows, columns=["set", "space", "measure", "value"])
 
 

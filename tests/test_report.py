@@ -227,5 +227,5 @@ def test_distance_rows_reads_fd_and_kid_columns_by_space():
     got = {(r.set, r.space, r.measure): r.value for r in d.itertuples()}
     assert got == {("a", "judge", "fd"): 1.0, ("a", "identity", "kid"): 0.1, ("b", "identity", "kid"): 0.2,
                    ("a", "identity", "kid_sd"): 0.01, ("b", "identity", "kid_sd"): 0.02,
-                   ("a", "judge_domain", "fd"): 3.0, ("b", "judge_domain", "fd"): 4.0}
+                   ("a", "judge", "fd_domain"): 3.0, ("b", "judge", "fd_domain"): 4.0}
     assert R.distance_rows(wide[["expression_fidelity"]]).empty
