@@ -384,8 +384,7 @@ sections.record("confusion matrices", runs_glob, True)
 #
 # - **FD / KID** of each set against the real reference faces, in each feature space notebook 05 used (FD on
 #   float64 means and covariances; KID = unbiased MMD² with the cubic kernel): lower = closer to real faces.
-#   These are FD-*space* numbers, not Inception FID. `fd_domain` (diffusion sets): the same FD, but to held-out real
-#   faces of the generator's own domain (the web look it learned), as notebook 03 measures it.
+#   These are FD-*space* numbers, not Inception FID.
 # - **Expression fidelity**: share of a set's images a judge classifier labels as the intended class.
 # - **Identity similarity** (GAN-edited sets): cosine similarity between a source face and its edit in the
 #   identity encoder's space.
