@@ -219,23 +219,24 @@ def nearest_neighbours(query: np.ndarray, reference: np.ndarray, chunk: int = 20
     return idx, sim
 
 
-def holdout_threshold(holdout: np.ndarray, train: np.ndarray, quantile: float = 0.99) -> float:
-    """The `quantile` of held-out real faces' nearest-neighbour similarity to the training faces."""
+def _nearest_similarity_quantile(query: np.ndarray, train: np.ndarray, quantile: float, exclude_self: bool) -> float:
     if not 0.0 < quantile <= 1.0:
         raise AuditError(f"quantile must be in (0, 1], got {quantile}")
-    _, sim = nearest_neighbours(holdout, train)
+    _, sim = nearest_neighbours(query, train, exclude_self=exclude_self)
     return float(np.quantile(sim, quantile))
+
+
+def holdout_threshold(holdout: np.ndarray, train: np.ndarray, quantile: float = 0.99) -> float:
+    """The `quantile` of held-out real faces' nearest-neighbour similarity to the training faces."""
+    return _nearest_similarity_quantile(holdout, train, quantile, exclude_self=False)
 
 
 def leave_one_out_threshold(train: np.ndarray, quantile: float = 0.99) -> float:
     """The `quantile` of the training faces' similarity to their nearest *other* training face: "closer to a
     training face than `quantile` of real training faces are to any other one" (no held-out faces needed)."""
-    if not 0.0 < quantile <= 1.0:
-        raise AuditError(f"quantile must be in (0, 1], got {quantile}")
     if len(train) < 2:
         raise AuditError(f"a leave-one-out threshold needs at least 2 training faces, got {len(train)}")
-    _, sim = nearest_neighbours(train, train, exclude_self=True)
-    return float(np.quantile(sim, quantile))
+    return _nearest_similarity_quantile(train, train, quantile, exclude_self=True)
 
 
 REAL_TRAIN = "real_train"

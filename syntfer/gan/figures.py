@@ -9,16 +9,11 @@ import torch
 
 from syntfer import labels as L
 from syntfer.gan.controls import ControlValue
-from syntfer.gan.editing import DegradeConfig, Restorer, clip_box, degrade, edit_images
-from syntfer.gan.measurements import seam_contrast
+from syntfer.gan.editing import DegradeConfig, Restorer, degrade, edit_images
+from syntfer.gan.measurements import face_box, seam_contrast
 from syntfer.gan.networks import Generator
-from syntfer.gan.training import crop_square, face_frame
+from syntfer.gan.training import crop_square
 from syntfer.images import load_array
-
-
-def _box(row: pd.Series, img: np.ndarray) -> tuple[int, int, int, int]:
-    return clip_box(face_frame([row[k] for k in ("face_x", "face_y", "face_width", "face_height")],
-                               img.shape[1], img.shape[0]), img.shape[1], img.shape[0], where=str(row["source_path"]))
 
 
 def expression_grid(generator: Generator, row: pd.Series, rhos: Sequence[float], seed: int,
@@ -28,7 +23,7 @@ def expression_grid(generator: Generator, row: pd.Series, rhos: Sequence[float],
     Returns the tiled image and the row/column titles.
     """
     img = load_array(row["source_path"], "RGB")
-    box = _box(row, img)
+    box = face_box(row, img)
     space = generator.control_space()
     tiles, row_titles = [], []
     for rho in rhos:
@@ -48,7 +43,7 @@ def seam_examples(generator: Generator, rows: pd.DataFrame, codes: Sequence[Cont
     lines, titles = [], ["source", "pasted", "degraded", *restorers]
     for (_, row), code in zip(rows.iterrows(), codes):
         img = load_array(row["source_path"], "RGB")
-        box = _box(row, img)
+        box = face_box(row, img)
         res = edit_images([img], [box], [code], generator, None, None, [np.random.default_rng(seed)])
         deg = degrade(res.pasted[0], box, degrade_cfg, np.random.default_rng(seed))
         outs = [img, res.pasted[0], deg] + [r(deg, box) for r in restorers.values()]
@@ -63,7 +58,7 @@ def seam_variants(generator: Generator, rows: pd.DataFrame, codes: Sequence[Cont
     out: dict[str, dict[str, list]] = {k: {"context": [], "face": [], "seam": []} for k in restorers}
     for (_, row), code in zip(rows.iterrows(), codes):
         img = load_array(row["source_path"], "RGB")
-        box = _box(row, img)
+        box = face_box(row, img)
         res = edit_images([img], [box], [code], generator, None, None, [np.random.default_rng(seed)])
         for name, restorer in restorers.items():
             if restorer is None:
@@ -84,7 +79,7 @@ def source_context_crops(rows: pd.DataFrame, size: int) -> np.ndarray:
     crops = []
     for _, row in rows.iterrows():
         img = load_array(row["source_path"], "RGB")
-        x, y, w, h = _box(row, img)
+        x, y, w, h = face_box(row, img)
         crops.append(crop_square(img, (x - w // 4, y - h // 4, w + w // 2, h + h // 2), size))
     return np.stack(crops)
 

@@ -39,14 +39,20 @@ def intensity_curve(probs: np.ndarray, targets: Sequence[str], rho: Sequence[flo
               .agg(n=("correct", "size"), accuracy=("correct", "mean"), p_target=("p_target", "mean")))
 
 
+def face_box(row: pd.Series, img: np.ndarray) -> tuple[int, int, int, int]:
+    """The editor's face frame around a pool row's face box (face_x, face_y, face_width, face_height), clipped
+    to `img`; a box outside the image raises naming the row's source_path."""
+    return clip_box(face_frame([row[k] for k in ("face_x", "face_y", "face_width", "face_height")],
+                               img.shape[1], img.shape[0]), img.shape[1], img.shape[0], where=str(row["source_path"]))
+
+
 def edits_along_rho(editor: Generator, space: ControlSpace, rows: pd.DataFrame, classes: Sequence[str],
                     rho_grid: Sequence[float], seed: int) -> tuple[np.ndarray, list[str], list[float]]:
     """Every face of `rows` (a source pool: source_path + face box) edited toward each of `classes` at each ρ of
     `rho_grid`, pasted without seam repair: the (N, H, W, 3) uint8 images, their target class and ρ, in
     class-major, then ρ, then face order (what `intensity_curve` reads after the judge)."""
     imgs = [load_array(p, "RGB") for p in rows["source_path"]]
-    boxes = [clip_box(face_frame(r[["face_x", "face_y", "face_width", "face_height"]].tolist(), im.shape[1],
-                                 im.shape[0]), im.shape[1], im.shape[0]) for (_, r), im in zip(rows.iterrows(), imgs)]
+    boxes = [face_box(r, im) for (_, r), im in zip(rows.iterrows(), imgs)]
     crops, targets, rhos = [], [], []
     for c in classes:
         for rho in rho_grid:
