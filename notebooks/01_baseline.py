@@ -40,6 +40,7 @@ model_kwargs = '{"img_size": 48, "head": "flatten"}'  # JSON object of builder o
 pretrained = ""  # weight file for the model builder (empty: random init)
 recipe = "fast"  # fast | upstream_ir50 | poster (syntfer.training.RECIPES); knobs below override it
 epochs = 24
+steps_source = "real_rafdb"  # a set mixing this source with others (a hybrid) trains as many optimizer steps as this source's rows alone get in `epochs` epochs (equal compute); empty: off
 batch_size = 64
 lr = 0.002
 weight_decay = 0.05
@@ -79,7 +80,7 @@ from syntfer.manifest import read_manifest
 from syntfer.plots import show
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json, write_text
-from syntfer.training import LOG_COLUMNS, TrainConfig, train, train_launched
+from syntfer.training import LOG_COLUMNS, TrainConfig, step_matched_epochs, train, train_launched
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
@@ -102,7 +103,7 @@ torch.set_num_threads(threads)
 
 def config_for(seed: int) -> TrainConfig:
     return TrainConfig.from_recipe(
-        recipe, model=model, model_kwargs=kwargs, pretrained=pretrained or None, epochs=epochs,
+        recipe, model=model, model_kwargs=kwargs, pretrained=pretrained or None, epochs=epochs_run,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
         label_smoothing=label_smoothing, smoothing_weight=smoothing_weight, balanced=balanced,
         balance_method=balance_method,
@@ -113,7 +114,6 @@ def config_for(seed: int) -> TrainConfig:
 out = Path(out_dir)
 figures = out / "figures"
 figures.mkdir(parents=True, exist_ok=True)
-pd.DataFrame([config_for(seed_list[0]).to_dict()]).T.rename(columns={0: "value"})
 
 # %% [markdown]
 # ## The data: class counts and imbalance
@@ -143,6 +143,16 @@ if "split" in train_frame.columns and (train_frame["split"].astype(str) == "val"
     val_frame = train_frame[train_frame["split"].astype(str) == "val"].reset_index(drop=True)
     train_frame = train_frame[train_frame["split"].astype(str) != "val"].reset_index(drop=True)
     print(f"validation: the set's own 'val' split ({len(val_frame)} images)")
+# Equal compute for a set that adds images to a real split (a hybrid): as many optimizer steps as the real part
+# alone gets in `epochs` epochs, so a difference between the two is the added data's, not extra training.
+sources = set(train_frame["source"].astype(str)) if "source" in train_frame.columns else set()
+epochs_run, matched_steps = epochs, None
+if steps_source and steps_source in sources and len(sources) > 1:
+    epochs_run, matched_steps = step_matched_epochs(train_frame, steps_source, epochs, batch_size, val_fraction,
+                                                    seed_list[0], own_validation=val_frame is not None)
+    print(f"step-matched to {steps_source} alone: {epochs_run} epochs (≈ {matched_steps} optimizer steps) "
+          f"instead of {epochs}")
+print(pd.DataFrame([config_for(seed_list[0]).to_dict()]).T.rename(columns={0: "value"}).to_string())
 tests = {k: f for k, f in frames.items() if k != "train"}
 images = DecodedImages()
 runs: dict[int, dict] = {}
@@ -158,7 +168,7 @@ for seed in seed_list:
                            progress=progress, image_cache=images)
     runs[seed] = {"result": result, "evaluated": evaluated}
     # no wall time here: this notebook is a tracked output (`syntfer notebook` prints the stage's time)
-    print(f"seed {seed}: best epoch {result.best_epoch}/{epochs} (val score {result.best_score:.3f}), "
+    print(f"seed {seed}: best epoch {result.best_epoch}/{epochs_run} (val score {result.best_score:.3f}), "
           f"resumed from {result.resumed_from}")
 history = pd.concat([r["result"].history.assign(seed=s) for s, r in runs.items()], ignore_index=True)
 write_text(out / "log.csv", history.to_csv(index=False))  # per-epoch curves of every seed (`dvc plots`)
@@ -246,15 +256,19 @@ show(fig, figures / "confusion.png")
 # ## Closing checks
 
 # %%
-metrics = {"seeds": seed_list, "n_seeds": len(seed_list), "train_images": int(len(frames["train"]))}
+metrics = {"seeds": seed_list, "n_seeds": len(seed_list), "train_images": int(len(frames["train"])),
+           "epochs": epochs_run, "step_matched_to": steps_source if matched_steps else ""}
 for r in agg.itertuples():
     metrics[f"{r.test_set}_{r.metric}"] = float(r.mean)
     metrics[f"{r.test_set}_{r.metric}_sd"] = None if np.isnan(r.sd) else float(r.sd)
 for s, r in runs.items():
     metrics[f"s{s}_best_epoch"] = r["result"].best_epoch
+    run_summary = json.loads((out / f"s{s}" / "train" / "summary.json").read_text())
+    metrics[f"s{s}_optimizer_steps"] = int(run_summary["optimizer_steps"])
+    metrics[f"s{s}_fitted_images"] = int(run_summary["train_images"])
     log = pd.read_csv(out / f"s{s}" / "train" / "log.csv")
     assert tuple(log.columns) == LOG_COLUMNS, list(log.columns)
-    assert len(log) == epochs, f"seed {s}: log.csv has {len(log)} rows, expected {epochs}"
+    assert len(log) == epochs_run, f"seed {s}: log.csv has {len(log)} rows, expected {epochs_run}"
     assert np.isfinite(log.drop(columns="epoch").to_numpy()).all(), f"seed {s}: non-finite values in log.csv"
     split = read_manifest(out / f"s{s}" / "train" / "split.csv")
     assert set(split["split"]) == {"train", "val"}, "selection must use a held-out part of the training split"

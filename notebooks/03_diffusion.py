@@ -41,14 +41,15 @@ train_filler_max = 8  # retrain: at most this many filler words per caption
 backends = "embedded,embedded-au"  # comma list of: embedded, embedded-au, sd, fineface
 sd_model = ""  # local folder or hub id for sd/fineface backends
 fineface_weights = ""  # AU adapter weights for the fineface backend
-per_emotion = 40  # prompts per emotion (stratified subset of the 57,960-prompt grid)
+per_emotion = 240  # prompts per emotion (stratified subset of the 57,960-prompt grid)
 steps = 30  # sampler steps (DDIM for embedded)
 guidance = 3.0  # classifier-free guidance scale (embedded); sd/fineface use the paper's 10 / 7.5
 batch_size = 70
 launcher = ""  # empty: generate in this kernel; e.g. "accelerate launch --multi_gpu --num_processes 4": 4 shards
 judge = "outputs/instruments/judge/checkpoint"  # the project's one judge (06_instruments)
 ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge's accuracy on held-out real faces per domain
-reference_domain = "ref_web"  # real faces of the generator's domain: ceiling, FD reference, CAS reference set
+reference_domain = "ref_web"  # real faces of the generator's domain: ceiling and FD reference
+real_train = "outputs/sets/real_rafdb/manifest.csv"  # the real training split the demographic finding compares with: read by the same reader
 reader = "outputs/instruments/reader"  # attribute reader (gender, age group, skin tone; 06_instruments)
 dedup_bits = 4  # dHash Hamming distance counted as duplicate (-1: off)
 teacher_filter = False  # drop images the judge does not label as prompted
@@ -81,7 +82,7 @@ from syntfer.diffusion.generation import generate, generate_launched
 from syntfer.distances import frechet_distance
 from syntfer.instruments import reference_frame
 from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
-from syntfer.manifest import write_manifest
+from syntfer.manifest import read_manifest
 from syntfer.seeding import numpy_rng, seed_everything
 from syntfer.storage import write_json
 
@@ -91,7 +92,8 @@ if bad or not kinds:
     raise ValueError(f"backends={backends!r}: expected a comma list of {BACKENDS}")
 web_dir = Path(world_root) / "web"
 for what, path in (("captions", web_dir / "captions.csv"), ("judge", Path(judge)), ("ceilings", Path(ceilings)),
-                   ("reader", Path(reader)), ("reference", Path(world_root) / reference_domain)):
+                   ("reader", Path(reader)), ("reference", Path(world_root) / reference_domain),
+                   ("real training split", Path(real_train))):
     if not path.exists():
         raise FileNotFoundError(f"{what}: {path} not found (world and instruments stages write it)")
 seed_everything(seed)
@@ -275,22 +277,17 @@ display(bal.groupby(["attribute", "value"])["n"].sum().unstack(0))
 figs.show(R.balance_plot(bal, f"{first}: demographic balance of the kept set (prompted attributes)"), "balance")
 
 # %% [markdown]
-# ## The CAS reference: as many real faces of the domain as prompts per emotion
-# Classification accuracy score (Ravuri & Vinyals 2019): a classifier trained only on generated images, tested on
-# real ones, against the same recipe trained on as many *real* images of the generator's domain. This writes the
-# real side (`per_emotion` held-in reference faces per class, seeded): the study trains it like every other set
-# (`reference_web`) and the summary divides (`cas_ratio`).
+# ## Whom the real training split shows, read by the same reader
+# The report's demographic finding compares how balanced the generated sets are with the real training split
+# (`real_train`). Both sides are read by the one attribute reader, so an instrument's bias cannot pass for a
+# difference between the sets; where the real split has a known truth (the world's truth files), the report shows
+# it next to the reading.
 
 # %%
-pool = reference_frame(world_root, reference_domain, "train")
-ref_rows = []
-for c in L.CLASSES:
-    rows = pool[pool["label"] == c]
-    take = numpy_rng(seed, "diffusion", "cas-reference", c).permutation(len(rows))[:per_emotion]
-    ref_rows.append(rows.iloc[np.sort(take)])
-cas_reference = pd.concat(ref_rows, ignore_index=True)[["path", "label", "gender", "age", "skin_tone", "race"]]
-write_manifest(cas_reference.assign(source=reference_domain), out / "reference" / "manifest.csv")
-display(pd.Series(L.counts(cas_reference["label"]), name="CAS reference images"))
+real_train_frame = read_manifest(real_train, required=("path", "label"), check_labels=False)
+real_train_read = reader_.predict(real_train_frame["path"].tolist())
+real_train_read.to_csv(out / "attributes_real_train.csv", index=False)
+display(real_train_read[["gender", "age", "skin_tone"]].apply(lambda c: c.value_counts(normalize=True)).round(3))
 
 # %% [markdown]
 # ## Metrics and closing checks
@@ -334,7 +331,7 @@ for kind, m in curated.items():
     assert len(m) > 0, f"{kind}: curation kept nothing"
     if balance:
         assert m["label"].value_counts().nunique() == 1, f"{kind}: kept set not balanced"
-assert len(cas_reference) == 7 * per_emotion or len(pool) < 7 * per_emotion, "CAS reference short of images"
+assert len(real_train_read) == len(real_train_frame), "the reader skipped real training faces"
 assert np.isfinite(mean_fid[kinds[0]]) and mean_fid[kinds[0]] >= min_fidelity, (
     f"fidelity {mean_fid[kinds[0]]:.3f} < min_fidelity {min_fidelity}")
 assert np.isfinite(dist["fd_judge"]).all(), "non-finite FD"

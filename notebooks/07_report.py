@@ -46,8 +46,13 @@ world_root = "outputs/world"  # truth of the unlabeled sources and of the real t
 diffusion_dir = "outputs/diffusion"  # attributes_<backend>.csv: what the diffusion sets show (demographic finding)
 threshold = 0.3  # the pseudo-label threshold τ of the run ...
 strict_threshold = 0.9  # ... and the stricter one it is compared with
-per_class = 100  # the run's top-K per class
+per_class = 200  # the run's top-K per class
 draws = 2000  # bootstrap draws per finding
+matched_real = "real_rafdb_matched"  # the real split drawn at the study's set size: every "alone vs real" verdict's other side
+set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: its generator's look ref_<x>; its oracle is oracle_<x>
+set_size = 1400  # N, the size of every compared set (study.set_size): the closing check that they are
+alpha = 0.05  # family-wise error of the findings (Holm)
+scaling_dir = "outputs/scaling"  # notebook 08: <source>/n<size>/s<seed>/confusion_<test>.csv (optional section)
 findings_metrics = "outputs/results/findings.json"  # the findings' effects as flat metrics (`dvc exp show`)
 out_dir = "outputs/results/report"  # headline.csv, the tables below, sections.csv, figures/
 
@@ -127,18 +132,28 @@ families = [f for f in FAMILIES if f in set(ev["family"])]
 print(f"model {chosen}; {len(train_sets)} training sets × {len(test_sets)} test sets; {data_kind} data")
 
 # %% [markdown]
-# ## 0 · Findings: what this run says about the paper's kinds of claims
+# ## 0 · Findings: what this run says about the paper's kinds of claims, on equal terms
 # Each row is a claim of the kind the paper makes, tested on this run: the **effect** is a paired difference on the
-# same test images (a set minus real RAF-DB training, with every seed paired), the **95 % interval** comes from a
-# bootstrap over test images and seeds (`syntfer.report`), and the **verdict** is read off the interval alone —
-# *supported* when it lies wholly on the side the claim predicts, *contradicted* when wholly on the other side,
-# *inconclusive* when it straddles zero. Balanced accuracy is mean per-class recall; recalls are on RAF-DB test.
+# same test images (every seed paired), the **95 % interval** comes from a bootstrap over test images and seeds
+# (`syntfer.report`), and the raw **verdict** is read off the interval alone — *supported* when it lies wholly on
+# the side the claim predicts, *contradicted* when wholly on the other side, *inconclusive* when it straddles zero.
+# The claims are one family, so each also has a bootstrap p-value and **Holm's** adjustment over all of them
+# (`p_holm`, `verdict_holm` at family-wise error `alpha`).
+#
+# The comparisons are on equal terms: a strategy's set alone is compared with the real RAF-DB-stand-in training
+# split **drawn at the same size N** (`matched_real`), trained for the same optimizer steps; each generator's set
+# with the **oracle** of its look (truth-labelled renders at N: a perfect generator of that look), and each oracle
+# with the size-matched real split (what the look itself costs); a hybrid with the whole real split **given the
+# same optimizer steps**. `n_a`/`n_b` (images in each training set) and `steps_a`/`steps_b` (optimizer steps per
+# seed) say so on every row. Balanced accuracy is mean per-class recall; recalls are on RAF-DB test.
 
 # %%
 finding_parts = []
 trained = sorted(p.name for p in Path(train_dir).iterdir() if (p / "cross_dataset.csv").is_file())
+domains = S.parse_pairs(set_domains, ":")
 finding_parts.append(REP.training_findings(train_dir, [t for t in trained if t != reference_set],
-                                           real=reference_set, primary_test=primary_test,
+                                           real=reference_set, matched_real=matched_real, set_domains=domains,
+                                           primary_test=primary_test,
                                            other_tests=[t for t in ("affectnet", "fer2013") if t != primary_test],
                                            minority=minority, draws=draws, seed=0))
 for scores_file in sorted(Path(pseudolabel_dirs).glob("pseudolabel_*/scores.csv")):
@@ -149,27 +164,35 @@ for scores_file in sorted(Path(pseudolabel_dirs).glob("pseudolabel_*/scores.csv"
         scores["path"] = scores["path"].astype(str)
         finding_parts.append(REP.pseudolabel_finding(scores, source, tau_low=threshold, tau_high=strict_threshold,
                                                      per_class=per_class or None, draws=draws, seed=0))
-real_truth = Path(world_root) / reference_set.removeprefix("real_") / "truth.csv"
-if data_kind == "world" and real_truth.is_file():
-    rt = pd.read_csv(real_truth, keep_default_na=False)
-    rt = rt[rt["split"] == "train"].rename(columns={"id_gender": "gender", "id_age": "age", "id_skin_tone": "skin_tone"})
+# demographic balance: generated and real faces read by the same instrument (the attribute reader, notebook 03)
+real_reads = Path(diffusion_dir) / "attributes_real_train.csv"
+if real_reads.is_file():
+    real_read = pd.read_csv(real_reads, keep_default_na=False)
     for reads in sorted(Path(diffusion_dir).glob("attributes_*.csv")):
         kind = reads.stem.removeprefix("attributes_")
+        if kind == "real_train":
+            continue
         name = {"embedded": "diffusion_embedded", "embedded-au": "diffusion_embedded_au"}.get(kind, f"diffusion_{kind}")
-        finding_parts.append(REP.demographic_finding(pd.read_csv(reads), rt, name, reference_set, READ_ATTRIBUTES,
-                                                     draws=draws, seed=0))
+        finding_parts.append(REP.demographic_finding(pd.read_csv(reads), real_read, name, reference_set,
+                                                     READ_ATTRIBUTES, draws=draws, seed=0))
 findings = pd.concat([f for f in finding_parts if len(f)] or [pd.DataFrame(columns=list(REP.FINDING_COLUMNS))],
                      ignore_index=True)
+findings = REP.adjust(findings, alpha)
 T.write_csv(findings, out / "findings.csv")
 write_json(Path(findings_metrics), REP.findings_metrics(findings))
 shown = findings.assign(interval=[f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(findings["ci_low"], findings["ci_high"])])
 sections.record("findings", train_dir, len(findings) > 0, "no training set of this run is a claim's subject")
-display(Markdown(f"**{(findings['verdict'] == 'supported').sum()} supported, "
-                 f"{(findings['verdict'] == 'contradicted').sum()} contradicted, "
-                 f"{(findings['verdict'] == 'inconclusive').sum()} inconclusive** ({kind_note}; "
-                 f"{int(findings['n_seeds'].max()) if len(findings) else 0} seeds per training set)"))
-shown[["claim", "effect", "interval", "verdict", "metric", "test_set", "n_seeds"]].style.format(
-    {"effect": "{:+.3f}"}).hide(axis="index")
+display(Markdown(
+    f"**{(findings['verdict'] == 'supported').sum()} supported, {(findings['verdict'] == 'contradicted').sum()} "
+    f"contradicted, {(findings['verdict'] == 'inconclusive').sum()} inconclusive** by the raw intervals; after Holm "
+    f"over {findings['p_value'].notna().sum()} claims: {(findings['verdict_holm'] == 'supported').sum()} supported, "
+    f"{(findings['verdict_holm'] == 'contradicted').sum()} contradicted, "
+    f"{(findings['verdict_holm'] == 'inconclusive').sum()} inconclusive ({kind_note}; "
+    f"{int(findings['n_seeds'].max()) if len(findings) else 0} seeds per training set)"))
+shown[["claim", "effect", "interval", "verdict", "p_holm", "verdict_holm", "n_a", "steps_a", "n_b", "steps_b",
+       "test_set", "n_seeds"]].style.format({"effect": "{:+.3f}", "p_holm": "{:.4f}", "n_a": "{:.0f}",
+                                             "steps_a": "{:.0f}", "n_b": "{:.0f}", "steps_b": "{:.0f}"},
+                                            na_rep="—").hide(axis="index")
 
 # %% [markdown]
 # ## 1 · Where every number comes from
@@ -379,6 +402,78 @@ figs.show(fig, "confusion")
 sections.record("confusion matrices", runs_glob, True)
 
 # %% [markdown]
+# ## 5b · Each generator against the perfect generator of its look, at equal size
+# Balanced accuracy on the primary test set, seed means, as ratios (`syntfer summarize`, `metrics.json`):
+# `oracle_ratio` = a set over the oracle of its look (truth-labelled renders of that look at the same size: how
+# close the generator comes to perfect for its look), `real_ratio` = a set over the size-matched real split, and
+# for each oracle its own `real_ratio` (what the look itself costs). A ratio near 1 with an oracle well below real
+# says the look, not the generator, is what costs accuracy.
+
+# %%
+ratio_rows = [{"set": name, "family": REP.family_label(name), "n_images": v.get("n_images"),
+               "oracle_ratio": v.get("oracle_ratio"), "real_ratio": v.get("real_ratio")}
+              for name, v in metrics.get("synthetic", {}).items() if "real_ratio" in v]
+ratio_rows += [{"set": name, "family": REP.family_label(name), "n_images": None, "oracle_ratio": None,
+                "real_ratio": v.get("real_ratio")} for name, v in metrics.get("oracle", {}).items()]
+if sections.record("oracle and real ratios", metrics_path, bool(ratio_rows),
+                   f"{metrics_path} has no real_ratio (no size-matched real split `{matched_real}` in this run)"):
+    ratios = pd.DataFrame(ratio_rows).set_index("set")
+    T.write_csv(ratios, out / "ratios.csv", index=True)
+    display(ratios.style.format({"n_images": "{:.0f}", "oracle_ratio": "{:.2f}", "real_ratio": "{:.2f}"},
+                                na_rep="—"))
+
+# %% [markdown]
+# ## 5c · Data scaling and the exchange rate
+# Balanced accuracy on the primary test set against the number of training images, for the real split, each
+# oracle and the strategies drawn at several sizes (notebook 08: nested, seeded draws trained like the grid),
+# joined with the grid's own runs at the study's size N (and the whole real split). Points: mean over seeds;
+# bands: 95 % bootstrap intervals (test images and seeds resampled). The **exchange rate** reads the curves
+# sideways: how many images of a source reach the accuracy of N real ones (log-linear between measured sizes;
+# "not reached" when a source's curve stays below within its measured sizes — then the interval's upper end is
+# open).
+
+# %%
+scaling_sources = sorted(p.name for p in Path(scaling_dir).iterdir() if p.is_dir()) if Path(scaling_dir).is_dir() else []
+if sections.record("data scaling and exchange rates", scaling_dir, bool(scaling_sources),
+                   f"{scaling_dir} holds no curve (the scaling stage did not run)"):
+    curves = {}
+    for src in scaling_sources:
+        by_size = REP.scaling_predictions(scaling_dir, src, primary_test)
+        grid_points = {src: src} if src != reference_set else {matched_real: matched_real, reference_set: reference_set}
+        for grid_set in grid_points:
+            if (Path(train_dir) / grid_set).is_dir():
+                n = int(composition.loc[grid_set, "total"])
+                by_size[n] = REP.load_predictions(train_dir, grid_set, primary_test)
+        curves[src] = by_size
+    boot = REP.bootstrap_curves(curves, draws=draws, seed=0)
+    curve_points = REP.curve_table(boot)
+    T.write_csv(curve_points, out / "scaling_curve.csv")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for src, g in curve_points.groupby("source", sort=False):
+        g = g.sort_values("size")
+        ax.plot(g["size"], g["balanced_accuracy"], marker="o", label=REP.pretty(src),
+                lw=2.5 if src == reference_set else 1.5)
+        ax.fill_between(g["size"], g["ci_low"], g["ci_high"], alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images (log)")
+    ax.set_ylabel(f"balanced accuracy, {primary_test} test")
+    ax.set_ylim(0, 1)
+    ax.axvline(set_size, c="grey", ls=":", lw=1)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"data scaling, mean over seeds with 95 % intervals ({kind_note})")
+    figs.show(fig, "scaling")
+    if reference_set in boot:
+        rates = REP.exchange_rates(boot, reference_set)
+        T.write_csv(rates, out / "exchange_rates.csv")
+        display(rates.assign(equivalent=[f"{e:.0f} [{lo:.0f}, {'∞' if not np.isfinite(hi) else f'{hi:.0f}'}]"
+                                         if np.isfinite(e) else f"> {m} (not reached)"
+                                         for e, lo, hi, m in zip(rates["equivalent_images"], rates["ci_low"],
+                                                                 rates["ci_high"], rates["largest_measured"])])
+              .pivot(index="source", columns="real_images", values="equivalent"))
+    else:
+        print(f"no curve of {reference_set}: no exchange rate")
+
+# %% [markdown]
 # ## 6 · The synthetic sets themselves
 # Measured by notebook 05 (optional here: a run without synthetic sets has none).
 #
@@ -518,6 +613,13 @@ sections.record("headline table", out / "headline.csv", True)
 shown_head[["train_set", "strategy", "test_set", *HEADLINE.values(), "n_seeds"]]
 
 # %% [markdown]
+# ## 9 · Conclusions
+# Generated from the findings table above (after Holm's correction), so they change when the run does.
+
+# %%
+display(Markdown("\n\n".join(f"- {line}" for line in REP.conclusions(findings, data_kind))))
+
+# %% [markdown]
 # ## Closing checks
 # The grid is complete, the summary agrees with the runs it was built from, each confusion matrix agrees with
 # its run's per-class recall, every optional set table agrees with the summary where both exist, and every
@@ -580,6 +682,18 @@ if priv_path is not None and (summary / "privacy.csv").is_file():
 if demo is not None and len(demo):
     total_share = demo.groupby(["set", "basis", "label", "attribute"])["share"].sum()
     assert np.allclose(total_share, 1.0), total_share[~np.isclose(total_share, 1.0)]
+# every set a verdict compares holds N images (Mixed-SYN: 7 sources x 7 classes x its per-source count, within 2 %);
+# a set that does not (a pseudo-label source with fewer than K confident faces in a class) is named here and its
+# findings rows carry both sizes (n_a, n_b)
+off_size = {s: int(composition.loc[s, "total"]) for s in train_sets
+            if REP.strategy_of(s).family in ("synthetic", "oracle", "mixed") or s == matched_real
+            if abs(int(composition.loc[s, "total"]) - set_size)
+            > (0.02 if REP.strategy_of(s).family == "mixed" else 0.0) * set_size}
+if off_size:
+    print(f"NOT AT THE STUDY'S SIZE N = {set_size}: {off_size} — their findings compare unequal sizes (n_a, n_b)")
+assert all(abs(r.n_a - r.n_b) <= 0.02 * r.n_b for r in findings.itertuples() if r.kind.endswith("equal size")
+           and r.set_a not in off_size and np.isfinite(r.n_a) and np.isfinite(r.n_b)), (
+    "an equal-size finding compares sets of unequal size")
 # every section accounted for, every figure on disk
 sections_table = sections.table()
 T.write_csv(sections_table, out / "sections.csv")

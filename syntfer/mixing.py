@@ -6,6 +6,11 @@
   size never changes another's draw. A source with fewer rows than requested in a class gives all it has
   (split train/val in the requested proportion) and the shortfall is reported in the counts table; with
   ``strict=True`` any shortfall raises. Nothing is padded or duplicated.
+- **Sized draws** (`sized_set`): one source at a fixed total N — class-balanced (N/7 per class, the synthetic
+  sets, oracles) or stratified (the source's own class shares by largest remainder, a real training split) —
+  so every set a verdict compares has the same size. Draws of several sizes from one source with one seed are
+  nested (each class's draw is a prefix of one seeded permutation): a data-scaling curve adds images, never
+  swaps them. A source short of a requested class count raises.
 - **Hybrids** (`hybrid_set`): a synthetic set ∪ a real set's *train* split (the real frame must not hold
   any other split: test images must never leak into training).
 
@@ -44,6 +49,7 @@ from syntfer.manifest import read_manifest, write_manifest
 from syntfer.readers import read_dataset
 from syntfer.seeding import derive_seed
 from syntfer.storage import atomic_path, save_image, write_json
+from syntfer.world.presets import class_counts as split_total
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 LINK_MODES = ("hardlink", "copy", "symlink", "none")
@@ -209,6 +215,46 @@ def mix_sources(sources: Mapping[str, pd.DataFrame], n_train: int, n_val: int, s
                      params={"n_train": n_train, "n_val": n_val, "seed": seed, "sources": list(sources)})
 
 
+def sized_counts(labels: Sequence[str], n_total: int, stratified: bool) -> dict[str, int]:
+    """Per-class counts of a draw of `n_total` images: N/7 per class (balanced; N must divide by 7), or the
+    class shares of `labels` by largest remainder, each class the source has keeping one image (stratified)."""
+    if n_total <= 0:
+        raise MixingError(f"set size {n_total}: expected a positive number of images")
+    if not stratified:
+        if n_total % L.NUM_CLASSES:
+            raise MixingError(f"set size {n_total}: a class-balanced set needs a multiple of {L.NUM_CLASSES}")
+        return {c: n_total // L.NUM_CLASSES for c in L.CLASSES}
+    have = L.counts(labels)
+    if sum(have.values()) < n_total:
+        raise MixingError(f"set size {n_total}: the source holds only {sum(have.values())} images")
+    # every class the source has keeps at least one image; a class it lacks stays empty
+    return split_total(have, n_total, minimum=1 if all(have.values()) else 0)
+
+
+def sized_set(frame: pd.DataFrame, source: str, n_total: int, seed: int, *, stratified: bool = False) -> MixResult:
+    """One source drawn at exactly `n_total` images (`sized_counts`), every row's split 'train' (the trainer holds
+    out its own validation part, as for a real split). Each class's draw is the prefix of one permutation seeded
+    by (seed, source, class) over the class's rows sorted by path: sizes drawn with one seed are nested. A class
+    with fewer rows than its count raises naming the source, the class and both numbers."""
+    check_source_name(source)
+    frame = canonicalize_labels(frame, source)
+    want = sized_counts(frame["label"].tolist(), n_total, stratified)
+    by_path = _tag(frame, source).set_index("path", drop=False)
+    parts, count_rows = [], []
+    for label in L.CLASSES:
+        pool = by_path.loc[by_path["label"] == label, "path"].tolist()
+        if len(pool) < want[label]:
+            raise MixingError(f"source {source!r}: {len(pool)} {label} image(s), {want[label]} needed for a "
+                              f"{'stratified' if stratified else 'class-balanced'} set of {n_total}")
+        picked, _ = sample_class(pool, want[label], 0, seed, source, label)
+        if picked:
+            parts.append(by_path.loc[picked].reset_index(drop=True).assign(split="train"))
+        count_rows.append({"source": source, "label": label, "available": len(pool), "requested_train": want[label],
+                           "requested_val": 0, "train": len(picked), "val": 0, "shortfall": 0})
+    return MixResult(frame=_finish(parts), counts=pd.DataFrame(count_rows), kind="sized",
+                     params={"source": source, "n_total": n_total, "seed": seed, "stratified": stratified})
+
+
 def hybrid_set(synthetic: pd.DataFrame, real: pd.DataFrame, synthetic_name: str,
                real_name: str = "rafdb") -> MixResult:
     """A synthetic set ∪ a real train split. Synthetic rows keep their split ('train' when absent/empty)."""
@@ -360,6 +406,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real", metavar="NAME=MANIFEST", help="build a hybrid with this real train split")
     parser.add_argument("--n-train", type=int, default=1250, help="Mixed-SYN images per source and class (train)")
     parser.add_argument("--n-val", type=int, default=125, help="Mixed-SYN images per source and class (val)")
+    parser.add_argument("--n-total", type=int, default=0, metavar="N",
+                        help="one source drawn at exactly N images (class-balanced, N/7 per class; see --stratify)")
+    parser.add_argument("--stratify", default="", metavar="NAME,NAME,…",
+                        help="with --n-total: these sources keep their own class shares (real training splits)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strict", action="store_true", help="raise when a source is short in a class")
     parser.add_argument("--link", choices=LINK_MODES, default="hardlink")
@@ -381,7 +431,13 @@ def run(args: argparse.Namespace) -> int:
     sources = dict(_spec(s) for s in specs)
     if len(sources) != len(specs):
         raise MixingError(f"a source name is given twice in {specs}")
-    if args.whole:
+    if args.n_total:
+        if args.whole or args.real or len(sources) != 1:
+            raise MixingError(f"--n-total draws one source (no --whole, no --real); got {len(sources)}")
+        (name, frame), = sources.items()
+        stratified = name in {x.strip() for x in args.stratify.split(",") if x.strip()}
+        result = sized_set(frame, name, args.n_total, args.seed, stratified=stratified)
+    elif args.whole:
         if args.real or len(sources) != 1:
             raise MixingError(f"--whole copies exactly one source (no --real); got {len(sources)}")
         (name, frame), = sources.items()

@@ -17,6 +17,10 @@ Formats
   PrivateTest; each row's path is ``fer2013.csv#row=N``. Kaggle folders ``train/<class>/``, ``test/<class>/``
   are read when no CSV is present.
 - ``folder``: ``<root>[/<split>]/<class>/*.{jpg,png,...}``; class names through the alias table.
+- ``truth``: ``truth.csv`` (``path,expression,split`` + identity columns) of a procedural-world domain, read
+  as labelled: a reference domain's renders with their true expression (the study's oracle sets — the perfect
+  generator of a look). Identity columns ``id_gender,id_age,id_skin_tone`` come along as
+  ``gender,age,skin_tone``.
 - ``unlabeled``: every image below root (identity folders such as DigiFace/DCFace, or flat folders such
   as EmoNet-Face/FFHQ); ``identity`` = the image's folder relative to root ('' when flat).
 """
@@ -35,7 +39,7 @@ from syntfer import labels as L
 from syntfer.images import ImageError, box_path, csv_row_path, load_image, pixels_to_array
 from syntfer.manifest import write_manifest
 
-FORMATS = ("rafdb", "affectnet", "fer2013", "folder", "unlabeled")
+FORMATS = ("rafdb", "affectnet", "fer2013", "folder", "truth", "unlabeled")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 RAFDB_LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
 AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
@@ -271,9 +275,36 @@ def read_unlabeled(root: Path, split: str | None, rows: _Rows) -> None:
                                   "source": source, "identity": identity, "_where": str(p)})
 
 
+TRUTH_COLUMNS = ("path", "expression", "split")
+
+
+def read_truth(root: Path, split: str | None, rows: _Rows) -> None:
+    file = root / "truth.csv"
+    if not file.is_file():
+        raise ReaderError(f"{file}: no truth file (format 'truth' reads a procedural-world domain's truth.csv)")
+    t = pd.read_csv(file, keep_default_na=False, dtype=str)
+    missing = [c for c in TRUTH_COLUMNS if c not in t.columns]
+    if missing:
+        raise ReaderError(f"{file}: lacks column(s) {missing}; has {list(t.columns)}")
+    if split:
+        t = t[t["split"] == split]
+        if t.empty:
+            raise ReaderError(f"{file}: no rows with split {split!r}")
+    extra = {"id_gender": "gender", "id_age": "age", "id_skin_tone": "skin_tone"}
+    for i, r in enumerate(t.to_dict("records")):
+        where = f"{file} row {i + 2}"
+        try:
+            label = L.canonical(r["expression"])
+        except L.LabelError as e:
+            rows.bad(where, f"expression is not a class ({e})")
+            continue
+        rows.rows.append({"path": str((root / r["path"]).resolve()), "label": label, "split": r["split"],
+                          "source": root.name, **{v: r[k] for k, v in extra.items() if k in r}, "_where": where})
+
+
 READERS: dict[str, Callable[..., None]] = {
     "rafdb": read_rafdb, "affectnet": read_affectnet, "fer2013": read_fer2013,
-    "folder": read_folder, "unlabeled": read_unlabeled,
+    "folder": read_folder, "truth": read_truth, "unlabeled": read_unlabeled,
 }
 
 

@@ -29,8 +29,9 @@ from syntfer.pseudolabel import select
 from syntfer.seeding import numpy_rng
 from syntfer.strategy import Strategy
 
-FINDING_COLUMNS = ("claim", "kind", "effect", "ci_low", "ci_high", "verdict", "expected", "metric", "test_set",
-                   "set_a", "set_b", "n_seeds", "n_images")
+FINDING_COLUMNS = ("claim", "kind", "effect", "ci_low", "ci_high", "verdict", "p_value", "p_holm", "verdict_holm",
+                   "expected", "metric", "test_set", "set_a", "set_b", "n_a", "steps_a", "n_b", "steps_b", "n_seeds",
+                   "n_images")
 VERDICTS = ("supported", "contradicted", "inconclusive")
 
 
@@ -43,7 +44,7 @@ STUDY_SETS: tuple[Strategy, ...] = (
     Strategy("real_", "real", "real", "a real dataset's training split", order=0),
     Strategy("mixed_syn", "Mixed-SYN", "mixed", "every synthetic source, class-balanced", order=1000),
     Strategy("hybrid_", "hybrid", "hybrid", "a synthetic set added to the RAF-DB training split", order=1001),
-    Strategy("reference_", "reference", "reference", "real faces of a generator's domain (the CAS reference)",
+    Strategy("oracle_", "oracle", "oracle", "truth-labelled renders of a generator's look: its perfect generator",
              order=1002),
 )
 """Set kinds the study itself makes (`syntfer.mixing` writes them) or trains on; the strategies declare themselves."""
@@ -73,12 +74,12 @@ def discover_strategies(folder: str | os.PathLike = Path(__file__).parent, packa
 
 STRATEGIES: tuple[Strategy, ...] = tuple(sorted((*STUDY_SETS, *discover_strategies()), key=lambda s: s.order))
 """Every set kind, in the report's order: real splits, the strategies (i)-(iii) and any other declared, then the
-study's Mixed-SYN, hybrids and CAS references."""
+study's Mixed-SYN, hybrids and oracles."""
 
 
 FAMILY_LABELS: dict[str, str] = {"real": "real", "synthetic": "synthetic (one source)",
                                  "mixed": "Mixed-SYN (all sources)", "hybrid": "hybrid (synthetic + real)",
-                                 "reference": "real faces of a generator's domain (CAS)"}
+                                 "oracle": "oracle (truth-labelled renders of a look)"}
 """How the report names each family, in its display order."""
 
 
@@ -100,7 +101,11 @@ def pretty(set_name: str) -> str:
     if s.family == "hybrid":
         return f"{pretty(rest)} + real RAF-DB"
     if s.family == "real":
-        return {"rafdb": "RAF-DB", "affectnet": "AffectNet", "fer2013": "FER2013"}.get(rest, rest)
+        base, matched = (rest.removesuffix("_matched"), rest.endswith("_matched"))
+        name = {"rafdb": "RAF-DB", "affectnet": "AffectNet", "fer2013": "FER2013"}.get(base, base)
+        return f"{name} (size-matched)" if matched else name
+    if s.family == "oracle":
+        return f"oracle ({rest} look)"
     words = rest.replace("_au", ", AU").replace("_", " ").replace("emonet face", "EmoNet-Face")
     return f"{s.name} ({words})" if words else s.name
 
@@ -280,10 +285,36 @@ def _weights(n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
     return np.vstack([np.ones((1, n)), rng.multinomial(n, np.full(n, 1.0 / n), size=draws).astype(float)])
 
 
+def bootstrap_p(boot: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'the effect is 0': twice the smaller share of draws on either side of 0,
+    with the +1 of a permutation-style estimate (never 0; at least 2 / (draws + 1)), capped at 1."""
+    boot = np.asarray(boot, dtype=float)
+    boot = boot[np.isfinite(boot)]
+    if not len(boot):
+        return float("nan")
+    tail = min(int((boot <= 0).sum()), int((boot >= 0).sum()))
+    return float(min(1.0, 2.0 * (tail + 1) / (len(boot) + 1)))
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment (family-wise error) of `p_values`; NaN stays NaN and is not counted."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[j]))
+        out[j] = running
+    return out
+
+
 def paired_effect(a: Mapping[int, tuple[np.ndarray, np.ndarray]], b: Mapping[int, tuple[np.ndarray, np.ndarray]],
-                  stat: Stat, *, draws: int = 2000, seed: int = 0) -> tuple[float, float, float, int, int]:
-    """(effect, ci_low, ci_high, n_seeds, n_images): mean over paired seeds of stat(a) - stat(b) on one test set,
-    with a 95 % percentile interval from resampling images (shared by a and b) and seeds (paired)."""
+                  stat: Stat, *, draws: int = 2000, seed: int = 0) -> tuple[float, float, float, int, int, float]:
+    """(effect, ci_low, ci_high, n_seeds, n_images, p): mean over paired seeds of stat(a) - stat(b) on one test
+    set, with a 95 % percentile interval from resampling images (shared by a and b) and seeds (paired), and the
+    bootstrap p-value of no effect (`bootstrap_p`)."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise ReportError(f"no common seeds between the two sides ({sorted(a)} vs {sorted(b)})")
@@ -298,7 +329,7 @@ def paired_effect(a: Mapping[int, tuple[np.ndarray, np.ndarray]], b: Mapping[int
     pick = rng.integers(0, len(seeds), size=(draws, len(seeds)))  # seeds resampled (paired), per draw
     boot = diff[pick, np.arange(1, draws + 1)[:, None]].mean(1)
     lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return float(diff[:, 0].mean()), float(lo), float(hi), len(seeds), int(len(y))
+    return float(diff[:, 0].mean()), float(lo), float(hi), len(seeds), int(len(y)), bootstrap_p(boot)
 
 
 def verdict(lo: float, hi: float, expected: str) -> str:
@@ -316,11 +347,42 @@ def verdict(lo: float, hi: float, expected: str) -> str:
     return "inconclusive"
 
 
-def _row(claim: str, kind: str, effect: tuple, expected: str, metric: str, test: str, a: str, b: str) -> dict:
-    e, lo, hi, n_seeds, n_images = effect
+def _row(claim: str, kind: str, effect: tuple, expected: str, metric: str, test: str, a: str, b: str,
+         budget_a: tuple[float, float] = (np.nan, np.nan), budget_b: tuple[float, float] = (np.nan, np.nan)) -> dict:
+    e, lo, hi, n_seeds, n_images, p = effect
     return {"claim": claim, "kind": kind, "effect": e, "ci_low": lo, "ci_high": hi, "verdict": verdict(lo, hi, expected),
-            "expected": expected, "metric": metric, "test_set": test, "set_a": a, "set_b": b, "n_seeds": n_seeds,
-            "n_images": n_images}
+            "p_value": p, "p_holm": np.nan, "verdict_holm": "", "expected": expected, "metric": metric,
+            "test_set": test, "set_a": a, "set_b": b, "n_a": budget_a[0], "steps_a": budget_a[1], "n_b": budget_b[0],
+            "steps_b": budget_b[1], "n_seeds": n_seeds, "n_images": n_images}
+
+
+def adjust(findings: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """`findings` with Holm-adjusted p-values over the whole family (``p_holm``) and the verdict they give
+    (``verdict_holm``): supported / contradicted when ``p_holm`` <= `alpha` and the effect lies on the expected /
+    other side of 0, inconclusive otherwise. The raw verdict (the 95 % interval alone) is kept beside it."""
+    if not 0.0 < alpha < 1.0:
+        raise ReportError(f"alpha {alpha!r}: expected a level in (0, 1)")
+    out = findings.copy()
+    out["p_holm"] = holm(out["p_value"].to_numpy(dtype=float)) if len(out) else []
+    verdicts = []
+    for r in out.itertuples():
+        if not np.isfinite(r.p_holm) or r.p_holm > alpha:
+            verdicts.append("inconclusive")
+        else:
+            verdicts.append("supported" if (r.effect > 0) == (r.expected == ">") else "contradicted")
+    out["verdict_holm"] = verdicts
+    return out
+
+
+def run_budget(train_dir: str | os.PathLike, set_name: str) -> tuple[float, float]:
+    """(images in the training set, optimizer steps per seed) of a grid run, from ``<train_dir>/<set>/metrics.json``
+    (notebook 01); NaN where the run predates the step count."""
+    f = Path(train_dir) / set_name / "metrics.json"
+    if not f.is_file():
+        return (np.nan, np.nan)
+    m = pd.read_json(f, typ="series")
+    steps = [float(v) for k, v in m.items() if re.fullmatch(r"s\d+_optimizer_steps", str(k))]
+    return (float(m.get("train_images", np.nan)), float(np.mean(steps)) if steps else np.nan)
 
 
 # ---- the claims ------------------------------------------------------------------------------------------------
@@ -328,43 +390,72 @@ TEST_NAMES = {"rafdb": "RAF-DB test", "affectnet": "AffectNet val", "fer2013": "
 
 
 def training_findings(train_dir: str | os.PathLike, sets: Sequence[str], *, real: str = "real_rafdb",
+                      matched_real: str | None = None, set_domains: Mapping[str, str] | None = None,
                       primary_test: str = "rafdb", other_tests: Sequence[str] = ("affectnet", "fer2013"),
                       minority: Sequence[str] = ("fear", "disgust", "anger"), draws: int = 2000,
                       seed: int = 0) -> pd.DataFrame:
-    """Claims about training sets, each against the real RAF-DB training split on the same test images:
-    synthetic-only is worse than real-only; a hybrid beats real-only overall, on each minority class and on
-    the other datasets' test sets."""
+    """Claims about training sets, each a paired comparison on the same test images, on equal terms:
+
+    - a synthetic set (or Mixed-SYN) alone falls short of the real split drawn at the same size (`matched_real`;
+      the same images and optimizer steps per side — `n_a`/`steps_a`, `n_b`/`steps_b` say so); without a
+      matched real set the comparison is with the whole real split and says "unequal size";
+    - a synthetic set falls short of the oracle of its look (truth-labelled renders at the same size, the
+      perfect generator: `set_domains` maps its prefix to its look ``ref_<x>``, the oracle is ``oracle_<x>``);
+    - an oracle falls short of the size-matched real split (what the look itself costs);
+    - a hybrid beats the whole real split — trained for the same optimizer steps (notebook 01's
+      `steps_source`) — overall, on each minority class and on the other datasets' test sets."""
     rows = []
     base = {t: load_predictions(train_dir, real, t) for t in (primary_test, *other_tests)}
+    trained = {p.name for p in Path(train_dir).iterdir() if p.is_dir()}
+    budget = {name: run_budget(train_dir, name) for name in trained}
+    matched = matched_real if matched_real and matched_real in trained else None
+    matched_pred = load_predictions(train_dir, matched, primary_test) if matched else None
+    equal = "at equal size" if matched else "(unequal size)"
     for s in sets:
         fam = strategy_of(s).family
+        own = load_predictions(train_dir, s, primary_test) if fam in ("synthetic", "mixed", "oracle", "hybrid") else None
         if fam in ("synthetic", "mixed"):
-            eff = paired_effect(load_predictions(train_dir, s, primary_test), base[primary_test],
-                                balanced_accuracy, draws=draws, seed=seed)
-            rows.append(_row(f"{pretty(s)} alone falls short of real RAF-DB training", "synthetic only vs real",
-                             eff, "<", "balanced_accuracy", primary_test, s, real))
+            ref, ref_pred = (matched, matched_pred) if matched else (real, base[primary_test])
+            eff = paired_effect(own, ref_pred, balanced_accuracy, draws=draws, seed=seed)
+            rows.append(_row(f"{pretty(s)} alone falls short of real RAF-DB training {equal}",
+                             "synthetic vs real, equal size" if matched else "synthetic vs real", eff, "<",
+                             "balanced_accuracy", primary_test, s, ref, budget[s], budget[ref]))
+            oracle = next(("oracle_" + d.removeprefix("ref_") for p, d in (set_domains or {}).items()
+                           if s.startswith(p)), None)
+            if oracle in trained:
+                eff = paired_effect(own, load_predictions(train_dir, oracle, primary_test), balanced_accuracy,
+                                    draws=draws, seed=seed)
+                rows.append(_row(f"{pretty(s)} falls short of a perfect generator of its look ({pretty(oracle)})",
+                                 "synthetic vs oracle", eff, "<", "balanced_accuracy", primary_test, s, oracle,
+                                 budget[s], budget[oracle]))
+        elif fam == "oracle" and matched:
+            eff = paired_effect(own, matched_pred, balanced_accuracy, draws=draws, seed=seed)
+            rows.append(_row(f"{pretty(s)}: the look alone costs accuracy against real RAF-DB at equal size",
+                             "oracle vs real, equal size", eff, "<", "balanced_accuracy", primary_test, s, matched,
+                             budget[s], budget[matched]))
         elif fam == "hybrid":
-            own = load_predictions(train_dir, s, primary_test)
             eff = paired_effect(own, base[primary_test], balanced_accuracy, draws=draws, seed=seed)
-            rows.append(_row(f"adding {pretty(s.removeprefix('hybrid_'))} to real RAF-DB improves it", "hybrid vs real",
-                             eff, ">", "balanced_accuracy", primary_test, s, real))
+            rows.append(_row(f"adding {pretty(s.removeprefix('hybrid_'))} to real RAF-DB improves it (equal steps)",
+                             "hybrid vs real", eff, ">", "balanced_accuracy", primary_test, s, real, budget[s],
+                             budget[real]))
             for c in minority:
                 eff = paired_effect(own, base[primary_test], recall_of(c), draws=draws, seed=seed)
                 rows.append(_row(f"... and the recall of {c}, a minority class", "hybrid vs real, minority class",
-                                 eff, ">", f"recall_{c}", primary_test, s, real))
+                                 eff, ">", f"recall_{c}", primary_test, s, real, budget[s], budget[real]))
             for t in other_tests:
                 eff = paired_effect(load_predictions(train_dir, s, t), base[t], balanced_accuracy, draws=draws,
                                     seed=seed)
                 rows.append(_row(f"... and transfers better to {TEST_NAMES.get(t, t)}", "hybrid vs real, cross-dataset",
-                                 eff, ">", "balanced_accuracy", t, s, real))
+                                 eff, ">", "balanced_accuracy", t, s, real, budget[s], budget[real]))
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
 
 
 def pseudolabel_finding(scores: pd.DataFrame, source: str, *, tau_low: float = 0.3, tau_high: float = 0.9,
                         per_class: int | None = None, draws: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Two rows for one pseudo-labeled collection (world truth needed): precision at τ = `tau_high` minus at
-    `tau_low` (expected > 0), and kept images at `tau_high` minus at `tau_low` (expected < 0; exact, no sampling).
-    `scores` has the teacher's per-image probabilities and a `truth` column (`pseudolabel.attach_truth`)."""
+    """One row for one pseudo-labeled collection (world truth needed): precision at τ = `tau_high` minus at
+    `tau_low` (expected > 0). That a stricter τ keeps fewer images is true by construction and is no finding
+    (`kept_counts` gives the numbers). `scores` has the teacher's per-image probabilities and a `truth` column
+    (`pseudolabel.attach_truth`)."""
     if "truth" not in scores.columns:
         raise ReportError(f"{source}: pseudo-label scores lack a 'truth' column (world truth needed)")
     scores = scores.reset_index(drop=True)
@@ -389,11 +480,8 @@ def pseudolabel_finding(scores: pd.DataFrame, source: str, *, tau_low: float = 0
     lo, hi = np.nanpercentile(prec[1:], [2.5, 97.5]) if np.isfinite(prec[1:]).any() else (np.nan, np.nan)
     name = f"pseudolabel_{source}"
     rows = [_row(f"{pretty(name)}: a stricter threshold (τ {tau_high} vs {tau_low}) gives more precise labels",
-                 "pseudo-label threshold", (float(prec[0]), float(lo), float(hi), 0, n), ">", "precision_vs_truth",
-                 "", name, name)]
-    d = float(k_hi.sum() - k_lo.sum())
-    rows.append(_row(f"... and keeps fewer images", "pseudo-label threshold", (d, d, d, 0, n), "<", "kept_images",
-                     "", name, name))
+                 "pseudo-label threshold", (float(prec[0]), float(lo), float(hi), 0, n, bootstrap_p(prec[1:])), ">",
+                 "precision_vs_truth", "", name, name, (float(k_hi.sum()), np.nan), (float(k_lo.sum()), np.nan))]
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
 
 
@@ -409,9 +497,10 @@ def normalized_entropy(values: np.ndarray, categories: Sequence[str], w: np.ndar
 
 def demographic_finding(generated: pd.DataFrame, real: pd.DataFrame, set_name: str, real_name: str,
                         attributes: Mapping[str, Sequence[str]], *, draws: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per attribute: normalized entropy of what the generated set shows (read by the attribute reader) minus that
-    of the real training set (world truth); expected > 0 (a demographic grid is more balanced than a real dataset).
-    Generated and real images are resampled independently (different images: not paired)."""
+    """Per attribute: normalized entropy of what the generated set shows minus that of the real training set, both
+    read by the same instrument (the attribute reader), so its bias is on both sides; expected > 0 (a demographic
+    grid is more balanced than a real dataset). Generated and real images are resampled independently (different
+    images: not paired)."""
     rows = []
     for attr, cats in attributes.items():
         g = generated[attr].astype(str).to_numpy()
@@ -422,8 +511,10 @@ def demographic_finding(generated: pd.DataFrame, real: pd.DataFrame, set_name: s
         boot = hg[1:] - hr[1:]
         lo, hi = np.percentile(boot, [2.5, 97.5])
         rows.append(_row(f"{pretty(set_name)} is more balanced in {attr.replace('_', ' ')} than {pretty(real_name)}",
-                         "demographic balance", (float(hg[0] - hr[0]), float(lo), float(hi), 0, len(g)), ">",
-                         f"normalized_entropy_{attr}", "", set_name, real_name))
+                         "demographic balance", (float(hg[0] - hr[0]), float(lo), float(hi), 0, len(g),
+                                                 bootstrap_p(boot)), ">",
+                         f"normalized_entropy_{attr}", "", set_name, real_name, (float(len(g)), np.nan),
+                         (float(len(r)), np.nan)))
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
 
 
@@ -435,7 +526,127 @@ def findings_metrics(findings: pd.DataFrame) -> dict[str, float]:
         out[f"{key}.effect"] = r.effect
         out[f"{key}.ci_low"] = r.ci_low
         out[f"{key}.ci_high"] = r.ci_high
-    out["supported"] = int((findings["verdict"] == "supported").sum())
-    out["contradicted"] = int((findings["verdict"] == "contradicted").sum())
-    out["inconclusive"] = int((findings["verdict"] == "inconclusive").sum())
+    for v in VERDICTS:
+        out[v] = int((findings["verdict"] == v).sum())
+        if "verdict_holm" in findings.columns:
+            out[f"{v}_holm"] = int((findings["verdict_holm"] == v).sum())
     return out
+
+
+# ---- the data-scaling curve and the exchange rate -------------------------------------------------------------
+CurvePredictions = Mapping[int, Mapping[int, tuple[np.ndarray, np.ndarray]]]
+"""{training-set size: {seed: (y_true, y_pred)}} of one source on one test set."""
+
+
+def scaling_predictions(scaling_dir: str | os.PathLike, source: str, test: str) -> dict[int, dict[int, tuple]]:
+    """{size: {seed: (y_true, y_pred)}} of one source's curve runs, from
+    ``<scaling_dir>/<source>/n<size>/s<seed>/confusion_<test>.csv`` (notebook 08)."""
+    folder = Path(scaling_dir) / source
+    sizes = sorted(int(m.group(1)) for p in folder.glob("n*") if (m := re.fullmatch(r"n(\d+)", p.name)))
+    if not sizes:
+        raise ReportError(f"{folder}: no n<size>/ runs (the scaling stage writes them)")
+    return {n: load_predictions(folder, f"n{n}", test) for n in sizes}
+
+
+def bootstrap_curves(curves: Mapping[str, CurvePredictions], *, draws: int = 2000, seed: int = 0
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{source: (sizes, values)} with values[i] = balanced accuracy at sizes[i] for the point estimate (column 0)
+    and `draws` bootstrap draws: test images resampled with one draw shared by every source and size (the same
+    test set), and each point's seeds resampled. Every run must have scored the same test images."""
+    y = None
+    for source, by_size in curves.items():
+        for n, runs in by_size.items():
+            for s, (yt, _) in runs.items():
+                if y is None:
+                    y = yt
+                elif not np.array_equal(yt, y):
+                    raise ReportError(f"{source} n={n} seed {s}: tested on other images than the first run")
+    if y is None:
+        raise ReportError("no curve runs")
+    rng = numpy_rng(seed, "report", "scaling")
+    w = _weights(len(y), draws, rng)
+    out = {}
+    for source, by_size in curves.items():
+        sizes = np.array(sorted(by_size), dtype=float)
+        values = []
+        for n in sorted(by_size):
+            runs = by_size[n]
+            per_seed = np.stack([balanced_accuracy(y, runs[s][1], w) for s in sorted(runs)])  # (seeds, 1 + draws)
+            pick = rng.integers(0, len(runs), size=(draws, len(runs)))
+            boot = per_seed[pick, np.arange(1, draws + 1)[:, None]].mean(1)
+            values.append(np.concatenate([[per_seed[:, 0].mean()], boot]))
+        out[source] = (sizes, np.stack(values))
+    return out
+
+
+def size_for(target: float, sizes: np.ndarray, values: np.ndarray) -> float:
+    """The training-set size at which a curve reaches `target`: linear in log-size between measured points, on
+    the curve's running maximum (so the inverse exists). At or below the first point: the smallest size (an upper
+    bound); never reached: +inf (beyond the largest size measured)."""
+    env = np.maximum.accumulate(np.asarray(values, dtype=float))
+    if target <= env[0]:
+        return float(sizes[0])
+    if target > env[-1]:
+        return float("inf")
+    i = int(np.argmax(env >= target))
+    frac = (target - env[i - 1]) / (env[i] - env[i - 1]) if env[i] > env[i - 1] else 1.0
+    return float(np.exp(np.log(sizes[i - 1]) + frac * (np.log(sizes[i]) - np.log(sizes[i - 1]))))
+
+
+def exchange_rates(boot: Mapping[str, tuple[np.ndarray, np.ndarray]], real_source: str) -> pd.DataFrame:
+    """For every measured size N of `real_source` and every other source: how many of that source's images reach
+    the balanced accuracy of N real ones (`size_for`), with a 95 % interval over the bootstrap draws, the share of
+    draws in which the source never reaches it within its measured sizes, and the rate (images per real image)."""
+    if real_source not in boot:
+        raise ReportError(f"no curve for the real source {real_source!r}; curves: {sorted(boot)}")
+    r_sizes, r_values = boot[real_source]
+    rows = []
+    for source, (sizes, values) in boot.items():
+        if source == real_source:
+            continue
+        for i, n_real in enumerate(r_sizes):
+            equiv = np.array([size_for(r_values[i, b], sizes, values[:, b]) for b in range(values.shape[1])])
+            lo, hi = np.quantile(equiv[1:], [0.025, 0.975], method="inverted_cdf")
+            rows.append({"source": source, "real_images": int(n_real), "real_balanced_accuracy": float(r_values[i, 0]),
+                         "equivalent_images": equiv[0], "ci_low": float(lo), "ci_high": float(hi),
+                         "share_not_reached": float(np.mean(~np.isfinite(equiv[1:]))),
+                         "largest_measured": int(sizes.max()), "images_per_real_image": equiv[0] / n_real})
+    return pd.DataFrame(rows)
+
+
+def curve_table(boot: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """Tidy curve points: source, size, balanced accuracy (point estimate) and its 95 % bootstrap interval."""
+    rows = []
+    for source, (sizes, values) in boot.items():
+        for n, v in zip(sizes, values):
+            lo, hi = np.nanpercentile(v[1:], [2.5, 97.5])
+            rows.append({"source": source, "size": int(n), "balanced_accuracy": float(v[0]), "ci_low": float(lo),
+                         "ci_high": float(hi)})
+    return pd.DataFrame(rows)
+
+
+def conclusions(findings: pd.DataFrame, data_kind: str) -> list[str]:
+    """Plain sentences from the findings table: which claims hold on this run after the multiplicity correction,
+    which do not, and what that does and does not say. Generated, never typed: every sentence quotes a row."""
+    if findings.empty:
+        return ["This run tested no claim."]
+    col = "verdict_holm" if "verdict_holm" in findings.columns else "verdict"
+    lines = []
+    for kind, g in findings.groupby("kind", sort=False):
+        held = g[g[col] == "supported"]
+        against = g[g[col] == "contradicted"]
+        open_ = g[g[col] == "inconclusive"]
+        parts = [f"**{kind}** ({len(g)} claim{'s' if len(g) != 1 else ''}): {len(held)} supported, "
+                 f"{len(against)} contradicted, {len(open_)} inconclusive after Holm's correction."]
+        for label, rows in (("Holds", held), ("Contradicted", against)):
+            for r in rows.itertuples():
+                parts.append(f"{label}: {r.claim} — effect {r.effect:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+                             + (f", n {int(r.n_a)} vs {int(r.n_b)}" if np.isfinite(r.n_a) and np.isfinite(r.n_b)
+                                else "")
+                             + (f", {int(r.steps_a)} vs {int(r.steps_b)} steps" if np.isfinite(r.steps_a)
+                                and np.isfinite(r.steps_b) else "") + ".")
+        lines.append(" ".join(parts))
+    if data_kind == "world":
+        lines.append("All of this is measured on the procedural world: it says how the study's comparisons behave on "
+                     "data whose truth is known, not what the strategies would score on RAF-DB, AffectNet or FER2013.")
+    return lines

@@ -5,13 +5,13 @@ description, order)`` in its ``__init__.py``; its notebook and stage write sets 
 folder with a ``manifest.csv`` (the truth of the set: path, label and how each image was made), and its
 ``params.yaml`` section lists them under ``study.synthetic``. The study (`syntfer.report`) finds every package
 that declares a `STRATEGY` — nothing else has to name it. Study-level set kinds (real splits, Mixed-SYN, hybrids,
-CAS references) are declared by the study itself.
+oracles) are declared by the study itself.
 """
 from __future__ import annotations
 
 import dataclasses
 
-FAMILIES = ("real", "synthetic", "mixed", "hybrid", "reference")
+FAMILIES = ("real", "synthetic", "mixed", "hybrid", "oracle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Strategy:
 
     prefix: str
     name: str
-    family: str       # real | synthetic | mixed | hybrid | reference
+    family: str       # real | synthetic | mixed | hybrid | oracle
     description: str
     order: int = 100  # where the report lists it (the paper's strategies: 1, 2, 3)
 

@@ -7,7 +7,10 @@ outputs into ``outputs/results/summary/metrics.json``:
   (sample sd, ddof 1; ``null`` with a single seed) and ``n_seeds``; from the trainer's tidy
   cross-dataset CSVs (``train_set,model,seed,test_set,metric,value``, `syntfer.evaluation`). With several
   backbones, ``eval`` holds the primary model and ``eval_by_model.<model>.…`` holds every model.
-- ``synthetic.<set>.{n_images,expression_fidelity,fd_<space>,kid_<space>,…}``: per synthetic set.
+- ``synthetic.<set>.{n_images,expression_fidelity,fd_<space>,kid_<space>,…}``: per synthetic set, and its
+  accuracy ratios on the primary test set (balanced accuracy, seed means): ``real_ratio`` over the size-matched
+  real split, ``oracle_ratio`` over the oracle of the set's look (truth-labelled renders of it at the same size).
+- ``oracle.<oracle>.real_ratio``: what a generator's look itself costs (the oracle over the size-matched real split).
 - ``identity_similarity.<set>``: identity preservation of GAN-edited sets.
 - ``pseudolabel.<source>.{kept,precision}``: pseudo-labeling survivors and (world-only) precision.
 - ``privacy.<set>.{nn_similarity_mean_<space>,n_flagged_<space>,share_flagged_<space>}``.
@@ -212,27 +215,39 @@ def read_privacy(file: str | os.PathLike) -> pd.DataFrame:
 
 
 # --- the whole summary ------------------------------------------------------------------------------
-def cas_ratio(agg: pd.DataFrame, generated: str, real: str, test: str, model: str | None = None) -> float:
-    """Classification accuracy score ratio (Ravuri & Vinyals 2019): the seed-mean accuracy on `test` of a classifier
-    trained on the `generated` set over that of the same recipe trained on the `real` reference set (as many real
-    images of the generator's domain)."""
-    rows = agg[(agg["metric"] == "accuracy") & (agg["test_set"] == test)]
+def oracle_of(set_name: str, set_domains: Mapping[str, str]) -> str | None:
+    """The oracle set of a set's look: the prefix of `set_name` in `set_domains` (prefix -> reference domain
+    ``ref_<x>``) gives ``oracle_<x>``; None when no prefix matches."""
+    for prefix, domain in set_domains.items():
+        if set_name.startswith(prefix):
+            return "oracle_" + domain.removeprefix("ref_")
+    return None
+
+
+def accuracy_ratio(agg: pd.DataFrame, numerator: str, denominator: str, test: str, model: str | None = None,
+                   metric: str = "balanced_accuracy") -> float:
+    """Seed-mean `metric` on `test` of a classifier trained on `numerator` over that of the same recipe trained on
+    `denominator` (sets of one size and one step count in the study). A set without results raises naming it."""
+    rows = agg[(agg["metric"] == metric) & (agg["test_set"] == test)]
     if model is not None:
         rows = rows[rows["model"] == model]
-    acc = rows.set_index("train_set")["mean"]
-    for name in (generated, real):
-        if name not in acc.index:
-            raise SummaryError(f"cas: no accuracy of training set {name!r} on {test!r} (train both in the grid)")
-    return float(acc[generated] / acc[real]) if acc[real] > 0 else float("nan")
+    value = rows.set_index("train_set")["mean"]
+    for name in (numerator, denominator):
+        if name not in value.index:
+            raise SummaryError(f"ratio: no {metric} of training set {name!r} on {test!r} (train it in the grid)")
+    return float(value[numerator] / value[denominator]) if value[denominator] > 0 else float("nan")
 
 
 def build_summary(*, cross_dataset: pd.DataFrame | None = None, synthetic: pd.DataFrame | None = None,
                   pseudolabel: Sequence[Mapping[str, Any]] = (), privacy: pd.DataFrame | None = None,
-                  primary_model: str | None = None, min_seeds: int = 1, cas: Mapping[str, str] | None = None,
-                  cas_test: str = "rafdb") -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+                  primary_model: str | None = None, min_seeds: int = 1, matched_real: str | None = None,
+                  set_domains: Mapping[str, str] | None = None, ratio_test: str = "rafdb"
+                  ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """The nested metrics dict and the tidy tables it was built from (eval, synthetic, pseudolabel, privacy).
 
-    `cas` maps generated set -> real reference set: ``synthetic.<set>.cas_ratio`` (`cas_ratio`, on `cas_test`)."""
+    With `matched_real` (the size-matched real split), every synthetic set with results gets
+    ``synthetic.<set>.real_ratio`` and, when `set_domains` names its look, ``oracle_ratio`` over its oracle
+    (`oracle_of`); each oracle with results gets ``oracle.<oracle>.real_ratio`` (`accuracy_ratio`, on `ratio_test`)."""
     metrics: dict[str, Any] = {}
     tables: dict[str, pd.DataFrame] = {}
     if cross_dataset is not None and len(cross_dataset):
@@ -253,10 +268,19 @@ def build_summary(*, cross_dataset: pd.DataFrame | None = None, synthetic: pd.Da
                 _set_in(metrics, ["identity_similarity", s], _number(r.value), where)
             else:
                 _set_in(metrics, ["synthetic", s, *m], _number(r.value), where)
-    if cas and cross_dataset is not None and len(cross_dataset):
-        for generated, real in cas.items():
-            ratio = cas_ratio(tables["eval"], generated, real, cas_test, primary_model)
-            _set_in(metrics, ["synthetic", _part(generated, "set"), "cas_ratio"], _number(ratio), "cas")
+    if matched_real and "eval" in tables and synthetic is not None and len(synthetic):
+        agg = tables["eval"]
+        trained = set(agg["train_set"])
+        for name in sorted(set(synthetic["set"]) & trained):
+            _set_in(metrics, ["synthetic", _part(name, "set"), "real_ratio"],
+                    _number(accuracy_ratio(agg, name, matched_real, ratio_test, primary_model)), "ratios")
+            oracle = oracle_of(name, set_domains or {})
+            if oracle is not None and oracle in trained:
+                _set_in(metrics, ["synthetic", _part(name, "set"), "oracle_ratio"],
+                        _number(accuracy_ratio(agg, name, oracle, ratio_test, primary_model)), "ratios")
+        for oracle in sorted({oracle_of(n, set_domains or {}) for n in trained} & trained):
+            _set_in(metrics, ["oracle", _part(oracle, "set"), "real_ratio"],
+                    _number(accuracy_ratio(agg, oracle, matched_real, ratio_test, primary_model)), "ratios")
     if pseudolabel:
         tables["pseudolabel"] = pd.DataFrame(list(pseudolabel))
         for p in pseudolabel:
@@ -300,7 +324,8 @@ def expand(patterns: Iterable[str]) -> list[str]:
 def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synthetic_files: Sequence[str] = (),
             pseudolabel_files: Sequence[str] = (), privacy_files: Sequence[str] = (),
             primary_model: str | None = None, min_seeds: int = 1, data_kind: str | None = None,
-            cas: Mapping[str, str] | None = None, cas_test: str = "rafdb") -> dict[str, Any]:
+            matched_real: str | None = None, set_domains: Mapping[str, str] | None = None,
+            ratio_test: str = "rafdb") -> dict[str, Any]:
     """Read every input file, build the summary, write it under `out_dir`; returns the metrics dict.
 
     `data_kind` ('world' or 'real') is written as a top-level key so every number says where it came from.
@@ -312,7 +337,8 @@ def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synth
     pseudo = [read_pseudolabel(f) for f in pseudolabel_files]
     privacy = pd.concat([read_privacy(f) for f in privacy_files], ignore_index=True) if privacy_files else None
     metrics, tables = build_summary(cross_dataset=cross, synthetic=synthetic, pseudolabel=pseudo, privacy=privacy,
-                                    primary_model=primary_model, min_seeds=min_seeds, cas=cas, cas_test=cas_test)
+                                    primary_model=primary_model, min_seeds=min_seeds, matched_real=matched_real,
+                                    set_domains=set_domains, ratio_test=ratio_test)
     if data_kind is not None:
         metrics = {"data_kind": data_kind, **metrics}
     write_summary(out_dir, metrics, tables)
@@ -330,19 +356,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-seeds", type=int, default=1)
     parser.add_argument("--data-kind", default="world", choices=("world", "real"),
                         help="where the numbers come from: the procedural world or licensed real data")
-    parser.add_argument("--cas", default="", metavar="GEN=REAL[,GEN=REAL]",
-                        help="generated set = its real reference set: synthetic.<GEN>.cas_ratio")
-    parser.add_argument("--cas-test", default="rafdb", help="test set of the CAS ratio")
+    parser.add_argument("--matched-real", default="", metavar="SET",
+                        help="the size-matched real split: synthetic.<set>.real_ratio, oracle.<oracle>.real_ratio")
+    parser.add_argument("--set-domains", default="", metavar="PREFIX:DOMAIN[,…]",
+                        help="set-name prefix: its generator's look ref_<x>, whose oracle set is oracle_<x>")
+    parser.add_argument("--ratio-test", default="rafdb", help="test set of the ratios")
     parser.add_argument("--out", required=True, help="output folder (metrics.json + tidy CSVs)")
 
 
-def parse_pairs(text: str) -> dict[str, str]:
-    """``"a=b,c=d"`` -> {a: b, c: d}; a pair without '=' raises naming it."""
+def parse_pairs(text: str, sep: str = "=") -> dict[str, str]:
+    """``"a=b,c=d"`` -> {a: b, c: d} (`sep` between the two); a pair without it raises naming it."""
     out = {}
     for pair in (p.strip() for p in text.split(",") if p.strip()):
-        a, sep, b = pair.partition("=")
-        if not sep or not a or not b:
-            raise SummaryError(f"{pair!r}: expected GENERATED=REAL")
+        a, found, b = pair.partition(sep)
+        if not found or not a or not b:
+            raise SummaryError(f"{pair!r}: expected KEY{sep}VALUE")
         out[a] = b
     return out
 
@@ -351,6 +379,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = collect(args.out, eval_files=expand(args.eval), synthetic_files=expand(args.synthetic),
                       pseudolabel_files=expand(args.pseudolabel), privacy_files=expand(args.privacy),
                       primary_model=args.primary_model, min_seeds=args.min_seeds, data_kind=args.data_kind,
-                      cas=parse_pairs(args.cas), cas_test=args.cas_test)
+                      matched_real=args.matched_real or None, set_domains=parse_pairs(args.set_domains, ":"),
+                      ratio_test=args.ratio_test)
     print(f"wrote {Path(args.out) / 'metrics.json'} with sections {sorted(metrics)}")
     return 0

@@ -533,11 +533,35 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
         write_json(out_dir / "summary.json", {"best_epoch": best["epoch"], "best_val_score": best["score"],
                                               **{f"best_{k}": v for k, v in best["metrics"].items()},
                                               "epochs": cfg.epochs, "train_images": len(tr_frame),
-                                              "val_images": len(va_frame)})
+                                              "val_images": len(va_frame), "optimizer_steps": global_step})
     return TrainResult(model=best_model, out_dir=out_dir, best_epoch=int(best["epoch"]),
                        best_score=float(best["score"]), best_metrics=dict(best["metrics"]),
                        history=pd.DataFrame(history, columns=list(LOG_COLUMNS)), config=cfg,
                        resumed_from=resumed_from, seconds=time.perf_counter() - t_start)
+
+
+def steps_per_epoch(n_train: int, batch_size: int, num_processes: int = 1) -> int:
+    """Optimizer steps of one epoch over `n_train` images (the loader drops a last partial batch once there is a
+    full one: `syntfer.data.build_loader`)."""
+    per_step = batch_size * num_processes
+    return max(n_train // per_step, 1) if n_train >= per_step else 1
+
+
+def step_matched_epochs(train_frame: pd.DataFrame, source: str, epochs: int, batch_size: int, val_fraction: float,
+                        seed: int, *, own_validation: bool = False) -> tuple[int, int]:
+    """(epochs, target steps) that give a set mixing `source` with other sources (a hybrid) as many optimizer
+    steps as the rows of `source`, trained as a set of their own, get in `epochs` epochs: the same compute, so
+    a gain is the data's. The source alone loses its seeded stratified validation part (`split_validation`), as
+    its own training run does; the mixed set loses one too unless it ships its own validation split
+    (`own_validation`: `train_frame` is then its training rows only). Epochs are rounded to the nearest whole
+    epoch (at least 1), so the steps differ by under half an epoch of the mixed set."""
+    if "source" not in train_frame.columns or source not in set(train_frame["source"].astype(str)):
+        have = sorted(set(train_frame["source"].astype(str))) if "source" in train_frame.columns else []
+        raise TrainError(f"step matching: no rows of source {source!r} in the training set (sources: {have})")
+    own = train_frame[train_frame["source"].astype(str) == source].reset_index(drop=True)
+    target = epochs * steps_per_epoch(len(split_validation(own, val_fraction, seed)[0]), batch_size)
+    n_mixed = len(train_frame) if own_validation else len(split_validation(train_frame, val_fraction, seed)[0])
+    return max(int(round(target / steps_per_epoch(n_mixed, batch_size))), 1), target
 
 
 def read_result(out_dir: str | os.PathLike, config: TrainConfig,

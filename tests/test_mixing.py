@@ -214,3 +214,47 @@ def test_cli_whole_and_sets_by_name(two_sources, tmp_path):
                             str(tmp_path / "x")]))
     with pytest.raises(M.MixingError, match="no sources"):
         M.run(p.parse_args(["--out", str(tmp_path / "y")]))
+
+
+def test_sized_set_balanced_stratified_nested_and_short(tmp_path):
+    """A source drawn at N: class-balanced (N/7 each) or with its own class shares (a real split); draws of several
+    sizes with one seed are nested; a class short of its count, or a balanced N not divisible by 7, raises."""
+    real = _source(tmp_path / "real", {"neutral": 40, "happy": 60, "sad": 20, "surprise": 10, "fear": 5,
+                                       "disgust": 5, "anger": 10})
+    strat = M.sized_set(real, "real_rafdb", 75, seed=0, stratified=True)
+    counts = L.counts(strat.frame["label"])
+    assert sum(counts.values()) == 75 and counts["happy"] == 30 and counts["neutral"] == 20 and counts["fear"] >= 2
+    assert set(strat.frame["split"]) == {"train"} and strat.kind == "sized"
+    small = M.sized_set(real, "real_rafdb", 35, seed=0, stratified=True).frame
+    assert set(small["source_path"]) <= set(strat.frame["source_path"])  # nested
+    other_seed = M.sized_set(real, "real_rafdb", 35, seed=1, stratified=True).frame
+    assert set(other_seed["source_path"]) != set(small["source_path"])
+    syn = _source(tmp_path / "syn", {c: 12 for c in L.CLASSES})
+    bal = M.sized_set(syn, "gan_f", 70, seed=0).frame
+    assert L.counts(bal["label"]) == {c: 10 for c in L.CLASSES}
+    assert set(M.sized_set(syn, "gan_f", 28, seed=0).frame["source_path"]) <= set(bal["source_path"])
+    with pytest.raises(M.MixingError, match="multiple of 7"):
+        M.sized_set(syn, "gan_f", 50, seed=0)
+    with pytest.raises(M.MixingError, match=r"'gan_f': 12 anger image\(s\), 13 needed"):
+        M.sized_set(syn, "gan_f", 91, seed=0)
+    with pytest.raises(M.MixingError, match="holds only 150 images"):
+        M.sized_set(real, "real_rafdb", 151, seed=0, stratified=True)
+
+
+def test_cli_n_total_and_stratify(tmp_path):
+    from syntfer.manifest import write_manifest
+
+    real = _source(tmp_path / "real", {c: 4 + 3 * i for i, c in enumerate(L.CLASSES)})
+    write_manifest(real, tmp_path / "real.csv")
+    p = argparse.ArgumentParser()
+    M.add_arguments(p)
+    assert M.run(p.parse_args(["--source", f"real_rafdb={tmp_path / 'real.csv'}", "--n-total", "42",
+                               "--stratify", "real_rafdb", "--out", str(tmp_path / "m")])) == 0
+    got = read_manifest(tmp_path / "m" / "manifest.csv")
+    assert len(got) == 42 and L.counts(got["label"]) != {c: 6 for c in L.CLASSES}  # its own shares
+    assert M.run(p.parse_args(["--source", f"real_rafdb={tmp_path / 'real.csv'}", "--n-total", "28",
+                               "--out", str(tmp_path / "b")])) == 0
+    assert L.counts(read_manifest(tmp_path / "b" / "manifest.csv")["label"]) == {c: 4 for c in L.CLASSES}
+    with pytest.raises(M.MixingError, match="--n-total draws one source"):
+        M.run(p.parse_args(["--source", f"a={tmp_path / 'real.csv'}", "--source", f"b={tmp_path / 'real.csv'}",
+                            "--n-total", "14", "--out", str(tmp_path / "x")]))

@@ -121,6 +121,10 @@ NOT_PASSED = {
         "n_identities": "rows of the same-identity figure",
         "classifier_size": "the 'what a classifier sees' figure (the study's input size, shown)",
     },
+    "notebooks/08_scaling.py": {
+        "eval_batch_size": "evaluation batch size: speed only",
+        "progress": "progress bars in logs",
+    },
     "notebooks/01_baseline.py": {
         "cache_images": "decoded images kept in memory: speed only (TrainConfig._NEUTRAL)",
         "eval_batch_size": "evaluation batch size: speed only",

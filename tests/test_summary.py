@@ -153,3 +153,26 @@ def test_pseudolabel_source_from_set_folder(tmp_path):
     f.parent.mkdir(parents=True)
     f.write_text(json.dumps({"n_selected": 12, "world_precision_all": 0.5}))
     assert S.read_pseudolabel(f) == {"source": "dcface", "kept": 12, "precision": 0.5}
+
+
+def test_oracle_and_real_ratios(tmp_path):
+    """synthetic.<set>.real_ratio over the size-matched real split, oracle_ratio over the oracle of its look
+    (prefix -> ref_<x> -> oracle_<x>), oracle.<oracle>.real_ratio; a set without results is not given a ratio."""
+    cross = pd.concat([_cross(name, "m", s, (acc, 0.3, 0.3)) for name, acc in
+                       (("real_rafdb_matched", 0.6), ("gan_f", 0.4), ("oracle_ffhq", 0.5), ("real_rafdb", 0.9))
+                       for s in (0, 1)], ignore_index=True)
+    syn = pd.DataFrame([{"set": "gan_f", "metric": "n_images", "value": 1400},
+                        {"set": "pseudolabel_x", "metric": "n_images", "value": 1400}])
+    m, _ = S.build_summary(cross_dataset=cross, synthetic=syn, matched_real="real_rafdb_matched",
+                           set_domains={"gan_": "ref_ffhq", "diffusion_": "ref_web"}, ratio_test="rafdb")
+    # balanced accuracy = accuracy - 0.1 in _cross: (0.4-0.1)/(0.6-0.1), (0.3)/(0.4), oracle (0.4)/(0.5)
+    assert m["synthetic"]["gan_f"]["real_ratio"] == pytest.approx(0.3 / 0.5)
+    assert m["synthetic"]["gan_f"]["oracle_ratio"] == pytest.approx(0.3 / 0.4)
+    assert m["oracle"]["oracle_ffhq"]["real_ratio"] == pytest.approx(0.4 / 0.5)
+    assert "real_ratio" not in m["synthetic"]["pseudolabel_x"]  # not trained in this grid
+    assert S.oracle_of("diffusion_embedded_au", {"diffusion_": "ref_web"}) == "oracle_web"
+    assert S.oracle_of("mixed_syn", {"diffusion_": "ref_web"}) is None
+    with pytest.raises(S.SummaryError, match="'real_rafdb_matched'"):
+        S.build_summary(cross_dataset=cross[cross["train_set"] != "real_rafdb_matched"], synthetic=syn,
+                        matched_real="real_rafdb_matched", set_domains={})
+    assert S.parse_pairs("gan_:ref_ffhq, diffusion_:ref_web", ":") == {"gan_": "ref_ffhq", "diffusion_": "ref_web"}

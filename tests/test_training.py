@@ -228,3 +228,27 @@ def test_channels_last_is_a_speed_knob_on_cpu_too(tmp_path):
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
     assert runs["yes"].history["train_loss"].iloc[0] == pytest.approx(runs["no"].history["train_loss"].iloc[0],
                                                                       rel=1e-4)
+
+
+def test_step_matched_epochs_give_a_hybrid_the_real_parts_steps():
+    """A hybrid of 3,000 real + 1,400 synthetic images trains as many optimizer steps as the 3,000 alone at 24
+    epochs: fewer epochs, the same compute (within half an epoch); a source it lacks raises."""
+    import pandas as pd
+
+    from syntfer import labels as L
+    from syntfer.training import TrainError, step_matched_epochs, steps_per_epoch
+
+    def rows(source, n):
+        return pd.DataFrame({"path": [f"{source}/{i}.png" for i in range(n)],
+                             "label": [L.CLASSES[i % 7] for i in range(n)], "source": source})
+
+    hybrid = pd.concat([rows("real_rafdb", 3000), rows("mixed_syn", 1400)], ignore_index=True)
+    epochs, target = step_matched_epochs(hybrid, "real_rafdb", 24, 64, 0.1, seed=0)
+    assert target == 24 * steps_per_epoch(2700, 64) == 24 * 42
+    per_epoch = steps_per_epoch(3960, 64)
+    assert epochs == 17 and abs(epochs * per_epoch - target) <= per_epoch / 2  # 1,008 / 61 steps an epoch
+    own_val, _ = step_matched_epochs(hybrid, "real_rafdb", 24, 64, 0.1, seed=0, own_validation=True)
+    assert own_val == round(target / steps_per_epoch(4400, 64))
+    assert steps_per_epoch(63, 64) == 1 and steps_per_epoch(128, 64) == 2
+    with pytest.raises(TrainError, match="no rows of source 'real_affectnet'"):
+        step_matched_epochs(hybrid, "real_affectnet", 24, 64, 0.1, seed=0)

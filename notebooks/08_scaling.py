@@ -1,0 +1,173 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     name: syntfer
+#     display_name: syntfer
+#     language: python
+# ---
+
+# %% [markdown]
+# # 08 · Data scaling: how accuracy grows with the number of training images
+#
+# **Question.** How many images of one source (the real training split, a strategy's synthetic set, an oracle
+# of a generator's look) does a classifier need to read the primary test set at a given balanced accuracy? One
+# point of the curve compares nothing by itself; the curves together give the **exchange rate** between synthetic
+# and real images (07_report): how many synthetic images of a strategy match the accuracy of N real ones.
+#
+# One run = one source: the source's set is drawn at each size in `sizes` — nested, seeded draws
+# (`syntfer.mixing.sized_set`: the 280-image draw lies inside the 700-image one), class-balanced for a synthetic
+# set or an oracle, with the real split's own class shares for a real one (`stratify`) — and each draw is
+# trained with every seed by the grid's recipe (`01_baseline`'s knobs) and tested once on the primary test set.
+# The size-N point of every source and the full real split are the grid's own runs (`train@<set>`); the report
+# joins them to these. With `data_kind="world"` **every number here is a world result**.
+
+# %% tags=["parameters"]
+source = "real_rafdb"  # the source's name: its set is outputs/sets/<source>
+source_manifest = "outputs/sets/real_rafdb/manifest.csv"  # the set the sizes are drawn from
+sizes = "280,700,2100"  # comma list of training-set sizes (each at most the set's size)
+stratify = True  # True: keep the source's class shares (a real split); False: class-balanced, size / 7 per class
+test_set = "rafdb"  # the primary test set (test_dir/<name>.csv)
+test_dir = "outputs/tests"
+data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): labels every number
+model = "cnn_tiny"
+model_kwargs = '{"img_size": 48, "head": "flatten"}'
+pretrained = ""
+recipe = "fast"
+epochs = 24
+batch_size = 64
+lr = 0.002
+weight_decay = 0.05
+optimizer = "adamw"
+scheduler = "cosine"
+label_smoothing = 0.0
+smoothing_weight = 0.0
+val_fraction = 0.1
+seeds = [0, 1, 2]  # training seeds of every size
+threads = 2
+num_workers = 0
+seed = 0  # the draws' seed (base.seed: the same draws as the grid's size-N sets)
+eval_batch_size = 256
+progress = False
+out_dir = "outputs/scaling/real_rafdb"  # curve.csv, n<size>/s<seed>/confusion_<test>.csv, metrics.json, figures/
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+
+from syntfer import evaluation as E
+from syntfer import labels as L
+from syntfer import plots
+from syntfer.data import DecodedImages, as_frame
+from syntfer.manifest import read_manifest
+from syntfer.mixing import sized_set
+from syntfer.seeding import seed_everything
+from syntfer.storage import write_json, write_text
+from syntfer.training import TrainConfig, train
+
+if data_kind not in ("world", "real"):
+    raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
+size_list = sorted({int(s) for s in str(sizes).split(",") if s.strip()})
+if not size_list or min(size_list) <= 0:
+    raise ValueError(f"sizes={sizes!r}: expected a comma list of positive set sizes")
+seed_list = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
+if not seed_list or len(set(seed_list)) != len(seed_list):
+    raise ValueError(f"seeds={seeds!r}: expected a list of distinct integers")
+test_file = Path(test_dir) / f"{test_set}.csv"
+for path in (Path(source_manifest), test_file):
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} not found (the manifests / set stages write it)")
+kwargs = json.loads(model_kwargs)
+torch.set_num_threads(threads)
+prefix = "world_" if data_kind == "world" else ""
+out = Path(out_dir)
+figs = plots.Figures(out / "figures")
+pool = read_manifest(source_manifest, required=("path", "label"), check_labels=False)
+too_big = [n for n in size_list if n > len(pool)]
+if too_big:
+    raise ValueError(f"{source_manifest}: {len(pool)} images; sizes {too_big} are larger than the set")
+test = as_frame(test_file)
+print(f"{source}: {len(pool)} images; sizes {size_list}; seeds {seed_list}; test {prefix}{test_set} ({len(test)})")
+
+# %% [markdown]
+# ## The draws
+# Images per class at each size (nested: every smaller draw lies inside the larger one).
+
+# %%
+draws = {n: sized_set(pool, source, n, seed, stratified=bool(stratify)).frame for n in size_list}
+for small, large in zip(size_list, size_list[1:]):
+    inside = set(draws[small]["source_path"]) <= set(draws[large]["source_path"])
+    assert inside, f"the {small}-image draw is not inside the {large}-image draw"
+composition = pd.DataFrame({n: L.counts(f["label"]) for n, f in draws.items()}).T
+composition.index.name = "size"
+composition
+
+# %% [markdown]
+# ## Training every size with every seed
+# The grid's recipe (`01_baseline`): a seeded stratified `val_fraction` of each draw selects the epoch; the test
+# split is touched once per run. Rerunning after an interruption resumes each run from its state.
+
+# %%
+images = DecodedImages()
+rows = []
+for n, frame in draws.items():
+    for s in seed_list:
+        seed_everything(s)
+        cfg = TrainConfig.from_recipe(
+            recipe, model=model, model_kwargs=kwargs, pretrained=pretrained or None, epochs=epochs,
+            batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
+            label_smoothing=label_smoothing, smoothing_weight=smoothing_weight, val_fraction=val_fraction, seed=s,
+            num_workers=num_workers, cache_images=True, eval_batch_size=eval_batch_size, progress=progress)
+        run_dir = out / f"n{n}" / f"s{s}"
+        result = train(cfg, frame, run_dir / "train", image_cache=images)
+        (pred, m), = E.evaluate(result.model, {test_set: test}, batch_size=eval_batch_size,
+                                num_workers=num_workers, progress=progress, image_cache=images).values()
+        write_text(run_dir / f"confusion_{test_set}.csv", E.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
+        steps = json.loads((run_dir / "train" / "summary.json").read_text())["optimizer_steps"]
+        rows.append({"source": source, "size": n, "seed": s, "test_set": test_set, "accuracy": m["accuracy"],
+                     "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"],
+                     "optimizer_steps": int(steps), "best_epoch": result.best_epoch})
+        print(f"n={n} seed {s}: balanced accuracy {m['balanced_accuracy']:.3f} ({steps} steps)")
+curve = pd.DataFrame(rows)
+write_text(out / "curve.csv", curve.to_csv(index=False))
+
+# %% [markdown]
+# ## The curve of this source
+# Balanced accuracy on the primary test set against the number of training images (mean ± sd over seeds). The
+# report (07) draws every source's curve together with the grid's size-N runs.
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 4))
+sns.lineplot(data=curve, x="size", y="balanced_accuracy", marker="o", errorbar="sd", ax=ax)
+ax.set_xscale("log")
+ax.set_xticks(size_list, [str(n) for n in size_list])
+ax.set_ylim(0, 1)
+ax.set_xlabel("training images")
+ax.set_ylabel(f"balanced accuracy, {prefix}{test_set} test")
+ax.set_title(f"{source} ({data_kind} data), mean ± sd over {len(seed_list)} seed(s)")
+figs.show(fig, "curve")
+
+# %% [markdown]
+# ## Closing checks
+
+# %%
+assert len(curve) == len(size_list) * len(seed_list), "a size × seed run is missing"
+for r in curve.itertuples():
+    assert 0.0 <= r.balanced_accuracy <= 1.0, r
+    conf = pd.read_csv(out / f"n{r.size}" / f"s{r.seed}" / f"confusion_{test_set}.csv")
+    assert len(conf) == len(test), f"n{r.size} s{r.seed}: {len(conf)} predictions for {len(test)} test images"
+    split = read_manifest(out / f"n{r.size}" / f"s{r.seed}" / "train" / "split.csv")
+    assert not set(split["path"]) & set(test["path"]), f"n{r.size} s{r.seed}: test images entered training"
+write_json(out / "metrics.json", {"source": source, "sizes": size_list, "seeds": seed_list, "data_kind": data_kind,
+                                  **{f"n{n}_balanced_accuracy": float(g["balanced_accuracy"].mean())
+                                     for n, g in curve.groupby("size")}})
+print("checks passed")
