@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from syntfer.data import as_frame, split_validation
-from syntfer.judge import Judge, calibrate_temperature, fidelity_table, label_indices, mean_class_fidelity, reliability
+from syntfer.judge import (Judge, calibrate_temperature, fidelity_table, judge_ceiling, label_indices,
+                           mean_class_fidelity, reliability)
 from syntfer.manifest import read_manifest
 from syntfer.models.checkpoint import read_checkpoint_config, save_checkpoint
 from syntfer.models.ensemble import Ensemble
@@ -183,6 +184,5 @@ def run(args: argparse.Namespace) -> int:
     ceiling = measure_ceiling(judge, {d: reference_frame(args.world, d, "test") for d in domains})
     write_text(Path(args.out) / "ceiling.csv", ceiling.to_csv(index=False))
     print(json.dumps({"temperature": summary["temperature"], "ece_after": summary["ece_after"],
-                      **{f"ceiling.{d}": float(ceiling.query("domain == @d and `class` == 'mean_class'")["fidelity"].iloc[0])
-                         for d in domains}}, indent=1))
+                      **{f"ceiling.{d}": judge_ceiling(ceiling, d) for d in domains}}, indent=1))
     return 0

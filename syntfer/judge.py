@@ -11,7 +11,8 @@ come from the same pass over the same pixels.
 - `Judge.load(dir)` / `Judge(model, temperature)`; `judge.outputs(images)` -> `JudgeOutputs` (probs,
   features, logits) for file paths, PIL images or uint8 arrays (N,H,W,C) / tensors (N,C,H,W);
 - `fidelity_table(probs, labels)`: per class and overall, the share judged as the asked-for class
-  (``class, n, fidelity, p_label``) — the one schema of every fidelity table;
+  (``class, n, fidelity, p_label``) — the one schema of every fidelity table; `judge_ceiling(ceilings, domain)`:
+  the judge's ceiling for a domain, read from the table `syntfer.instruments.measure_ceiling` writes;
 - `calibrate_temperature(logits, y)`: the temperature minimising held-out NLL (Guo et al. 2017) and
   `reliability(probs, y)`: the reliability table and expected calibration error;
 - `judge.loss_module()`: the frozen model as a differentiable module on images in [-1, 1] at any size, for
@@ -251,6 +252,26 @@ def fidelity_table(probs: np.ndarray, labels: Sequence[str], where: str = "set")
 def mean_class_fidelity(table: pd.DataFrame) -> float:
     """Mean of the per-class fidelity rows of a `fidelity_table` (classes with no images left out)."""
     return float(table.loc[table["class"] != "all", "fidelity"].mean())
+
+
+def judge_ceiling(ceilings: pd.DataFrame | str | os.PathLike, domain: str) -> float:
+    """The judge ceiling of `domain`: the ``mean_class`` fidelity of its rows in a ceiling table (written by
+    `syntfer.instruments.measure_ceiling`; the pipeline's ``outputs/instruments/judge/ceiling.csv``), given as
+    the table or its CSV file. The one lookup of a ceiling. Raises `JudgeError` naming the file and the domains
+    it has when `domain` has no ``mean_class`` row (or several), or its value is not a number in [0, 1]."""
+    where = "ceiling table" if isinstance(ceilings, pd.DataFrame) else str(ceilings)
+    table = ceilings if isinstance(ceilings, pd.DataFrame) else pd.read_csv(ceilings)
+    absent = [c for c in ("domain", "class", "fidelity") if c not in table.columns]
+    if absent:
+        raise JudgeError(f"{where}: no column(s) {absent}; a ceiling table has domain, class, n, fidelity, p_label")
+    rows = table[(table["domain"] == domain) & (table["class"] == "mean_class")]
+    if len(rows) != 1:
+        raise JudgeError(f"{where}: {len(rows)} mean_class rows for domain {domain!r} (expected 1); domains "
+                         f"there: {sorted(map(str, table['domain'].unique()))}")
+    value = float(rows["fidelity"].iloc[0])
+    if not 0.0 <= value <= 1.0:
+        raise JudgeError(f"{where}: the ceiling of domain {domain!r} is {value!r}, not a fidelity in [0, 1]")
+    return value
 
 
 # ---- calibration -------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from PIL import Image
 from syntfer import labels as L
 from syntfer.alignment import TEMPLATE, AlignmentError, align_face, anchors, parse_landmarks, similarity
 from syntfer.evaluation import predict
-from syntfer.judge import (Judge, JudgeError, calibrate_temperature, fidelity_table, mean_class_fidelity,
-                           penultimate_features, reliability)
+from syntfer.judge import (Judge, JudgeError, calibrate_temperature, fidelity_table, judge_ceiling,
+                           mean_class_fidelity, penultimate_features, reliability)
 from syntfer.models.checkpoint import save_checkpoint
 from syntfer.models.registry import create_model
 from imagesets import colour_set, noise_images
@@ -67,6 +67,34 @@ def test_fidelity_table_schema_and_mean_class():
         fidelity_table(probs, ["happy", "sad", "", "anger"], "myset")
     with pytest.raises(JudgeError, match="3 predictions for 4 labels"):
         fidelity_table(probs[:3], ["happy", "sad", "sad", "anger"])
+
+
+def test_judge_ceiling_reads_the_table_measure_ceiling_writes(tmp_path):
+    """The one ceiling lookup: the mean_class fidelity of a domain, from measure_ceiling's table or its CSV."""
+    from syntfer.instruments import measure_ceiling
+
+    class Scripted:  # a judge that answers a fixed argmax per image
+        def probs(self, paths):
+            return np.eye(7)[[int(p.split("_")[1]) for p in paths]]
+
+    labels = ["happy", "happy", "sad", "anger"]          # class indices 3, 3, 5, 0
+    real = {"ref_web": pd.DataFrame({"path": ["a_3", "b_0", "c_5", "d_0"], "label": labels}),
+            "ref_ffhq": pd.DataFrame({"path": ["a_3", "b_3", "c_5", "d_1"], "label": labels})}
+    table = measure_ceiling(Scripted(), real)
+    table.to_csv(tmp_path / "ceiling.csv", index=False)
+    assert judge_ceiling(table, "ref_web") == pytest.approx((0.5 + 1.0 + 1.0) / 3)
+    assert judge_ceiling(tmp_path / "ceiling.csv", "ref_ffhq") == pytest.approx((1.0 + 1.0 + 0.0) / 3)
+    assert judge_ceiling(str(tmp_path / "ceiling.csv"), "ref_web") == judge_ceiling(table, "ref_web")
+    with pytest.raises(JudgeError, match=r"ceiling.csv: 0 mean_class rows for domain 'ref_x' .*\['ref_ffhq', 'ref_web'\]"):
+        judge_ceiling(tmp_path / "ceiling.csv", "ref_x")
+    with pytest.raises(JudgeError, match="2 mean_class rows for domain 'ref_web'"):
+        judge_ceiling(pd.concat([table, table]), "ref_web")
+    with pytest.raises(JudgeError, match=r"no column\(s\) \['fidelity'\]"):
+        judge_ceiling(table.drop(columns="fidelity"), "ref_web")
+    broken = table.copy()
+    broken.loc[(broken["domain"] == "ref_web") & (broken["class"] == "mean_class"), "fidelity"] = np.nan
+    with pytest.raises(JudgeError, match="not a fidelity in"):
+        judge_ceiling(broken, "ref_web")
 
 
 def test_calibration_recovers_a_known_temperature_and_lowers_ece():
