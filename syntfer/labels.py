@@ -138,3 +138,24 @@ REAL_TRAIN_COUNTS: dict[str, dict[str, int]] = {
     "affectnet": {AFFECTNET7[i]: n for i, n in enumerate([74874, 134415, 25459, 14090, 6378, 3803, 24882])},
     "fer2013": {FER2013[i]: n for i, n in enumerate([3995, 436, 4097, 7215, 4830, 3171, 4965])},
 }
+
+
+def split_total(reference: Mapping[str, int | float], total: int, minimum: int = 1) -> dict[str, int]:
+    """Split `total` over the 7 classes in proportion to `reference` (largest remainder), each >= `minimum`."""
+    if total < minimum * NUM_CLASSES:
+        raise ValueError(f"total {total} cannot give {minimum} image(s) to each of {NUM_CLASSES} classes")
+    ref = np.array([float(reference.get(c, 0)) for c in CLASSES])
+    if ref.sum() <= 0:
+        raise ValueError(f"reference counts {dict(reference)} are empty")
+    raw = ref / ref.sum() * total
+    # give each class max(minimum, share) while keeping the sum exact
+    base = np.maximum(np.floor(raw), minimum).astype(int)
+    while base.sum() > total:  # minimums pushed us over: take from classes above the minimum
+        excess = np.where(base > minimum, base - raw, -np.inf)
+        base[int(np.argmax(excess))] -= 1
+    order = np.argsort(-(raw - base), kind="stable")
+    i = 0
+    while base.sum() < total:
+        base[order[i % len(order)]] += 1
+        i += 1
+    return {c: int(n) for c, n in zip(CLASSES, base)}

@@ -49,7 +49,6 @@ from syntfer.manifest import read_manifest, write_manifest
 from syntfer.readers import read_dataset
 from syntfer.seeding import derive_seed
 from syntfer.storage import atomic_path, save_image, write_json
-from syntfer.world.presets import class_counts as split_total
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 LINK_MODES = ("hardlink", "copy", "symlink", "none")
@@ -228,7 +227,7 @@ def sized_counts(labels: Sequence[str], n_total: int, stratified: bool) -> dict[
     if sum(have.values()) < n_total:
         raise MixingError(f"set size {n_total}: the source holds only {sum(have.values())} images")
     # every class the source has keeps at least one image; a class it lacks stays empty
-    return split_total(have, n_total, minimum=1 if all(have.values()) else 0)
+    return L.split_total(have, n_total, minimum=1 if all(have.values()) else 0)
 
 
 def sized_set(frame: pd.DataFrame, source: str, n_total: int, seed: int, *, stratified: bool = False) -> MixResult:

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
 
 from syntfer import labels as L
 
@@ -79,21 +78,6 @@ def get_preset(name: str) -> Preset:
 
 
 def class_counts(reference: Mapping[str, int | float], total: int, minimum: int = 1) -> dict[str, int]:
-    """Split `total` over the 7 classes in proportion to `reference` (largest remainder), each >= `minimum`."""
-    if total < minimum * L.NUM_CLASSES:
-        raise ValueError(f"total {total} cannot give {minimum} image(s) to each of {L.NUM_CLASSES} classes")
-    ref = np.array([float(reference.get(c, 0)) for c in L.CLASSES])
-    if ref.sum() <= 0:
-        raise ValueError(f"reference counts {dict(reference)} are empty")
-    raw = ref / ref.sum() * total
-    # give each class max(minimum, share) while keeping the sum exact
-    base = np.maximum(np.floor(raw), minimum).astype(int)
-    while base.sum() > total:  # minimums pushed us over: take from classes above the minimum
-        excess = np.where(base > minimum, base - raw, -np.inf)
-        base[int(np.argmax(excess))] -= 1
-    order = np.argsort(-(raw - base), kind="stable")
-    i = 0
-    while base.sum() < total:
-        base[order[i % len(order)]] += 1
-        i += 1
-    return {c: int(n) for c, n in zip(L.CLASSES, base)}
+    """Split `total` over the 7 classes in proportion to `reference` (largest remainder), each >= `minimum`
+    (`syntfer.labels.split_total`, the one implementation)."""
+    return L.split_total(reference, total, minimum)
