@@ -1,4 +1,4 @@
-"""Layers point one way (STYLE.md 12): every import of a syntfer module, module-level or inside a function, goes to
+"""Layers point one way (docs/style.md, convention 12): every import of a syntfer module, module-level or inside a function, goes to
 its own layer or a lower one, and the import graph has no cycle."""
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "syntfer.pseudolabel": 3, "syntfer.diffusion": 3, "syntfer.gan": 3, "syntfer.mixing": 3,
     # the study: summaries and verdicts over every strategy's output
     "syntfer.summary": 4, "syntfer.report": 4,
+    # the records of a run: documents' numbers tied to the result files, the published executed notebooks
+    "syntfer.docs_numbers": 4, "syntfer.publish": 4,
     # entry points
     "syntfer.cli": 5, "syntfer.__main__": 5, "syntfer": 5,
 }
