@@ -1,7 +1,8 @@
 """The committed run, readable without running anything: its executed notebooks copied into ``reports/``.
 
 ``syntfer publish --nb-dir outputs/nb --out reports`` takes the executed narrative notebooks a run left under
-``outputs/nb/<stage>/<name>.ipynb`` (00, 02–07) and, for the training grid (01, one executed copy per training set
+``outputs/nb/<stage>/<name>.ipynb`` (00, 02–07; a fan-out stage such as 02's pseudo-label sources, each member as
+``<stage>-<member>.ipynb``) and, for the training grid (01, one executed copy per training set
 under ``outputs/nb/01_baseline/<set>/``), one member (``--grid-example``) with the whole grid's numbers as a table
 (from ``--metrics``). Each copy:
 
@@ -205,21 +206,22 @@ def _source_of(nb, fallback: str) -> str:
 
 
 def find_notebooks(nb_dir: Path, grid_example: str) -> list[tuple[str, Path]]:
-    """(name, executed .ipynb) of the narrative notebooks, in stage order; the grid stage by its example member."""
+    """(published name, executed .ipynb) in stage order: a stage's ``<stage>/<stage>.ipynb``; a fan-out stage's
+    members ``<stage>/<member>/<stage>.ipynb`` each as ``<stage>-<member>`` (e.g. one per pseudo-label source),
+    except the training grid, shown by one member (`grid_example`, else the first)."""
     found: list[tuple[str, Path]] = []
     for stage in sorted(p for p in nb_dir.iterdir() if p.is_dir()):
+        own = stage / f"{stage.name}.ipynb"
+        members = sorted(stage.glob(f"*/{stage.name}.ipynb"))
         if stage.name == GRID_STAGE:
-            member = stage / grid_example / f"{GRID_STAGE}.ipynb"
-            if member.is_file():
-                found.append((GRID_STAGE, member))
-            else:
-                members = sorted(stage.glob(f"*/{GRID_STAGE}.ipynb"))
-                if members:
-                    found.append((GRID_STAGE, members[0]))
-            continue
-        nb = stage / f"{stage.name}.ipynb"
-        if nb.is_file():
-            found.append((stage.name, nb))
+            example = stage / grid_example / f"{GRID_STAGE}.ipynb"
+            pick = example if example.is_file() else (members[0] if members else None)
+            if pick is not None:
+                found.append((GRID_STAGE, pick))
+        elif own.is_file():
+            found.append((stage.name, own))
+        else:
+            found += [(f"{stage.name}-{m.parent.name}", m) for m in members]
     return found
 
 
@@ -241,7 +243,7 @@ def publish(nb_dir: str | Path, out: str | Path, *, stamp: Stamp, metrics: str |
     published = []
     for name, path in found:
         nb = nbformat.read(path, as_version=4)
-        source = _source_of(nb, f"notebooks/{name}.py")
+        source = _source_of(nb, f"notebooks/{name.split('-')[0]}.py")
         extra = grid_table(Path(metrics) if metrics else None) if name == GRID_STAGE else ""
         prepare(nb, stamp, source, max_width, extra)
         dest = out / f"{name}.ipynb"

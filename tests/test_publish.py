@@ -53,6 +53,9 @@ def run_dir(tmp_path) -> Path:
     for s in ("real_rafdb", "gan_f"):
         _executed(nb / "01_baseline" / s / "01_baseline.ipynb", f"01 · Baseline {s}", _png(300, 200, 1),
                   "notebooks/01_baseline.py")
+    for src in ("digiface", "dcface"):
+        _executed(nb / "02_pseudolabel" / src / "02_pseudolabel.ipynb", f"02 · Pseudo-labels {src}", _png(200, 100, 4),
+                  "notebooks/02_pseudolabel.py")
     _executed(nb / "07_report" / "07_report.ipynb", "07 · Report", _png(800, 600, 2), "notebooks/07_report.py")
     (nb / "07_report" / "07_report.html").write_text("<html></html>")  # HTML is not published
     return nb
@@ -64,7 +67,8 @@ def test_publish_writes_small_stamped_unpaired_notebooks_and_an_index(run_dir, t
     fig.write_bytes(_png(1800, 1200, 3))
     done = publish(run_dir, out, stamp=STAMP, metrics=ROOT / "outputs/results/summary/metrics.json",
                    figures=[("headline", fig)])
-    assert [p.path.name for p in done] == ["00_world.ipynb", "01_baseline.ipynb", "07_report.ipynb"]
+    assert [p.path.name for p in done] == ["00_world.ipynb", "01_baseline.ipynb", "02_pseudolabel-dcface.ipynb",
+                                         "02_pseudolabel-digiface.ipynb", "07_report.ipynb"]
     world = json.loads((out / "00_world.ipynb").read_text())
     assert "jupytext" not in world["metadata"] and "widgets" not in world["metadata"]
     stamp = "".join(world["cells"][0]["source"])
