@@ -10,11 +10,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 # OpenMP threads that sleep instead of spinning: on a loaded 2-core machine spinning made 2-thread torch
-# ~10x slower (benchmarks/README.md).
+# several times slower (benchmarks/README.md, "Threads on a shared machine").
 export OMP_WAIT_POLICY := PASSIVE
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast bench clean-outputs lab browser
+.PHONY: setup repro test test-fast bench lab browser numbers publish
 
 setup: $(STAMP)
 
@@ -47,3 +47,10 @@ browser:
 
 bench: setup
 	$(PY) benchmarks/bench_models.py
+
+# The documents' numbers from the committed result files (docs_numbers), and the executed notebooks into reports/.
+numbers: setup
+	$(VENV)/bin/syntfer numbers
+
+publish: setup
+	$(VENV)/bin/syntfer publish --nb-dir outputs/nb --out reports

@@ -3,7 +3,7 @@
 Each call trains (`syntfer.training.train`, the `fast` recipe with overrides) on one world domain's training split
 and appends one JSON line to ``--results``: seconds, best epoch, accuracy / balanced accuracy on the three test
 splits, per-class recall and ECE in-domain, and the validation curve. The default study's recipe came out of runs of
-this script (README, "Default classifier"). Example, the recipe against the head and loss it replaced::
+this script (docs/decisions/classifier-recipe.md). Example, the recipe against the head and loss it replaced::
 
     syntfer world --preset default --out /tmp/w --domains rafdb affectnet fer2013
     for s in 0 1 2; do

@@ -3,7 +3,7 @@
 Trains ``--seeds`` seeds of the default recipe (params.yaml ``train``: cnn_tiny 48 px, flatten head) one after
 another in one process (decoded images shared), on one world domain's training split, once per memory format
 given, and prints one JSON line each: wall seconds for all seeds, seconds per epoch of one seed, and each seed's
-best validation score (so a faster setting that learns differently shows). Example (README: Budget; 2 idle cores,
+best validation score (so a faster setting that learns differently shows). Example (docs/decisions/runtime.md; 2 idle cores,
 53.5 s contiguous vs 43.3 s channels_last at 12 epochs)::
 
     syntfer world --preset default --out /tmp/w --domains rafdb affectnet fer2013

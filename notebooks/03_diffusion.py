@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 03 · Strategy (ii): prompt-driven diffusion synthesis
 #
-# **Question.** Sampling the paper's demographic prompt grid (METHOD.md §4) with a text-conditioned diffusion
+# **Question.** Sampling the paper's demographic prompt grid (docs/method.md §4) with a text-conditioned diffusion
 # model, and with its action-unit variant (FineFace's idea): does a generated face show the prompted expression
 # (expression fidelity, per class, read against the judge's ceiling on real faces of the same domain), does it
 # show the prompted gender, age and race (demographic fidelity), how far is the generated set from real faces of
@@ -197,7 +197,10 @@ figs.show(R.sample_grid(real, f"real {reference_domain} faces (held out): emotio
 # Fidelity = share of a backend's images the judge classifies as the prompted emotion, per class; the mean over
 # classes is read against the judge's **ceiling** — its mean-class accuracy on held-out *real* faces of the
 # generator's domain (06_instruments). A generator whose images were indistinguishable from real ones would score
-# about the ceiling; one that draws no expression, about 1/7.
+# about the ceiling; one that draws no expression, about 1/7. A ratio *above* 1 means the generated faces are easier
+# for the judge than real faces of the domain — stronger, more prototypical expressions than the real ones, whose
+# faint and blended expressions the judge misreads — not that they are more real; the distance to real faces (FD,
+# below) and the pictures say how real they look.
 
 # %%
 judge_ = Judge.load(judge)
@@ -223,7 +226,10 @@ figs.show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} (wor
 # ## Demographic fidelity: who was drawn
 # The attribute reader (06_instruments) reads gender, age group and skin tone of every generated face; race is read
 # as the world renders it (a skin-tone level inside the prompted race word's range). Next to it, the reader on
-# held-out real faces of the domain: its ceiling.
+# held-out real faces of the domain: its ceiling. A generated set read above that ceiling (gender can be) draws the
+# attribute more plainly than real faces of the domain show it; it is not more correct than the truth. Age reads
+# low everywhere: the world draws its young, adult and middle-aged faces nearly alike (docs/world.md), so no
+# generator can show age better than the reader reads real faces.
 
 # %%
 reader_ = load_reader(reader)

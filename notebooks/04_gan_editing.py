@@ -14,14 +14,18 @@
 # %% [markdown]
 # # 04 · Strategy (iii): task-aware GAN expression editing
 #
-# **Question.** A GANmut-style editor (StarGAN generator with a 2-D expression code, a discriminator with an
+# **Question.** A GANmut-style editor (a generator driven by a 2-D expression code, a critic with an
 # expression-classification head, cycle reconstruction) turns neutral-ish source faces into seven-class
 # training sets. Do the edits show the *target* expression, do they keep the *identity*, and does the paper's
 # seam repair ("domain adaptation": degrade the box border, then restore) bring the edited images closer to
 # the source distribution?
 #
 # Here the editor is the project's own, trained on the world's labeled AffectNet stand-in (as GANmut trained
-# on AffectNet) and applied to the world's `ffhq` stand-in. **Every number is a world result**, never an
+# on AffectNet) and applied to the world's `ffhq` stand-in. The default (`models/gan/world_flow48`, its model card
+# beside it) is a **flow editor**: where GANmut's StarGAN generator paints pixels, this one predicts a smooth
+# deformation of the face and warps it, so it cannot paint patterns that fool a classifier — nor open a mouth. The
+# older pixel editor and official GANmut checkpoints run through the same interface. Every fidelity number below is
+# read by the project's one judge (06_instruments), which never sees the editor. **Every number is a world result**, never an
 # FFHQ/RAF-DB/AffectNet number. The paper's F/V control values belong to the official GANmut weights' code
 # space; for an editor trained here, F = its learned axis at ρ = 1 (or learned centre) and V = its learned
 # axis angle with ρ ~ U(0.5, 1.2) (see `syntfer.gan.controls`). CodeFormer (the paper's restorer) needs
@@ -273,7 +277,7 @@ figs.show(g.figure, "identity_per_class")
 # ## Seam repair: before/after and the distance to the source distribution
 # Columns: source, pasted edit, degraded (band + global, the paper's settings scaled to the image size),
 # then each restorer. The distance is a Fréchet distance between 1.5×-box context crops of edited images and
-# of untouched ffhq-stand-in images, in two named feature spaces (the quick judge's penultimate layer:
+# of untouched ffhq-stand-in images, in two named feature spaces (the one judge's penultimate layer:
 # **FD-judge**; the identity encoder: **FD-identity**) — not FID. `seam_contrast` is the intensity step across
 # the box border over the step just inside it (≈1: invisible border).
 

@@ -1,6 +1,6 @@
 """The attribute reader: who a face shows (gender, age group, skin tone), for demographic fidelity.
 
-The diffusion strategy asks for people by words (METHOD.md §4: gender, age, race). Whether a generated face
+The diffusion strategy asks for people by words (docs/method.md §4: gender, age, race). Whether a generated face
 shows what was asked is read by a small classifier trained on *real* faces of the generator's domain, whose
 truth the world knows (`syntfer.world`: the reference domain ``ref_web``, aligned crops). One convolutional
 trunk (`syntfer.models` registry, e.g. ``cnn_tiny`` with the flatten head) with one linear head per attribute,

@@ -1,6 +1,6 @@
 """Audits of a training set: who is in it (demographics per class) and whether it copies real faces (privacy).
 
-Demographics (METHOD.md §6; upstream predicted age/gender/race with FaceXFormer). Three bases, always
+Demographics (docs/method.md §6; upstream predicted age/gender/race with FaceXFormer). Three bases, always
 named in the table's ``basis`` column so a reader knows what a share rests on:
 
 - ``world truth``: the procedural world's ``truth.csv`` files (every domain writes one: gender, age group,

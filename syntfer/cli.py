@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distance": ("syntfer.distances", "FD/KID of sets against a reference in a named feature space"),
     "audit": ("syntfer.audit", "demographic audit and nearest-real-face privacy check"),
     "summarize": ("syntfer.summary", "collect fan-out metrics into one metrics.json"),
+    "numbers": ("syntfer.docs_numbers", "regenerate (or --check) the documents' numbers from the result files"),
+    "publish": ("syntfer.publish", "copy the run's executed notebooks into reports/ (display size, stamped)"),
 }
 
 

@@ -5,7 +5,7 @@ augmentation seed per drawn sample from ``(seed, e)``, and the dataset applies t
 seed. So a run resumed at any epoch or step sees exactly the batches and augmentations an uninterrupted run
 sees, whatever the number of loader workers.
 
-Training augmentation follows upstream (METHOD.md §7): with p 0.5 either a horizontal flip or additive
+Training augmentation follows upstream (docs/method.md §7): with p 0.5 either a horizontal flip or additive
 Gaussian noise (upstream ``add_gaussian_noise(var=30)`` on 0..255 pixels, i.e. sigma sqrt(30)/255 in [0, 1]
 units), then RandomHorizontalFlip, resize to the model's input size, normalisation, RandomErasing
 (p 0.5, scale 0.02-0.1).

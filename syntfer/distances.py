@@ -1,4 +1,4 @@
-"""Distribution distances between image sets, in named feature spaces (METHOD.md §8).
+"""Distribution distances between image sets, in named feature spaces (docs/method.md §8).
 
 Two statistics, both computed in float64:
 

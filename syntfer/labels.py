@@ -32,7 +32,7 @@ ALIASES: dict[str, str] = {
     "surprise": "surprise", "surprised": "surprise",
 }
 
-# --- native codes -> canonical names (METHOD.md §1) ---------------------------------------
+# --- native codes -> canonical names (docs/method.md §1) ---------------------------------------
 # RAF-DB basic, EmoLabel/list_patition_label.txt, 1-based.
 RAFDB: dict[int, str] = {1: "surprise", 2: "fear", 3: "disgust", 4: "happy", 5: "sad", 6: "anger", 7: "neutral"}
 # AffectNet `expression` column, 7 basic classes.
@@ -131,7 +131,7 @@ def shares(counts_by_class: Mapping[str, int]) -> dict[str, float]:
     return {c: (counts_by_class.get(c, 0) / total if total else 0.0) for c in CLASSES}
 
 
-# Real datasets' training class counts (METHOD.md §2), canonical names; the world draws its shares from these.
+# Real datasets' training class counts (docs/method.md §2), canonical names; the world draws its shares from these.
 REAL_TRAIN_COUNTS: dict[str, dict[str, int]] = {
     "rafdb": {RAFDB[i + 1]: n for i, n in enumerate([1290, 281, 717, 4772, 1982, 705, 2524])},
     "rafdb_test": {RAFDB[i + 1]: n for i, n in enumerate([329, 74, 160, 1185, 478, 162, 680])},

@@ -4,7 +4,7 @@ The trainer (`syntfer.training`) and the diffusion generator (`syntfer.diffusion
 accelerate: under ``accelerate launch`` each process trains on its part of every batch (data parallel), or
 generates its shard of the images. A notebook cannot itself be launched on several processes, so a stage whose
 ``launcher`` parameter is set (``train.launcher``, ``diffusion.launcher`` in params.yaml) hands that one step to
-``<launcher> -m syntfer <subcommand> …`` and reads the result back from disk (README: Scaling out).
+``<launcher> -m syntfer <subcommand> …`` and reads the result back from disk (docs/real-data.md, "Scaling out").
 """
 from __future__ import annotations
 

@@ -3,8 +3,13 @@
 ``syntfer notebook notebooks/NN_name.py --out outputs/nb/NN_name -p key value ...`` reads the jupytext
 (py:percent) notebook, checks that every ``-p`` parameter exists in its ``parameters`` cell, executes it with
 papermill on the ``syntfer`` kernel with the repository root as working directory, and writes
-``<out>/<name>.ipynb`` (executed, parameters in its metadata) and ``<out>/<name>.html``. A failing cell
-fails the command with the cell's error printed.
+``<out>/<name>.ipynb`` (executed, parameters in its metadata) and ``<out>/<name>.html`` (the reader's copy: code
+cells hidden, their outputs shown; the ``.ipynb`` keeps the code). A failing cell fails the command with the cell's
+error printed.
+
+The executed ``.ipynb`` is a notebook of its own, not the source's pair: the source's jupytext pairing metadata
+(``jupytext.formats: py:percent``) is taken out, so JupyterLab with jupytext's server extension opens it (a kept
+pairing made the server look for a ``.py`` twin next to it and answer HTTP 500 "Unable to read paired notebook").
 
 The executed notebook is a DVC-tracked output, so it is made a function of its inputs alone
 (`make_reproducible`): no execution timestamps or durations, no temporary paths, stable cell ids and
@@ -122,6 +127,7 @@ def make_reproducible(nb, source: str | os.PathLike) -> str:
     pm = nb.metadata.get("papermill", {})
     for k in _TIMING_KEYS:
         pm.pop(k, None)
+    unpair(nb)
     if "input_path" in pm:
         pm["input_path"] = str(source)
     stderr = []
@@ -153,6 +159,22 @@ def make_reproducible(nb, source: str | os.PathLike) -> str:
         cell.outputs = kept
     _stable_widgets(nb)
     return "".join(stderr)
+
+
+def unpair(nb) -> None:
+    """Take the jupytext pairing out of a notebook's metadata (in place).
+
+    The source's ``jupytext: {formats: py:percent, text_representation: ...}`` describes the text file, not the
+    executed copy; kept, it makes jupytext's contents manager treat the ``.ipynb`` as one half of a pair whose
+    ``.py`` half does not exist next to it, and the copy cannot be opened. The kernelspec and papermill's
+    metadata stay.
+    """
+    jt = nb.metadata.get("jupytext")
+    if isinstance(jt, dict):
+        for key in ("formats", "text_representation"):
+            jt.pop(key, None)
+        if not jt:
+            del nb.metadata["jupytext"]
 
 
 def _text(text) -> str:
@@ -204,11 +226,15 @@ def _stable_widgets(nb) -> None:
         nb.metadata["widgets"] = json.loads(fix(json.dumps(nb.metadata["widgets"])))
 
 
-def export_html(ipynb: Path, html: Path) -> None:
+def export_html(ipynb: Path, html: Path, code: bool = False) -> None:
+    """The reader's HTML of an executed notebook: markdown and outputs, code cells' inputs hidden (`code=False`;
+    nbconvert's ``exclude_input``) so that it reads as a report; the ``.ipynb`` keeps the code."""
     import nbformat  # lazy: the Jupyter stack loads only when a notebook runs
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
+    exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code,
+                            exclude_output_prompt=not code)
+    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
     # nbconvert gives each widget output element a random uuid4 id: numbered instead (same bytes every run)
     ids: dict[str, str] = {}
     body = _UUID.sub(lambda m: ids.setdefault(m.group(0), f"widget-output-{len(ids):04d}"), body)

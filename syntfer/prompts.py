@@ -1,4 +1,4 @@
-"""The paper's prompt grid for strategy (ii), prompt-driven diffusion synthesis (METHOD.md §4).
+"""The paper's prompt grid for strategy (ii), prompt-driven diffusion synthesis (docs/method.md §4).
 
 The grid is the full product gender x age x race x emotion x head pose x cue style x identity trait
 (traits depend on (gender, age): 6 for children, 10 otherwise) = 57,960 prompts, 8,280 per emotion.
@@ -102,7 +102,7 @@ COLUMNS: tuple[str, ...] = ("id", "prompt", "gender", "age", "race", "emotion", 
                             "identity_trait")
 
 # FineFace (SD 2.1-base + AU adapter): the 12 action units its encoder takes, in its input order,
-# and METHOD.md §4's intensities per prompted emotion (0..5 FACS-like scale; neutral = all zero).
+# and docs/method.md §4's intensities per prompted emotion (0..5 FACS-like scale; neutral = all zero).
 FINEFACE_AUS: tuple[str, ...] = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU9", "AU12", "AU15", "AU17", "AU20",
                                  "AU25", "AU26")
 FINEFACE_AU_TABLE: dict[str, dict[str, float]] = {
@@ -153,7 +153,7 @@ def prompt_grid() -> pd.DataFrame:
     df.insert(1, "prompt", [build_prompt(**r) for r in df.drop(columns="id").to_dict("records")])
     df.insert(6, "label", [L.canonical(e) for e in df["emotion"]])
     if len(df) != GRID_SIZE:
-        raise AssertionError(f"prompt grid has {len(df)} rows; METHOD.md §4 says {GRID_SIZE}")
+        raise AssertionError(f"prompt grid has {len(df)} rows; docs/method.md §4 says {GRID_SIZE}")
     return df[list(COLUMNS)]
 
 

@@ -1,4 +1,4 @@
-"""Readers for FER datasets in their native on-disk formats (METHOD.md §2), producing manifests.
+"""Readers for FER datasets in their native on-disk formats (docs/method.md §2), producing manifests.
 
 Every reader returns a `ReadResult` whose frame has columns ``path,label,split`` (absolute paths,
 canonical labels, empty label for unlabeled images) plus format-specific extras. Bad input raises

@@ -1,4 +1,4 @@
-"""Teachers: trained expression classifiers that score unlabeled faces (strategy i, METHOD.md §3).
+"""Teachers: trained expression classifiers that score unlabeled faces (strategy i, docs/method.md §3).
 
 A `Teacher` turns a batch of PIL images into class probabilities in the CANONICAL order
 (``syntfer.labels.CLASSES``), whatever order its outputs natively have: the native order is

@@ -1,12 +1,15 @@
 """JupyterLab on the project, with real parts: a Jupyter server on a loopback port serves notebooks/07_report.py as
 a notebook and runs its cells in the `syntfer` kernel from the project root (REST + kernel websocket), and headless
-Chromium loads the Lab page on that notebook and sees its rendered title cell.
+Chromium loads the Lab page on that notebook and sees its rendered title cell. The same for an *executed* copy as the
+runner writes it (`syntfer.notebook`, what DVC stages leave under outputs/nb/): the server's contents API opens it
+(it once answered HTTP 500, "Unable to read paired notebook", for every executed copy) and Chromium renders it.
 
 The server gets empty per-user Jupyter folders, so what it does comes from the environment's own (sys-prefix)
 configuration that `make setup` writes (`syntfer.lab install`), as for a user of the project.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -74,10 +77,9 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    """`jupyter lab` on 127.0.0.1:<free port> with a token, rooted at the project; always stopped afterwards."""
-    tmp = tmp_path_factory.mktemp("jupyter")
+@contextlib.contextmanager
+def _jupyter(root: Path, tmp: Path) -> Iterator[Server]:
+    """`jupyter lab` on 127.0.0.1:<free port> with a token, rooted at `root`; always stopped afterwards."""
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            # per-user folders empty: only the environment's own configuration applies
            "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_DATA_DIR": str(tmp / "data"),
@@ -85,13 +87,13 @@ def server(tmp_path_factory) -> Iterator[Server]:
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces")}
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = tmp / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     srv = Server(f"http://127.0.0.1:{port}", token, log)
     try:
@@ -110,6 +112,73 @@ def server(tmp_path_factory) -> Iterator[Server]:
         yield srv
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """`jupyter lab` rooted at the project."""
+    with _jupyter(ROOT, tmp_path_factory.mktemp("jupyter")) as srv:
+        yield srv
+
+
+# A tiny narrative notebook, executed by the runner as a DVC stage executes the real ones: its executed copy carries
+# everything the real executed copies carry (papermill metadata, the injected-parameters cell, a figure, a table).
+TINY_NB = '''# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     name: syntfer
+#     display_name: syntfer
+#     language: python
+# ---
+
+# %% [markdown]
+# # 99 · Tiny executed report
+
+# %% tags=["parameters"]
+n = 3
+
+# %%
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from syntfer.plots import show
+
+fig, ax = plt.subplots(figsize=(2, 1.5))
+ax.plot(range(n))
+show(fig)
+pd.DataFrame({"n": [n]})
+'''
+TINY_TITLE = "99 · Tiny executed report"
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> Path:
+    """A folder holding `nb/99_tiny/99_tiny.ipynb` (+ .html), executed by `syntfer.notebook.run_notebook`."""
+    from syntfer.notebook import run_notebook
+
+    root = tmp_path_factory.mktemp("executed")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "99_tiny.py").write_text(TINY_NB)
+    cwd = os.getcwd()
+    os.chdir(root)  # the runner executes in the caller's working directory, as a stage does in the project root
+    try:
+        run_notebook(Path("notebooks/99_tiny.py"), Path("nb/99_tiny"), {"n": 4})
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture(scope="module")
+def executed_server(executed, tmp_path_factory) -> Iterator[Server]:
+    """`jupyter lab` rooted at the folder of the executed copy (as `make lab` is at the project with outputs/nb/)."""
+    with _jupyter(executed, tmp_path_factory.mktemp("jupyter-executed")) as srv:
+        yield srv
 
 
 def _execute(srv: Server, kernel_id: str, code: str, timeout: float = 60.0) -> tuple[str, dict[str, Any]]:
@@ -210,15 +279,38 @@ def _browser_missing() -> str | None:
 
 
 @pytest.mark.slow
-def test_lab_page_in_headless_chromium_renders_the_report_notebook(server, tmp_path):
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
+def test_executed_copy_opens_through_the_contents_api(executed, executed_server):
+    """What `make lab` serves from outputs/nb/: the executed .ipynb, not its source, through jupytext's contents
+    manager (the one that failed on the kept pairing), with its outputs and parameters."""
+    path = "nb/99_tiny/99_tiny.ipynb"
+    try:
+        model = executed_server.request("GET", "/api/contents/" + path)
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"GET /api/contents/{path}: HTTP {e.code} {e.read()[:500]!r}") from None
+    assert model["type"] == "notebook"
+    nb = model["content"]
+    assert "formats" not in nb["metadata"].get("jupytext", {}), "the executed copy still claims a py:percent pair"
+    assert nb["metadata"]["papermill"]["parameters"] == {"n": 4}
+    assert nb["cells"][0]["source"].startswith(f"# {TINY_TITLE}")
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the figure did not survive"
+    # the listing of its folder (what Lab's file browser asks first) works too
+    listing = executed_server.request("GET", "/api/contents/nb/99_tiny")
+    assert {c["name"] for c in listing["content"]} >= {"99_tiny.ipynb", "99_tiny.html"}
+
+
+@pytest.mark.slow
+def test_readers_html_hides_code_and_ipynb_keeps_it(executed):
+    html = (executed / "nb/99_tiny/99_tiny.html").read_text()
+    assert TINY_TITLE in html and "data:image/png;base64" in html
+    assert "from syntfer.plots import show" not in html, "the reader's HTML shows code cells"
+    ipynb = json.loads((executed / "nb/99_tiny/99_tiny.ipynb").read_text())
+    assert any("from syntfer.plots import show" in "".join(c["source"]) for c in ipynb["cells"])
+
+
+def _chromium(tmp_path: Path):
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
@@ -228,17 +320,42 @@ def test_lab_page_in_headless_chromium_renders_the_report_notebook(server, tmp_p
                  "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):
         opts.add_argument(flag)
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a driver
-    driver = webdriver.Chrome(options=opts, service=Service(executable_path=str(CHROMEDRIVER)))
+    return webdriver.Chrome(options=opts, service=Service(executable_path=str(CHROMEDRIVER)))
+
+
+def _rendered_title(driver, srv: Server, path: str, title: str):
+    """Open `path` in Lab and wait for its rendered markdown h1 `title`; fails with what the page shows."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{srv.url}/lab/tree/{path}?token={srv.token}")
+    xpath = "//div[contains(@class,'jp-Notebook')]//div[contains(@class,'jp-MarkdownOutput')]//h1"
     try:
-        driver.get(f"{server.url}/lab/tree/{NB_PATH}?token={server.token}")
-        title = "//div[contains(@class,'jp-Notebook')]//div[contains(@class,'jp-MarkdownOutput')]//h1"
-        try:
-            h1 = WebDriverWait(driver, 90, poll_frequency=0.5).until(
-                lambda d: next((e for e in d.find_elements(By.XPATH, title) if TITLE in e.text), None))
-        except TimeoutException:
-            body = driver.find_element(By.TAG_NAME, "body").text
-            raise AssertionError(f"no rendered notebook title {TITLE!r} in the Lab page within 90 s; the page "
-                                 f"shows:\n{body[:2000]}") from None
+        return WebDriverWait(driver, 90, poll_frequency=0.5).until(
+            lambda d: next((e for e in d.find_elements(By.XPATH, xpath) if title in e.text), None))
+    except TimeoutException:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"no rendered notebook title {title!r} in the Lab page within 90 s; the page "
+                             f"shows:\n{body[:2000]}") from None
+
+
+def _stop_sessions(srv: Server) -> None:
+    for s in srv.request("GET", "/api/sessions"):  # the page started a kernel; stop it now
+        srv.request("DELETE", f"/api/sessions/{s['id']}")
+
+
+@pytest.mark.slow
+def test_lab_page_in_headless_chromium_renders_the_report_notebook(server, tmp_path):
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(tmp_path)
+    try:
+        h1 = _rendered_title(driver, server, NB_PATH, TITLE)
         assert h1.text.startswith(TITLE)
         kernel = WebDriverWait(driver, 60, poll_frequency=0.5).until(
             lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, ".jp-Toolbar-kernelName")
@@ -246,5 +363,25 @@ def test_lab_page_in_headless_chromium_renders_the_report_notebook(server, tmp_p
         assert kernel.strip() == "syntfer"
     finally:
         driver.quit()
-        for s in server.request("GET", "/api/sessions"):  # the page started a kernel; stop it now
-            server.request("DELETE", f"/api/sessions/{s['id']}")
+        _stop_sessions(server)
+
+
+@pytest.mark.slow
+def test_lab_page_in_headless_chromium_renders_an_executed_copy(executed_server, tmp_path):
+    """The reading path of the README: an executed copy opened in Lab shows its title and its figure."""
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(tmp_path)
+    try:
+        h1 = _rendered_title(driver, executed_server, "nb/99_tiny/99_tiny.ipynb", TINY_TITLE)
+        assert h1.text.startswith(TINY_TITLE)
+        WebDriverWait(driver, 30, poll_frequency=0.5).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img"))
+        assert "Unable to read" not in driver.find_element(By.TAG_NAME, "body").text
+    finally:
+        driver.quit()
+        _stop_sessions(executed_server)

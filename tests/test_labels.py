@@ -10,7 +10,7 @@ def test_canonical_order_is_alphabetical_and_fixed():
 
 
 def test_rafdb_native_order():
-    # METHOD.md §1: 1 surprise, 2 fear, 3 disgust, 4 happy, 5 sad, 6 anger, 7 neutral
+    # docs/method.md §1: 1 surprise, 2 fear, 3 disgust, 4 happy, 5 sad, 6 anger, 7 neutral
     expected = ["surprise", "fear", "disgust", "happy", "sad", "anger", "neutral"]
     assert [L.from_native("rafdb", i) for i in range(1, 8)] == expected
     with pytest.raises(L.LabelError, match="rafdb label code 0"):

@@ -1,4 +1,4 @@
-"""Layers point one way: every import of a syntfer module (absolute, relative or through ``importlib`` with a
+"""Layers point one way (docs/style.md): every import of a syntfer module (absolute, relative or through ``importlib`` with a
 literal name; at module level or inside a function; with the package ``__init__`` files it runs) goes to its own
 layer or a lower one; the import graph has no cycle (a submodule importing its own package's ``__init__`` while
 that ``__init__`` imports it is one); no strategy imports another. Every module has a layer: a module no line
@@ -35,6 +35,8 @@ LAYERS: dict[str, int] = {
     "syntfer.mixing": STRATEGY_LAYER,
     # the study: summaries and verdicts over every strategy's output
     "syntfer.summary": 4, "syntfer.report": 4,
+    # the records of a run: documents' numbers tied to the result files, the published executed notebooks
+    "syntfer.docs_numbers": 4, "syntfer.publish": 4,
     # entry points
     "syntfer.cli": 5, "syntfer.__main__": 5,
 }

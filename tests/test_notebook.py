@@ -169,3 +169,18 @@ def test_stdout_cut_at_different_flushes_is_one_output():
     assert make_reproducible(one, "nb.py") == "" and make_reproducible(cut, "nb.py") == "warn\n"
     assert nbformat.writes(one) == nbformat.writes(cut)
     assert [o.get("text") for o in cut.cells[0].outputs] == ["a\nb\n", None, "c\n"]
+
+
+def test_executed_copy_is_not_paired_with_a_py_file():
+    """The source's jupytext pairing (`formats: py:percent`) describes the .py, not the executed .ipynb; kept, it
+    makes JupyterLab's jupytext contents manager refuse the copy (tests/test_lab.py opens one through a server)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["jupytext"] = {"formats": "py:percent", "text_representation": {"extension": ".py"}}
+    nb.metadata["kernelspec"] = {"name": "syntfer", "display_name": "syntfer", "language": "python"}
+    make_reproducible(nb, "nb.py")
+    assert "jupytext" not in nb.metadata and nb.metadata["kernelspec"]["name"] == "syntfer"
+    nb.metadata["jupytext"] = {"formats": "ipynb,py:percent", "notebook_metadata_filter": "-all"}
+    make_reproducible(nb, "nb.py")
+    assert nb.metadata["jupytext"] == {"notebook_metadata_filter": "-all"}

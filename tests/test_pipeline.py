@@ -1,4 +1,4 @@
-"""Lint the DVC pipeline against the notebooks and params.yaml (STYLE.md conventions 1-3)."""
+"""Lint the DVC pipeline against the notebooks and params.yaml (docs/style.md, conventions 1-3)."""
 import re
 import shlex
 from pathlib import Path

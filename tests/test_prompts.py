@@ -1,4 +1,4 @@
-"""The paper's prompt grid (METHOD.md §4): exact counts, stable ids, subsets, length checks, FineFace AUs."""
+"""The paper's prompt grid (docs/method.md §4): exact counts, stable ids, subsets, length checks, FineFace AUs."""
 from __future__ import annotations
 
 import argparse

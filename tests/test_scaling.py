@@ -1,5 +1,5 @@
 """Past one machine, for real on CPU: `accelerate launch` of the diffusion generator and of the trainer, through the
-same functions the notebooks call when a stage's `launcher` parameter is set (README: Scaling out).
+same functions the notebooks call when a stage's `launcher` parameter is set (docs/real-data.md, "Scaling out").
 
 On CPU, ``accelerate launch --cpu --num_processes 2`` starts ONE process (accelerate's simple launcher; several CPU
 processes need MPI and ``--mpirun_hostfile``); ``--multi_gpu --num_processes 2`` starts two through torchrun, and on
@@ -63,7 +63,7 @@ def test_launcher_is_resolved_next_to_this_python_and_failures_carry_the_output(
 
 @pytest.mark.slow
 def test_launch_cpu_flag_starts_one_process(tmp_path):
-    """Why the README and these tests use --multi_gpu on CPU: --cpu --num_processes 2 runs the script once (the
+    """Why docs/real-data.md and these tests use --multi_gpu on CPU: --cpu --num_processes 2 runs the script once (the
     --multi_gpu runs below show two processes: two manifest parts, num_processes 2 in the trainer's state)."""
     script = tmp_path / "who.py"
     script.write_text("import os; print('RANK', os.environ.get('RANK', '-'))\n")

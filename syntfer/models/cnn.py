@@ -1,7 +1,7 @@
 """Plain VGG-style CNNs for the CPU default pipeline.
 
 On the procedural world at 48–64 px these learn several times faster per CPU second than the small IR nets
-(`ir_tiny`): measured with the project trainer on the world's RAF-DB stand-in (README: "Default classifier").
+(`ir_tiny`): measured with the project trainer on the world's RAF-DB stand-in (docs/decisions/classifier-recipe.md).
 They are stand-ins for IR50/POSTER on 2 CPU cores, not models from the paper.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ class PlainCNN(nn.Module):
     Heads: ``avg`` — global average pooling, dropout, linear (position-free); ``flatten`` — the last feature map
     flattened (so the classifier knows *where* a cue is: a lowered brow and a raised one differ mostly in
     position, and FER faces are aligned), an optional ``hidden``-wide ReLU layer (the penultimate features then
-    have `hidden` dimensions), dropout, linear. Measured on the world's RAF-DB stand-in (README "Default
-    classifier"): the flatten head learns from the first epochs where the average-pooled one sits at the
+    have `hidden` dimensions), dropout, linear. Measured on the world's RAF-DB stand-in
+    (docs/decisions/classifier-recipe.md): the flatten head learns from the first epochs where the average-pooled one sits at the
     class prior for several.
     """
 

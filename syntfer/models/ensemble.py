@@ -9,7 +9,7 @@ are in-distribution). The averaged logits go through `MeanLogits`, the ensemble'
     model = Ensemble.from_members([m0, m1, m2], mirror=True)      # trained members, one architecture
     save_checkpoint(model, "teacher/checkpoint", temperature=t)     # load_checkpoint / Judge.load read it back
 
-Measured on the world's AffectNet stand-in (README, "The instruments"): three 16-epoch `cnn_tiny` members with
+Measured on the world's AffectNet stand-in (docs/decisions/teacher.md): three 16-epoch `cnn_tiny` members with
 the mirror label the unlabeled collections more precisely than any one of them.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """POSTER v1 (Zheng et al., 2022): landmark + image cross-fusion pyramid transformer.
 
-Architecture (METHOD.md §7), with state-dict names equal to the official code's so that official
+Architecture (docs/method.md §7), with state-dict names equal to the official code's so that official
 checkpoints (``{'model_state_dict': {'module.face_landback.…', 'module.ir_back.…', 'module.ir_layer.…',
 'module.pyramid_fuse.…', 'module.se_block.…', 'module.head.linear.…'}}``) load by name:
 

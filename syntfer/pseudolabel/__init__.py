@@ -1,4 +1,4 @@
-"""Strategy (i): pseudo-label unlabeled faces with a teacher, keep the confident top-K per class (METHOD.md §3).
+"""Strategy (i): pseudo-label unlabeled faces with a teacher, keep the confident top-K per class (docs/method.md §3).
 
 Pipeline (`pseudolabel`, in `pipeline`):
 1. `scoring`: batched teacher inference over a manifest's images (`score_images`), written as resumable CSV

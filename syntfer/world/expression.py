@@ -1,7 +1,7 @@
 """Expressions of the procedural world as FACS action units (AUs) with continuous intensity.
 
 Intensities use the FACS A..E scale mapped to 0..5 (0 = absent, 5 = maximum), the scale FineFace's AU
-adapter uses (METHOD.md §4). Class prototypes follow EMFACS:
+adapter uses (docs/method.md §4). Class prototypes follow EMFACS:
 
 | class    | prototype AUs (intensity)                                        |
 |----------|------------------------------------------------------------------|

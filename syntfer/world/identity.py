@@ -3,7 +3,7 @@
 The same `Identity` can be rendered with any expression, pose, light or background.
 
 How prompt words map to renderer attributes (`identity_from_prompt_attributes`, used to render faces for the
-diffusion prompt grid of METHOD.md §4 and for the `web` captions). The mapping is deliberately crude and
+diffusion prompt grid of docs/method.md §4 and for the `web` captions). The mapping is deliberately crude and
 neutral; it is a stand-in, not a model of people:
 
 - gender {male, female} -> `gender` = gender *presentation* only: default proportions (jaw/brow a little wider
@@ -16,7 +16,7 @@ neutral; it is a stand-in, not a model of people:
   scale (1 lightest .. 6 darkest) and nothing else: white 1-3, asian 1-4, middle-eastern 2-4, latino 2-5,
   black 4-6. Face shape, hair and eyes are sampled independently of the race word. Skin tone is a crude proxy
   for these words: real appearance varies far more, and the words are social categories, not colours.
-- identity trait (the phrases of METHOD.md §4) -> explicit attribute settings, e.g. "buzz cut" -> hair_style
+- identity trait (the phrases of docs/method.md §4) -> explicit attribute settings, e.g. "buzz cut" -> hair_style
   buzz, "wearing glasses" -> glasses thin, "short beard" -> facial_hair short_beard, "with freckles" ->
   freckles, "wrinkled face" -> extra wrinkles; the full table is `TRAIT_ATTRIBUTES`.
 """
@@ -268,7 +268,7 @@ def _check_value(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} {value!r} is not one of {list(allowed)}")
 
 
-# Prompt identity trait (METHOD.md §4) -> Identity fields it fixes. Keys are the exact phrases of the grid.
+# Prompt identity trait (docs/method.md §4) -> Identity fields it fixes. Keys are the exact phrases of the grid.
 TRAIT_ATTRIBUTES: dict[str, dict[str, Any]] = {
     # children
     "short straight hair": {"hair_style": "short"}, "messy hair": {"hair_style": "messy"},

@@ -2,7 +2,7 @@
 `generators` (training data of the committed generators).
 
 Per-class counts of labeled domains follow the real datasets' shares (`syntfer.labels.REAL_TRAIN_COUNTS`,
-METHOD.md §2), rounded by largest remainder with a per-class minimum so every class exists.
+docs/method.md §2), rounded by largest remainder with a per-class minimum so every class exists.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rendering whole domains into their native on-disk formats (METHOD.md §2), in parallel and deterministically.
+"""Rendering whole domains into their native on-disk formats (docs/method.md §2), in parallel and deterministically.
 
 `render_world(out_dir, preset, seed)` writes `out_dir/<domain>/…` for every domain plus `out_dir/world.json`.
 Each image is rendered from `derive_seed(seed, domain, index)` alone, so the same seed gives byte-identical
