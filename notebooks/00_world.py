@@ -152,7 +152,7 @@ show(fig, figures / "intensity_strip.png")
 
 # %% [markdown]
 # ## Class shares next to the real datasets'
-# Labeled splits draw their per-class counts from the real datasets' training shares (METHOD.md §2).
+# Labeled splits draw their per-class counts from the real datasets' training shares (docs/method.md §2).
 
 # %%
 shares = R.class_share_table(world)

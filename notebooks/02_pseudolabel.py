@@ -16,7 +16,7 @@
 #
 # **Question.** If a trained expression classifier (the *teacher*) labels an unlabeled face collection,
 # keeping an image only when its top probability exceeds τ and then the K most confident images per
-# class (METHOD.md §3; paper: τ = 0.3, K = 10,000), what labeled set comes out — how many images per
+# class (docs/method.md §3; paper: τ = 0.3, K = 10,000), what labeled set comes out — how many images per
 # class survive, which classes fall short of K, and (on the procedural world, where the true expression
 # is known) how precise are the pseudo-labels and how well calibrated is the teacher?
 #

@@ -33,9 +33,9 @@
 # this notebook measures what that choice does.
 
 # %% tags=["parameters"]
-seed = 0  # seeds the recipe, controls, degradation noise and the quick judge
+seed = 0  # seeds the recipe, controls, degradation noise and the judge
 ffhq_dir = "outputs/world/ffhq"  # source faces: boxes.csv (+ truth.csv on the world)
-affectnet_dir = "outputs/world/affectnet"  # labeled set: editor (re)training and the quick judge
+affectnet_dir = "outputs/world/affectnet"  # labeled set: editor (re)training and the judge
 editor_dir = "models/gan/world_flow48"  # committed editor (generator.pt + editor.json + log.csv)
 intensity = "interpolate"  # flow editors: learned (ρ goes to the network) | interpolate (ρ scales neutral -> full flow)
 intensity_gamma = 0.5  # interpolate only: the strength is ρ to the power intensity_gamma

@@ -21,11 +21,11 @@
 #    reference faces of the generator domains) sees the expression a set's label claims, per class — read against
 #    the judge's **ceiling**, its accuracy on held-out real faces of the domain a set's generator imitates;
 # 2. **distance to real faces** — FD and KID against the FFHQ stand-in, in named feature spaces
-#    (METHOD.md §8 protocol as implemented by `syntfer.distances`);
+#    (docs/method.md §8 protocol as implemented by `syntfer.distances`);
 # 3. **identity preservation** of expression edits (GAN sets): does an edited face keep its source's identity?
 # 4. **privacy** — how close each synthetic face comes to a real training face (nearest neighbour in an
 #    identity embedding), flagged above a calibrated threshold;
-# 5. **demographics** — gender, age and skin tone per set and class (METHOD.md §6 audit).
+# 5. **demographics** — gender, age and skin tone per set and class (docs/method.md §6 audit).
 #
 # With `data_kind = "world"` every input is rendered by the procedural face world: **every number here is a
 # procedural-world number** — it says how the methods behave on rendered faces, not what they give on
@@ -40,7 +40,7 @@ judge = "outputs/instruments/judge/checkpoint"  # the one judge (syntfer.judge):
 ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain (06_instruments)
 set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: the domain its generator imitates
 identity_dir = "models/identity/world32"  # identity encoder: 'identity' space, privacy embedding, identity similarity
-clip_weights = ""  # optional local CLIP folder (METHOD.md §8 space 'clip'); empty: not measured
+clip_weights = ""  # optional local CLIP folder (docs/method.md §8 space 'clip'); empty: not measured
 world_root = "outputs/world"  # world domains with truth.csv (demographic audit when data_kind is world)
 data_kind = "world"  # world | real: labels every table and figure
 max_images = 600  # per set and for the reference: seeded subset for FD, KID and privacy (0: all images)
@@ -181,7 +181,7 @@ T.show(against_ceiling, f"expression fidelity against the ceiling — {where}")
 
 # %% [markdown]
 # ## Distance to the reference faces: FD and KID in named feature spaces
-# METHOD.md §8 measures FD/KID in CLIP image-embedding space; the default pipeline has no CLIP weights, so the
+# docs/method.md §8 measures FD/KID in CLIP image-embedding space; the default pipeline has no CLIP weights, so the
 # sets are measured in two spaces that exist here, and every number carries its space's name (none of them is
 # FID, which means Inception-v3 features):
 #

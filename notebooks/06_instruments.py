@@ -15,7 +15,7 @@
 # # 06 · The instruments: a calibrated teacher, the judge and the attribute reader
 #
 # **Question.** Every strategy is measured by a model: the pseudo-label *teacher* decides which unlabeled faces
-# enter a set and with what label (METHOD.md §3, τ = 0.3); the *judge* says whether a generated or edited face
+# enter a set and with what label (docs/method.md §3, τ = 0.3); the *judge* says whether a generated or edited face
 # shows the expression it was asked for (expression fidelity) and gives the feature space of FD; the *attribute
 # reader* says whether it shows the asked-for gender, age and race. Are these instruments good enough to measure
 # with — how often are they right on real faces of the domain they read (the **ceiling** every generated set is
@@ -27,7 +27,7 @@
 #   AffectNet-7 is ≈35:1), the paper's choice of teacher data; an ensemble of `teacher_members` models (seeds
 #   `seed + k`, one shared validation split) that also reads each face's mirror image (`teacher_mirror`) —
 #   measured with `benchmarks/bench_teacher.py`, it labels the unlabeled collections more precisely than any
-#   one member (README, "The instruments");
+#   one member (docs/decisions/teacher.md);
 # - judge: the world's reference renders of the two generator domains — `ref_web` (the captioned web domain the
 #   diffusion strategy learns from, as aligned 48-px crops) and `ref_ffhq` (the FFHQ look, which the GAN strategy
 #   edits) — class-balanced, training split only; the judge never sees a generated image or a generator gradient;

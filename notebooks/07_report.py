@@ -25,7 +25,7 @@
 # (`syntfer summarize`: mean ± sd over seeds of every training set × test set), each training run's
 # confusion matrix on the primary test set, each training set's manifest, and the set measurements of
 # notebook 05 — and lays them out as the paper's kinds of tables and figures. Every figure is saved under
-# `out_dir/figures`; `out_dir/headline.csv` is the compact table the README quotes. A missing required input
+# `out_dir/figures`; `out_dir/headline.csv` is the compact table docs/results.md quotes. A missing required input
 # is an error naming its path; an optional section whose input this run did not produce says so and is
 # counted in `out_dir/sections.csv` — nothing is skipped silently.
 
@@ -180,6 +180,24 @@ findings = pd.concat([f for f in finding_parts if len(f)] or [pd.DataFrame(colum
 findings = REP.adjust(findings, alpha)
 T.write_csv(findings, out / "findings.csv")
 write_json(Path(findings_metrics), REP.findings_metrics(findings))
+# the headline figure (README, reports/): every training-set claim's effect with its 95 % interval
+train_kinds = findings[findings["metric"].str.startswith(("balanced_accuracy", "recall_"))].reset_index(drop=True)
+if len(train_kinds):
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(train_kinds) + 1.4))
+    colour = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:grey"}
+    for i, r in enumerate(train_kinds.itertuples()):
+        ax.errorbar(r.effect, i, xerr=[[r.effect - r.ci_low], [r.ci_high - r.effect]], fmt="o",
+                    color=colour[r.verdict_holm], capsize=3)
+    ax.set_yticks(range(len(train_kinds)),
+                  [f"{REP.pretty(r.set_a)} vs {REP.pretty(r.set_b)} · {r.metric.replace('_', ' ')}"
+                   + (f" · {r.test_set}" if r.test_set != primary_test else "") for r in train_kinds.itertuples()],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, c="k", lw=1)
+    ax.set_xlabel("effect (set a − set b), 95 % interval; colour: verdict after Holm "
+                  "(green supported, red contradicted, grey inconclusive)")
+    ax.set_title(f"the study's training-set claims on equal terms ({kind_note})")
+    figs.show(fig, "headline")
 shown = findings.assign(interval=[f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(findings["ci_low"], findings["ci_high"])])
 sections.record("findings", train_dir, len(findings) > 0, "no training set of this run is a claim's subject")
 display(Markdown(

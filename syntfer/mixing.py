@@ -1,4 +1,4 @@
-"""Curated training sets built from other sets (METHOD.md §6): Mixed-SYN and hybrids.
+"""Curated training sets built from other sets (docs/method.md §6): Mixed-SYN and hybrids.
 
 - **Mixed-SYN** (`mix_sources`): N sources × 7 classes × (n_train + n_val) images, sampled per
   (source, class) with a generator seeded by ``derive_seed(seed, "mixed_syn", source, class)`` over the

@@ -87,7 +87,7 @@ def current_stamp(root: str | Path = ".", date: str | None = None, machine: str 
     """The stamp of a run executed here: commit = HEAD; date = `date`, else ``SOURCE_DATE_EPOCH``, else HEAD's
     commit date (so that two publications of one commit on one machine are the same bytes); machine = this one."""
     root = Path(root)
-    if date is None:
+    if not date:  # None or "" (a DVC stage passes an empty parameter)
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         if epoch:
             date = datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%d")

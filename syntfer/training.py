@@ -153,7 +153,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# Presets. upstream_ir50 and poster are METHOD.md §7 verbatim; `lr` of upstream_ir50 is upstream's default
+# Presets. upstream_ir50 and poster are docs/method.md §7 verbatim; `lr` of upstream_ir50 is upstream's default
 # 1.095e-6 (probably a typo next to POSTER's 4e-5: override it with --lr). `fast` is for the small CPU nets:
 # SAM costs two forward/backward passes per step, which on 2 CPU cores halves the epochs a budget allows, and
 # for nets of ~1M parameters trained for a few epochs plain AdamW with a cosine schedule gets further per
@@ -586,7 +586,7 @@ def train_launched(config: TrainConfig, train_data: pd.DataFrame | str | os.Path
 
     Writes the config and the manifests to ``<out_dir>/launch/`` and runs ``<launcher> -m syntfer train --config``
     on them, which writes (and resumes) `out_dir` as `train` does; returns the same `TrainResult`, read back from
-    `out_dir`. Numbers differ from one process: see README, Scaling out.
+    `out_dir`. Numbers differ from one process: see docs/real-data.md.
     """
     cfg = config.validated()
     out_dir = Path(out_dir)

@@ -34,6 +34,8 @@ SMOKE = {
     # ≥ 3 images per class: every synthetic set is trained on, and its held-out validation needs 1 per class
     "diffusion": {"per_emotion": 3, "steps": 2, "batch_size": 21, "dedup_bits": -1},
     "gan": {"per_class": 3, "curve_faces": 1, "seam_faces": 7},
+    # the two checkouts differ in their last commit: one stamp for both, so reports/ is the same bytes
+    "publish": {"date": "2026-01-01", "commit": "smoke"},
 }
 # the data-scaling curve at smoke size: two sources (real and one strategy), one size below N each (2 per class)
 SMOKE_SCALING = {"real_rafdb": {"sizes": "14", "stratify": True}, "gan_f": {"sizes": "14", "stratify": False}}

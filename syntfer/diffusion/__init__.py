@@ -1,4 +1,4 @@
-"""Strategy (ii): prompt-driven diffusion synthesis (METHOD.md §4).
+"""Strategy (ii): prompt-driven diffusion synthesis (docs/method.md §4).
 
 Modules: `embedded` (the small text/AU-conditioned model trained on the world's captioned `web` domain: one
 import for its parts `model`, `captioned`, `training`, `sampling`, `text`, `codecs`, `denoisers`), `probe`

@@ -33,7 +33,7 @@ from syntfer.storage import sha256_file as sha256
 
 BACKENDS = ("embedded", "embedded-au", "sd", "fineface")
 
-# Paper settings (METHOD.md §4).
+# Paper settings (docs/method.md §4).
 SD_DEFAULTS = {"steps": 50, "guidance": 10.0, "height": 512, "width": 512}
 FINEFACE_DEFAULTS = {"steps": 50, "guidance": P.FINEFACE_GUIDANCE, "height": 512, "width": 512}
 EMBEDDED_DEFAULTS = {"steps": 20, "guidance": 3.0}

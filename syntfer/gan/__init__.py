@@ -1,4 +1,4 @@
-"""Strategy (iii): task-aware GAN expression editing (GANmut-style), METHOD.md §5.
+"""Strategy (iii): task-aware GAN expression editing (GANmut-style), docs/method.md §5.
 
 - `controls`: the paper's F/V control values, control spaces (linear ρ·θ, Gaussian x·y);
 - `networks`: StarGAN-like generator + task-aware PatchGAN discriminator, GANmut checkpoint loading;

@@ -1,4 +1,4 @@
-"""Expression control values for GANmut-style editors (METHOD.md §5).
+"""Expression control values for GANmut-style editors (docs/method.md §5).
 
 GANmut's 2-D expression code is indexed in AffectNet order (0 neutral, 1 happy, 2 sad, 3 surprise,
 4 fear, 5 disgust, 6 anger): the linear model's ``axes.weight`` rows are classes 1..6 (neutral sits at

@@ -1,4 +1,4 @@
-"""The editing procedure (METHOD.md §5): detect → crop → resize → edit → resize back → paste → seam repair.
+"""The editing procedure (docs/method.md §5): detect → crop → resize → edit → resize back → paste → seam repair.
 
 Seam repair is the paper's "domain adaptation": degrade a band on the box border (Gaussian blur k15 σ5 +
 noise σ0.15, [0, 1] units) plus mild global degradation (blur k5 σ2 + noise σ0.05), then run a restorer.

@@ -1,6 +1,6 @@
 """GAN-edited training sets: the paper's recipes and a resumable, seeded writer with a manifest per image.
 
-Recipes (METHOD.md §5), over a pool of source faces (path, identity, face box):
+Recipes (docs/method.md §5), over a pool of source faces (path, identity, face box):
 - ``_10``: K faces per class, identities disjoint across classes (paper: K = 10,000 → 70K);
 - ``_70``: every face in all seven expressions (paper: 490K);
 - ``_RAF``: RAF-DB's class distribution (train + test, 15,339 in the paper), each face used once.
