@@ -519,13 +519,22 @@ def demographic_finding(generated: pd.DataFrame, real: pd.DataFrame, set_name: s
 
 
 def findings_metrics(findings: pd.DataFrame) -> dict[str, float]:
-    """Flat metrics for `dvc exp show`: effect and interval of every finding, keyed by its sets and metric."""
+    """Flat metrics for `dvc exp show`: effect, interval and verdict (+1 supported, 0 inconclusive, -1 contradicted;
+    after Holm where adjusted) of every finding, its Holm p-value and each side's images and optimizer steps,
+    keyed by its sets and metric; then the verdict counts (raw and after Holm)."""
     out: dict[str, float] = {}
+    code = {"supported": 1, "contradicted": -1, "inconclusive": 0}
     for r in findings.itertuples():
         key = "_".join(p for p in (r.set_a, "vs", r.set_b, r.metric, r.test_set) if p)
         out[f"{key}.effect"] = r.effect
         out[f"{key}.ci_low"] = r.ci_low
         out[f"{key}.ci_high"] = r.ci_high
+        verdict_col = getattr(r, "verdict_holm", "") or r.verdict  # +1 / 0 / -1 (Holm's when adjusted)
+        out[f"{key}.verdict"] = code[verdict_col]
+        for col in ("p_holm", "n_a", "steps_a", "n_b", "steps_b"):
+            v = getattr(r, col, np.nan)
+            if v is not None and np.isfinite(v):
+                out[f"{key}.{col}"] = float(v)
     for v in VERDICTS:
         out[v] = int((findings["verdict"] == v).sum())
         if "verdict_holm" in findings.columns:

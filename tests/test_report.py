@@ -304,3 +304,13 @@ def test_distance_rows_reads_fd_and_kid_columns_by_space():
                    ("a", "identity", "kid_sd"): 0.01, ("b", "identity", "kid_sd"): 0.02,
                    ("a", "judge", "fd_domain"): 3.0, ("b", "judge", "fd_domain"): 4.0}
     assert R.distance_rows(wide[["expression_fidelity"]]).empty
+
+
+def test_findings_metrics_carry_holm_verdicts_and_budgets(runs):
+    f = R.adjust(R.training_findings(runs, ["gan_f", "hybrid_mixed_syn"], matched_real="real_rafdb_matched",
+                                     draws=300), 0.05)
+    m = R.findings_metrics(f)
+    key = "gan_f_vs_real_rafdb_matched_balanced_accuracy_rafdb"
+    assert m[f"{key}.verdict"] == 1 and m[f"{key}.n_a"] == 1400 and m[f"{key}.steps_b"] == 480
+    assert 0 < m[f"{key}.p_holm"] <= 0.05
+    assert m["supported_holm"] == int((f["verdict_holm"] == "supported").sum())
