@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from syntfer import labels as L
 from syntfer.seeding import derive_seed, numpy_rng
-from syntfer.storage import atomic_path, module_fingerprint, save_torch, write_json
+from syntfer.storage import StateFileError, atomic_path, load_torch, module_fingerprint, save_torch, write_json
 from syntfer.world import DOMAINS, make_sample, sample_identity
 from syntfer.world.domains import with_render
 
@@ -332,15 +332,22 @@ def run(args) -> int:
     t0 = time.time()
     key = [args.train_ids, args.val_ids, args.per_id, args.size, args.seed]
     cache = Path(args.cache) if args.cache else None
-    if cache is not None and cache.exists() and torch.load(cache, weights_only=False)["key"] == key:
-        c = torch.load(cache, weights_only=False)
-        tr_crops, tr_ids, va_crops, va_ids = c["tr_crops"], c["tr_ids"], c["va_crops"], c["va_ids"]
+    c = None
+    if cache is not None and cache.exists():
+        try:
+            c = load_torch(cache, "--cache")
+        except StateFileError as e:  # e.g. a cache of an older syntfer, which stored numpy arrays
+            raise StateFileError(f"{e}; delete it to render the identity sets again") from None
+    if isinstance(c, dict) and c.get("key") == key:
+        # identities are stored as tensors (weights_only loads no numpy arrays); the encoder takes numpy
+        tr_crops, va_crops = c["tr_crops"], c["va_crops"]
+        tr_ids, va_ids = c["tr_ids"].numpy(), c["va_ids"].numpy()
     else:
         tr_crops, tr_ids, _ = render_identity_set(args.train_ids, args.per_id, args.size, seed=args.seed)
         va_crops, va_ids, _ = render_identity_set(args.val_ids, args.per_id, args.size, seed=args.seed + 10_000)
         if cache is not None:
-            save_torch(cache, {"key": key, "tr_crops": tr_crops, "tr_ids": tr_ids, "va_crops": va_crops,
-                               "va_ids": va_ids})
+            save_torch(cache, {"key": key, "tr_crops": tr_crops, "tr_ids": torch.from_numpy(tr_ids),
+                               "va_crops": va_crops, "va_ids": torch.from_numpy(va_ids)})
     render_s = time.time() - t0
     enc, log = train_identity_encoder(tr_crops, tr_ids, out,
                                       IdentityConfig(args.size, args.width, args.embed_dim),

@@ -226,7 +226,7 @@ def _load(file: Path):
     if file.suffix == ".pt":
         import torch
 
-        return torch.load(file, map_location="cpu", weights_only=False)
+        return torch.load(file, map_location="cpu", weights_only=True)
     if file.suffix == ".json":
         return json.loads(file.read_text())
     if file.suffix == ".csv":

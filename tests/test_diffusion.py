@@ -215,14 +215,14 @@ def test_latent_unet_vae_is_trained_once_frozen_and_survives_resume(tmp_path):
     resumed = E.train_embedded(data, cfg, E.TrainConfig(steps=4, **tc), tmp_path / "b")
     assert full["steps"] == resumed["steps"] == 4
     assert pd.read_csv(tmp_path / "a" / "vae_log.csv")["vae_step"].tolist() == [3]
-    sa = torch.load(tmp_path / "a" / "state.pt", weights_only=False)["model"]
-    sb = torch.load(tmp_path / "b" / "state.pt", weights_only=False)["model"]
+    sa = torch.load(tmp_path / "a" / "state.pt", weights_only=True)["model"]
+    sb = torch.load(tmp_path / "b" / "state.pt", weights_only=True)["model"]
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
     # the VAE was not moved by the diffusion steps: the 2-step and 4-step states hold the same VAE
     fresh = E.train_embedded(data, cfg, E.TrainConfig(steps=1, **tc), tmp_path / "c")
     assert fresh["steps"] == 1
-    sc = torch.load(tmp_path / "c" / "state.pt", weights_only=False)["model"]
+    sc = torch.load(tmp_path / "c" / "state.pt", weights_only=True)["model"]
     vae_keys = [k for k in sa if k.startswith("vae.")]
     assert vae_keys and all(torch.equal(sa[k], sc[k]) for k in vae_keys)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa if k.startswith("unet."))
@@ -257,8 +257,8 @@ def test_embedded_resume_continues(tmp_path):
     resumed = E.train_embedded(data, cfg, E.TrainConfig(steps=4, batch_size=4, checkpoint_every=2, log_every=1),
                                tmp_path / "b")
     assert full["steps"] == resumed["steps"] == 4
-    sa = torch.load(tmp_path / "a" / "state.pt", weights_only=False)["model"]
-    sb = torch.load(tmp_path / "b" / "state.pt", weights_only=False)["model"]
+    sa = torch.load(tmp_path / "a" / "state.pt", weights_only=True)["model"]
+    sb = torch.load(tmp_path / "b" / "state.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     # the EMA weights are what is exported and sampled: the same bytes too
     for f in ("model.safetensors", "config.json"):

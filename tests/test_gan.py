@@ -578,7 +578,7 @@ def test_fine_tuning_starts_from_another_editor_and_intensity_needs_the_aux_loss
     cfg, crops, labels = _aux_editor_setup(tmp_path)
     kw = dict(batch_size=8, n_critic=1, d_warmup_steps=2, log_every=1, ckpt_every=100, n_random=2)
     train_editor(crops, labels, tmp_path / "base", cfg, TrainConfig(steps=3, **kw), progress=False)
-    base = torch.load(tmp_path / "base" / "state.pt", weights_only=False)
+    base = torch.load(tmp_path / "base" / "state.pt", weights_only=True)
     aux = dict(aux_classifier=str(tmp_path / "aux"), lambda_aux=1.0)
     tuned = EditorTrainer(cfg, TrainConfig(init_from=str(tmp_path / "base"), aux_intensity=True, **aux, **kw),
                           crops, labels)

@@ -21,7 +21,7 @@ from syntfer.diffusion.model import (EmbeddedConfig, EmbeddedDiffusion, count_pa
                                      save_checkpoint)
 from syntfer.diffusion.text import SPECIALS, EmbeddedModelError
 from syntfer.seeding import derive_seed
-from syntfer.storage import atomic_path, remove_stale_temporaries, save_torch
+from syntfer.storage import atomic_path, load_torch, remove_stale_temporaries, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
     gen = torch.Generator().manual_seed(derive_seed(train_cfg.seed, "embedded.train"))
     step, elapsed0, rows, codec_ready, running = 0, 0.0, [], False, []
     if state_file.exists():
-        st = torch.load(state_file, map_location="cpu", weights_only=False)
+        st = load_torch(state_file, "resume state")
         if st["model_cfg"] != model_cfg.to_dict():
             raise EmbeddedModelError(f"{state_file}: saved model config differs from the requested one; "
                                      "use another work_dir or delete the state to start over")

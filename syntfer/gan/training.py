@@ -27,7 +27,7 @@ from syntfer.gan.controls import GANMUT_ORDER
 from syntfer.gan.networks import Discriminator, EditorConfig, Generator, save_generator
 from syntfer.images import load_image, split_box
 from syntfer.judge import Judge
-from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, save_torch, write_json
+from syntfer.storage import atomic_path, load_torch, remove_stale_temporaries, save_image, save_torch, write_json
 
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
 # canonical index -> GANmut code index, and back
@@ -209,7 +209,7 @@ class EditorTrainer:
             file = Path(tcfg.init_from) / "state.pt"
             if not file.is_file():
                 raise FileNotFoundError(f"{file}: init_from needs an editor folder with a resume state")
-            init = torch.load(file, map_location="cpu", weights_only=False)
+            init = load_torch(file, "init_from state")
             self._check_editor(init["config"], f"{file} (init_from)")
             self.G.load_state_dict(init["G"])
             self.D.load_state_dict(init["D"])
@@ -408,7 +408,7 @@ def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLi
     state_file, log_file = out / "state.pt", out / "log.csv"
     acc: dict[str, list[float]] = {}  # per-step values since the last log row
     if state_file.exists():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        state = load_torch(state_file, "resume state")
         trainer.load_state_dict(state)
         acc = {k: list(v) for k, v in state.get("pending_log", {}).items()}
         if log_file.exists():
