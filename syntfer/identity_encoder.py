@@ -163,6 +163,12 @@ def train_identity_encoder(crops: torch.Tensor, ids: np.ndarray, out: str | os.P
     if crops.dtype != torch.uint8 or crops.shape[0] != len(ids):
         raise ValueError(f"crops must be uint8 with one identity label each; got {crops.dtype}, "
                          f"{crops.shape[0]} crops for {len(ids)} labels")
+    if len(np.unique(ids)) < 2:
+        raise ValueError(f"identity training set has {len(ids)} crops of {len(np.unique(ids))} identities; "
+                         "expected at least 2 identities")
+    for name in ("steps", "batch_size", "lr"):
+        if not getattr(tcfg, name) > 0:
+            raise ValueError(f"IdentityTrainConfig.{name} = {getattr(tcfg, name)!r}; expected > 0")
     _, target = np.unique(ids, return_inverse=True)
     target_t = torch.from_numpy(target).long()
     torch.set_num_threads(max(1, tcfg.threads))
@@ -329,6 +335,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Render world identity sets (train and held-out identities), train the encoder, validate, write JSON."""
     out = Path(args.out)
+    for opt, value, least, why in (("--train-ids", args.train_ids, 2, "the ArcFace head separates identities"),
+                                   ("--val-ids", args.val_ids, 2, "verification needs different-identity pairs"),
+                                   ("--per-id", args.per_id, 2, "verification needs same-identity pairs"),
+                                   ("--steps", args.steps, 1, "training steps"),
+                                   ("--batch-size", args.batch_size, 1, "crops per step"),
+                                   ("--size", args.size, 8, "the crop side in pixels")):
+        if value < least:
+            raise ValueError(f"{opt} {value}; expected >= {least} ({why})")
     t0 = time.time()
     key = [args.train_ids, args.val_ids, args.per_id, args.size, args.seed]
     cache = Path(args.cache) if args.cache else None
