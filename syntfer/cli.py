@@ -38,13 +38,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean bad input (not a bug): file-system errors about a named path,
     `ValueError` (all the project's ``*Error(ValueError)`` classes) and the project's non-ValueError classes."""
+    from syntfer.guards import NonFiniteLossError
     from syntfer.images import ImageError
     from syntfer.launch import LaunchError
     from syntfer.notebook import NotebookError
     from syntfer.training import TrainError
 
     return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
-            ValueError, ImageError, LaunchError, NotebookError, TrainError)
+            ValueError, ImageError, LaunchError, NotebookError, TrainError, NonFiniteLossError)
 
 
 def error_line(command: str, error: BaseException) -> str:

@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from syntfer import labels as L
+from syntfer.guards import check_finite
 from syntfer.seeding import derive_seed, numpy_rng
 from syntfer.storage import StateFileError, atomic_path, load_torch, module_fingerprint, save_torch, write_json
 from syntfer.world import DOMAINS, make_sample, sample_identity
@@ -185,6 +186,7 @@ def train_identity_encoder(crops: torch.Tensor, ids: np.ndarray, out: str | os.P
         x = _augment(crops[idx].float() / 255.0, gen)
         logits = head(enc(x), target_t[idx])
         loss = F.cross_entropy(logits, target_t[idx])
+        check_finite(loss, f"{out}: identity encoder step {step} loss")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -226,6 +228,8 @@ def embed(enc: IdentityEncoder, crops: torch.Tensor | np.ndarray, batch_size: in
     t = torch.as_tensor(crops)
     if t.ndim != 4:
         raise ValueError(f"embed expects a batch of images; got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError("no images to embed (an empty batch); expected at least one face crop")
     if t.shape[-1] == 3 and t.shape[1] != 3:
         t = t.permute(0, 3, 1, 2)
     enc.eval()

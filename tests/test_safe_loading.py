@@ -110,7 +110,8 @@ def test_gan_resume_state_and_init_from_refuse_a_hostile_global(tmp_path):
                                   progress=False), init, marker)
 
 
-def test_diffusion_resume_state_refuses_a_hostile_global(tmp_path):
+def _captioned_data(tmp_path: Path):
+    """Seven tiny captioned images (the embedded diffusion model's training data)."""
     import pandas as pd
     from PIL import Image
 
@@ -126,7 +127,13 @@ def test_diffusion_resume_state_refuses_a_hostile_global(tmp_path):
         rows.append({"path": f"images/{i}.png", "caption": f"a {['happy', 'sad'][i % 2]} man",
                      **{a: 1.0 for a in P.FINEFACE_AUS}})
     pd.DataFrame(rows).to_csv(folder / "captions.csv", index=False)
-    data = E.load_captioned(folder / "captions.csv", 16)
+    return E.load_captioned(folder / "captions.csv", 16)
+
+
+def test_diffusion_resume_state_refuses_a_hostile_global(tmp_path):
+    from syntfer.diffusion import embedded as E
+
+    data = _captioned_data(tmp_path)
     cfg = E.default_config(E.build_vocab(data.captions), tiny=True)
     file, marker = tmp_path / "work" / "state.pt", tmp_path / "pwned"
     _hostile(file, marker, model_cfg=cfg.to_dict())

@@ -58,6 +58,9 @@ def _check_pool(pool: pd.DataFrame) -> None:
     missing = [c for c in need if c not in pool.columns]
     if missing:
         raise RecipeError(f"source pool lacks column(s) {missing}; has {list(pool.columns)}")
+    if pool.empty:
+        raise RecipeError("the source pool is empty (0 faces); expected face images with boxes (a boxes.csv with "
+                          "rows, or --images where dlib finds faces)")
     if pool["source_path"].duplicated().any():
         dup = pool.loc[pool["source_path"].duplicated(), "source_path"].iloc[0]
         raise RecipeError(f"source pool lists {dup!r} twice")
