@@ -4,7 +4,8 @@
 (py:percent) notebook, checks that every ``-p`` parameter exists in its ``parameters`` cell, executes it with
 papermill on the ``syntfer`` kernel with the repository root as working directory, and writes
 ``<out>/<name>.ipynb`` (executed, parameters in its metadata) and ``<out>/<name>.html``. A failing cell
-fails the command with the cell's error printed.
+fails the command with the cell's error printed. Before anything runs, ``params.yaml`` in the working directory
+(the repository root, under DVC) is checked against `syntfer.params_schema` (types, ranges, unknown keys).
 
 The executed notebook is a DVC-tracked output, so it is made a function of its inputs alone
 (`make_reproducible`): no execution timestamps or durations, no temporary paths, stable cell ids and
@@ -287,8 +288,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from syntfer.params_schema import ParamsError, check_params_file
+
     t0 = time.perf_counter()
     try:
+        if Path(PARAMS_FILE).is_file():  # a DVC stage runs at the repository root: check every knob first
+            check_params_file(PARAMS_FILE)
         _, defaults = parameters_cell(read_notebook(args.notebook))
         params = {name: parse_value(value, defaults.get(name)) for name, value in args.parameter}
         for name, key in args.params_key:
@@ -296,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
                 raise NotebookError(f"parameter {name!r} given both by -p and by -P {key}")
             params[name] = params_value(key)
         out = run_notebook(args.notebook, args.out, params, kernel=args.kernel, html=not args.no_html)
-    except NotebookError as e:
+    except (NotebookError, ParamsError) as e:
         print(f"syntfer notebook: error: {e}", file=sys.stderr)
         return 1
     print(f"executed {args.notebook} -> {out} in {time.perf_counter() - t0:.1f} s")
