@@ -36,7 +36,7 @@ link = "copy"  # how selected images enter out_dir/images: copy, hardlink, symli
 batch_size = 64
 shard_size = 512  # images per score shard (the unit of resumption)
 reliability_bins = 10
-min_world_precision = 0.0  # world only: overall precision at the threshold must reach this; 0 disables
+min_world_precision = 0.5  # world only: overall precision at the threshold must reach this; 0 disables
 seed = 0
 out_dir = "outputs/pseudolabel/digiface"  # manifest.csv, images/, scores/, counts.json, metrics.json, figures/ …
 

@@ -1,11 +1,18 @@
 """The `syntfer` command. Each subcommand lives in its own module, imported only when used.
 
 A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Bad input ends a command with one line on stderr, ``syntfer COMMAND: error: <message>``, and exit status 1,
+never a traceback: `main` turns the errors the project raises for bad input (`USER_ERRORS`: a missing file,
+a `ValueError` - every project error class derives from it or is listed - naming the file, row or value and
+what was expected) into that line. ``SYNTFER_TRACEBACK=1`` re-raises them (to debug the project itself);
+any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,6 +37,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean bad input (not a bug): file-system errors about a named path,
+    `ValueError` (all the project's ``*Error(ValueError)`` classes) and the project's non-ValueError classes."""
+    from syntfer.guards import NonFiniteLossError
+    from syntfer.images import ImageError
+    from syntfer.launch import LaunchError
+    from syntfer.notebook import NotebookError
+    from syntfer.training import TrainError
+
+    return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
+            ValueError, ImageError, LaunchError, NotebookError, TrainError, NonFiniteLossError)
+
+
+def error_line(command: str, error: BaseException) -> str:
+    """``syntfer COMMAND: error: <message>`` on one line (a multi-line message's lines joined by ' | ')."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    text = " | ".join(lines) or type(error).__name__
+    if isinstance(error, FileNotFoundError) and error.filename is not None and text.startswith("[Errno"):
+        text = f"{error.filename}: file not found"  # open()'s "[Errno 2] No such file or directory: 'x'"
+    elif isinstance(error, OSError) and error.filename is not None and str(error.filename) not in text:
+        text = f"{error.filename}: {text}"
+    return f"syntfer {command}: error: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -47,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"syntfer {name}", description=help_)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except Exception as e:
+        if not isinstance(e, user_errors()) or os.environ.get("SYNTFER_TRACEBACK", "") not in ("", "0"):
+            raise
+        print(error_line(name, e), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

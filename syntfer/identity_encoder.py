@@ -30,8 +30,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from syntfer import labels as L
+from syntfer.guards import check_finite
 from syntfer.seeding import derive_seed, numpy_rng
-from syntfer.storage import atomic_path, module_fingerprint, save_torch, write_json
+from syntfer.storage import StateFileError, atomic_path, load_torch, module_fingerprint, save_torch, write_json
 from syntfer.world import DOMAINS, make_sample, sample_identity
 from syntfer.world.domains import with_render
 
@@ -163,6 +164,12 @@ def train_identity_encoder(crops: torch.Tensor, ids: np.ndarray, out: str | os.P
     if crops.dtype != torch.uint8 or crops.shape[0] != len(ids):
         raise ValueError(f"crops must be uint8 with one identity label each; got {crops.dtype}, "
                          f"{crops.shape[0]} crops for {len(ids)} labels")
+    if len(np.unique(ids)) < 2:
+        raise ValueError(f"identity training set has {len(ids)} crops of {len(np.unique(ids))} identities; "
+                         "expected at least 2 identities")
+    for name in ("steps", "batch_size", "lr"):
+        if not getattr(tcfg, name) > 0:
+            raise ValueError(f"IdentityTrainConfig.{name} = {getattr(tcfg, name)!r}; expected > 0")
     _, target = np.unique(ids, return_inverse=True)
     target_t = torch.from_numpy(target).long()
     torch.set_num_threads(max(1, tcfg.threads))
@@ -179,6 +186,7 @@ def train_identity_encoder(crops: torch.Tensor, ids: np.ndarray, out: str | os.P
         x = _augment(crops[idx].float() / 255.0, gen)
         logits = head(enc(x), target_t[idx])
         loss = F.cross_entropy(logits, target_t[idx])
+        check_finite(loss, f"{out}: identity encoder step {step} loss")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -220,6 +228,8 @@ def embed(enc: IdentityEncoder, crops: torch.Tensor | np.ndarray, batch_size: in
     t = torch.as_tensor(crops)
     if t.ndim != 4:
         raise ValueError(f"embed expects a batch of images; got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError("no images to embed (an empty batch); expected at least one face crop")
     if t.shape[-1] == 3 and t.shape[1] != 3:
         t = t.permute(0, 3, 1, 2)
     enc.eval()
@@ -329,18 +339,33 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Render world identity sets (train and held-out identities), train the encoder, validate, write JSON."""
     out = Path(args.out)
+    for opt, value, least, why in (("--train-ids", args.train_ids, 2, "the ArcFace head separates identities"),
+                                   ("--val-ids", args.val_ids, 2, "verification needs different-identity pairs"),
+                                   ("--per-id", args.per_id, 2, "verification needs same-identity pairs"),
+                                   ("--steps", args.steps, 1, "training steps"),
+                                   ("--batch-size", args.batch_size, 1, "crops per step"),
+                                   ("--size", args.size, 8, "the crop side in pixels")):
+        if value < least:
+            raise ValueError(f"{opt} {value}; expected >= {least} ({why})")
     t0 = time.time()
     key = [args.train_ids, args.val_ids, args.per_id, args.size, args.seed]
     cache = Path(args.cache) if args.cache else None
-    if cache is not None and cache.exists() and torch.load(cache, weights_only=False)["key"] == key:
-        c = torch.load(cache, weights_only=False)
-        tr_crops, tr_ids, va_crops, va_ids = c["tr_crops"], c["tr_ids"], c["va_crops"], c["va_ids"]
+    c = None
+    if cache is not None and cache.exists():
+        try:
+            c = load_torch(cache, "--cache")
+        except StateFileError as e:  # e.g. a cache of an older syntfer, which stored numpy arrays
+            raise StateFileError(f"{e}; delete it to render the identity sets again") from None
+    if isinstance(c, dict) and c.get("key") == key:
+        # identities are stored as tensors (weights_only loads no numpy arrays); the encoder takes numpy
+        tr_crops, va_crops = c["tr_crops"], c["va_crops"]
+        tr_ids, va_ids = c["tr_ids"].numpy(), c["va_ids"].numpy()
     else:
         tr_crops, tr_ids, _ = render_identity_set(args.train_ids, args.per_id, args.size, seed=args.seed)
         va_crops, va_ids, _ = render_identity_set(args.val_ids, args.per_id, args.size, seed=args.seed + 10_000)
         if cache is not None:
-            save_torch(cache, {"key": key, "tr_crops": tr_crops, "tr_ids": tr_ids, "va_crops": va_crops,
-                               "va_ids": va_ids})
+            save_torch(cache, {"key": key, "tr_crops": tr_crops, "tr_ids": torch.from_numpy(tr_ids),
+                               "va_crops": va_crops, "va_ids": torch.from_numpy(va_ids)})
     render_s = time.time() - t0
     enc, log = train_identity_encoder(tr_crops, tr_ids, out,
                                       IdentityConfig(args.size, args.width, args.embed_dim),

@@ -5,7 +5,8 @@
 papermill on the ``syntfer`` kernel with the repository root as working directory, and writes
 ``<out>/<name>.ipynb`` (executed, parameters in its metadata) and ``<out>/<name>.html`` (the reader's copy: code
 cells hidden, their outputs shown; the ``.ipynb`` keeps the code). A failing cell fails the command with the cell's
-error printed.
+error printed. Before anything runs, ``params.yaml`` in the working directory (the repository root, under DVC) is
+checked against `syntfer.params_schema` (types, ranges, unknown keys).
 
 The executed ``.ipynb`` is a notebook of its own, not the source's pair: the source's jupytext pairing metadata
 (``jupytext.formats: py:percent``) is taken out, so JupyterLab with jupytext's server extension opens it (a kept
@@ -313,8 +314,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from syntfer.params_schema import ParamsError, check_params_file
+
     t0 = time.perf_counter()
     try:
+        if Path(PARAMS_FILE).is_file():  # a DVC stage runs at the repository root: check every knob first
+            check_params_file(PARAMS_FILE)
         _, defaults = parameters_cell(read_notebook(args.notebook))
         params = {name: parse_value(value, defaults.get(name)) for name, value in args.parameter}
         for name, key in args.params_key:
@@ -322,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
                 raise NotebookError(f"parameter {name!r} given both by -p and by -P {key}")
             params[name] = params_value(key)
         out = run_notebook(args.notebook, args.out, params, kernel=args.kernel, html=not args.no_html)
-    except NotebookError as e:
+    except (NotebookError, ParamsError) as e:
         print(f"syntfer notebook: error: {e}", file=sys.stderr)
         return 1
     print(f"executed {args.notebook} -> {out} in {time.perf_counter() - t0:.1f} s")

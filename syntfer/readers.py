@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -380,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
         result = read_dataset(args.format, args.root, args.split, skip_bad=args.skip_bad, check=args.check,
                               **options)
     except (ReaderError, ImageError) as e:
-        print(f"syntfer manifest: error: {e}")
+        print(f"syntfer manifest: error: {e}", file=sys.stderr)
         return 1
     write_manifest(result.frame, args.out)
     print(f"wrote {args.out}: {result.summary()}")

@@ -107,6 +107,37 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
         torch.save(_canonical(obj), fh)
 
 
+class StateFileError(ValueError):
+    """A torch file that holds something other than tensors and plain Python values (refused, not unpickled)."""
+
+
+def load_torch(path: str | os.PathLike, what: str = "state") -> Any:
+    """`torch.load` with ``weights_only=True``: tensors, dicts, lists, tuples, numbers, strings and bools only.
+
+    A file that would run other code while unpickling (a custom class, a function) is refused with
+    `StateFileError` naming the file and the refused global; nothing of it is executed. `what` names the
+    file's role in the message (``resume state``, ``--init-from state``, ``--cache``).
+    """
+    import pickle
+
+    import torch  # lazy: storage is a foundation module that loads without torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1] if lines else "")
+        detail = detail.removeprefix("WeightsUnpickler error: ").split(". Please use")[0].rstrip(".")
+        raise StateFileError(f"{path}: {what} holds more than tensors and plain values ({detail}); expected a "
+                               "file written by syntfer (weights_only load refused it, nothing was run)") from None
+    except (RuntimeError, EOFError) as e:
+        raise StateFileError(f"{path}: {what} is not a readable torch file ({e}); expected a file written by "
+                               "syntfer (delete it to start over)") from None
+
+
 def save_image(path: str | os.PathLike, image, **save_kw) -> None:
     """Save a PIL image atomically; the format comes from `path`'s suffix."""
     path = Path(path)

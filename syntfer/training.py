@@ -46,6 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from syntfer import labels as L
+from syntfer.guards import check_finite
 from syntfer.data import (UPSTREAM_NOISE_STD, BatchAugment, BatchCollate, DecodedImages, ManifestDataset, as_frame,
                           build_loader, label_indices,
                           epoch_sampler, eval_transform, image_mode, split_validation, train_transform)
@@ -486,6 +487,10 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss = fer_loss(model(x).float() + log_prior, y, cfg.label_smoothing, cfg.smoothing_weight)
+            # reduced before the step (every process sees the same value and stops together)
+            batch_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
+            check_finite(batch_loss, f"{out_dir}: epoch {epoch + 1} step {step + 1} (global step {global_step + 1}) "
+                                     "training loss")
             accelerator.backward(loss)
             if sam:
                 optimizer.first_step(zero_grad=True)
@@ -495,7 +500,6 @@ def train(config: TrainConfig, train_data: pd.DataFrame | str | os.PathLike, out
             else:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            batch_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
             run_sum += batch_loss * len(y) * accelerator.num_processes
             run_n += len(y) * accelerator.num_processes
             step += 1

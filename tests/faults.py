@@ -122,7 +122,10 @@ def kill_between_checkpoints(args: Sequence[str], progress: Callable[[], int], *
         raise ValueError("after must be >= 2: the delay is a fraction of the interval between two progress steps")
     frac = random.Random(seed).uniform(0.05, 0.95)
     log = tempfile.TemporaryFile("w+")  # not a pipe: a job that fills a pipe nobody reads would block
-    proc = subprocess.Popen(list(args), cwd=cwd, env=job_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+    # its own process group (session): the kill reaches the job's workers too (the world render's pool, loader
+    # workers), and `assert_group_gone` checks that nothing of it survives
+    proc = subprocess.Popen(list(args), cwd=cwd, env=job_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     t0 = time.monotonic()
     times: dict[int, float] = {}
     count = 0
@@ -149,16 +152,45 @@ def kill_between_checkpoints(args: Sequence[str], progress: Callable[[], int], *
         if proc.poll() is not None:
             raise FaultNotInjected(f"{' '.join(map(str, args))} exited {proc.returncode} before the kill "
                                    f"({delay:.3f} s after progress step {after})")
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
     assert proc.returncode == -signal.SIGKILL, f"job ended with {proc.returncode}, not by SIGKILL"
+    assert_group_gone(proc.pid)
     TALLY["faults injected (SIGKILL)"] += 1
     return {"after": after, "delay_s": round(delay, 4), "progress_now": progress(), "seconds": time.monotonic() - t0}
+
+
+def group_members(pgid: int) -> list[tuple[int, str]]:
+    """(pid, state) of the live (not zombie) processes whose process group is `pgid` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append((int(d.name), fields[0]))
+    return out
+
+
+def assert_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Nothing of the killed job's process group is left running (a worker that outlived its parent would
+    keep writing into the folder the resume uses)."""
+    if not Path("/proc/self/stat").exists():
+        return
+    t0 = time.monotonic()
+    while (left := group_members(pgid)) and time.monotonic() - t0 < timeout:
+        time.sleep(0.05)
+    assert not left, f"processes of the killed job's group {pgid} survived the SIGKILL: {left}"
+    TALLY["process groups checked empty after a kill"] += 1
 
 
 def crash_and_resume(args: Sequence[str], work: Path, reference: Path, progress: Callable[[], int], *,
@@ -226,7 +258,7 @@ def _load(file: Path):
     if file.suffix == ".pt":
         import torch
 
-        return torch.load(file, map_location="cpu", weights_only=False)
+        return torch.load(file, map_location="cpu", weights_only=True)
     if file.suffix == ".json":
         return json.loads(file.read_text())
     if file.suffix == ".csv":

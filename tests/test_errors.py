@@ -20,9 +20,9 @@ from PIL import Image
 
 from faults import TALLY
 from syntfer import cli
-from syntfer.images import load_image, pixels_to_array
-from syntfer.manifest import read_manifest, write_manifest
-from syntfer.readers import read_dataset
+from syntfer.images import ImageError, load_image, pixels_to_array
+from syntfer.manifest import ManifestError, read_manifest, write_manifest
+from syntfer.readers import ReaderError, read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,18 +38,27 @@ class Case:
     expect: Callable[[Path], list[str]]
 
 
-def _error(fn: Callable[[], object], kind: type[BaseException] = Exception) -> str:
+def _error(kind: type[BaseException], fn: Callable[[], object]) -> str:
+    """The message of the error `fn` raises, which must be a `kind` (exactly that class or a subclass)."""
     try:
         fn()
-    except kind as e:  # noqa: PERF203
+    except Exception as e:  # noqa: BLE001 - any other type is a failure that names it
+        assert isinstance(e, kind), f"expected {kind.__name__}, got {type(e).__name__}: {e}"
         return str(e)
-    raise AssertionError("no error raised")
+    except SystemExit as e:
+        assert issubclass(kind, SystemExit), f"expected {kind.__name__}, got SystemExit: {e}"
+        return str(e)
+    raise AssertionError(f"no error raised (expected {kind.__name__})")
 
 
 def _cli(args: list[str], capsys, code: int = 1) -> str:
+    """Run the command in-process; exit status 1 means one error line on stderr and nothing else there."""
     rc = cli.main([str(a) for a in args])
     out = capsys.readouterr()
     assert rc == code, (rc, out.out, out.err)
+    if code == 1:
+        lines = out.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"syntfer {args[0]}: error: "), out.err
     return out.out + out.err
 
 
@@ -91,6 +100,15 @@ def fer(tmp: Path, row: dict | None = None, drop: str | None = None) -> Path:
     return root
 
 
+def _truth(tmp: Path, drop: str | None = None, expression: str = "happy") -> Path:
+    """A procedural-world domain folder: one image and its truth.csv (`drop` leaves a column out)."""
+    root = tmp / "w"
+    _jpg(root / "images" / "0.jpg")
+    row = {"path": "images/0.jpg", "expression": expression, "split": "train"}
+    pd.DataFrame([row]).drop(columns=[drop] if drop else []).to_csv(root / "truth.csv", index=False)
+    return root
+
+
 def _json(path: Path, obj) -> Path:
     path.write_text(json.dumps(obj))
     return path
@@ -105,153 +123,165 @@ R, I, M = "readers", "images", "manifest"
 CASES: list[Case] = [
     # --- readers: RAF-DB
     Case("rafdb-bad-line", [(R, "bad", "{where}: {why}"), (R, "read_rafdb", "expected 'train_00001.jpg")],
-         lambda t: _error(lambda: read_dataset("rafdb", rafdb(t, ["train_00002.jpg"]))),
+         lambda t: _error(ReaderError, lambda: read_dataset("rafdb", rafdb(t, ["train_00002.jpg"]))),
          lambda t: [f"{lf(t)} line 2", "'train_00002.jpg'"]),
     Case("rafdb-bad-prefix", [(R, "read_rafdb", "does not start with train_")],
-         lambda t: _error(lambda: read_dataset("rafdb", rafdb(t, ["val_00001.jpg 3"]))),
+         lambda t: _error(ReaderError, lambda: read_dataset("rafdb", rafdb(t, ["val_00001.jpg 3"]))),
          lambda t: [f"{lf(t)} line 2", "'val_00001.jpg'"]),
     Case("rafdb-bad-code", [(R, "read_rafdb", "str(e)")],
-         lambda t: _error(lambda: read_dataset("rafdb", rafdb(t, ["train_00002.jpg 9"]))),
+         lambda t: _error(ReaderError, lambda: read_dataset("rafdb", rafdb(t, ["train_00002.jpg 9"]))),
          lambda t: [f"{lf(t)} line 2", "code 9"]),
     Case("rafdb-wrong-split", [(R, "_check_split", "is not available")],
-         lambda t: _error(lambda: read_dataset("rafdb", rafdb(t, []), "val")),
+         lambda t: _error(ReaderError, lambda: read_dataset("rafdb", rafdb(t, []), "val")),
          lambda t: ["rafdb", "'val'", "'train', 'test'"]),
     Case("rafdb-no-label-file", [(R, "read_rafdb", "RAF-DB label file not found")],
-         lambda t: _error(lambda: (t / "empty").mkdir() or read_dataset("rafdb", t / "empty")),
+         lambda t: _error(ReaderError, lambda: (t / "empty").mkdir() or read_dataset("rafdb", t / "empty")),
          lambda t: [str(t / "empty" / "EmoLabel" / "list_patition_label.txt"), "not found"]),
     Case("rafdb-missing-image", [(R, "_verify_images", "row[\"_where\"]")],
-         lambda t: _error(lambda: read_dataset("rafdb", rafdb(t, ["train_00003.jpg 2"]), check="exists")),
+         lambda t: _error(ReaderError, lambda: read_dataset("rafdb", rafdb(t, ["train_00003.jpg 2"]), check="exists")),
          lambda t: [f"{lf(t)} line 2", str(t / "rafdb" / "Image" / "aligned" / "train_00003_aligned.jpg")]),
     Case("rafdb-truncated-image", [(R, "_verify_images", "row[\"_where\"]")],
-         lambda t: _error(lambda: [(rafdb(t, ["train_00002.jpg 2"]) / "Image/aligned/train_00002_aligned.jpg")
+         lambda t: _error(ReaderError, lambda: [(rafdb(t, ["train_00002.jpg 2"]) / "Image/aligned/train_00002_aligned.jpg")
                                    .write_bytes(b"\xff\xd8\xff\xe0 truncated"), read_dataset("rafdb", t / "rafdb")]),
          lambda t: [f"{lf(t)} line 2", "train_00002_aligned.jpg", "unreadable or truncated"]),
     # --- readers: AffectNet
     Case("affectnet-bad-code", [(R, "_affectnet_label", "str(e)")],
-         lambda t: _error(lambda: read_dataset("affectnet", affectnet(t, expression="x"), "train")),
+         lambda t: _error(ReaderError, lambda: read_dataset("affectnet", affectnet(t, expression="x"), "train")),
          lambda t: [f"{t / 'affectnet' / 'training.csv'} row 3", "'x'"]),
     Case("affectnet-box-not-numbers", [(R, "read_affectnet", "must be numbers")],
-         lambda t: _error(lambda: read_dataset("affectnet", affectnet(t, face_x="left"), "train")),
+         lambda t: _error(ReaderError, lambda: read_dataset("affectnet", affectnet(t, face_x="left"), "train")),
          lambda t: [f"{t / 'affectnet' / 'training.csv'} row 3", "'left'"]),
     Case("affectnet-box-empty", [(R, "read_affectnet", "non-positive width or height")],
-         lambda t: _error(lambda: read_dataset("affectnet", affectnet(t, face_width=0), "train")),
+         lambda t: _error(ReaderError, lambda: read_dataset("affectnet", affectnet(t, face_width=0), "train")),
          lambda t: [f"{t / 'affectnet' / 'training.csv'} row 3", "[2, 2, 0, 30]"]),
     Case("affectnet-missing-csv", [(R, "read_affectnet", "AffectNet annotation file not found")],
-         lambda t: _error(lambda: read_dataset("affectnet", affectnet(t), "val")),
+         lambda t: _error(ReaderError, lambda: read_dataset("affectnet", affectnet(t), "val")),
          lambda t: [str(t / "affectnet" / "validation.csv"), "not found"]),
     Case("affectnet-missing-column", [(R, "read_affectnet", "missing column(s)")],
-         lambda t: _error(lambda: [pd.read_csv(affectnet(t) / "training.csv").drop(columns="arousal")
+         lambda t: _error(ReaderError, lambda: [pd.read_csv(affectnet(t) / "training.csv").drop(columns="arousal")
                                    .to_csv(t / "affectnet" / "training.csv", index=False),
                                    read_dataset("affectnet", t / "affectnet", "train")]),
          lambda t: [str(t / "affectnet" / "training.csv"), "['arousal']"]),
     Case("affectnet-classes", [(R, "read_affectnet", "classes must be 7 or 8")],
-         lambda t: _error(lambda: read_dataset("affectnet", affectnet(t), "train", classes=6)),
+         lambda t: _error(ReaderError, lambda: read_dataset("affectnet", affectnet(t), "train", classes=6)),
          lambda t: ["classes must be 7 or 8", "got 6"]),
     Case("affectnet-wrong-split", [(R, "_check_split", "is not available")],
-         lambda t: _error(lambda: read_dataset("affectnet", affectnet(t), "test")),
+         lambda t: _error(ReaderError, lambda: read_dataset("affectnet", affectnet(t), "test")),
          lambda t: ["affectnet", "'test'"]),
     Case("affectnet-list-file-missing", [(R, "_read_list_file", "list file not found")],
-         lambda t: _error(lambda: read_dataset("affectnet", affectnet(t), list_file="labels.txt")),
+         lambda t: _error(ReaderError, lambda: read_dataset("affectnet", affectnet(t), list_file="labels.txt")),
          lambda t: [str(t / "affectnet" / "labels.txt"), "not found"]),
     Case("affectnet-list-file-bad-line", [(R, "_read_list_file", "expected '<relative/path.jpg>")],
-         lambda t: _error(lambda: [(affectnet(t) / "labels.txt").write_text("1/a.jpg 1\nonly_a_path\n"),
+         lambda t: _error(ReaderError, lambda: [(affectnet(t) / "labels.txt").write_text("1/a.jpg 1\nonly_a_path\n"),
                                    read_dataset("affectnet", t / "affectnet", list_file="labels.txt")]),
          lambda t: [f"{t / 'affectnet' / 'labels.txt'} line 2", "'only_a_path'"]),
     Case("affectnet-list-file-bad-code", [(R, "_affectnet_label", "str(e)")],
-         lambda t: _error(lambda: [(affectnet(t) / "labels.txt").write_text("1/a.jpg 11\n"),
+         lambda t: _error(ReaderError, lambda: [(affectnet(t) / "labels.txt").write_text("1/a.jpg 11\n"),
                                    read_dataset("affectnet", t / "affectnet", list_file="labels.txt")]),
          lambda t: [f"{t / 'affectnet' / 'labels.txt'} line 1", "11"]),
     # --- readers: FER2013
     Case("fer-bad-usage", [(R, "read_fer2013", "is not one of")],
-         lambda t: _error(lambda: read_dataset("fer2013", fer(t, {"Usage": "Train"}))),
+         lambda t: _error(ReaderError, lambda: read_dataset("fer2013", fer(t, {"Usage": "Train"}))),
          lambda t: [f"{t / 'fer2013' / 'fer2013.csv'} line 3", "'Train'"]),
     Case("fer-bad-emotion", [(R, "read_fer2013", "removeprefix")],
-         lambda t: _error(lambda: read_dataset("fer2013", fer(t, {"emotion": 7}))),
+         lambda t: _error(ReaderError, lambda: read_dataset("fer2013", fer(t, {"emotion": 7}))),
          lambda t: [f"{t / 'fer2013' / 'fer2013.csv'} line 3", "code 7"]),
     Case("fer-pixels-not-integers",
          [(R, "read_fer2013", "removeprefix"), (I, "pixels_to_array", "not space-separated")],
-         lambda t: _error(lambda: read_dataset("fer2013", fer(t, {"pixels": "1 2 3 x"}))),
+         lambda t: _error(ReaderError, lambda: read_dataset("fer2013", fer(t, {"pixels": "1 2 3 x"}))),
          lambda t: [f"{t / 'fer2013' / 'fer2013.csv'} line 3", "'x'"]),
     Case("fer-pixels-not-square", [(I, "pixels_to_array", "square count")],
-         lambda t: _error(lambda: read_dataset("fer2013", fer(t, {"pixels": "1 2 3"}))),
+         lambda t: _error(ReaderError, lambda: read_dataset("fer2013", fer(t, {"pixels": "1 2 3"}))),
          lambda t: [f"{t / 'fer2013' / 'fer2013.csv'} line 3", "3 values"]),
     Case("fer-pixels-out-of-range", [(I, "pixels_to_array", "outside 0..255")],
-         lambda t: _error(lambda: read_dataset("fer2013", fer(t, {"pixels": "1 2 3 300"}))),
+         lambda t: _error(ReaderError, lambda: read_dataset("fer2013", fer(t, {"pixels": "1 2 3 300"}))),
          lambda t: [f"{t / 'fer2013' / 'fer2013.csv'} line 3", "max 300"]),
     Case("fer-missing-column", [(R, "read_fer2013", "missing column(s)")],
-         lambda t: _error(lambda: read_dataset("fer2013", fer(t, drop="Usage"))),
+         lambda t: _error(ReaderError, lambda: read_dataset("fer2013", fer(t, drop="Usage"))),
          lambda t: [str(t / "fer2013" / "fer2013.csv"), "['Usage']"]),
     Case("fer-missing-csv", [(R, "read_fer2013", "no Kaggle train/ or test/ folders")],
-         lambda t: _error(lambda: (t / "fer").mkdir() or read_dataset("fer2013", t / "fer")),
+         lambda t: _error(ReaderError, lambda: (t / "fer").mkdir() or read_dataset("fer2013", t / "fer")),
          lambda t: [str(t / "fer" / "fer2013.csv"), "not found"]),
     Case("fer-wrong-split", [(R, "_check_split", "is not available")],
-         lambda t: _error(lambda: read_dataset("fer2013", fer(t), "dev")),
+         lambda t: _error(ReaderError, lambda: read_dataset("fer2013", fer(t), "dev")),
          lambda t: ["fer2013", "'dev'", "'val'"]),
     # --- readers: folders, unlabeled, dispatch
     Case("folder-not-a-class", [(R, "read_folder", "folder name is not an expression class")],
-         lambda t: _error(lambda: _jpg(t / "f" / "smiling" / "a.jpg") and read_dataset("folder", t / "f")),
+         lambda t: _error(ReaderError, lambda: _jpg(t / "f" / "smiling" / "a.jpg") and read_dataset("folder", t / "f")),
          lambda t: [str(t / "f" / "smiling"), "'smiling'"]),
     Case("folder-no-split-folder", [(R, "read_folder", "class-folder root not found")],
-         lambda t: _error(lambda: _jpg(t / "f" / "happy" / "a.jpg") and read_dataset("folder", t / "f", "train")),
+         lambda t: _error(ReaderError, lambda: _jpg(t / "f" / "happy" / "a.jpg") and read_dataset("folder", t / "f", "train")),
          lambda t: [str(t / "f" / "train"), "not found"]),
     Case("unlabeled-root-is-a-file", [(R, "read_unlabeled", "image folder not found")],
-         lambda t: _error(lambda: read_dataset("unlabeled", _jpg(t / "one.jpg"))),
+         lambda t: _error(ReaderError, lambda: read_dataset("unlabeled", _jpg(t / "one.jpg"))),
          lambda t: [str(t / "one.jpg"), "not found"]),
+    Case("truth-no-file", [(R, "read_truth", "no truth file")],
+         lambda t: _error(ReaderError, lambda: (t / "w").mkdir() or read_dataset("truth", t / "w")),
+         lambda t: [str(t / "w" / "truth.csv"), "no truth file"]),
+    Case("truth-no-expression", [(R, "read_truth", "lacks column(s)")],
+         lambda t: _error(ReaderError, lambda: _truth(t, drop="expression") and read_dataset("truth", t / "w")),
+         lambda t: [str(t / "w" / "truth.csv"), "['expression']"]),
+    Case("truth-no-split", [(R, "read_truth", "no rows with split")],
+         lambda t: _error(ReaderError, lambda: _truth(t) and read_dataset("truth", t / "w", "val")),
+         lambda t: [str(t / "w" / "truth.csv"), "'val'"]),
+    Case("truth-bad-expression", [(R, "read_truth", "expression is not a class")],
+         lambda t: _error(ReaderError, lambda: _truth(t, expression="smirk") and read_dataset("truth", t / "w")),
+         lambda t: [f"{t / 'w' / 'truth.csv'} row 2", "'smirk'"]),
     Case("bad-check", [(R, "_verify_images", "check must be")],
-         lambda t: _error(lambda: read_dataset("rafdb", rafdb(t, []), check="full")),
+         lambda t: _error(ReaderError, lambda: read_dataset("rafdb", rafdb(t, []), check="full")),
          lambda t: ["'full'", "'decode', 'exists' or 'none'"]),
     Case("unknown-format", [(R, "read_dataset", "unknown format")],
-         lambda t: _error(lambda: read_dataset("kdef", t)),
+         lambda t: _error(ReaderError, lambda: read_dataset("kdef", t)),
          lambda t: ["'kdef'", "rafdb"]),
     Case("missing-root", [(R, "read_dataset", "dataset root not found")],
-         lambda t: _error(lambda: read_dataset("rafdb", t / "nowhere")),
+         lambda t: _error(ReaderError, lambda: read_dataset("rafdb", t / "nowhere")),
          lambda t: [str(t / "nowhere"), "not found"]),
     # --- the image loader
     Case("row-fragment-not-int", [(I, "split_csv_row", "is not an integer")],
-         lambda t: _error(lambda: load_image(f"{t}/f.csv#row=two")),
+         lambda t: _error(ImageError, lambda: load_image(f"{t}/f.csv#row=two")),
          lambda t: [f"{t}/f.csv#row=two", "'two'"]),
     Case("box-fragment-not-four-ints", [(I, "split_box", "is not four integers")],
-         lambda t: _error(lambda: load_image(f"{t}/a.jpg#box=1,2,3")),
+         lambda t: _error(ImageError, lambda: load_image(f"{t}/a.jpg#box=1,2,3")),
          lambda t: [f"{t}/a.jpg#box=1,2,3", "'1,2,3'"]),
     Case("box-fragment-empty", [(I, "split_box", "must be positive")],
-         lambda t: _error(lambda: load_image(f"{t}/a.jpg#box=1,2,0,5")),
+         lambda t: _error(ImageError, lambda: load_image(f"{t}/a.jpg#box=1,2,0,5")),
          lambda t: [f"{t}/a.jpg#box=1,2,0,5", "0x5"]),
     Case("box-outside-image", [(I, "load_image", "lies outside the")],
-         lambda t: _error(lambda: load_image(f"{_jpg(t / 'a.jpg')}#box=30,30,5,5")),
+         lambda t: _error(ImageError, lambda: load_image(f"{_jpg(t / 'a.jpg')}#box=30,30,5,5")),
          lambda t: [str(t / "a.jpg"), "(30, 30, 5, 5)", "20x20"]),
     Case("row-csv-missing", [(I, "load_image", "CSV file not found")],
-         lambda t: _error(lambda: load_image(f"{t}/none.csv#row=0")),
+         lambda t: _error(ImageError, lambda: load_image(f"{t}/none.csv#row=0")),
          lambda t: [str(t / "none.csv"), "not found"]),
     Case("row-csv-no-pixels", [(I, "load_image", "cannot read a 'pixels' column")],
-         lambda t: _error(lambda: [(t / "p.csv").write_text("a,b\n1,2\n"), load_image(f"{t}/p.csv#row=0")]),
+         lambda t: _error(ImageError, lambda: [(t / "p.csv").write_text("a,b\n1,2\n"), load_image(f"{t}/p.csv#row=0")]),
          lambda t: [str(t / "p.csv"), "'pixels'"]),
     Case("row-out-of-range", [(I, "load_image", "out of range")],
-         lambda t: _error(lambda: load_image(f"{fer(t) / 'fer2013.csv'}#row=5")),
+         lambda t: _error(ImageError, lambda: load_image(f"{fer(t) / 'fer2013.csv'}#row=5")),
          lambda t: [str(t / "fer2013" / "fer2013.csv"), "row 5", "2 data rows"]),
     Case("image-missing", [(I, "load_image", "image file not found")],
-         lambda t: _error(lambda: load_image(t / "gone.png")),
+         lambda t: _error(ImageError, lambda: load_image(t / "gone.png")),
          lambda t: [str(t / "gone.png"), "not found"]),
     Case("image-unreadable", [(I, "load_image", "unreadable or truncated image")],
-         lambda t: _error(lambda: [(t / "x.png").write_bytes(b"not an image"), load_image(t / "x.png")]),
+         lambda t: _error(ImageError, lambda: [(t / "x.png").write_bytes(b"not an image"), load_image(t / "x.png")]),
          lambda t: [str(t / "x.png"), "unreadable or truncated"]),
     Case("pixels-direct", [(I, "pixels_to_array", "not space-separated")],
-         lambda t: _error(lambda: pixels_to_array("1 2 3 -", where="my.csv line 9")),
+         lambda t: _error(ImageError, lambda: pixels_to_array("1 2 3 -", where="my.csv line 9")),
          lambda t: ["my.csv line 9", "'-'"]),
     # --- manifests
     Case("manifest-missing", [(M, "read_manifest", "manifest not found")],
-         lambda t: _error(lambda: read_manifest(t / "none.csv")),
+         lambda t: _error(ManifestError, lambda: read_manifest(t / "none.csv")),
          lambda t: [str(t / "none.csv"), "not found"]),
     Case("manifest-missing-column", [(M, "read_manifest", "missing column(s)")],
-         lambda t: _error(lambda: read_manifest(manifest(t, "path\na.png\n"), required=("path", "label"))),
+         lambda t: _error(ManifestError, lambda: read_manifest(manifest(t, "path\na.png\n"), required=("path", "label"))),
          lambda t: [str(t / "m.csv"), "['label']"]),
     Case("manifest-empty-path", [(M, "read_manifest", "empty path")],
-         lambda t: _error(lambda: read_manifest(manifest(t, "path,label\na.png,happy\n,sad\n"))),
+         lambda t: _error(ManifestError, lambda: read_manifest(manifest(t, "path,label\na.png,happy\n,sad\n"))),
          lambda t: [f"{t / 'm.csv'} line 3", "empty path"]),
     Case("manifest-bad-label", [(M, "read_manifest", "is not a canonical class")],
-         lambda t: _error(lambda: read_manifest(manifest(t, "path,label\na.png,angry\n"))),
+         lambda t: _error(ManifestError, lambda: read_manifest(manifest(t, "path,label\na.png,angry\n"))),
          lambda t: [f"{t / 'm.csv'} line 2", "'angry'"]),
     Case("manifest-write-without-path", [(M, "write_manifest", "refusing to write")],
-         lambda t: _error(lambda: write_manifest(pd.DataFrame({"file": ["a.png"]}), t / "w.csv")),
+         lambda t: _error(ManifestError, lambda: write_manifest(pd.DataFrame({"file": ["a.png"]}), t / "w.csv")),
          lambda t: [str(t / "w.csv"), "'path'"]),
 ]
 
@@ -311,52 +341,56 @@ CLI_CASES: list[Case] = [
                             "-P", "seeds", "train.seeds"], c),
          lambda t: ["syntfer notebook: error", "'seeds'", "train.seeds"]),
     Case("cli-train-config-unknown-field", [("training", "run", "unknown TrainConfig field(s)")],
-         lambda t, c: _error(lambda: cli.main(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
-                                               "--config", str(_json(t / "cfg.json", {"colour": "red"}))])),
+         lambda t, c: _cli(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
+                                               "--config", str(_json(t / "cfg.json", {"colour": "red"}))], c),
          lambda t: [str(t / "cfg.json"), "['colour']"]),
     Case("cli-train-config-other-recipe", [("training", "run", "contradicts")],
-         lambda t, c: _error(lambda: cli.main(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
+         lambda t, c: _cli(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
                                                "--recipe", "poster",
-                                               "--config", str(_json(t / "cfg.json", {"recipe": "fast"}))])),
+                                               "--config", str(_json(t / "cfg.json", {"recipe": "fast"}))], c),
          lambda t: ["--recipe poster", str(t / "cfg.json"), "'fast'"]),
     Case("cli-train-model-kwargs", [("training", "run", "is not a JSON object")],
-         lambda t, c: _error(lambda: cli.main(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
-                                               "--model-kwargs", "[16]"])),
+         lambda t, c: _cli(["train", "--train", str(_good_manifest(t)), "--out", str(t / "o"),
+                                               "--model-kwargs", "[16]"], c),
          lambda t: ["--model-kwargs", "'[16]'"]),
     Case("cli-mix-no-sources", [("mixing", "run", "no sources")],
-         lambda t, c: _error(lambda: cli.main(["mix", "--out", str(t / "o")])), lambda t: ["--source", "--sets"]),
+         lambda t, c: _cli(["mix", "--out", str(t / "o")], c), lambda t: ["--source", "--sets"]),
     Case("cli-mix-bad-spec", [("mixing", "_spec", "expected NAME=MANIFEST_OR_FOLDER")],
-         lambda t, c: _error(lambda: cli.main(["mix", "--source", "gan_f", "--out", str(t / "o")])),
+         lambda t, c: _cli(["mix", "--source", "gan_f", "--out", str(t / "o")], c),
          lambda t: ["NAME=MANIFEST_OR_FOLDER", "'gan_f'"]),
     Case("cli-mix-twice", [("mixing", "run", "given twice")],
-         lambda t, c: _error(lambda: cli.main(["mix", "--source", f"gan_f={_good_manifest(t)}",
-                                               "--source", f"gan_f={t / 'good.csv'}", "--out", str(t / "o")])),
+         lambda t, c: _cli(["mix", "--source", f"gan_f={_good_manifest(t)}",
+                                               "--source", f"gan_f={t / 'good.csv'}", "--out", str(t / "o")], c),
          lambda t: ["given twice", "gan_f="]),
     Case("cli-mix-whole-two", [("mixing", "run", "--whole copies exactly one source")],
-         lambda t, c: _error(lambda: cli.main(["mix", "--whole", "--source", f"gan_f={_good_manifest(t)}",
-                                               "--source", f"gan_v={t / 'good.csv'}", "--out", str(t / "o")])),
+         lambda t, c: _cli(["mix", "--whole", "--source", f"gan_f={_good_manifest(t)}",
+                                               "--source", f"gan_v={t / 'good.csv'}", "--out", str(t / "o")], c),
          lambda t: ["--whole", "got 2"]),
+    Case("cli-mix-n-total-two", [("mixing", "run", "--n-total draws one source")],
+         lambda t, c: _cli(["mix", "--n-total", "7", "--source", f"gan_f={_good_manifest(t)}",
+                                               "--source", f"gan_v={t / 'good.csv'}", "--out", str(t / "o")], c),
+         lambda t: ["--n-total", "got 2"]),
     Case("cli-mix-real-two", [("mixing", "run", "--real builds one hybrid")],
-         lambda t, c: _error(lambda: cli.main(["mix", "--real", f"real_rafdb={_good_manifest(t)}",
+         lambda t, c: _cli(["mix", "--real", f"real_rafdb={_good_manifest(t)}",
                                                "--source", f"gan_f={t / 'good.csv'}",
-                                               "--source", f"gan_v={t / 'good.csv'}", "--out", str(t / "o")])),
+                                               "--source", f"gan_v={t / 'good.csv'}", "--out", str(t / "o")], c),
          lambda t: ["--real", "got 2"]),
     Case("cli-audit-bad-spec", [("audit", "run", "expected NAME=MANIFEST")],
-         lambda t, c: _error(lambda: cli.main(["audit", "--set", "gan_f", "--out", str(t / "o")])),
+         lambda t, c: _cli(["audit", "--set", "gan_f", "--out", str(t / "o")], c),
          lambda t: ["NAME=MANIFEST", "'gan_f'"]),
     Case("cli-distance-bad-spec", [("distances", "_named_manifest", "expected NAME=MANIFEST")],
-         lambda t, c: _error(lambda: cli.main(["distance", "--space", "baseline", "--checkpoint",
+         lambda t, c: _cli(["distance", "--space", "baseline", "--checkpoint",
                                                str(_tiny_checkpoint(t)), "--set", f"a={_good_manifest(t)}",
-                                               "--reference", str(t / "ffhq.csv"), "--out", str(t / "o")])),
+                                               "--reference", str(t / "ffhq.csv"), "--out", str(t / "o")], c),
          lambda t: ["NAME=MANIFEST", str(t / "ffhq.csv")]),
     Case("cli-evaluate-bad-spec", [("evaluation", "run", "expected NAME=MANIFEST[@SPLIT]")],
-         lambda t, c: _error(lambda: cli.main(["evaluate", "--checkpoint", str(_tiny_checkpoint(t)), "--test",
+         lambda t, c: _cli(["evaluate", "--checkpoint", str(_tiny_checkpoint(t)), "--test",
                                                str(t / "rafdb.csv"), "--out", str(t / "o"), "--train-set", "x",
-                                               "--seed", "0"])),
+                                               "--seed", "0"], c),
          lambda t: ["--test", str(t / "rafdb.csv")]),
     Case("cli-gan-edit-no-source", [("gan.cli", "_edit", "give --boxes")],
-         lambda t, c: _error(lambda: cli.main(["gan", "edit", "--editor", str(_tiny_editor(t)), "--out", str(t / "o")]),
-                             SystemExit),
+         lambda t, c: _error(SystemExit, lambda: cli.main(["gan", "edit", "--editor", str(_tiny_editor(t)), "--out",
+                                                                str(t / "o")])),
          lambda t: ["--boxes", "--images"]),
 ]
 

@@ -143,6 +143,32 @@ def test_gan_training_killed_between_checkpoints_resumes_identically(tmp_path, s
     assert_same_outputs(tmp_path / "reference", out, volatile={"log.csv": ["seconds"]})
 
 
+FLOW = ("--flow-grid", "4", "--flow-max", "0.1", "--no-residual", "--lambda-flow-tv", "5", "--lambda-fold", "10",
+        "--lambda-aux", "2")
+
+
+def test_flow_editor_fine_tuning_killed_between_checkpoints_resumes_identically(tmp_path, smoke_world):
+    """The committed default editor's recipe (models/gan/world_flow48: flow grid, flow-TV and fold losses, the
+    frozen aux classifier, `--init-from`) at a tiny size: a base run, then a fine-tune killed and resumed."""
+    import torch
+
+    from syntfer.models import create_model
+    from syntfer.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    aux = save_checkpoint(create_model("cnn_tiny", img_size=16), tmp_path / "aux")
+    common = (*GAN_TRAIN, *FLOW, "--aux-classifier", aux)
+    run_ok(cli("gan", "train", "--data", smoke_world / "affectnet", "--out", tmp_path / "base", "--steps", "10",
+               *common))
+    out = tmp_path / "editor"
+    args = cli("gan", "train", "--data", smoke_world / "affectnet", "--out", out, "--steps", "30",
+               "--init-from", tmp_path / "base", *common)
+    crash_and_resume(args, out, tmp_path / "reference", FileWrites(out / "state.pt"), after=2, seed=48)
+    assert_same_outputs(tmp_path / "reference", out, volatile={"log.csv": ["seconds"]})
+    log = pd.read_csv(out / "log.csv")
+    assert {"g_flow_tv", "g_fold", "g_aux"} <= set(log.columns)  # the flow and aux losses were in the run
+
+
 @pytest.fixture(scope="module")
 def gan_editor(tmp_path_factory, smoke_world):
     out = tmp_path_factory.mktemp("editor") / "editor"

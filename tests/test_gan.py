@@ -470,6 +470,67 @@ def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):
         assert open(pa, "rb").read() == open(pb, "rb").read()
 
 
+def test_nested_pool_sources_with_one_stem_get_their_own_outputs(tmp_path):
+    """a/1.png and b/1.png once both became images/<label>/1_<label>_V.png: the second overwrote the first and the
+    manifest listed one file twice. Names now keep the folders below the pool."""
+    from syntfer.gan.editing import DenoiseRestorer
+    from syntfer.gan.sets import source_pool_from_boxes
+    from syntfer.manifest import read_manifest
+
+    rng = np.random.default_rng(4)
+    root = tmp_path / "pool"
+    rows = []
+    for sub in ("a", "b"):
+        (root / sub).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / sub / "1.png")
+        rows.append({"path": f"{sub}/1.png", "face_x": 12, "face_y": 10, "face_width": 24, "face_height": 28})
+    pd.DataFrame(rows).to_csv(root / "boxes.csv", index=False)
+    pool = source_pool_from_boxes(root / "boxes.csv")
+    out = tmp_path / "set"
+    g = Generator(EditorConfig(**TINY))
+    m = render_edit_set(plan_recipe(pool, "70"), g, out, variant="V", seed=1,
+                        restorer=DenoiseRestorer(), progress=False)
+    assert len(m) == 14 and m["path"].is_unique
+    happy = sorted(Path(p).relative_to(out).as_posix() for p in m.loc[m["label"] == "happy", "path"])
+    assert happy == ["images/happy/a/1_happy_V.png", "images/happy/b/1_happy_V.png"]
+    files = sorted(p for p in (out / "images").rglob("*.png"))
+    assert len(files) == 14  # nothing overwritten
+    back = read_manifest(out / "manifest.csv")
+    assert back["path"].is_unique and back["path"].map(lambda q: Path(q).is_file()).all()
+    # each output is the edit of its own source: re-rendering b alone writes b's files byte-identically
+    only_b = plan_recipe(pool[pool["source_key"] == "b/1.png"], "70")
+    mb = render_edit_set(only_b, g, tmp_path / "set_b", variant="V", seed=1,
+                         restorer=DenoiseRestorer(), progress=False)
+    for p in mb["path"]:
+        rel = Path(p).relative_to(tmp_path / "set_b")
+        assert (out / rel).read_bytes() == Path(p).read_bytes()
+    # a flat pool keeps its old names (the default pipeline's outputs do not change)
+    flat = plan_recipe(pool.assign(source_key=["1.png", "2.png"]), "70")
+    mf = render_edit_set(flat, g, tmp_path / "flat", variant="F", seed=1,
+                         restorer=DenoiseRestorer(), progress=False)
+    assert "images/sad/2_sad_F.png" in {Path(p).relative_to(tmp_path / "flat").as_posix() for p in mf["path"]}
+
+
+def test_sources_that_would_share_an_output_are_refused(tmp_path):
+    from syntfer.gan.editing import DenoiseRestorer
+    from syntfer.gan.sets import output_name
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = []
+    for name in ("1.png", "1.jpg"):  # same stem, one folder: both would be images/<label>/1_<label>_F.png
+        Image.fromarray(np.zeros((48, 48, 3), dtype=np.uint8)).save(src / name)
+        rows.append({"source_path": str(src / name), "identity": name, "face_x": 12, "face_y": 10,
+                     "face_width": 24, "face_height": 28})
+    out = tmp_path / "set"
+    with pytest.raises(RecipeError, match=r"same file 'images/anger/1_anger_F.png'.*1\.png.*1\.jpg"):
+        render_edit_set(plan_recipe(pd.DataFrame(rows), "70"), Generator(EditorConfig(**TINY)), out,
+                        variant="F", seed=0, restorer=DenoiseRestorer(), progress=False)
+    assert not (out / "images").exists()  # refused before anything is written
+    with pytest.raises(RecipeError, match=r"'\.\./x\.png'.*relative"):
+        output_name("../x.png", "happy", "F")  # would write outside the set's folder
+
+
 def _aux_editor_setup(tmp_path: Path) -> tuple[EditorConfig, torch.Tensor, torch.Tensor]:
     """An untrained cnn_tiny aux classifier at tmp_path/aux, a tiny editor config, 14 random crops, 2 per class."""
     from syntfer.models import create_model
@@ -517,7 +578,7 @@ def test_fine_tuning_starts_from_another_editor_and_intensity_needs_the_aux_loss
     cfg, crops, labels = _aux_editor_setup(tmp_path)
     kw = dict(batch_size=8, n_critic=1, d_warmup_steps=2, log_every=1, ckpt_every=100, n_random=2)
     train_editor(crops, labels, tmp_path / "base", cfg, TrainConfig(steps=3, **kw), progress=False)
-    base = torch.load(tmp_path / "base" / "state.pt", weights_only=False)
+    base = torch.load(tmp_path / "base" / "state.pt", weights_only=True)
     aux = dict(aux_classifier=str(tmp_path / "aux"), lambda_aux=1.0)
     tuned = EditorTrainer(cfg, TrainConfig(init_from=str(tmp_path / "base"), aux_intensity=True, **aux, **kw),
                           crops, labels)

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "syntfer": 0,
     "syntfer.labels": 0, "syntfer.seeding": 0, "syntfer.storage": 0, "syntfer.manifest": 0, "syntfer.images": 0,
     "syntfer.alignment": 0, "syntfer.plots": 0, "syntfer.tables": 0, "syntfer.strategy": 0,
+    "syntfer.guards": 0, "syntfer.params_schema": 0,
     # data sources: the real datasets' readers and the procedural world
     "syntfer.readers": 1, "syntfer.world": 1,
     # the engine: data loading, models, training, evaluation, the one judge and the other instruments, tooling

@@ -305,5 +305,5 @@ def test_models_cli_reports_how_weights_load(tmp_path, capsys):
     assert cli.run(parser.parse_args(["ir_tiny", "--num-classes", "7"])) == 0
     assert '"parameters": 77879' in capsys.readouterr().out
     assert cli.run(parser.parse_args(["timm", "--arch", "resnet18", "--pretrained", str(path)])) == 1
-    assert "no tensor matches" in capsys.readouterr().out
+    assert "no tensor matches" in capsys.readouterr().err  # errors go to stderr
     assert cli.run(parser.parse_args(["ir50", "--pretrained", str(tmp_path / "missing.pth")])) == 1

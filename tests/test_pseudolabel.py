@@ -318,7 +318,7 @@ def test_cli_with_an_onnx_teacher(tmp_path, capsys):
     assert m["source"].tolist() == ["faces", "faces"] and m["teacher"][0] == f"onnx:{onnx_file}"
     rc = cli.main(["pseudolabel", "--teacher", f"onnx:{onnx_file}", "--images", str(folder / "m.csv"),
                    "--out", str(tmp_path / "o2"), "--no-progress"])
-    assert rc == 1 and "label order is required" in capsys.readouterr().out
+    assert rc == 1 and "label order is required" in capsys.readouterr().err
 
 
 def test_score_cache_is_the_same_in_two_checkouts(tmp_path):

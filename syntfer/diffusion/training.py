@@ -21,7 +21,8 @@ from syntfer.diffusion.model import (EmbeddedConfig, EmbeddedDiffusion, count_pa
                                      save_checkpoint)
 from syntfer.diffusion.text import SPECIALS, EmbeddedModelError
 from syntfer.seeding import derive_seed
-from syntfer.storage import atomic_path, remove_stale_temporaries, save_torch
+from syntfer.guards import check_finite
+from syntfer.storage import atomic_path, load_torch, remove_stale_temporaries, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
     remove_stale_temporaries(work_dir)  # what a killed run left half-written
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
+    if len(data.captions) == 0:
+        raise EmbeddedModelError("the diffusion training set is empty (0 captioned images); expected rows in the "
+                                 "captions file (check --captions and --limit)")
     if model_cfg.use_aus and data.aus is None:
         raise EmbeddedModelError("model_cfg.use_aus is set but the data has no AU columns")
     torch.manual_seed(derive_seed(train_cfg.seed, "embedded.init"))
@@ -106,7 +110,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
     gen = torch.Generator().manual_seed(derive_seed(train_cfg.seed, "embedded.train"))
     step, elapsed0, rows, codec_ready, running = 0, 0.0, [], False, []
     if state_file.exists():
-        st = torch.load(state_file, map_location="cpu", weights_only=False)
+        st = load_torch(state_file, "resume state")
         if st["model_cfg"] != model_cfg.to_dict():
             raise EmbeddedModelError(f"{state_file}: saved model config differs from the requested one; "
                                      "use another work_dir or delete the state to start over")
@@ -211,6 +215,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
             target = noise
             w = torch.clamp(snr, max=train_cfg.min_snr_gamma) / snr
         loss = (w * ((pred - target) ** 2).flatten(1).mean(1)).mean()
+        check_finite(loss, f"{work_dir}: diffusion step {step + 1} loss")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

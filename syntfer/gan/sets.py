@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,9 @@ def _check_pool(pool: pd.DataFrame) -> None:
     missing = [c for c in need if c not in pool.columns]
     if missing:
         raise RecipeError(f"source pool lacks column(s) {missing}; has {list(pool.columns)}")
+    if pool.empty:
+        raise RecipeError("the source pool is empty (0 faces); expected face images with boxes (a boxes.csv with "
+                          "rows, or --images where dlib finds faces)")
     if pool["source_path"].duplicated().any():
         dup = pool.loc[pool["source_path"].duplicated(), "source_path"].iloc[0]
         raise RecipeError(f"source pool lists {dup!r} twice")
@@ -123,8 +126,43 @@ def control_for(space: ControlSpace, label: str, variant: str, seed: int) -> Con
     raise ValueError(f"variant {variant!r}; expected 'F' or 'V'")
 
 
-def output_name(source_path: str, label: str, variant: str) -> str:
-    return f"images/{label}/{Path(source_path).stem}_{label}_{variant}.png"
+def output_name(source_key: str, label: str, variant: str) -> str:
+    """``images/<label>/<folders of source_key>/<stem>_<label>_<variant>.png``.
+
+    `source_key` is the source's path relative to its pool (see `output_keys`): a flat pool gives
+    ``images/<label>/<stem>_<label>_<variant>.png``; ``a/1.png`` and ``b/1.png`` keep their folders, so they
+    cannot land on the same output.
+    """
+    key = PurePosixPath(str(source_key).replace(os.sep, "/"))
+    if key.is_absolute() or ".." in key.parts or not key.name:
+        raise RecipeError(f"source key {source_key!r}: expected a path relative to the pool's folder, "
+                          "without '..'")
+    folders = "/".join(key.parent.parts)
+    return f"images/{label}/{folders + '/' if folders else ''}{key.stem}_{label}_{variant}.png"
+
+
+def output_keys(rows: pd.DataFrame) -> list[str]:
+    """Each row's path relative to its pool: `source_key` where it is relative, else the path below the common
+    folder of the rows' (absolute) source paths."""
+    keys = (rows["source_key"] if "source_key" in rows.columns else rows["source_path"]).astype(str).tolist()
+    absolute = [i for i, k in enumerate(keys) if os.path.isabs(k)]
+    if absolute:
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(keys[i])) for i in absolute])
+        for i in absolute:
+            keys[i] = os.path.relpath(os.path.abspath(keys[i]), root)
+    return [k.replace(os.sep, "/") for k in keys]
+
+
+def _refuse_duplicate_outputs(paths: Sequence[str], rows: pd.DataFrame) -> None:
+    seen: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        if p in seen:
+            j = seen[p]
+            raise RecipeError(
+                f"two planned edits write the same file {p!r}: source {rows['source_path'].iloc[j]!r} "
+                f"and source {rows['source_path'].iloc[i]!r} (label {rows['label'].iloc[i]!r}); expected one "
+                "output per (source, label) - give the sources distinct paths (stems) below the pool's folder")
+        seen[p] = i
 
 
 def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *, variant: str, seed: int,
@@ -144,10 +182,12 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
     skipped: list[dict] = []
     todo: list[tuple[int, dict]] = []
     keys = rows["source_key"] if "source_key" in rows.columns else rows["source_path"]
+    names = [output_name(k, lab, variant) for k, lab in zip(output_keys(rows), rows["label"])]
+    _refuse_duplicate_outputs(names, rows)
     for i, r in rows.iterrows():
         s = derive_seed(seed, "gan-edit", str(keys[i]), r["label"], variant)
         cv = control_for(space, r["label"], variant, s)
-        rec = {"path": str(out / output_name(r["source_path"], r["label"], variant)), "label": r["label"],
+        rec = {"path": str(out / names[i]), "label": r["label"],
                "source_path": r["source_path"], "identity": r["identity"], **cv.as_row(), "seed": s,
                "restorer": restorer.name if restorer is not None else "paste",
                **{k: r[k] for k in BOX_NAMES}}

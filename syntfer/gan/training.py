@@ -27,7 +27,8 @@ from syntfer.gan.controls import GANMUT_ORDER
 from syntfer.gan.networks import Discriminator, EditorConfig, Generator, save_generator
 from syntfer.images import load_image, split_box
 from syntfer.judge import Judge
-from syntfer.storage import atomic_path, remove_stale_temporaries, save_image, save_torch, write_json
+from syntfer.guards import check_finite
+from syntfer.storage import atomic_path, load_torch, remove_stale_temporaries, save_image, save_torch, write_json
 
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
 # canonical index -> GANmut code index, and back
@@ -185,6 +186,9 @@ class EditorTrainer:
     """Holds G, D, optimisers and RNGs; `step()` runs one critic step (and a generator step every n_critic)."""
 
     def __init__(self, cfg: EditorConfig, tcfg: TrainConfig, crops: torch.Tensor, labels: torch.Tensor) -> None:
+        if crops.ndim >= 1 and crops.shape[0] == 0:
+            raise ValueError("the editor's training set is empty (0 face crops); expected labeled images with "
+                             "face boxes (check --data, --split and --per-class-cap)")
         if crops.dtype != torch.uint8 or crops.ndim != 4 or crops.shape[1:] != (3, cfg.image_size, cfg.image_size):
             raise ValueError(f"crops must be uint8 (N, 3, {cfg.image_size}, {cfg.image_size}); got "
                              f"{crops.dtype} {tuple(crops.shape)}")
@@ -209,7 +213,7 @@ class EditorTrainer:
             file = Path(tcfg.init_from) / "state.pt"
             if not file.is_file():
                 raise FileNotFoundError(f"{file}: init_from needs an editor folder with a resume state")
-            init = torch.load(file, map_location="cpu", weights_only=False)
+            init = load_torch(file, "init_from state")
             self._check_editor(init["config"], f"{file} (init_from)")
             self.G.load_state_dict(init["G"])
             self.D.load_state_dict(init["D"])
@@ -289,6 +293,7 @@ class EditorTrainer:
                 group["lr"] = t.d_lr * (t.warmup_lr_scale if self.step_no + 1 < t.d_warmup_steps else 1.0)
             _, cls, _ = D(x_real)
             loss = F.cross_entropy(cls, src)
+            check_finite(loss, f"editor step {self.step_no + 1}: critic warm-up loss")
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
@@ -307,6 +312,7 @@ class EditorTrainer:
         d_cls = F.cross_entropy(cls_real, src)
         d_info = F.mse_loss(code_hat, code.detach())
         d_loss = -src_out.mean() + fake_out.mean() + t.lambda_gp * gp + t.lambda_cls * d_cls + t.lambda_info * d_info
+        check_finite(d_loss, f"editor step {self.step_no + 1}: critic loss")
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
@@ -360,6 +366,7 @@ class EditorTrainer:
                 g_loss = g_loss + t.lambda_aux * g_aux
                 row.update({"g_aux": g_aux.item(),
                             "aux_acc_fake_trg": (aux_logits.argmax(1) == aux_trg).float().mean().item()})
+            check_finite(g_loss, f"editor step {self.step_no + 1}: generator loss")
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             self.opt_g.step()
@@ -408,7 +415,7 @@ def train_editor(crops: torch.Tensor, labels: torch.Tensor, out: str | os.PathLi
     state_file, log_file = out / "state.pt", out / "log.csv"
     acc: dict[str, list[float]] = {}  # per-step values since the last log row
     if state_file.exists():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        state = load_torch(state_file, "resume state")
         trainer.load_state_dict(state)
         acc = {k: list(v) for k, v in state.get("pending_log", {}).items()}
         if log_file.exists():

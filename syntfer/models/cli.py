@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from syntfer.models import create_model, list_models
 from syntfer.models.checkpoint import CheckpointError, LoadReport
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         d = _describe(args.name, **kw)
     except (CheckpointError, FileNotFoundError, KeyError, TypeError, ValueError) as e:
-        print(f"syntfer models: error: {e}")
+        # a KeyError's str() is its key's repr (quoted): print the message itself
+        print(f"syntfer models: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 1
     model = d.pop("_model")
     print(json.dumps(d))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from syntfer import labels as L
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                              skip_bad=args.skip_bad, progress=not args.no_progress,
                              teacher_options={k: v for k, v in options.items() if v is not None})
     except (PseudolabelError, TeacherError, ManifestError, ImageError, L.LabelError) as e:
-        print(f"syntfer pseudolabel: error: {e}")
+        print(f"syntfer pseudolabel: error: {e}", file=sys.stderr)
         return 1
     c = result.selection.counts
     print(result.scores.summary())
