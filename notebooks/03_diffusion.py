@@ -81,7 +81,7 @@ from syntfer.diffusion.backends import BACKENDS, create_backend
 from syntfer.diffusion.generation import generate, generate_launched
 from syntfer.distances import frechet_distance
 from syntfer.instruments import reference_frame
-from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
+from syntfer.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
 from syntfer.manifest import read_manifest
 from syntfer.seeding import numpy_rng, seed_everything
 from syntfer.storage import write_json
@@ -206,9 +206,7 @@ figs.show(R.sample_grid(real, f"real {reference_domain} faces (held out): emotio
 judge_ = Judge.load(judge)
 ceiling_table = pd.read_csv(ceilings)
 ceiling_rows = ceiling_table[ceiling_table["domain"] == reference_domain].set_index("class")
-if "mean_class" not in ceiling_rows.index:
-    raise ValueError(f"{ceilings}: no mean_class row for domain {reference_domain!r}")
-ceiling = float(ceiling_rows.loc["mean_class", "fidelity"])
+ceiling = judge_ceiling(ceiling_table, reference_domain)
 outputs, tables = {}, []
 for kind, man in manifests.items():
     outputs[kind] = judge_.outputs(man["path"].tolist())

@@ -81,7 +81,7 @@ from syntfer.gan.networks import EditorConfig, load_generator, load_official_gen
 from syntfer.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
 from syntfer.gan.training import TrainConfig, load_crops, select_per_class, train_editor
 from syntfer.identity_encoder import embed, load_identity_encoder
-from syntfer.judge import Judge, fidelity_table, mean_class_fidelity
+from syntfer.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
 from syntfer.readers import read_dataset
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json
@@ -184,7 +184,7 @@ figs.show(fig, "one_identity_grid")
 judge = Judge.load(judge_checkpoint)
 ceiling_table = pd.read_csv(ceilings)
 ceiling_rows = ceiling_table[ceiling_table["domain"] == reference_domain].set_index("class")
-ceiling = float(ceiling_rows.loc["mean_class", "fidelity"])
+ceiling = judge_ceiling(ceiling_table, reference_domain)
 metrics["judge"] = judge.describe()["judge"]
 metrics["judge_ceiling"] = ceiling
 display(pd.DataFrame([judge.describe()]))

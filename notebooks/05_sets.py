@@ -72,7 +72,7 @@ from syntfer import summary as SU
 from syntfer import tables as T
 from syntfer.gan.measurements import manifest_crops
 from syntfer.manifest import read_manifest, write_manifest
-from syntfer.judge import Judge, fidelity_table, label_indices
+from syntfer.judge import Judge, fidelity_table, judge_ceiling, label_indices
 from syntfer.readers import read_dataset
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json
@@ -158,10 +158,7 @@ for name, frame in frames.items():
     judge_feats[name] = res.features[positions[name]]
     domain = next((d for prefix, d in domain_of.items() if name.startswith(prefix)), None)
     if domain is not None:
-        row = ceiling_table[(ceiling_table["domain"] == domain) & (ceiling_table["class"] == "mean_class")]
-        if row.empty:
-            raise ValueError(f"{ceilings}: no mean_class ceiling for domain {domain!r} (set {name})")
-        set_ceiling[name] = (domain, float(row["fidelity"].iloc[0]))
+        set_ceiling[name] = (domain, judge_ceiling(ceiling_table, domain))
 fidelity = pd.concat(fid_tables, ignore_index=True)[["set", "class", "n", "fidelity", "p_label"]]
 T.write_csv(fidelity, out / "fidelity_per_class.csv")
 fid_wide = fidelity.pivot(index="set", columns="class", values="fidelity").loc[names, [*L.CLASSES, "all"]]

@@ -75,7 +75,7 @@ import torch
 from syntfer import attributes as A
 from syntfer import instruments as I
 from syntfer.data import as_frame
-from syntfer.judge import Judge, label_indices, reliability
+from syntfer.judge import Judge, judge_ceiling, label_indices, reliability
 from syntfer.plots import show
 from syntfer.seeding import seed_everything
 from syntfer.storage import write_json, write_text
@@ -171,8 +171,7 @@ pd.Series(reader_ceiling).round(3).to_frame(f"{reader_domain} test")
 # ## Summary and closing checks
 
 # %%
-mean_ceiling = {d: float(ceiling.query("domain == @d and `class` == 'mean_class'")["fidelity"].iloc[0])
-                for d in domains}
+mean_ceiling = {d: judge_ceiling(ceiling, d) for d in domains}
 metrics = {"teacher.temperature": teacher["temperature"], "teacher.ece_before": teacher["ece_before"],
            "teacher.ece_after": teacher["ece_after"], "teacher.val_accuracy": teacher["accuracy"],
            "teacher.test_accuracy": teacher["test_accuracy"],
