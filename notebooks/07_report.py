@@ -179,7 +179,7 @@ findings = pd.concat([f for f in finding_parts if len(f)] or [pd.DataFrame(colum
                      ignore_index=True)
 findings = REP.adjust(findings, alpha)
 T.write_csv(findings, out / "findings.csv")
-write_json(Path(findings_metrics), REP.findings_metrics(findings))
+flat_metrics = REP.findings_metrics(findings)  # findings.json (written below, with the scaling curve)
 # the headline figure (README, reports/): every training-set claim's effect with its 95 % interval
 train_kinds = findings[findings["metric"].str.startswith(("balanced_accuracy", "recall_"))].reset_index(drop=True)
 if len(train_kinds):
@@ -483,6 +483,7 @@ if sections.record("data scaling and exchange rates", scaling_dir, bool(scaling_
     if reference_set in boot:
         rates = REP.exchange_rates(boot, reference_set)
         T.write_csv(rates, out / "exchange_rates.csv")
+        flat_metrics |= REP.scaling_metrics(curve_points, rates)
         display(rates.assign(equivalent=[f"{e:.0f} [{lo:.0f}, {'∞' if not np.isfinite(hi) else f'{hi:.0f}'}]"
                                          if np.isfinite(e) else f"> {m} (not reached)"
                                          for e, lo, hi, m in zip(rates["equivalent_images"], rates["ci_low"],
@@ -629,6 +630,9 @@ shown_head = headline.assign(**{short: [f"{m:.3f}" + ("" if np.isnan(sd) else f"
                                 for short in HEADLINE.values()})
 sections.record("headline table", out / "headline.csv", True)
 shown_head[["train_set", "strategy", "test_set", *HEADLINE.values(), "n_seeds"]]
+
+# %%
+write_json(Path(findings_metrics), flat_metrics)
 
 # %% [markdown]
 # ## 9 · Conclusions

@@ -159,7 +159,10 @@ def claims(n: Numbers) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key in n.data.get("findings", {}):
         base, _, field = key.rpartition(".")
-        if base and field in ("effect", "ci_low", "ci_high", "verdict", "expected"):
+        if base.startswith(("scaling.", "exchange.")):  # the data-scaling curve, not a claim (block 'exchange')
+            continue
+        if base and field in ("effect", "ci_low", "ci_high", "verdict", "expected", "p_holm", "n_a", "steps_a",
+                              "n_b", "steps_b"):
             out.setdefault(base, {})[field] = n.get("findings", key)
     return out
 
@@ -374,9 +377,52 @@ def findings(n: Numbers) -> str:
     rows = []
     for key, c in claims(n).items():
         expected = next((e for pat, e in EXPECTED_BY_KEY if re.search(pat, key)), None)
-        rows.append([f"`{key}`", effect_text(c), claim_verdict(c, expected)])
-    return table(["finding (first set _vs_ second set _ metric _ test set)", "effect [95 % CI]", "verdict"], rows,
-                 ["---", "---", "---"])
+        sides = " vs ".join(f"{fmt(c.get(f'n_{s}'), '.0f')} / {fmt(c.get(f'steps_{s}'), '.0f')}" for s in "ab")
+        rows.append([f"`{key}`", effect_text(c), fmt(c.get("p_holm"), ".4f"), claim_verdict(c, expected), sides])
+    return table(["finding (first set _vs_ second set _ metric _ test set)", "effect [95 % CI]", "p (Holm)",
+                  "verdict", "images / steps per seed, a vs b"], rows, ["---", "---", "---:", "---", "---"])
+
+
+def _flat(n: Numbers, prefix: str) -> dict[tuple[str, ...], Any]:
+    """findings.json keys under `prefix` ('scaling.' or 'exchange.') split at their dots: (source, point, field)."""
+    return {tuple(k[len(prefix):].split(".")): v for k, v in n.data.get("findings", {}).items()
+            if k.startswith(prefix)}
+
+
+@block("exchange")
+def exchange(n: Numbers) -> str:
+    flat = _flat(n, "exchange.")
+    sources = list(dict.fromkeys(k[0] for k in flat))
+    reals = sorted({int(k[1].removeprefix("real")) for k in flat})
+    if not sources:
+        return "No data-scaling curve in the committed run."
+
+    def cell(src: str, real: int) -> str:
+        get = lambda f: flat.get((src, f"real{real}", f))  # noqa: E731
+        e, lo, hi, gone = get("equivalent_images"), get("ci_low"), get("ci_high"), get("share_not_reached")
+        if e is None:
+            return f"not reached ({fmt(gone, '.0%')} of draws)" if gone is not None else DASH
+        return f"{fmt(e, '.0f')} [{fmt(lo, '.0f')}, {'open' if hi is None else fmt(hi, '.0f')}]"
+
+    return table(["images of … matching N real ones", *[f"N = {r:,}" for r in reals]],
+                 [[f"`{src}`", *[cell(src, r) for r in reals]] for src in sources])
+
+
+@block("scaling")
+def scaling(n: Numbers) -> str:
+    flat = _flat(n, "scaling.")
+    sources = list(dict.fromkeys(k[0] for k in flat))
+    sizes = sorted({int(k[1].removeprefix("n")) for k in flat})
+    if not sources:
+        return "No data-scaling curve in the committed run."
+
+    def cell(src: str, size: int) -> str:
+        v = flat.get((src, f"n{size}", "balanced_accuracy"))
+        lo, hi = flat.get((src, f"n{size}", "ci_low")), flat.get((src, f"n{size}", "ci_high"))
+        return DASH if v is None else f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]"
+
+    return table(["balanced accuracy on the RAF-DB stand-in's test", *[f"{s:,} images" for s in sizes]],
+                 [[f"`{src}`", *[cell(src, s) for s in sizes]] for src in sources])
 
 
 DIFFUSION_COLUMNS: tuple[Column, ...] = (

@@ -634,6 +634,24 @@ def curve_table(boot: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def scaling_metrics(curve: pd.DataFrame, rates: pd.DataFrame) -> dict[str, float | None]:
+    """Flat metrics of the curve and the exchange rates (findings.json, `dvc exp show`):
+    ``scaling.<source>.n<size>.{balanced_accuracy,ci_low,ci_high}`` and
+    ``exchange.<source>.real<N>.{equivalent_images,ci_low,ci_high,share_not_reached}``; a size never reached
+    within the measured ones (infinite) is null."""
+    def num(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    out: dict[str, float | None] = {}
+    for r in curve.itertuples():
+        for k in ("balanced_accuracy", "ci_low", "ci_high"):
+            out[f"scaling.{r.source}.n{r.size}.{k}"] = num(getattr(r, k))
+    for r in rates.itertuples():
+        for k in ("equivalent_images", "ci_low", "ci_high", "share_not_reached"):
+            out[f"exchange.{r.source}.real{r.real_images}.{k}"] = num(getattr(r, k))
+    return out
+
+
 def conclusions(findings: pd.DataFrame, data_kind: str) -> list[str]:
     """Plain sentences from the findings table: which claims hold on this run after the multiplicity correction,
     which do not, and what that does and does not say. Generated, never typed: every sentence quotes a row."""

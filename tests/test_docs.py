@@ -85,7 +85,7 @@ def test_new_keys_get_rows_and_columns_and_missing_keys_a_dash():
     # a finding of a kind no row declares: listed in the full table, verdict only if the file or a rule gives one
     assert "`x_vs_y_new_metric` | +0.100 [0.050, 0.200] | —" in D.BLOCKS["findings"](n)
     n.data["findings"]["x_vs_y_new_metric.verdict"] = "supported"
-    assert "`x_vs_y_new_metric` | +0.100 [0.050, 0.200] | supported" in D.BLOCKS["findings"](n)
+    assert "`x_vs_y_new_metric` | +0.100 [0.050, 0.200] | — | supported | — / — vs — / —" in D.BLOCKS["findings"](n)
     # every block renders from nothing at all
     empty = D.Numbers({})
     for name, fn in D.BLOCKS.items():
@@ -180,3 +180,17 @@ def test_licence_and_citation():
     assert paper["title"] == "On Applicability of Synthetic Datasets for Facial Expression Recognition"
     assert [a["family-names"] for a in paper["authors"]] == ["Azmoudeh", "Sarıtaş", "Yıldırım", "Ekenel"]
     assert paper["year"] == 2026 and "2605.17483" in paper["identifiers"][0]["value"]
+
+
+def test_exchange_and_scaling_blocks_from_the_flat_keys():
+    n = D.Numbers({"findings": {
+        "exchange.gan_f.real280.equivalent_images": 610.0, "exchange.gan_f.real280.ci_low": 400.0,
+        "exchange.gan_f.real280.ci_high": None, "exchange.gan_f.real280.share_not_reached": 0.1,
+        "exchange.gan_f.real1400.equivalent_images": None, "exchange.gan_f.real1400.share_not_reached": 0.9,
+        "scaling.gan_f.n280.balanced_accuracy": 0.31, "scaling.gan_f.n280.ci_low": 0.28,
+        "scaling.gan_f.n280.ci_high": 0.34, "supported": 0}})
+    ex = D.BLOCKS["exchange"](n)
+    assert "| `gan_f` | 610 [400, open] | not reached (90% of draws) |" in ex and "N = 1,400" in ex
+    assert "| `gan_f` | 0.310 [0.280, 0.340] |" in D.BLOCKS["scaling"](n)
+    assert D.claims(n) == {}  # curve keys are not claims
+    assert "No data-scaling curve" in D.BLOCKS["exchange"](D.Numbers({}))

@@ -314,3 +314,13 @@ def test_findings_metrics_carry_holm_verdicts_and_budgets(runs):
     assert m[f"{key}.verdict"] == 1 and m[f"{key}.n_a"] == 1400 and m[f"{key}.steps_b"] == 480
     assert 0 < m[f"{key}.p_holm"] <= 0.05
     assert m["supported_holm"] == int((f["verdict_holm"] == "supported").sum())
+
+
+def test_scaling_metrics_flat_keys_and_null_for_never_reached():
+    curve = pd.DataFrame([{"source": "gan_f", "size": 280, "balanced_accuracy": 0.3, "ci_low": 0.25, "ci_high": 0.35}])
+    rates = pd.DataFrame([{"source": "gan_f", "real_images": 1400, "equivalent_images": np.inf, "ci_low": 900.0,
+                           "ci_high": np.inf, "share_not_reached": 0.8}])
+    m = R.scaling_metrics(curve, rates)
+    assert m["scaling.gan_f.n280.balanced_accuracy"] == 0.3
+    assert m["exchange.gan_f.real1400.equivalent_images"] is None and m["exchange.gan_f.real1400.ci_low"] == 900.0
+    assert m["exchange.gan_f.real1400.share_not_reached"] == 0.8
