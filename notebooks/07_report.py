@@ -52,7 +52,7 @@ matched_real = "real_rafdb_matched"  # the real split drawn at the study's set s
 set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: its generator's look ref_<x>; its oracle is oracle_<x>
 set_size = 1400  # N, the size of every compared set (study.set_size): the closing check that they are
 alpha = 0.05  # family-wise error of the findings (Holm)
-scaling_dir = "outputs/train/scaling"  # notebook 08: <source>/n<size>/s<seed>/confusion_<test>.csv (optional section)
+scaling_dir = "outputs/scaling"  # notebook 08: <source>/n<size>/s<seed>/confusion_<test>.csv (optional section)
 findings_metrics = "outputs/results/findings.json"  # the findings' effects as flat metrics (`dvc exp show`)
 out_dir = "outputs/results/report"  # headline.csv, the tables below, sections.csv, figures/
 

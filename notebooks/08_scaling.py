@@ -53,7 +53,7 @@ num_workers = 0
 seed = 0  # the draws' seed (base.seed: the same draws as the grid's size-N sets)
 eval_batch_size = 256
 progress = False
-out_dir = "outputs/train/scaling/real_rafdb"  # curve.csv, n<size>/s<seed>/confusion_<test>.csv, metrics.json, figures/
+out_dir = "outputs/scaling/real_rafdb"  # curve.csv, n<size>/s<seed>/confusion_<test>.csv, metrics.json, figures/
 
 # %%
 import json

@@ -271,12 +271,6 @@ SCHEMA: dict[str, Rule] = {
 }
 
 
-# An empty mapping is a value of its own: `scaling.sources: {}` turns the data-scaling curve off. The key is then a
-# leaf; when the mapping has entries, its `*` rows apply and the key itself is not required.
-SCHEMA["scaling.sources"] = lambda v: None if v == {} else "a mapping of sources (empty: no scaling curve)"
-OPTIONAL: frozenset[str] = frozenset({"scaling.sources"})
-
-
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted key -> value for every non-mapping value (lists are values)."""
     if not isinstance(tree, Mapping) or not tree:
@@ -308,7 +302,7 @@ def validate(params: Mapping[str, Any], schema: Mapping[str, Rule] = SCHEMA) -> 
         if why is not None:
             errors.append(f"{key} = {value!r}; expected {why}")
     for pattern in schema:
-        if pattern not in seen and "*" not in pattern and pattern not in OPTIONAL:
+        if pattern not in seen and "*" not in pattern:
             errors.append(f"{pattern}: missing; the schema requires it")
     return errors
 

@@ -105,15 +105,3 @@ def test_the_notebook_runner_checks_params_before_running_anything(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "params.yaml: not valid YAML" in done.stderr and "Traceback" not in done.stderr
     TALLY["bad inputs tried"] += 1
-
-
-def test_an_empty_scaling_sources_turns_the_curve_off_and_is_valid():
-    import yaml
-
-    from syntfer import params_schema as P
-
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["scaling"]["sources"] = {}
-    assert P.validate(params) == []
-    params["scaling"]["sources"] = "none"
-    assert any("scaling.sources" in e for e in P.validate(params))
