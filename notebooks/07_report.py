@@ -484,10 +484,12 @@ if sections.record("data scaling and exchange rates", scaling_dir, bool(scaling_
         rates = REP.exchange_rates(boot, reference_set)
         T.write_csv(rates, out / "exchange_rates.csv")
         flat_metrics |= REP.scaling_metrics(curve_points, rates)
-        display(rates.assign(equivalent=[f"{e:.0f} [{lo:.0f}, {'∞' if not np.isfinite(hi) else f'{hi:.0f}'}]"
+        display(rates.assign(equivalent=[(f"≤ {s}" if e <= s else
+                                          f"{e:.0f} [{lo:.0f}, {'∞' if not np.isfinite(hi) else f'{hi:.0f}'}]")
                                          if np.isfinite(e) else f"> {m} (not reached)"
-                                         for e, lo, hi, m in zip(rates["equivalent_images"], rates["ci_low"],
-                                                                 rates["ci_high"], rates["largest_measured"])])
+                                         for e, lo, hi, s, m in zip(rates["equivalent_images"], rates["ci_low"],
+                                                                    rates["ci_high"], rates["smallest_measured"],
+                                                                    rates["largest_measured"])])
               .pivot(index="source", columns="real_images", values="equivalent"))
     else:
         print(f"no curve of {reference_set}: no exchange rate")

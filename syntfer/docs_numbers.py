@@ -400,8 +400,11 @@ def exchange(n: Numbers) -> str:
     def cell(src: str, real: int) -> str:
         get = lambda f: flat.get((src, f"real{real}", f))  # noqa: E731
         e, lo, hi, gone = get("equivalent_images"), get("ci_low"), get("ci_high"), get("share_not_reached")
+        smallest = get("smallest_measured")
         if e is None:
             return f"not reached ({fmt(gone, '.0%')} of draws)" if gone is not None else DASH
+        if smallest is not None and e <= smallest:
+            return f"≤ {fmt(smallest, '.0f')} (its smallest draw already reaches it)"
         return f"{fmt(e, '.0f')} [{fmt(lo, '.0f')}, {'open' if hi is None else fmt(hi, '.0f')}]"
 
     return table(["images of … matching N real ones", *[f"N = {r:,}" for r in reals]],

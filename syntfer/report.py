@@ -605,7 +605,8 @@ def size_for(target: float, sizes: np.ndarray, values: np.ndarray) -> float:
 def exchange_rates(boot: Mapping[str, tuple[np.ndarray, np.ndarray]], real_source: str) -> pd.DataFrame:
     """For every measured size N of `real_source` and every other source: how many of that source's images reach
     the balanced accuracy of N real ones (`size_for`), with a 95 % interval over the bootstrap draws, the share of
-    draws in which the source never reaches it within its measured sizes, and the rate (images per real image)."""
+    draws in which the source never reaches it within its measured sizes, the share in which its smallest measured
+    size already does (the number is then an upper bound), and the rate (images per real image)."""
     if real_source not in boot:
         raise ReportError(f"no curve for the real source {real_source!r}; curves: {sorted(boot)}")
     r_sizes, r_values = boot[real_source]
@@ -619,7 +620,9 @@ def exchange_rates(boot: Mapping[str, tuple[np.ndarray, np.ndarray]], real_sourc
             rows.append({"source": source, "real_images": int(n_real), "real_balanced_accuracy": float(r_values[i, 0]),
                          "equivalent_images": equiv[0], "ci_low": float(lo), "ci_high": float(hi),
                          "share_not_reached": float(np.mean(~np.isfinite(equiv[1:]))),
-                         "largest_measured": int(sizes.max()), "images_per_real_image": equiv[0] / n_real})
+                         "share_at_smallest": float(np.mean(equiv[1:] <= sizes.min())),
+                         "smallest_measured": int(sizes.min()), "largest_measured": int(sizes.max()),
+                         "images_per_real_image": equiv[0] / n_real})
     return pd.DataFrame(rows)
 
 
@@ -637,7 +640,8 @@ def curve_table(boot: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFra
 def scaling_metrics(curve: pd.DataFrame, rates: pd.DataFrame) -> dict[str, float | None]:
     """Flat metrics of the curve and the exchange rates (findings.json, `dvc exp show`):
     ``scaling.<source>.n<size>.{balanced_accuracy,ci_low,ci_high}`` and
-    ``exchange.<source>.real<N>.{equivalent_images,ci_low,ci_high,share_not_reached}``; a size never reached
+    ``exchange.<source>.real<N>.{equivalent_images,ci_low,ci_high,share_not_reached,smallest_measured}``; a size
+    at the smallest measured one is an upper bound (the source's smallest draw already reaches it); never reached
     within the measured ones (infinite) is null."""
     def num(v: float) -> float | None:
         return float(v) if np.isfinite(v) else None
@@ -647,8 +651,8 @@ def scaling_metrics(curve: pd.DataFrame, rates: pd.DataFrame) -> dict[str, float
         for k in ("balanced_accuracy", "ci_low", "ci_high"):
             out[f"scaling.{r.source}.n{r.size}.{k}"] = num(getattr(r, k))
     for r in rates.itertuples():
-        for k in ("equivalent_images", "ci_low", "ci_high", "share_not_reached"):
-            out[f"exchange.{r.source}.real{r.real_images}.{k}"] = num(getattr(r, k))
+        for k in ("equivalent_images", "ci_low", "ci_high", "share_not_reached", "smallest_measured"):
+            out[f"exchange.{r.source}.real{r.real_images}.{k}"] = num(float(getattr(r, k, np.nan)))
     return out
 
 

@@ -187,10 +187,12 @@ def test_exchange_and_scaling_blocks_from_the_flat_keys():
         "exchange.gan_f.real280.equivalent_images": 610.0, "exchange.gan_f.real280.ci_low": 400.0,
         "exchange.gan_f.real280.ci_high": None, "exchange.gan_f.real280.share_not_reached": 0.1,
         "exchange.gan_f.real1400.equivalent_images": None, "exchange.gan_f.real1400.share_not_reached": 0.9,
+        "exchange.gan_f.real2100.equivalent_images": 280.0, "exchange.gan_f.real2100.smallest_measured": 280,
         "scaling.gan_f.n280.balanced_accuracy": 0.31, "scaling.gan_f.n280.ci_low": 0.28,
         "scaling.gan_f.n280.ci_high": 0.34, "supported": 0}})
     ex = D.BLOCKS["exchange"](n)
-    assert "| `gan_f` | 610 [400, open] | not reached (90% of draws) |" in ex and "N = 1,400" in ex
+    assert "| `gan_f` | 610 [400, open] | not reached (90% of draws) | ≤ 280 (its smallest draw already reaches it) |" in ex
+    assert "N = 1,400" in ex
     assert "| `gan_f` | 0.310 [0.280, 0.340] |" in D.BLOCKS["scaling"](n)
     assert D.claims(n) == {}  # curve keys are not claims
     assert "No data-scaling curve" in D.BLOCKS["exchange"](D.Numbers({}))

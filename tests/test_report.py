@@ -119,6 +119,7 @@ def test_scaling_curves_and_exchange_rates(tmp_path):
     assert 300 < rates.loc[200, "equivalent_images"] < 600  # real 200 (0.5) ~ synthetic 400
     assert rates.loc[200, "ci_low"] <= rates.loc[200, "equivalent_images"] <= rates.loc[200, "ci_high"]
     assert not np.isfinite(rates.loc[800, "equivalent_images"]) and rates.loc[800, "share_not_reached"] > 0.5
+    assert rates.loc[100, "smallest_measured"] == 100 and rates.loc[100, "share_at_smallest"] < 0.5  # 0.3 < 0.4
     assert R.size_for(0.1, np.array([100.0, 200.0]), np.array([0.3, 0.4])) == 100
     assert R.size_for(0.35, np.array([100.0, 400.0]), np.array([0.3, 0.4])) == pytest.approx(200)
     with pytest.raises(R.ReportError, match="no curve for the real source"):
