@@ -16,13 +16,29 @@ from syntfer.notebook import NotebookError, parameters_cell, read_notebook, run_
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks" / "07_report.py"
-TRAIN_SETS = ("real_rafdb", "real_affectnet", "pseudolabel_dcface", "diffusion_embedded", "gan_f", "mixed_syn",
-              "hybrid_gan_f")
+TRAIN_SETS = ("real_rafdb", "real_affectnet", "real_rafdb_matched", "oracle_ffhq", "pseudolabel_dcface",
+              "diffusion_embedded", "gan_f", "mixed_syn", "hybrid_gan_f")
+REAL_SETS = {"real_rafdb", "real_affectnet", "real_rafdb_matched"}
 TESTS = ("rafdb", "affectnet", "fer2013")
 SEEDS = (0, 1)
 MODEL = "ir_tiny"
 REAL_ONLY = ("real_rafdb", "real_affectnet", "real_fer2013")  # the default pipeline's grid today
-SYNTHETIC = [s for s in TRAIN_SETS if not s.startswith(("real_", "hybrid_"))]
+SYNTHETIC = [s for s in TRAIN_SETS if not s.startswith(("real_", "hybrid_", "oracle_"))]
+RAFDB_Y = np.repeat(np.arange(L.NUM_CLASSES), [10, 4, 6, 30, 18, 14, 9])  # the fake rafdb test labels (j = 0 below)
+
+
+def _scaling(root: Path) -> Path:
+    """Notebook 08's runs for two sources: n<size>/s<seed>/confusion_rafdb.csv on the same fake test images."""
+    rng = np.random.default_rng(5)
+    for src, sizes in (("real_rafdb", (100, 200)), ("gan_f", (100,))):
+        for k, n in enumerate(sizes):
+            for seed in SEEDS:
+                run = root / "scaling" / src / f"n{n}" / f"s{seed}"
+                run.mkdir(parents=True)
+                right = rng.random(len(RAFDB_Y)) < 0.2 + 0.1 * k
+                pred = np.where(right, RAFDB_Y, rng.integers(0, L.NUM_CLASSES, len(RAFDB_Y)))
+                E.confusion_rows(RAFDB_Y, pred).to_csv(run / "confusion_rafdb.csv", index=False)
+    return root / "scaling"
 
 
 def _runs(root: Path, train_sets) -> Path:
@@ -48,7 +64,8 @@ def _runs(root: Path, train_sets) -> Path:
 def _manifests(root: Path, train_sets) -> Path:
     sets = root / "sets"
     for s in tuple(train_sets) + ("pseudolabel_digiface",):  # one set without training results
-        per = ([300, 40, 90, 1200, 600, 500, 320] if s.startswith(("real_", "hybrid_")) else [60] * L.NUM_CLASSES)
+        per = ([40, 10, 20, 160, 80, 60, 50] if s.endswith("_matched") else [300, 40, 90, 1200, 600, 500, 320]
+               if s.startswith(("real_", "hybrid_")) else [60] * L.NUM_CLASSES)
         labels = np.repeat(L.CLASSES, per)
         split = np.where(np.arange(len(labels)) % 10 == 0, "val", "train")
         (sets / s).mkdir(parents=True)
@@ -108,14 +125,17 @@ def make_inputs(tmp_path: Path, train_sets=TRAIN_SETS) -> dict:
     summary = tmp_path / "results" / "summary"
     S.collect(summary, eval_files=sorted(map(str, train.glob("*/cross_dataset.csv"))),
               synthetic_files=[str(sets_dir / "synthetic.csv")], pseudolabel_files=pl,
-              privacy_files=[str(sets_dir / "privacy_summary.csv")], primary_model=MODEL, data_kind="world")
+              privacy_files=[str(sets_dir / "privacy_summary.csv")], primary_model=MODEL, data_kind="world",
+              matched_real="real_rafdb_matched" if "real_rafdb_matched" in train_sets else None,
+              set_domains={"gan_": "ref_ffhq", "diffusion_": "ref_web"})
     return {"summary_dir": str(summary), "sets_dir": str(sets_dir),
             "train_sets_dir": str(_manifests(tmp_path, train_sets)),
             "runs_glob": str(train / "*" / "cross_dataset.csv"), "data_kind": "world", "model": MODEL,
             "primary_test": "rafdb", "reference_set": "real_rafdb", "min_seeds": 2, "train_dir": str(train),
             "pseudolabel_dirs": str(tmp_path / "pl"), "world_root": str(tmp_path / "no_world"),
             "diffusion_dir": str(tmp_path / "no_diffusion"), "draws": 100,
-            "findings_metrics": str(tmp_path / "findings.json"), "out_dir": str(tmp_path / "report")}
+            "findings_metrics": str(tmp_path / "findings.json"), "out_dir": str(tmp_path / "report"),
+            "set_size": 420, "scaling_dir": str(_scaling(tmp_path) if "gan_f" in train_sets else tmp_path / "none")}
 
 
 @pytest.fixture()
@@ -137,7 +157,7 @@ def test_report_runs_and_exports_its_figures(inputs, tmp_path):
     pngs = sorted((report / "figures").glob("*.png"))
     names = {p.stem for p in pngs}
     assert {"composition", "cross_dataset", "per_class_recall", "minority_gains", "strategies", "confusion",
-            "distances", "fidelity_per_class", "privacy", "demographics_gender"} <= names, names
+            "distances", "fidelity_per_class", "privacy", "demographics_gender", "headline", "scaling"} <= names, names
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= len(pngs)
     assert "procedural-world stand-ins" in html and "no number here is a RAF-DB, AffectNet or FER2013 result" in html
     headline = pd.read_csv(report / "headline.csv")
@@ -152,12 +172,17 @@ def test_report_runs_and_exports_its_figures(inputs, tmp_path):
     sections = pd.read_csv(report / "sections.csv")
     assert (sections["status"] == "shown").all(), sections
     findings = pd.read_csv(report / "findings.csv")
-    assert set(findings["set_a"]) == set(TRAIN_SETS) - {"real_rafdb", "real_affectnet"}  # every non-real set
+    assert set(findings["set_a"]) == set(TRAIN_SETS) - REAL_SETS  # every non-real set
+    assert {"synthetic vs real, equal size", "synthetic vs oracle", "oracle vs real, equal size"} <= set(findings["kind"])
+    assert set(findings["verdict_holm"]) <= {"supported", "contradicted", "inconclusive"}
+    rates = pd.read_csv(report / "exchange_rates.csv")
+    assert set(rates["source"]) == {"gan_f"} and set(rates["real_images"]) == {100, 200, 420, 3050}
+    assert (report / "ratios.csv").is_file() and "## 9 · Conclusions" in nb.read_text()
     assert set(findings["verdict"]) <= {"supported", "contradicted", "inconclusive"}
     assert json.loads(Path(inputs["findings_metrics"]).read_text())["supported"] == (
         findings["verdict"] == "supported").sum()
     gains = pd.read_csv(report / "minority_gains.csv")
-    assert set(gains["train_set"]) == set(TRAIN_SETS) - {"real_rafdb", "real_affectnet"}
+    assert set(gains["train_set"]) == set(TRAIN_SETS) - REAL_SETS
     assert set(gains["class"]) == {"disgust", "fear", "anger"}
 
 
@@ -176,7 +201,8 @@ def test_optional_sections_say_not_produced(tmp_path):
     not_produced = set(sections[sections == "not produced by this run"].index)
     assert not_produced == {"findings", "minority-class gains", "synthetic-set measurements", "FD / KID per feature space", "expression fidelity",
                             "expression fidelity per class", "identity similarity (GAN sets)",
-                            "pseudo-labeling survivors", "demographic audit", "privacy check"}
+                            "pseudo-labeling survivors", "demographic audit", "privacy check",
+                            "oracle and real ratios", "data scaling and exchange rates"}
     text = nb.read_text()
     assert text.count("not produced by this run") >= len(not_produced)
     assert f"{len(not_produced)} of {len(sections)} sections not produced" in text
