@@ -51,7 +51,7 @@ def _copy_repo(dest: Path) -> None:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.splitlines()
     for f in files:
-        if f.startswith("outputs/") or f == "dvc.lock":  # a developer's own run stays out of the copy
+        if f.startswith(("outputs/", "reports/")) or f == "dvc.lock":  # a developer's own run stays out of the copy
             continue
         src = ROOT / f
         if src.is_file():
@@ -138,9 +138,11 @@ def test_dvc_repro_smoke(tmp_path):
     again = _run([dvc, "repro"], repo, env)
     assert "Running stage" not in again, again
 
-    # a fresh clone elsewhere, whose committed dvc.lock is the run above: `dvc repro` there rewrites no line
+    # a fresh clone elsewhere, whose commit holds the run above (its dvc.lock and its git-tracked outputs, the
+    # published reports/): `dvc repro` there rewrites no line and leaves the work tree clean
     shutil.copy2(repo / "dvc.lock", clone / "dvc.lock")
-    _run(["git", "add", "dvc.lock"], clone, env)
+    shutil.copytree(repo / "reports", clone / "reports")
+    _run(["git", "add", "dvc.lock", "reports"], clone, env)
     _run(["git", "commit", "-qm", "the committed run's lock"], clone, env)
     _run([dvc, "repro"], clone, env)
     ha, hb = _out_hashes(repo / "dvc.lock"), _out_hashes(clone / "dvc.lock")
