@@ -28,6 +28,7 @@ from syntfer import labels as L
 from syntfer.pseudolabel import select
 from syntfer.seeding import numpy_rng
 from syntfer.strategy import Strategy
+from syntfer.summary import oracle_of
 
 FINDING_COLUMNS = ("claim", "kind", "effect", "ci_low", "ci_high", "verdict", "p_value", "p_holm", "verdict_holm",
                    "expected", "metric", "test_set", "set_a", "set_b", "n_a", "steps_a", "n_b", "steps_b", "n_seeds",
@@ -420,8 +421,7 @@ def training_findings(train_dir: str | os.PathLike, sets: Sequence[str], *, real
             rows.append(_row(f"{pretty(s)} alone falls short of real RAF-DB training {equal}",
                              "synthetic vs real, equal size" if matched else "synthetic vs real", eff, "<",
                              "balanced_accuracy", primary_test, s, ref, budget[s], budget[ref]))
-            oracle = next(("oracle_" + d.removeprefix("ref_") for p, d in (set_domains or {}).items()
-                           if s.startswith(p)), None)
+            oracle = oracle_of(s, set_domains or {})
             if oracle in trained:
                 eff = paired_effect(own, load_predictions(train_dir, oracle, primary_test), balanced_accuracy,
                                     draws=draws, seed=seed)
