@@ -53,6 +53,7 @@ num_workers = 0
 seed = 0  # the draws' seed (base.seed: the same draws as the grid's size-N sets)
 eval_batch_size = 256
 progress = False
+keep_runs = False  # False: a finished run keeps its summary, log and confusion, not its weights, state or split
 out_dir = "outputs/scaling/real_rafdb"  # curve.csv, n<size>/s<seed>/confusion_<test>.csv, metrics.json, figures/
 
 # %%
@@ -114,7 +115,13 @@ composition
 # %% [markdown]
 # ## Training every size with every seed
 # The grid's recipe (`01_baseline`): a seeded stratified `val_fraction` of each draw selects the epoch; the test
-# split is touched once per run. Rerunning after an interruption resumes each run from its state.
+# split is touched once per run. Rerunning after an interruption resumes a run from its state and skips a finished
+# one (its confusion file is written last).
+#
+# The curve's outputs are small and **committed to git** (`cache: false` in `dvc.yaml`): once a run is tested and
+# checked (no test image in its training split), its weights, optimizer state and split file are deleted
+# (`keep_runs=False`). A fresh clone's `dvc repro` therefore reuses the committed curve as long as the sets it draws
+# from come out byte-identical, and DVC reruns it when they (or this notebook, or the code it imports) change.
 
 # %%
 images = DecodedImages()
@@ -128,14 +135,29 @@ for n, frame in draws.items():
             label_smoothing=label_smoothing, smoothing_weight=smoothing_weight, val_fraction=val_fraction, seed=s,
             num_workers=num_workers, cache_images=True, eval_batch_size=eval_batch_size, progress=progress)
         run_dir = out / f"n{n}" / f"s{s}"
-        result = train(cfg, frame, run_dir / "train", image_cache=images)
-        (pred, m), = E.evaluate(result.model, {test_set: test}, batch_size=eval_batch_size,
-                                num_workers=num_workers, progress=progress, image_cache=images).values()
-        write_text(run_dir / f"confusion_{test_set}.csv", E.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
-        steps = json.loads((run_dir / "train" / "summary.json").read_text())["optimizer_steps"]
+        conf_file = run_dir / f"confusion_{test_set}.csv"
+        if conf_file.is_file():  # finished before an interruption: read it back, do not retrain
+            conf = pd.read_csv(conf_file)
+            m = E.compute_metrics([L.index(c) for c in conf["actual"]], [L.index(c) for c in conf["predicted"]])
+            summary = json.loads((run_dir / "train" / "summary.json").read_text())
+            best_epoch = int(summary["best_epoch"])
+        else:
+            result = train(cfg, frame, run_dir / "train", image_cache=images)
+            split = read_manifest(run_dir / "train" / "split.csv")
+            leaked = set(split["path"]) & set(test["path"])
+            assert not leaked, f"n{n} s{s}: {len(leaked)} test images entered training, e.g. {sorted(leaked)[:3]}"
+            (pred, m), = E.evaluate(result.model, {test_set: test}, batch_size=eval_batch_size,
+                                    num_workers=num_workers, progress=progress, image_cache=images).values()
+            summary = json.loads((run_dir / "train" / "summary.json").read_text())
+            best_epoch = result.best_epoch
+            if not keep_runs:  # before the confusion file, so a file left behind means "not finished"
+                for heavy in ("state.pt", "split.csv", "best/weights.pt"):
+                    (run_dir / "train" / heavy).unlink(missing_ok=True)
+            write_text(conf_file, E.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
+        steps = summary["optimizer_steps"]
         rows.append({"source": source, "size": n, "seed": s, "test_set": test_set, "accuracy": m["accuracy"],
                      "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"],
-                     "optimizer_steps": int(steps), "best_epoch": result.best_epoch})
+                     "optimizer_steps": int(steps), "best_epoch": best_epoch})
         print(f"n={n} seed {s}: balanced accuracy {m['balanced_accuracy']:.3f} ({steps} steps)")
 curve = pd.DataFrame(rows)
 write_text(out / "curve.csv", curve.to_csv(index=False))
@@ -165,8 +187,10 @@ for r in curve.itertuples():
     assert 0.0 <= r.balanced_accuracy <= 1.0, r
     conf = pd.read_csv(out / f"n{r.size}" / f"s{r.seed}" / f"confusion_{test_set}.csv")
     assert len(conf) == len(test), f"n{r.size} s{r.seed}: {len(conf)} predictions for {len(test)} test images"
-    split = read_manifest(out / f"n{r.size}" / f"s{r.seed}" / "train" / "split.csv")
-    assert not set(split["path"]) & set(test["path"]), f"n{r.size} s{r.seed}: test images entered training"
+    assert 0 < r.optimizer_steps and 0 <= r.best_epoch <= epochs, r
+if not keep_runs:
+    heavy = sorted(str(p) for p in out.rglob("*") if p.suffix == ".pt" or p.name == "split.csv")
+    assert not heavy, f"keep_runs=False but run files were kept: {heavy[:3]}"
 write_json(out / "metrics.json", {"source": source, "sizes": size_list, "seeds": seed_list, "data_kind": data_kind,
                                   **{f"n{n}_balanced_accuracy": float(g["balanced_accuracy"].mean())
                                      for n, g in curve.groupby("size")}})
