@@ -18,13 +18,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-lock.txt syntfer/lab.py
+$(STAMP): pyproject.toml requirements-lock.txt syntfer/tools/lab.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name syntfer --display-name syntfer
-	$(PY) -m syntfer.lab install
-	$(PY) -m syntfer.assets fetch
+	$(PY) -m syntfer.tools.lab install
+	$(PY) -m syntfer.tools.assets fetch
 	touch $(STAMP)
 
 repro: setup
@@ -45,7 +45,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not gpu and not slow"
 
 # JupyterLab on the project: notebooks/*.py open as notebooks in the `syntfer` kernel, run from the project root
-# (syntfer/lab.py). Ctrl-C stops it.
+# (syntfer/tools/lab.py). Ctrl-C stops it.
 lab: setup
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 

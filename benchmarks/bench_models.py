@@ -5,9 +5,9 @@ What it measures (images/s of forward + backward + Adam step, cross-entropy, syn
   * ``reference``: the same network written the way upstream writes it (below: MaxPool2d(1, s) shortcuts,
     ``F.interpolate``, ``x.view(-1, 49, 1024)``), eager, fp32, NCHW — loaded with the *same weights*
     (outputs are checked equal first);
-  * ``syntfer``: `syntfer.models.create_model(...)` in fp32 NCHW, and in the recommended mode of the device:
+  * ``syntfer``: `syntfer.engine.models.create_model(...)` in fp32 NCHW, and in the recommended mode of the device:
     channels_last on CPU, bf16 autocast + channels_last on CUDA.
-- data loading: the project's real pipeline (`syntfer.data.ManifestDataset` + `train_transform` +
+- data loading: the project's real pipeline (`syntfer.engine.data.ManifestDataset` + `train_transform` +
   `build_loader`) on 100×100 JPEGs written to a temporary folder, with 0 and 2 workers, resized for each model.
 
 Usage::
@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from syntfer.models import create_model  # noqa: E402
-from syntfer.models.ir import IR50_STAGES, IR_TINY_STAGES  # noqa: E402
+from syntfer.engine.models import create_model  # noqa: E402
+from syntfer.engine.models.ir import IR50_STAGES, IR_TINY_STAGES  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def bench_loading(n_images: int, workers: list[int], model_names: list[str], bat
     import pandas as pd
     from PIL import Image
 
-    from syntfer.data import BatchAugment, BatchCollate, ManifestDataset, build_loader, train_transform
+    from syntfer.engine.data import BatchAugment, BatchCollate, ManifestDataset, build_loader, train_transform
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Classifier recipe search on the world: train one configuration on a labeled stand-in, test it on all three.
 
-Each call trains (`syntfer.training.train`, the `fast` recipe with overrides) on one world domain's training split
+Each call trains (`syntfer.engine.training.train`, the `fast` recipe with overrides) on one world domain's training split
 and appends one JSON line to ``--results``: seconds, best epoch, accuracy / balanced accuracy on the three test
 splits, per-class recall and ECE in-domain, and the validation curve. The default study's recipe came out of runs of
 this script (docs/decisions/classifier-recipe.md). Example, the recipe against the head and loss it replaced::
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from syntfer import evaluation as E
-from syntfer.judge import reliability
-from syntfer.training import TrainConfig, train
+from syntfer.engine import evaluation as E
+from syntfer.instruments.judge import reliability
+from syntfer.engine.training import TrainConfig, train
 
 NATIVE = {"rafdb": ("rafdb", "test"), "affectnet": ("affectnet", "val"), "fer2013": ("fer2013", "test")}
 

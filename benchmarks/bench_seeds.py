@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_recipe import manifests  # noqa: E402
 
-from syntfer.data import DecodedImages  # noqa: E402
-from syntfer.training import TrainConfig, train  # noqa: E402
+from syntfer.engine.data import DecodedImages  # noqa: E402
+from syntfer.engine.training import TrainConfig, train  # noqa: E402
 
 
 def main() -> int:

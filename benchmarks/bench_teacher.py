@@ -1,6 +1,6 @@
 """Pseudo-label teacher precision on the world's unlabeled domains, against their hidden truth.
 
-Applies the pipeline's selection rule (`syntfer.pseudolabel.select`: argmax label, max p > threshold, the
+Applies the pipeline's selection rule (`syntfer.strategies.pseudolabel.select`: argmax label, max p > threshold, the
 `per_class` most confident per class; the checkpoint's own calibration temperature) to a checkpoint and prints one
 JSON line: per domain the argmax accuracy, the kept count and precision, and the same at the strict threshold. On
 the committed run's teacher it gives `02_pseudolabel`'s kept counts and precisions (700 / 700 / 700; 0.701 / 0.763 /
@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from syntfer import labels as L
-from syntfer import pseudolabel as P
-from syntfer.judge import Judge
-from syntfer.models import Ensemble, load_checkpoint
+from syntfer.core import labels as L
+from syntfer.strategies import pseudolabel as P
+from syntfer.instruments.judge import Judge
+from syntfer.engine.models import Ensemble, load_checkpoint
 
 DOMAINS = ("digiface", "dcface", "emonet_face")
 
@@ -32,7 +32,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--world", required=True, type=Path, help="a rendered world holding the unlabeled domains")
     p.add_argument("--checkpoint", required=True, type=Path, nargs="+",
-                   help="a checkpoint; several: scored as one `syntfer.models.Ensemble` (mean logits, T = 1)")
+                   help="a checkpoint; several: scored as one `syntfer.engine.models.Ensemble` (mean logits, T = 1)")
     p.add_argument("--mirror", action="store_true", help="average each face with its mirror (Ensemble mirror)")
     p.add_argument("--threshold", type=float, default=0.3)
     p.add_argument("--strict", type=float, default=0.9)

@@ -25,7 +25,7 @@
 # The world's truth files (true expression, action units, identity, attributes) are read here for the audit
 # only; training code never reads them.
 #
-# How prompt words map to renderer attributes (documented in `syntfer.world.identity`): gender -> gender
+# How prompt words map to renderer attributes (documented in `syntfer.sources.world.identity`): gender -> gender
 # presentation (proportions, hair and facial-hair sampling); age group -> proportions, wrinkles, grey hair;
 # race word -> a *range of skin-tone levels* and nothing else (a crude proxy); identity trait -> explicit
 # attribute settings (hair style, glasses, beard, ...).
@@ -57,14 +57,14 @@ import pandas as pd
 from IPython.display import display
 from PIL import Image
 
-from syntfer import labels as L
-from syntfer.plots import show
-from syntfer.readers import read_dataset
-from syntfer.seeding import seed_everything
-from syntfer.storage import write_json
-from syntfer.world import report as R
-from syntfer.world.presets import get_preset
-from syntfer.world.writers import DOMAIN_NAMES, plan_domain
+from syntfer.core import labels as L
+from syntfer.core.plots import show
+from syntfer.sources.readers import read_dataset
+from syntfer.core.seeding import seed_everything
+from syntfer.core.storage import write_json
+from syntfer.sources.world import report as R
+from syntfer.sources.world.presets import get_preset
+from syntfer.sources.world.writers import DOMAIN_NAMES, plan_domain
 
 world = Path(world_dir)
 if not (world / "world.json").is_file():
@@ -182,7 +182,7 @@ for attr in ("id_gender", "id_age", "id_skin_tone"):
 
 # %% [markdown]
 # ## Read back through the real readers
-# The readers of `syntfer.readers` (the ones that read RAF-DB/AffectNet/FER2013 in their native formats) read
+# The readers of `syntfer.sources.readers` (the ones that read RAF-DB/AffectNet/FER2013 in their native formats) read
 # each domain; the per-class counts must equal the intended ones.
 
 # %%
@@ -207,7 +207,7 @@ display(readback)
 
 # %%
 if probe_train:
-    from syntfer.world.probe import DEFAULT_TESTS, cross_domain_probe
+    from syntfer.sources.world.probe import DEFAULT_TESTS, cross_domain_probe
 
     dom, split = probe_train.split("/")
     probe = cross_domain_probe(world, (dom, split), DEFAULT_TESTS, size=probe_size, epochs=probe_epochs,

@@ -35,10 +35,10 @@ train_manifest = "outputs/sets/real_rafdb/manifest.csv"  # labelled manifest (pa
 test_dir = "outputs/tests"  # holds <name>.csv test manifests
 test_sets = "rafdb,affectnet,fer2013"  # comma-separated test manifest names
 data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): labels every number
-model = "cnn_tiny"  # any registered model (syntfer.models.list_models())
+model = "cnn_tiny"  # any registered model (syntfer.engine.models.list_models())
 model_kwargs = '{"img_size": 48, "head": "flatten"}'  # JSON object of builder options
 pretrained = ""  # weight file for the model builder (empty: random init)
-recipe = "fast"  # fast | upstream_ir50 | poster (syntfer.training.RECIPES); knobs below override it
+recipe = "fast"  # fast | upstream_ir50 | poster (syntfer.engine.training.RECIPES); knobs below override it
 epochs = 24
 steps_source = "real_rafdb"  # a set mixing this source with others (a hybrid) trains as many optimizer steps as this source's rows alone get in `epochs` epochs (equal compute); empty: off
 batch_size = 64
@@ -73,14 +73,14 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from syntfer import evaluation as E
-from syntfer import labels as L
-from syntfer.data import DecodedImages, as_frame, describe_frame
-from syntfer.manifest import read_manifest
-from syntfer.plots import show
-from syntfer.seeding import seed_everything
-from syntfer.storage import write_json, write_text
-from syntfer.training import LOG_COLUMNS, TrainConfig, step_matched_epochs, train, train_launched
+from syntfer.engine import evaluation as E
+from syntfer.core import labels as L
+from syntfer.engine.data import DecodedImages, as_frame, describe_frame
+from syntfer.core.manifest import read_manifest
+from syntfer.core.plots import show
+from syntfer.core.seeding import seed_everything
+from syntfer.core.storage import write_json, write_text
+from syntfer.engine.training import LOG_COLUMNS, TrainConfig, step_matched_epochs, train, train_launched
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")

@@ -50,13 +50,13 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from syntfer import labels as L
-from syntfer import plots
-from syntfer import pseudolabel as P
-from syntfer.manifest import read_manifest, write_manifest
-from syntfer.readers import read_dataset
-from syntfer.seeding import seed_everything
-from syntfer.storage import write_json
+from syntfer.core import labels as L
+from syntfer.core import plots
+from syntfer.strategies import pseudolabel as P
+from syntfer.core.manifest import read_manifest, write_manifest
+from syntfer.sources.readers import read_dataset
+from syntfer.core.seeding import seed_everything
+from syntfer.core.storage import write_json
 
 thresholds = sorted({float(t) for t in sweep.split(",") if t.strip()} | {float(threshold)})
 P.check_rule(threshold, per_class or None)
@@ -77,7 +77,7 @@ print(f"source={source} ({tag}), teacher={teacher}, threshold={threshold}, per_c
 
 # %% [markdown]
 # ## The unlabeled images
-# A folder is read with `syntfer.readers.read_dataset("unlabeled", ...)` (every image below it; identity
+# A folder is read with `syntfer.sources.readers.read_dataset("unlabeled", ...)` (every image below it; identity
 # = its sub-folder); a CSV is used as the manifest as it is. Labels in the input, if any, are ignored.
 
 # %%

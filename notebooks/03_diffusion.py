@@ -21,7 +21,7 @@
 # its domain (FD in the judge's feature space — not FID), and what does curation remove?
 #
 # Default = the **embedded** generator: a small text(+AU)-conditioned latent diffusion model trained offline on
-# the procedural world's captioned `web` domain, as aligned 48-px face crops (`syntfer.diffusion.embedded`,
+# the procedural world's captioned `web` domain, as aligned 48-px face crops (`syntfer.strategies.diffusion.embedded`,
 # variant `pool48`; committed under `models/diffusion/`, its training curve and rebuild command beside it). **Every
 # number here is a world result.** The paper's generator (Stable Diffusion "Realistic Vision v5.1", 50 steps,
 # guidance 10, fp16, 512 px; FineFace on SD 2.1) runs through the same interface with `backends="sd"` /
@@ -70,21 +70,21 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from syntfer import labels as L
-from syntfer import plots
-from syntfer import prompts as P
-from syntfer.attributes import demographic_fidelity, load_reader
-from syntfer.diffusion import curation as C
-from syntfer.diffusion import embedded as E
-from syntfer.diffusion import figures as R
-from syntfer.diffusion.backends import BACKENDS, create_backend
-from syntfer.diffusion.generation import generate, generate_launched
-from syntfer.distances import frechet_distance
-from syntfer.instruments import reference_frame
-from syntfer.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
-from syntfer.manifest import read_manifest
-from syntfer.seeding import numpy_rng, seed_everything
-from syntfer.storage import write_json
+from syntfer.core import labels as L
+from syntfer.core import plots
+from syntfer.strategies.diffusion import prompts as P
+from syntfer.instruments.attributes import demographic_fidelity, load_reader
+from syntfer.strategies.diffusion import curation as C
+from syntfer.strategies.diffusion import embedded as E
+from syntfer.strategies.diffusion import figures as R
+from syntfer.strategies.diffusion.backends import BACKENDS, create_backend
+from syntfer.strategies.diffusion.generation import generate, generate_launched
+from syntfer.instruments.distances import frechet_distance
+from syntfer.instruments.build import reference_frame
+from syntfer.instruments.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
+from syntfer.core.manifest import read_manifest
+from syntfer.core.seeding import numpy_rng, seed_everything
+from syntfer.core.storage import write_json
 
 kinds = [b.strip() for b in backends.split(",") if b.strip()]
 bad = [b for b in kinds if b not in BACKENDS]

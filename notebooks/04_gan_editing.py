@@ -28,7 +28,7 @@
 # read by the project's one judge (06_instruments), which never sees the editor. **Every number is a world result**, never an
 # FFHQ/RAF-DB/AffectNet number. The paper's F/V control values belong to the official GANmut weights' code
 # space; for an editor trained here, F = its learned axis at ρ = 1 (or learned centre) and V = its learned
-# axis angle with ρ ~ U(0.5, 1.2) (see `syntfer.gan.controls`). CodeFormer (the paper's restorer) needs
+# axis angle with ρ ~ U(0.5, 1.2) (see `syntfer.strategies.gan.controls`). CodeFormer (the paper's restorer) needs
 # weights that cannot be had offline; the default restorer is OpenCV non-local means + unsharp mask, and
 # this notebook measures what that choice does.
 
@@ -71,20 +71,20 @@ import seaborn as sns
 import torch
 from IPython.display import display
 
-from syntfer import labels as L
-from syntfer import plots
-from syntfer.gan import figures as R
-from syntfer.gan import measurements as E
-from syntfer.gan.controls import ControlValue
-from syntfer.gan.editing import DegradeConfig, make_restorer
-from syntfer.gan.networks import EditorConfig, load_generator, load_official_generator
-from syntfer.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
-from syntfer.gan.training import TrainConfig, load_crops, select_per_class, train_editor
-from syntfer.identity_encoder import embed, load_identity_encoder
-from syntfer.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
-from syntfer.readers import read_dataset
-from syntfer.seeding import seed_everything
-from syntfer.storage import write_json
+from syntfer.core import labels as L
+from syntfer.core import plots
+from syntfer.strategies.gan import figures as R
+from syntfer.strategies.gan import measurements as E
+from syntfer.strategies.gan.controls import ControlValue
+from syntfer.strategies.gan.editing import DegradeConfig, make_restorer
+from syntfer.strategies.gan.networks import EditorConfig, load_generator, load_official_generator
+from syntfer.strategies.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
+from syntfer.strategies.gan.training import TrainConfig, load_crops, select_per_class, train_editor
+from syntfer.instruments.identity_encoder import embed, load_identity_encoder
+from syntfer.instruments.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
+from syntfer.sources.readers import read_dataset
+from syntfer.core.seeding import seed_everything
+from syntfer.core.storage import write_json
 
 assert recipe in ("10", "70", "RAF"), f"recipe {recipe!r}"
 assert restorer in ("denoise", "none", "codeformer"), f"restorer {restorer!r}"
@@ -176,7 +176,7 @@ figs.show(fig, "one_identity_grid")
 
 # %% [markdown]
 # ## The judge
-# Expression fidelity is read by the project's one judge (`syntfer.judge`, 06_instruments: trained on real reference
+# Expression fidelity is read by the project's one judge (`syntfer.instruments.judge`, 06_instruments: trained on real reference
 # faces of the FFHQ look, never on an edit, never the editor's own critic), on the edited images as the sets hold
 # them, against its **ceiling**: its mean-class accuracy on held-out real FFHQ-look faces of each expression.
 

@@ -17,11 +17,11 @@
 # **Question.** Before any classifier is trained on them, how do the study's synthetic training sets
 # (pseudo-labeled, diffusion, GAN-edited, Mixed-SYN) compare on what can be measured from the images alone:
 #
-# 1. **expression fidelity** — how often the project's judge (`syntfer.judge`, trained by 06_instruments on real
+# 1. **expression fidelity** — how often the project's judge (`syntfer.instruments.judge`, trained by 06_instruments on real
 #    reference faces of the generator domains) sees the expression a set's label claims, per class — read against
 #    the judge's **ceiling**, its accuracy on held-out real faces of the domain a set's generator imitates;
 # 2. **distance to real faces** — FD and KID against the FFHQ stand-in, in named feature spaces
-#    (docs/method.md §8 protocol as implemented by `syntfer.distances`);
+#    (docs/method.md §8 protocol as implemented by `syntfer.instruments.distances`);
 # 3. **identity preservation** of expression edits (GAN sets): does an edited face keep its source's identity?
 # 4. **privacy** — how close each synthetic face comes to a real training face (nearest neighbour in an
 #    identity embedding), flagged above a calibrated threshold;
@@ -36,7 +36,7 @@ sets_dir = "outputs/sets"  # one folder per training set, each with manifest.csv
 synthetic = "pseudolabel_digiface,pseudolabel_dcface,pseudolabel_emonet_face,diffusion_embedded,diffusion_embedded_au,gan_f,gan_v,mixed_syn"  # comma list of set names under sets_dir
 reference = "outputs/world/ffhq"  # FD/KID reference: a folder of face images (the FFHQ stand-in)
 real_train = "outputs/sets/real_rafdb/manifest.csv"  # real training faces for the privacy nearest-neighbour check
-judge = "outputs/instruments/judge/checkpoint"  # the one judge (syntfer.judge): fidelity and the judge feature space
+judge = "outputs/instruments/judge/checkpoint"  # the one judge (syntfer.instruments.judge): fidelity and the judge feature space
 ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain (06_instruments)
 set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: the domain its generator imitates
 identity_dir = "models/identity/world32"  # identity encoder: 'identity' space, privacy embedding, identity similarity
@@ -62,20 +62,20 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from syntfer import audit as A
-from syntfer import distances as D
-from syntfer import identity_encoder as I
-from syntfer import labels as L
-from syntfer import plots
-from syntfer import setmetrics as S
-from syntfer import summary as SU
-from syntfer import tables as T
-from syntfer.gan.measurements import manifest_crops
-from syntfer.manifest import read_manifest, write_manifest
-from syntfer.judge import Judge, fidelity_table, judge_ceiling, label_indices
-from syntfer.readers import read_dataset
-from syntfer.seeding import seed_everything
-from syntfer.storage import write_json
+from syntfer.instruments import audit as A
+from syntfer.instruments import distances as D
+from syntfer.instruments import identity_encoder as I
+from syntfer.core import labels as L
+from syntfer.core import plots
+from syntfer.instruments import setmetrics as S
+from syntfer.study import summary as SU
+from syntfer.core import tables as T
+from syntfer.strategies.gan.measurements import manifest_crops
+from syntfer.core.manifest import read_manifest, write_manifest
+from syntfer.instruments.judge import Judge, fidelity_table, judge_ceiling, label_indices
+from syntfer.sources.readers import read_dataset
+from syntfer.core.seeding import seed_everything
+from syntfer.core.storage import write_json
 
 names = [s.strip() for s in synthetic.split(",") if s.strip()]
 if not names:
@@ -182,12 +182,12 @@ T.show(against_ceiling, f"expression fidelity against the ceiling — {where}")
 # sets are measured in two spaces that exist here, and every number carries its space's name (none of them is
 # FID, which means Inception-v3 features):
 #
-# - `judge`: the judge's penultimate layer (expression-sensitive; `syntfer.judge`);
+# - `judge`: the judge's penultimate layer (expression-sensitive; `syntfer.instruments.judge`);
 # - `identity`: the world identity encoder (`identity_dir`; L2-normalised embeddings of the whole image,
 #   identity-sensitive, trained to ignore expression);
 # - `clip`: only when `clip_weights` names a local CLIP checkpoint.
 #
-# Protocol (`syntfer.distances`): FD between Gaussians fitted in float64 (matrix square root, retried with
+# Protocol (`syntfer.instruments.distances`): FD between Gaussians fitted in float64 (matrix square root, retried with
 # 1e-6·I when not finite); KID = unbiased MMD² with the cubic kernel (xᵀy/d + 1)³, averaged over 100 subsets
 # of min(2000, n, n_reference) drawn with seed `seed` — when a set and the reference have the same size and no
 # more than 2,000 images, every subset is the whole of both and one evaluation gives that average
@@ -272,7 +272,7 @@ if len(idsim):
 # %% [markdown]
 # ## Privacy: how close does a synthetic face come to a real training face?
 # For every measured image of a set, the cosine similarity to its nearest neighbour among the real training faces
-# (`real_train`) in the identity embedding (`syntfer.audit.privacy_check`). An image is flagged above a threshold:
+# (`real_train`) in the identity embedding (`syntfer.instruments.audit.privacy_check`). An image is flagged above a threshold:
 # `privacy_threshold` when given, else calibrated here as the `privacy_quantile` of the real training faces'
 # similarity to their nearest *other* training face ("closer to a training face than 99 % of real training faces
 # are to any other one"; with one image per identity, as in the world's RAF-DB stand-in, that other face is
@@ -300,7 +300,7 @@ figs.show(g.figure, "privacy_similarity")
 
 # %% [markdown]
 # ## Demographics per set and class
-# `syntfer.audit.audit_sets`: rows with prompt attributes (diffusion images, also inside a mix) are audited on the
+# `syntfer.instruments.audit.audit_sets`: rows with prompt attributes (diffusion images, also inside a mix) are audited on the
 # words they were generated from (basis `prompt`); the other rows on the world's truth of the image they come from
 # (basis `world truth`: matched by path, origin_path or source_path — an edit keeps its source's identity). On
 # real data no attribute model ships, so only prompted rows can be audited there. The `basis` column says which.

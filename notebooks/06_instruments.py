@@ -72,14 +72,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from syntfer import attributes as A
-from syntfer import instruments as I
-from syntfer.data import as_frame
-from syntfer.judge import Judge, judge_ceiling, label_indices, reliability
-from syntfer.plots import show
-from syntfer.seeding import seed_everything
-from syntfer.storage import write_json, write_text
-from syntfer.training import TrainConfig
+from syntfer.instruments import attributes as A
+from syntfer.instruments import build as I
+from syntfer.engine.data import as_frame
+from syntfer.instruments.judge import Judge, judge_ceiling, label_indices, reliability
+from syntfer.core.plots import show
+from syntfer.core.seeding import seed_everything
+from syntfer.core.storage import write_json, write_text
+from syntfer.engine.training import TrainConfig
 
 torch.set_num_threads(threads)
 seed_everything(seed)
@@ -152,7 +152,7 @@ ceiling.pivot(index="class", columns="domain", values="fidelity").round(3)
 # %% [markdown]
 # ## The attribute reader
 # Gender, age group and skin tone of `ref_web`'s people; race is read as the world renders it — a skin-tone level
-# inside the race word's range (`syntfer.attributes`). The held-out accuracies are the demographic ceilings.
+# inside the race word's range (`syntfer.instruments.attributes`). The held-out accuracies are the demographic ceilings.
 
 # %%
 reader_train = I.reference_frame(world_dir, reader_domain, "train")

@@ -67,17 +67,17 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from syntfer import audit as A
-from syntfer import evaluation as E
-from syntfer import labels as L
-from syntfer import plots
-from syntfer import report as REP
-from syntfer import summary as S
-from syntfer import tables as T
-from syntfer.attributes import ATTRIBUTES as READ_ATTRIBUTES
-from syntfer.pseudolabel import attach_truth, read_scores
-from syntfer.data import as_frame, describe_frame
-from syntfer.storage import write_json
+from syntfer.instruments import audit as A
+from syntfer.engine import evaluation as E
+from syntfer.core import labels as L
+from syntfer.core import plots
+from syntfer.study import report as REP
+from syntfer.study import summary as S
+from syntfer.core import tables as T
+from syntfer.instruments.attributes import ATTRIBUTES as READ_ATTRIBUTES
+from syntfer.strategies.pseudolabel import attach_truth, read_scores
+from syntfer.engine.data import as_frame, describe_frame
+from syntfer.core.storage import write_json
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
@@ -90,7 +90,7 @@ summary, sets = Path(summary_dir), Path(sets_dir)
 kind_note = "procedural-world stand-ins" if data_kind == "world" else "licensed real data"
 sns.set_theme(style="whitegrid", context="notebook")
 
-# Set names say their strategy (syntfer.report.STRATEGIES: the prefix written by the strategies' stages)
+# Set names say their strategy (syntfer.study.report.STRATEGIES: the prefix written by the strategies' stages)
 FAMILIES = list(REP.FAMILY_LABELS.values())
 HEADLINE = REP.HEADLINE_METRICS
 sections = REP.Sections()  # every section and whether this run produced its input (sections.csv)
@@ -135,7 +135,7 @@ print(f"model {chosen}; {len(train_sets)} training sets × {len(test_sets)} test
 # ## 0 · Findings: what this run says about the paper's kinds of claims, on equal terms
 # Each row is a claim of the kind the paper makes, tested on this run: the **effect** is a paired difference on the
 # same test images (every seed paired), the **95 % interval** comes from a bootstrap over test images and seeds
-# (`syntfer.report`), and the raw **verdict** is read off the interval alone — *supported* when it lies wholly on
+# (`syntfer.study.report`), and the raw **verdict** is read off the interval alone — *supported* when it lies wholly on
 # the side the claim predicts, *contradicted* when wholly on the other side, *inconclusive* when it straddles zero.
 # The claims are one family, so each also has a bootstrap p-value and **Holm's** adjustment over all of them
 # (`p_holm`, `verdict_holm` at family-wise error `alpha`).
@@ -577,7 +577,7 @@ if pl_path is not None:
 
 # %% [markdown]
 # ## 7 · Who is in the sets, and do they copy real faces?
-# **Demographics** (notebook 05, `syntfer.audit`): shares of gender, age and skin tone (or the prompt's race
+# **Demographics** (notebook 05, `syntfer.instruments.audit`): shares of gender, age and skin tone (or the prompt's race
 # word) per set, over all its images; the `basis` column says what a share rests on (world truth, the
 # generator's prompt, or an attribute model). **Privacy**: cosine similarity of each synthetic image to its
 # nearest real training face; images above the threshold are flagged as possible copies.

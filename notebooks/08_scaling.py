@@ -20,7 +20,7 @@
 # and real images (07_report): how many synthetic images of a strategy match the accuracy of N real ones.
 #
 # One run = one source: the source's set is drawn at each size in `sizes` — nested, seeded draws
-# (`syntfer.mixing.sized_set`: the 280-image draw lies inside the 700-image one), class-balanced for a synthetic
+# (`syntfer.study.mixing.sized_set`: the 280-image draw lies inside the 700-image one), class-balanced for a synthetic
 # set or an oracle, with the real split's own class shares for a real one (`stratify`) — and each draw is
 # trained with every seed by the grid's recipe (`01_baseline`'s knobs) and tested once on the primary test set.
 # The size-N point of every source and the full real split are the grid's own runs (`train@<set>`); the report
@@ -65,15 +65,15 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from syntfer import evaluation as E
-from syntfer import labels as L
-from syntfer import plots
-from syntfer.data import DecodedImages, as_frame
-from syntfer.manifest import read_manifest
-from syntfer.mixing import sized_set
-from syntfer.seeding import seed_everything
-from syntfer.storage import write_json, write_text
-from syntfer.training import TrainConfig, train
+from syntfer.engine import evaluation as E
+from syntfer.core import labels as L
+from syntfer.core import plots
+from syntfer.engine.data import DecodedImages, as_frame
+from syntfer.core.manifest import read_manifest
+from syntfer.study.mixing import sized_set
+from syntfer.core.seeding import seed_everything
+from syntfer.core.storage import write_json, write_text
+from syntfer.engine.training import TrainConfig, train
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")

@@ -16,35 +16,35 @@ import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "manifest": ("syntfer.readers", "write a manifest CSV from a dataset in its native format"),
-    "world": ("syntfer.world.cli", "render the procedural face world (all stand-in domains)"),
-    "notebook": ("syntfer.notebook", "execute a py:percent notebook with papermill (used by DVC stages)"),
-    "pseudolabel": ("syntfer.pseudolabel.cli", "pseudo-label unlabeled images with a teacher (strategy i)"),
-    "prompts": ("syntfer.prompts", "write the paper's diffusion prompt grid (strategy ii)"),
-    "train": ("syntfer.training", "train a classifier on a manifest (resumable)"),
-    "evaluate": ("syntfer.evaluation", "evaluate a checkpoint on test manifests"),
-    "models": ("syntfer.models.cli", "list classifiers; build one and report how a weight file loads"),
-    "diffusion": ("syntfer.diffusion.cli", "train the embedded model / generate / curate diffusion sets (strategy ii)"),
-    "gan": ("syntfer.gan.cli", "train a GANmut-style editor / write GAN-edited sets (strategy iii)"),
-    "identity": ("syntfer.identity_encoder", "train and validate the world identity encoder"),
-    "instrument": ("syntfer.instruments", "train and calibrate the judge on reference renders (as 06_instruments)"),
-    "mix": ("syntfer.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
-    "distance": ("syntfer.distances", "FD/KID of sets against a reference in a named feature space"),
-    "audit": ("syntfer.audit", "demographic audit and nearest-real-face privacy check"),
-    "summarize": ("syntfer.summary", "collect fan-out metrics into one metrics.json"),
-    "numbers": ("syntfer.docs_numbers", "regenerate (or --check) the documents' numbers from the result files"),
-    "publish": ("syntfer.publish", "copy the run's executed notebooks into reports/ (display size, stamped)"),
+    "manifest": ("syntfer.sources.readers", "write a manifest CSV from a dataset in its native format"),
+    "world": ("syntfer.sources.world.cli", "render the procedural face world (all stand-in domains)"),
+    "notebook": ("syntfer.tools.notebook", "execute a py:percent notebook with papermill (used by DVC stages)"),
+    "pseudolabel": ("syntfer.strategies.pseudolabel.cli", "pseudo-label unlabeled images with a teacher (strategy i)"),
+    "prompts": ("syntfer.strategies.diffusion.prompts", "write the paper's diffusion prompt grid (strategy ii)"),
+    "train": ("syntfer.engine.training", "train a classifier on a manifest (resumable)"),
+    "evaluate": ("syntfer.engine.evaluation", "evaluate a checkpoint on test manifests"),
+    "models": ("syntfer.engine.models.cli", "list classifiers; build one and report how a weight file loads"),
+    "diffusion": ("syntfer.strategies.diffusion.cli", "train the embedded model / generate / curate diffusion sets (strategy ii)"),
+    "gan": ("syntfer.strategies.gan.cli", "train a GANmut-style editor / write GAN-edited sets (strategy iii)"),
+    "identity": ("syntfer.instruments.identity_encoder", "train and validate the world identity encoder"),
+    "instrument": ("syntfer.instruments.build", "train and calibrate the judge on reference renders (as 06_instruments)"),
+    "mix": ("syntfer.study.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
+    "distance": ("syntfer.instruments.distances", "FD/KID of sets against a reference in a named feature space"),
+    "audit": ("syntfer.instruments.audit", "demographic audit and nearest-real-face privacy check"),
+    "summarize": ("syntfer.study.summary", "collect fan-out metrics into one metrics.json"),
+    "numbers": ("syntfer.study.docs_numbers", "regenerate (or --check) the documents' numbers from the result files"),
+    "publish": ("syntfer.study.publish", "copy the run's executed notebooks into reports/ (display size, stamped)"),
 }
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean bad input (not a bug): file-system errors about a named path,
     `ValueError` (all the project's ``*Error(ValueError)`` classes) and the project's non-ValueError classes."""
-    from syntfer.guards import NonFiniteLossError
-    from syntfer.images import ImageError
-    from syntfer.launch import LaunchError
-    from syntfer.notebook import NotebookError
-    from syntfer.training import TrainError
+    from syntfer.core.guards import NonFiniteLossError
+    from syntfer.core.images import ImageError
+    from syntfer.engine.launch import LaunchError
+    from syntfer.tools.notebook import NotebookError
+    from syntfer.engine.training import TrainError
 
     return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
             ValueError, ImageError, LaunchError, NotebookError, TrainError, NonFiniteLossError)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from syntfer import labels as L
+from syntfer.core import labels as L
 
 ROOT = Path(__file__).resolve().parents[1]
 TALLY: collections.Counter = collections.Counter()

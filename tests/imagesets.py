@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from syntfer import labels as L
+from syntfer.core import labels as L
 
 
 def noise_images(folder: Path, sizes: list[tuple[int, int]]) -> list[str]:

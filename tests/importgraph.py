@@ -267,7 +267,7 @@ def covered(path: str, deps: list[str]) -> bool:
 
 def declares_strategy(init: Path) -> bool:
     """A package whose ``__init__.py`` assigns ``STRATEGY`` at module level (the strategy contract,
-    `syntfer.strategy`)."""
+    `syntfer.core.strategy`)."""
     return init.name == "__init__.py" and init.is_file() and any(
         isinstance(n, (ast.Assign, ast.AnnAssign))
         and any(getattr(t, "id", None) == "STRATEGY" for t in (n.targets if isinstance(n, ast.Assign) else [n.target]))
@@ -291,20 +291,21 @@ def syntfer_dynamic(root: Path, package: str = "syntfer") -> dict[str, set[str]]
 
     - ``cli.main`` imports the module of the command it runs (``COMMANDS``): any of them (a stage's closure
       narrows this to its own command);
-    - ``report.discover_strategies`` imports every subpackage of the package (``pkgutil.iter_modules`` over its
-      folder) to find the ones that declare ``STRATEGY``; it runs when `report` is imported.
+    - ``study.report.discover_strategies`` imports every subpackage of syntfer/strategies/ (``pkgutil.iter_modules``
+      over that folder) to find the ones that declare ``STRATEGY``; it runs when `report` is imported.
     A new non-literal import elsewhere is reported by `Graph.build` until it is declared here."""
-    subpackages = {f"{package}.{p.name}" for p in sorted((root / package).iterdir()) if (p / "__init__.py").is_file()}
-    return {f"{package}.cli": set(cli_commands(root, package).values()), f"{package}.report": subpackages}
+    folder = root / package / "strategies"
+    subpackages = {f"{package}.strategies.{p.name}" for p in sorted(folder.iterdir()) if (p / "__init__.py").is_file()}
+    return {f"{package}.cli": set(cli_commands(root, package).values()), f"{package}.study.report": subpackages}
 
 
-# Modules that run a `syntfer` command in a subprocess (``syntfer.launch.run_launched``: ``<launcher> -m syntfer
+# Modules that run a `syntfer` command in a subprocess (``syntfer.engine.launch.run_launched``: ``<launcher> -m syntfer
 # <command>``), with the command. Not an import (the layer graph has no edge for it), but code the stage runs:
 # the stage-deps closure adds ``syntfer/__main__.py``, ``cli.py`` and the command's module. A caller of
 # run_launched not listed here fails tests/test_stage_deps.py.
 LAUNCHED: dict[str, set[str]] = {
-    "syntfer.training": {"train"},                 # train_launched: `-m syntfer train --config ...`
-    "syntfer.diffusion.generation": {"diffusion"},  # generate_launched: `-m syntfer diffusion generate ...`
+    "syntfer.engine.training": {"train"},                 # train_launched: `-m syntfer train --config ...`
+    "syntfer.strategies.diffusion.generation": {"diffusion"},  # generate_launched: `-m syntfer diffusion generate ...`
 }
 
 

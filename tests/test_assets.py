@@ -1,6 +1,6 @@
 """`make setup`'s assets: without npm the plots template falls back to a CDN with a one-line notice, and is
 replaced by the offline one once npm is there."""
-from syntfer import assets
+from syntfer.tools import assets
 
 
 def test_plots_template_without_npm_uses_a_cdn_and_says_so(tmp_path, monkeypatch, capsys):

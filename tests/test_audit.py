@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from syntfer import audit as A
+from syntfer.instruments import audit as A
 
 
 def _png(path, arr):
@@ -161,7 +161,7 @@ def test_audit_sets_mixes_prompt_and_truth_bases(world):
 def test_audit_cli_writes_demographics_and_privacy(world, tmp_path):
     import argparse
 
-    from syntfer.manifest import write_manifest
+    from syntfer.core.manifest import write_manifest
 
     rng = np.random.default_rng(1)
     real = [_png(tmp_path / "real" / f"{i}.png", rng.integers(0, 255, (16, 16, 3))) for i in range(4)]
@@ -186,7 +186,7 @@ def test_audit_cli_writes_demographics_and_privacy(world, tmp_path):
 def test_identity_embedding_adapter(tmp_path):
     import torch
 
-    from syntfer import identity_encoder
+    from syntfer.instruments import identity_encoder
     torch.manual_seed(0)
     enc = identity_encoder.IdentityEncoder(identity_encoder.IdentityConfig(image_size=16, width=4, embed_dim=8))
     identity_encoder.save_identity_encoder(tmp_path / "enc", enc)
@@ -239,7 +239,7 @@ def test_embed_set_needs_a_name_to_cache_and_plain_names(tmp_path):
 
 
 def test_leave_one_out_threshold_is_the_quantile_of_each_face_to_its_nearest_other():
-    from syntfer.audit import AuditError, leave_one_out_threshold
+    from syntfer.instruments.audit import AuditError, leave_one_out_threshold
 
     v = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
     # nearest other: 0 -> 1 (0.8), 1 -> 0 or 2 (0.8 / 0.6 -> 0.8), 2 -> 1 (0.6)

@@ -41,8 +41,8 @@ def _badcol(t: Path) -> Path:
 def _checkpoint(t: Path) -> Path:
     import torch
 
-    from syntfer.models import create_model
-    from syntfer.models.checkpoint import save_checkpoint
+    from syntfer.engine.models import create_model
+    from syntfer.engine.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     return save_checkpoint(create_model("cnn_tiny", img_size=16), t / "ckpt")
@@ -128,7 +128,7 @@ def test_bad_input_ends_the_process_with_one_line_and_status_1(tmp_path, case):
 def test_a_bug_keeps_its_traceback_and_an_expected_error_can_show_one(monkeypatch, capsys):
     """Only the bad-input error types become one line: anything else is a bug and is raised as it is;
     SYNTFER_TRACEBACK=1 raises the bad-input ones too."""
-    import syntfer.world.cli as world_cli
+    import syntfer.sources.world.cli as world_cli
 
     def boom(args):
         raise ZeroDivisionError("a bug")

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from syntfer import labels as L
-from syntfer.data import (BatchAugment, BatchCollate, DataError, EpochSampler, ManifestDataset, as_frame, build_loader, epoch_sampler,
+from syntfer.core import labels as L
+from syntfer.engine.data import (BatchAugment, BatchCollate, DataError, EpochSampler, ManifestDataset, as_frame, build_loader, epoch_sampler,
                           eval_transform, image_mode, label_indices, loader_throughput, resize_tensor,
                           split_validation, train_transform)
-from syntfer.manifest import write_manifest
-from syntfer.models.registry import ModelConfig
+from syntfer.core.manifest import write_manifest
+from syntfer.engine.models.registry import ModelConfig
 
 CFG = ModelConfig("t", input_size=(3, 24, 32), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5))
 
@@ -73,7 +73,7 @@ def test_evaluation_imports_neither_torchvision_nor_timm():
     import subprocess
     import sys
 
-    code = ("import sys; import syntfer.evaluation, syntfer.training, syntfer.models, syntfer.setmetrics; "
+    code = ("import sys; import syntfer.engine.evaluation, syntfer.engine.training, syntfer.engine.models, syntfer.instruments.setmetrics; "
             "print(sorted(m for m in ('torchvision', 'timm', 'torch._dynamo') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

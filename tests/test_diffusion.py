@@ -13,13 +13,13 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from syntfer import prompts as P  # noqa: E402
-from syntfer.diffusion import embedded as E  # noqa: E402
-from syntfer.diffusion.backends import EmbeddedBackend, StableDiffusionBackend  # noqa: E402
-from syntfer.diffusion.curation import curate, dhash, duplicate_mask  # noqa: E402
-from syntfer.diffusion.generation import generate, image_seed, regenerate_row  # noqa: E402
-from syntfer.images import load_array  # noqa: E402
-from syntfer.manifest import read_manifest  # noqa: E402
+from syntfer.strategies.diffusion import prompts as P  # noqa: E402
+from syntfer.strategies.diffusion import embedded as E  # noqa: E402
+from syntfer.strategies.diffusion.backends import EmbeddedBackend, StableDiffusionBackend  # noqa: E402
+from syntfer.strategies.diffusion.curation import curate, dhash, duplicate_mask  # noqa: E402
+from syntfer.strategies.diffusion.generation import generate, image_seed, regenerate_row  # noqa: E402
+from syntfer.core.images import load_array  # noqa: E402
+from syntfer.core.manifest import read_manifest  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -126,7 +126,7 @@ def test_sharded_generation_merges(sd_backend, tmp_path):
 
 
 def test_fineface_adapter(tmp_path):
-    from syntfer.diffusion.fineface import FineFaceError, load_fineface
+    from syntfer.strategies.diffusion.fineface import FineFaceError, load_fineface
 
     pipe = tiny_sd_pipeline()
     rows = short_prompts(2)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from syntfer import distances as D
+from syntfer.instruments import distances as D
 
 
 def _rng(seed=0):
@@ -246,7 +246,7 @@ def test_clip_space_with_tiny_config_model(tmp_path):
 
 
 def test_cli_writes_named_keys(tmp_path):
-    from syntfer.manifest import write_manifest
+    from syntfer.core.manifest import write_manifest
     import pandas as pd
 
     paths = _images(tmp_path, n=6)
@@ -270,8 +270,8 @@ def test_cli_writes_named_keys(tmp_path):
 
 
 def test_classifier_space_of_registered_small_net(tmp_path):
-    from syntfer.data import eval_transform
-    from syntfer.models import create_model
+    from syntfer.engine.data import eval_transform
+    from syntfer.engine.models import create_model
 
     torch.manual_seed(0)
     model = create_model("ir_tiny")

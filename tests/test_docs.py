@@ -1,4 +1,4 @@
-"""The documents: their numbers are the result files' (syntfer.docs_numbers), the README leads and stays short, and
+"""The documents: their numbers are the result files' (syntfer.study.docs_numbers), the README leads and stays short, and
 nothing in the repository points at a file outside it."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from syntfer import docs_numbers as D
+from syntfer.study import docs_numbers as D
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_new_keys_get_rows_and_columns_and_missing_keys_a_dash():
 
 
 def test_verdict_rule_is_the_reports():
-    from syntfer.report import verdict
+    from syntfer.study.report import verdict
 
     for lo, hi in [(0.1, 0.2), (-0.2, -0.1), (-0.1, 0.1), (0.0, 0.1)]:
         for expected in (">", "<"):

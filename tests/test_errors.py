@@ -20,9 +20,9 @@ from PIL import Image
 
 from faults import TALLY
 from syntfer import cli
-from syntfer.images import ImageError, load_image, pixels_to_array
-from syntfer.manifest import ManifestError, read_manifest, write_manifest
-from syntfer.readers import ReaderError, read_dataset
+from syntfer.core.images import ImageError, load_image, pixels_to_array
+from syntfer.core.manifest import ManifestError, read_manifest, write_manifest
+from syntfer.sources.readers import ReaderError, read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,15 +298,15 @@ def test_bad_input_is_named_in_the_error(tmp_path, case):
 def _tiny_checkpoint(tmp: Path) -> Path:
     import torch
 
-    from syntfer.models import create_model
-    from syntfer.models.checkpoint import save_checkpoint
+    from syntfer.engine.models import create_model
+    from syntfer.engine.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     return save_checkpoint(create_model("cnn_tiny", img_size=16), tmp / "ckpt")
 
 
 def _tiny_editor(tmp: Path) -> Path:
-    from syntfer.gan.networks import EditorConfig, Generator, save_generator
+    from syntfer.strategies.gan.networks import EditorConfig, Generator, save_generator
 
     save_generator(tmp / "editor", Generator(EditorConfig(image_size=16, conv_dim=4, repeat_num=1)), {"step": 0})
     return tmp / "editor"
@@ -404,15 +404,15 @@ def test_cli_rejects_bad_input_and_says_what(tmp_path, case, capsys):
 
 
 # --------------------------------------------------------------------------- nothing left out
-MODULES = {"readers": "syntfer/readers.py", "images": "syntfer/images.py", "manifest": "syntfer/manifest.py"}
+MODULES = {"readers": "syntfer/sources/readers.py", "images": "syntfer/core/images.py", "manifest": "syntfer/core/manifest.py"}
 # the CLI entry points (and the helpers they parse arguments with) whose raises must each have a case
-CLI_FUNCTIONS = {("cli", "main"): "syntfer/cli.py", ("readers", "run"): "syntfer/readers.py",
-                 ("pseudolabel.cli", "run"): "syntfer/pseudolabel/cli.py", ("notebook", "run"): "syntfer/notebook.py",
-                 ("training", "run"): "syntfer/training.py", ("mixing", "run"): "syntfer/mixing.py",
-                 ("mixing", "_spec"): "syntfer/mixing.py", ("audit", "run"): "syntfer/audit.py",
-                 ("distances", "_named_manifest"): "syntfer/distances.py",
-                 ("evaluation", "run"): "syntfer/evaluation.py",
-                 ("gan.cli", "_edit"): "syntfer/gan/cli.py"}
+CLI_FUNCTIONS = {("cli", "main"): "syntfer/cli.py", ("readers", "run"): "syntfer/sources/readers.py",
+                 ("pseudolabel.cli", "run"): "syntfer/strategies/pseudolabel/cli.py", ("notebook", "run"): "syntfer/tools/notebook.py",
+                 ("training", "run"): "syntfer/engine/training.py", ("mixing", "run"): "syntfer/study/mixing.py",
+                 ("mixing", "_spec"): "syntfer/study/mixing.py", ("audit", "run"): "syntfer/instruments/audit.py",
+                 ("distances", "_named_manifest"): "syntfer/instruments/distances.py",
+                 ("evaluation", "run"): "syntfer/engine/evaluation.py",
+                 ("gan.cli", "_edit"): "syntfer/strategies/gan/cli.py"}
 
 
 def _error_sites(module: str, path: str, only: str | None = None) -> list[tuple[str, str, str]]:

@@ -16,14 +16,14 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
-from syntfer import labels as L  # noqa: E402
-from syntfer.evaluation import (CROSS_COLUMNS, EvaluationError, add_arguments, aggregate_seeds,  # noqa: E402
+from syntfer.core import labels as L  # noqa: E402
+from syntfer.engine.evaluation import (CROSS_COLUMNS, EvaluationError, add_arguments, aggregate_seeds,  # noqa: E402
                                 compute_metrics, confusion_rows, confusion_table, cross_dataset_matrix,
                                 evaluate, flat_metrics, plot_confusion, plot_cross_dataset, predict,
                                 read_cross_dataset, recall_vs_frequency, run, tidy_rows)
-from syntfer.manifest import write_manifest  # noqa: E402
-from syntfer.models.checkpoint import save_checkpoint  # noqa: E402
-from syntfer.models.registry import ModelConfig, list_models, register_model  # noqa: E402
+from syntfer.core.manifest import write_manifest  # noqa: E402
+from syntfer.engine.models.checkpoint import save_checkpoint  # noqa: E402
+from syntfer.engine.models.registry import ModelConfig, list_models, register_model  # noqa: E402
 
 MODEL = "colour_oracle_for_evaluation_tests"
 # the tiny example: 6 samples, classes anger(0), disgust(1), fear(2)
@@ -113,7 +113,7 @@ def test_predict_maps_native_output_order_to_canonical(tmp_path):
 
 
 def torch_model(order: str) -> nn.Module:
-    from syntfer.models import create_model
+    from syntfer.engine.models import create_model
 
     return create_model(MODEL, order=order)
 

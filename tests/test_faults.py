@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from faults import FilesPresent, FileWrites, assert_same_outputs, cli, colour_set, crash_and_resume, run_ok
-from syntfer.manifest import write_manifest
+from syntfer.core.manifest import write_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +52,8 @@ def test_trainer_killed_between_checkpoints_resumes_bit_identically(tmp_path, co
 
 # --------------------------------------------------------------------------- pseudo-label scoring
 def test_pseudolabel_scoring_killed_between_shards_resumes_identically(tmp_path):
-    from syntfer.models import create_model
-    from syntfer.models.checkpoint import save_checkpoint
+    from syntfer.engine.models import create_model
+    from syntfer.engine.models.checkpoint import save_checkpoint
 
     import torch
 
@@ -152,8 +152,8 @@ def test_flow_editor_fine_tuning_killed_between_checkpoints_resumes_identically(
     frozen aux classifier, `--init-from`) at a tiny size: a base run, then a fine-tune killed and resumed."""
     import torch
 
-    from syntfer.models import create_model
-    from syntfer.models.checkpoint import save_checkpoint
+    from syntfer.engine.models import create_model
+    from syntfer.engine.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     aux = save_checkpoint(create_model("cnn_tiny", img_size=16), tmp_path / "aux")

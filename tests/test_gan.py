@@ -12,15 +12,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from syntfer import labels as L
-from syntfer.gan import controls as C
-from syntfer.gan.editing import (DegradeConfig, EditError, band_mask, clip_box, crop_resize, degrade, edit_images,
+from syntfer.core import labels as L
+from syntfer.strategies.gan import controls as C
+from syntfer.strategies.gan.editing import (DegradeConfig, EditError, band_mask, clip_box, crop_resize, degrade, edit_images,
                                  paste, CodeFormerRestorer)
-from syntfer.gan.measurements import intensity_curve, seam_contrast
-from syntfer.gan.networks import (CheckpointError, Discriminator, EditorConfig, Generator, load_generator,
+from syntfer.strategies.gan.measurements import intensity_curve, seam_contrast
+from syntfer.strategies.gan.networks import (CheckpointError, Discriminator, EditorConfig, Generator, load_generator,
                                   load_official_generator, save_generator)
-from syntfer.gan.sets import RecipeError, plan_recipe, render_edit_set
-from syntfer.gan.training import EditorTrainer, TrainConfig, select_per_class, square_box, train_editor
+from syntfer.strategies.gan.sets import RecipeError, plan_recipe, render_edit_set
+from syntfer.strategies.gan.training import EditorTrainer, TrainConfig, select_per_class, square_box, train_editor
 
 torch.set_num_threads(1)
 TINY = dict(image_size=16, conv_dim=4, repeat_num=1, d_conv_dim=4, d_repeat_num=2)
@@ -311,7 +311,7 @@ def test_render_edit_set_is_resumable_and_seeded(tmp_path):
     plan = plan_recipe(pd.DataFrame(rows), "70")
     g = Generator(EditorConfig(**TINY))
     out = tmp_path / "set"
-    from syntfer.gan.editing import DenoiseRestorer
+    from syntfer.strategies.gan.editing import DenoiseRestorer
     m1 = render_edit_set(plan, g, out, variant="V", seed=7, restorer=DenoiseRestorer(), progress=False)
     assert len(m1) == 28  # the missing source's 7 rows are skipped and counted
     import json
@@ -330,8 +330,8 @@ def test_render_edit_set_is_resumable_and_seeded(tmp_path):
 
 
 def test_render_edit_set_manifest_reads_back_from_a_relative_out_dir(tmp_path, monkeypatch):
-    from syntfer.gan.editing import DenoiseRestorer
-    from syntfer.manifest import read_manifest
+    from syntfer.strategies.gan.editing import DenoiseRestorer
+    from syntfer.core.manifest import read_manifest
 
     p = tmp_path / "src.png"
     Image.fromarray(np.zeros((48, 48, 3), dtype=np.uint8)).save(p)
@@ -387,7 +387,7 @@ def test_residual_generator_starts_at_identity_and_keeps_official_keys():
 
 
 def test_flow_editor_starts_at_identity_warps_by_its_flow_and_penalises_folds():
-    from syntfer.gan.training import flow_regularisers
+    from syntfer.strategies.gan.training import flow_regularisers
 
     g = Generator(EditorConfig(flow_grid=4, **TINY))
     x = torch.rand(2, 3, 16, 16) * 2 - 1
@@ -443,8 +443,8 @@ def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):
     """Two checkouts of the same world must write the same GAN set (seeds come from the pool-relative path)."""
     import shutil
 
-    from syntfer.gan.editing import DenoiseRestorer
-    from syntfer.gan.sets import source_pool_from_boxes
+    from syntfer.strategies.gan.editing import DenoiseRestorer
+    from syntfer.strategies.gan.sets import source_pool_from_boxes
 
     rng = np.random.default_rng(3)
     a = tmp_path / "a" / "ffhq"
@@ -473,9 +473,9 @@ def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):
 def test_nested_pool_sources_with_one_stem_get_their_own_outputs(tmp_path):
     """a/1.png and b/1.png once both became images/<label>/1_<label>_V.png: the second overwrote the first and the
     manifest listed one file twice. Names now keep the folders below the pool."""
-    from syntfer.gan.editing import DenoiseRestorer
-    from syntfer.gan.sets import source_pool_from_boxes
-    from syntfer.manifest import read_manifest
+    from syntfer.strategies.gan.editing import DenoiseRestorer
+    from syntfer.strategies.gan.sets import source_pool_from_boxes
+    from syntfer.core.manifest import read_manifest
 
     rng = np.random.default_rng(4)
     root = tmp_path / "pool"
@@ -512,8 +512,8 @@ def test_nested_pool_sources_with_one_stem_get_their_own_outputs(tmp_path):
 
 
 def test_sources_that_would_share_an_output_are_refused(tmp_path):
-    from syntfer.gan.editing import DenoiseRestorer
-    from syntfer.gan.sets import output_name
+    from syntfer.strategies.gan.editing import DenoiseRestorer
+    from syntfer.strategies.gan.sets import output_name
 
     src = tmp_path / "src"
     src.mkdir()
@@ -533,8 +533,8 @@ def test_sources_that_would_share_an_output_are_refused(tmp_path):
 
 def _aux_editor_setup(tmp_path: Path) -> tuple[EditorConfig, torch.Tensor, torch.Tensor]:
     """An untrained cnn_tiny aux classifier at tmp_path/aux, a tiny editor config, 14 random crops, 2 per class."""
-    from syntfer.models import create_model
-    from syntfer.models.checkpoint import save_checkpoint
+    from syntfer.engine.models import create_model
+    from syntfer.engine.models.checkpoint import save_checkpoint
 
     save_checkpoint(create_model("cnn_tiny", img_size=32), tmp_path / "aux", epoch=0)
     crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
@@ -561,7 +561,7 @@ def test_auxiliary_classifier_is_frozen_and_joins_the_generator_loss(tmp_path):
 
 
 def test_intensity_target_blends_the_target_with_the_source_reading_by_rho():
-    from syntfer.gan.training import intensity_target
+    from syntfer.strategies.gan.training import intensity_target
 
     p_src = torch.softmax(torch.randn(4, 7), 1)
     trg = torch.tensor([L.CLASS_TO_INDEX[c] for c in ("happy", "fear", "neutral", "sad")])
@@ -602,14 +602,14 @@ def test_fine_tuning_starts_from_another_editor_and_intensity_needs_the_aux_loss
 @pytest.mark.slow
 def test_editor_classifier_trains_on_editor_framed_crops_and_serves_as_the_aux_loss(tmp_path):
     from syntfer.cli import main
-    from syntfer.models import Ensemble
-    from syntfer.world.writers import render_world
+    from syntfer.engine.models import Ensemble
+    from syntfer.sources.world.writers import render_world
 
     render_world(tmp_path / "w", "smoke", seed=0, workers=1, progress=False, domains=["affectnet"])
     out = tmp_path / "cls"
     assert main(["gan", "classifier", "--data", str(tmp_path / "w" / "affectnet"), "--per-class-cap", "12",
                  "--size", "16", "--epochs", "1", "--members", "2", "--out", str(out)]) == 0
-    from syntfer.manifest import read_manifest
+    from syntfer.core.manifest import read_manifest
 
     manifest = read_manifest(out / "crops" / "manifest.csv")
     with Image.open(manifest["path"].iloc[0]) as im:
@@ -643,7 +643,7 @@ def test_intensity_gamma_reshapes_the_interpolated_strength_and_needs_interpolat
 
 
 def test_edits_along_rho_are_class_then_rho_then_face_and_interpolate_from_the_source(tmp_path):
-    from syntfer.gan.measurements import edits_along_rho
+    from syntfer.strategies.gan.measurements import edits_along_rho
 
     rng = np.random.default_rng(4)
     rows = []
@@ -663,7 +663,7 @@ def test_edits_along_rho_are_class_then_rho_then_face_and_interpolate_from_the_s
 
 
 def test_seam_table_measures_each_variant_and_the_sources_against_the_reference():
-    from syntfer.gan.measurements import seam_metrics, seam_table
+    from syntfer.strategies.gan.measurements import seam_metrics, seam_table
 
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(64, 3))
@@ -681,7 +681,7 @@ def test_seam_table_measures_each_variant_and_the_sources_against_the_reference(
 
 
 def test_truth_crops_names_a_source_the_world_truth_does_not_list(tmp_path):
-    from syntfer.gan.measurements import truth_crops
+    from syntfer.strategies.gan.measurements import truth_crops
 
     edits = pd.DataFrame([{"source_path": str((tmp_path / "x.png").resolve()), "label": "happy", "face_x": 1,
                            "face_y": 1, "face_width": 8, "face_height": 8}])

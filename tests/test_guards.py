@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from faults import TALLY
-from syntfer.guards import NonFiniteLossError, check_finite
-from syntfer.storage import load_torch
+from syntfer.core.guards import NonFiniteLossError, check_finite
+from syntfer.core.storage import load_torch
 
 torch.set_num_threads(1)
 TINY = dict(image_size=16, conv_dim=4, repeat_num=1, d_conv_dim=4, d_repeat_num=2)
@@ -43,7 +43,7 @@ def test_check_finite():
 
 
 def test_classifier_training_stops_at_a_nan_loss_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    import syntfer.training as T
+    import syntfer.engine.training as T
     from imagesets import colour_set
     from test_training import _cfg  # registers the tiny model
 
@@ -62,8 +62,8 @@ def test_classifier_training_stops_at_a_nan_loss_with_the_step_and_keeps_the_las
 
 
 def test_editor_training_stops_at_a_nan_loss_with_the_step(tmp_path, monkeypatch):
-    import syntfer.gan.training as G
-    from syntfer.gan.networks import EditorConfig
+    import syntfer.strategies.gan.training as G
+    from syntfer.strategies.gan.networks import EditorConfig
 
     crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
     labels = torch.arange(14) % 7
@@ -86,7 +86,7 @@ def test_editor_training_stops_at_a_nan_loss_with_the_step(tmp_path, monkeypatch
 def test_diffusion_training_stops_at_a_nan_loss_with_the_step(tmp_path, monkeypatch):
     import diffusers.training_utils as U
 
-    from syntfer.diffusion import embedded as E
+    from syntfer.strategies.diffusion import embedded as E
     from test_safe_loading import _captioned_data
 
     data = _captioned_data(tmp_path)
@@ -100,7 +100,7 @@ def test_diffusion_training_stops_at_a_nan_loss_with_the_step(tmp_path, monkeypa
 
 
 def test_identity_training_stops_at_a_nan_loss_with_the_step(tmp_path, monkeypatch):
-    from syntfer import identity_encoder as I
+    from syntfer.instruments import identity_encoder as I
 
     crops = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
     ids = np.repeat(np.arange(4), 2)
@@ -117,15 +117,15 @@ def _bad():
 
 
 def test_empty_training_sets_are_named(tmp_path):
-    import syntfer.training as T
-    from syntfer.gan.networks import EditorConfig
-    from syntfer.gan.training import EditorTrainer, TrainConfig
-    from syntfer.identity_encoder import (IdentityConfig, IdentityEncoder, IdentityTrainConfig, embed,
+    import syntfer.engine.training as T
+    from syntfer.strategies.gan.networks import EditorConfig
+    from syntfer.strategies.gan.training import EditorTrainer, TrainConfig
+    from syntfer.instruments.identity_encoder import (IdentityConfig, IdentityEncoder, IdentityTrainConfig, embed,
                                           train_identity_encoder)
     from test_training import _cfg
 
     (tmp_path / "empty.csv").write_text("path,label\n")
-    from syntfer.data import DataError
+    from syntfer.engine.data import DataError
 
     with pytest.raises(DataError, match=r"empty.csv: no rows"):
         T.train(_cfg(), str(tmp_path / "empty.csv"), tmp_path / "run")
@@ -148,7 +148,7 @@ def test_empty_training_sets_are_named(tmp_path):
 
 
 def test_empty_diffusion_set_is_named(tmp_path):
-    from syntfer.diffusion import embedded as E
+    from syntfer.strategies.diffusion import embedded as E
     from test_safe_loading import _captioned_data
 
     data = _captioned_data(tmp_path)
@@ -162,8 +162,8 @@ def test_empty_diffusion_set_is_named(tmp_path):
 
 
 def test_empty_gan_pool_is_named(tmp_path):
-    from syntfer.gan.editing import BOX_NAMES
-    from syntfer.gan.sets import RecipeError, plan_recipe, source_pool_from_boxes
+    from syntfer.strategies.gan.editing import BOX_NAMES
+    from syntfer.strategies.gan.sets import RecipeError, plan_recipe, source_pool_from_boxes
 
     (tmp_path / "boxes.csv").write_text("path," + ",".join(BOX_NAMES) + "\n")
     pool = source_pool_from_boxes(tmp_path / "boxes.csv")
@@ -174,7 +174,7 @@ def test_empty_gan_pool_is_named(tmp_path):
 
 
 def test_distance_features_refuse_an_empty_set():
-    from syntfer.distances import DistanceError, callable_space, extract_features
+    from syntfer.instruments.distances import DistanceError, callable_space, extract_features
 
     space = callable_space("toy", lambda images: np.zeros((len(images), 2), np.float32), fingerprint="x")
     with pytest.raises(DistanceError, match="no images to embed in space 'toy'"):

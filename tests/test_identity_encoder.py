@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from syntfer.identity_encoder import (ArcFaceHead, DlibFaceDescriptor, IdentityConfig, IdentityEncoder,
+from syntfer.instruments.identity_encoder import (ArcFaceHead, DlibFaceDescriptor, IdentityConfig, IdentityEncoder,
                                       IdentityTrainConfig, embed, load_identity_encoder, train_identity_encoder,
                                       verification_scores)
 

@@ -1,4 +1,4 @@
-"""The one judge (syntfer.judge), the instruments trained around it, the attribute reader and face alignment."""
+"""The one judge (syntfer.instruments.judge), the instruments trained around it, the attribute reader and face alignment."""
 from __future__ import annotations
 
 import json
@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from syntfer import labels as L
-from syntfer.alignment import TEMPLATE, AlignmentError, align_face, anchors, parse_landmarks, similarity
-from syntfer.evaluation import predict
-from syntfer.judge import (Judge, JudgeError, calibrate_temperature, fidelity_table, judge_ceiling,
+from syntfer.core import labels as L
+from syntfer.core.alignment import TEMPLATE, AlignmentError, align_face, anchors, parse_landmarks, similarity
+from syntfer.engine.evaluation import predict
+from syntfer.instruments.judge import (Judge, JudgeError, calibrate_temperature, fidelity_table, judge_ceiling,
                            mean_class_fidelity, penultimate_features, reliability)
-from syntfer.models.checkpoint import save_checkpoint
-from syntfer.models.registry import create_model
+from syntfer.engine.models.checkpoint import save_checkpoint
+from syntfer.engine.models.registry import create_model
 from imagesets import colour_set, noise_images
 
 
@@ -71,7 +71,7 @@ def test_fidelity_table_schema_and_mean_class():
 
 def test_judge_ceiling_reads_the_table_measure_ceiling_writes(tmp_path):
     """The one ceiling lookup: the mean_class fidelity of a domain, from measure_ceiling's table or its CSV."""
-    from syntfer.instruments import measure_ceiling
+    from syntfer.instruments.build import measure_ceiling
 
     class Scripted:  # a judge that answers a fixed argmax per image
         def probs(self, paths):
@@ -129,8 +129,8 @@ def test_loss_module_is_frozen_differentiable_and_canonical():
 
 
 def test_train_instrument_calibrates_and_writes_a_loadable_checkpoint(tmp_path):
-    from syntfer.instruments import CHECKPOINT, measure_ceiling, train_instrument
-    from syntfer.training import TrainConfig
+    from syntfer.instruments.build import CHECKPOINT, measure_ceiling, train_instrument
+    from syntfer.engine.training import TrainConfig
 
     rng = np.random.default_rng(0)
     rows = []
@@ -159,7 +159,7 @@ def test_train_instrument_calibrates_and_writes_a_loadable_checkpoint(tmp_path):
 
 
 def test_ensemble_is_the_mean_of_its_members_logits_over_both_views_and_round_trips(tmp_path):
-    from syntfer.models import Ensemble, load_checkpoint
+    from syntfer.engine.models import Ensemble, load_checkpoint
 
     torch.manual_seed(0)
     members = [create_model("cnn_tiny", img_size=16, head="flatten").eval() for _ in range(3)]
@@ -185,9 +185,9 @@ def test_ensemble_is_the_mean_of_its_members_logits_over_both_views_and_round_tr
 
 
 def test_an_ensemble_instrument_trains_its_members_on_one_split_and_calibrates_them_as_one(tmp_path):
-    from syntfer.instruments import CHECKPOINT, train_instrument
-    from syntfer.models import Ensemble
-    from syntfer.training import TrainConfig
+    from syntfer.instruments.build import CHECKPOINT, train_instrument
+    from syntfer.engine.models import Ensemble
+    from syntfer.engine.training import TrainConfig
 
     frame = colour_set(tmp_path / "im", n_per_class=10, size=16)
     cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=2, batch_size=16,
@@ -210,7 +210,7 @@ def test_an_ensemble_instrument_trains_its_members_on_one_split_and_calibrates_t
 
 
 def test_attribute_reader_learns_and_reads_race_as_a_skin_tone_range(tmp_path):
-    from syntfer.attributes import demographic_fidelity, load_reader, race_in_range, train_reader
+    from syntfer.instruments.attributes import demographic_fidelity, load_reader, race_in_range, train_reader
 
     rng = np.random.default_rng(0)
     rows = []

@@ -1,11 +1,11 @@
 """JupyterLab on the project, with real parts: a Jupyter server on a loopback port serves notebooks/07_report.py as
 a notebook and runs its cells in the `syntfer` kernel from the project root (REST + kernel websocket), and headless
 Chromium loads the Lab page on that notebook and sees its rendered title cell. The same for an *executed* copy as the
-runner writes it (`syntfer.notebook`, what DVC stages leave under outputs/nb/): the server's contents API opens it
+runner writes it (`syntfer.tools.notebook`, what DVC stages leave under outputs/nb/): the server's contents API opens it
 (it once answered HTTP 500, "Unable to read paired notebook", for every executed copy) and Chromium renders it.
 
 The server gets empty per-user Jupyter folders, so what it does comes from the environment's own (sys-prefix)
-configuration that `make setup` writes (`syntfer.lab install`), as for a user of the project.
+configuration that `make setup` writes (`syntfer.tools.lab install`), as for a user of the project.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from syntfer import lab
-from syntfer.notebook import parameters_cell, read_notebook
+from syntfer.tools import lab
+from syntfer.tools.notebook import parameters_cell, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_PATH = "notebooks/07_report.py"
@@ -147,7 +147,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from syntfer.plots import show
+from syntfer.core.plots import show
 
 fig, ax = plt.subplots(figsize=(2, 1.5))
 ax.plot(range(n))
@@ -159,8 +159,8 @@ TINY_TITLE = "99 · Tiny executed report"
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory) -> Path:
-    """A folder holding `nb/99_tiny/99_tiny.ipynb` (+ .html), executed by `syntfer.notebook.run_notebook`."""
-    from syntfer.notebook import run_notebook
+    """A folder holding `nb/99_tiny/99_tiny.ipynb` (+ .html), executed by `syntfer.tools.notebook.run_notebook`."""
+    from syntfer.tools.notebook import run_notebook
 
     root = tmp_path_factory.mktemp("executed")
     (root / "notebooks").mkdir()
@@ -228,7 +228,7 @@ def test_install_writes_sys_prefix_config_and_keeps_other_settings(tmp_path):
     assert lab.install(tmp_path) == [server_cfg, overrides]
     cfg = json.loads(server_cfg.read_text())
     assert cfg["ServerApp"]["jpserver_extensions"] == {"other_ext": True, "jupyterlab_jupytext": True}
-    assert cfg["ServerApp"]["kernel_manager_class"] == "syntfer.lab.ProjectKernelManager"
+    assert cfg["ServerApp"]["kernel_manager_class"] == "syntfer.tools.lab.ProjectKernelManager"
     assert cfg["MappingKernelManager"]["transport_encryption"] == "auto"
     settings = json.loads(overrides.read_text())
     assert settings["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
@@ -303,9 +303,9 @@ def test_executed_copy_opens_through_the_contents_api(executed, executed_server)
 def test_readers_html_hides_code_and_ipynb_keeps_it(executed):
     html = (executed / "nb/99_tiny/99_tiny.html").read_text()
     assert TINY_TITLE in html and "data:image/png;base64" in html
-    assert "from syntfer.plots import show" not in html, "the reader's HTML shows code cells"
+    assert "from syntfer.core.plots import show" not in html, "the reader's HTML shows code cells"
     ipynb = json.loads((executed / "nb/99_tiny/99_tiny.ipynb").read_text())
-    assert any("from syntfer.plots import show" in "".join(c["source"]) for c in ipynb["cells"])
+    assert any("from syntfer.core.plots import show" in "".join(c["source"]) for c in ipynb["cells"])
 
 
 def _chromium(tmp_path: Path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from syntfer import labels as L
+from syntfer.core import labels as L
 
 
 def test_canonical_order_is_alphabetical_and_fixed():

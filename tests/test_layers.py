@@ -16,28 +16,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lower number = lower layer. A key names a module, or a package and everything in it (the longest key that
 # matches wins); the top-level package itself ("syntfer", its __init__.py) matches only itself.
-# A package that declares STRATEGY (syntfer.strategy) is in the strategies layer without a line here.
+# A package that declares STRATEGY (syntfer.core.strategy) is in the strategies layer without a line here.
 STRATEGY_LAYER = 3
 LAYERS: dict[str, int] = {
     # foundations: the package's __init__ (the version), the label space, seeds, files, manifests, images, face
     # geometry, figures, notebook tables, the strategy contract
     "syntfer": 0,
-    "syntfer.labels": 0, "syntfer.seeding": 0, "syntfer.storage": 0, "syntfer.manifest": 0, "syntfer.images": 0,
-    "syntfer.alignment": 0, "syntfer.plots": 0, "syntfer.tables": 0, "syntfer.strategy": 0,
-    "syntfer.guards": 0, "syntfer.params_schema": 0,
+    "syntfer.core.labels": 0, "syntfer.core.seeding": 0, "syntfer.core.storage": 0, "syntfer.core.manifest": 0, "syntfer.core.images": 0,
+    "syntfer.core.alignment": 0, "syntfer.core.plots": 0, "syntfer.core.tables": 0, "syntfer.core.strategy": 0,
+    "syntfer.core.guards": 0, "syntfer.core.params_schema": 0,
     # data sources: the real datasets' readers and the procedural world
-    "syntfer.readers": 1, "syntfer.world": 1,
+    "syntfer.sources.readers": 1, "syntfer.sources.world": 1,
     # the engine: data loading, models, training, evaluation, the one judge and the other instruments, tooling
-    "syntfer.data": 2, "syntfer.models": 2, "syntfer.training": 2, "syntfer.evaluation": 2, "syntfer.judge": 2,
-    "syntfer.distances": 2, "syntfer.identity_encoder": 2, "syntfer.attributes": 2, "syntfer.instruments": 2,
-    "syntfer.audit": 2, "syntfer.setmetrics": 2, "syntfer.teachers": 2, "syntfer.notebook": 2, "syntfer.launch": 2,
-    "syntfer.lab": 2, "syntfer.assets": 2, "syntfer.prompts": 2,
+    "syntfer.engine.data": 2, "syntfer.engine.models": 2, "syntfer.engine.training": 2, "syntfer.engine.evaluation": 2, "syntfer.instruments.judge": 2,
+    "syntfer.instruments.distances": 2, "syntfer.instruments.identity_encoder": 2, "syntfer.instruments.attributes": 2, "syntfer.instruments.build": 2,
+    "syntfer.instruments.audit": 2, "syntfer.instruments.setmetrics": 2, "syntfer.strategies.pseudolabel.teachers": 2, "syntfer.tools.notebook": 2, "syntfer.engine.launch": 2,
+    "syntfer.tools.lab": 2, "syntfer.tools.assets": 2, "syntfer.strategies.diffusion.prompts": 2,
     # the strategies (each declares STRATEGY) and the study's set builder: turn inputs into training sets
-    "syntfer.mixing": STRATEGY_LAYER,
+    "syntfer.study.mixing": STRATEGY_LAYER,
     # the study: summaries and verdicts over every strategy's output
-    "syntfer.summary": 4, "syntfer.report": 4,
+    "syntfer.study.summary": 4, "syntfer.study.report": 4,
     # the records of a run: documents' numbers tied to the result files, the published executed notebooks
-    "syntfer.docs_numbers": 4, "syntfer.publish": 4,
+    "syntfer.study.docs_numbers": 4, "syntfer.study.publish": 4,
     # entry points
     "syntfer.cli": 5, "syntfer.__main__": 5,
 }
@@ -103,7 +103,7 @@ def test_allowlist_is_not_stale():
 
 def test_the_three_strategies_declare_themselves():
     graph = real_graph()
-    assert strategies(graph) == {"syntfer.pseudolabel", "syntfer.diffusion", "syntfer.gan"}
+    assert strategies(graph) == {"syntfer.strategies.pseudolabel", "syntfer.strategies.diffusion", "syntfer.strategies.gan"}
 
 
 def test_every_layer_key_names_a_module():
@@ -231,12 +231,12 @@ def test_faults_fail_the_real_check_on_a_copy(tmp_path, fault):
         (tmp_path / "syntfer/morph/__init__.py").write_text("from syntfer import report, summary\n")
         expected = "syntfer.morph (syntfer/morph/__init__.py) has no layer"
     elif fault == "cycle":
-        f = tmp_path / "syntfer/labels.py"
+        f = tmp_path / "syntfer/core/labels.py"
         f.write_text(f.read_text() + "\n\ndef _f():\n    from . import manifest\n")
-        expected = "import cycle: syntfer.labels -> syntfer.manifest -> syntfer.labels"
+        expected = "import cycle: syntfer.core.labels -> syntfer.core.manifest -> syntfer.core.labels"
     else:
-        f = tmp_path / "syntfer/gan/sets.py"
-        f.write_text(f.read_text() + "\n\ndef _f():\n    from syntfer.diffusion import curation\n")
-        expected = "syntfer.gan.sets imports syntfer.diffusion.curation: one strategy"
+        f = tmp_path / "syntfer/strategies/gan/sets.py"
+        f.write_text(f.read_text() + "\n\ndef _f():\n    from syntfer.strategies.diffusion import curation\n")
+        expected = "syntfer.strategies.gan.sets imports syntfer.strategies.diffusion.curation: one strategy"
     found = problems(Graph.build(tmp_path, "syntfer", syntfer_dynamic(tmp_path)), LAYERS)
     assert any(p.startswith(expected) for p in found), found

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from faults import colour_set
-from syntfer import labels as L
-from syntfer.training import TrainConfig, train
+from syntfer.core import labels as L
+from syntfer.engine.training import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,8 @@ def test_trainer_learns_on_the_paper_recipe_path(tmp_path):
 
 def _captioned(folder, n: int = 8):
     """A few captioned images, each a flat colour (easy to denoise towards)."""
-    from syntfer import prompts as P
-    from syntfer.diffusion import embedded as E
+    from syntfer.strategies.diffusion import prompts as P
+    from syntfer.strategies.diffusion import embedded as E
 
     (folder / "images").mkdir(parents=True)
     rows = []
@@ -60,7 +60,7 @@ def _captioned(folder, n: int = 8):
 
 
 def test_embedded_diffusion_loss_falls(tmp_path):
-    from syntfer.diffusion import embedded as E
+    from syntfer.strategies.diffusion import embedded as E
 
     data = _captioned(tmp_path / "web")
     cfg = E.default_config(E.build_vocab(data.captions), tiny=True)
@@ -85,9 +85,9 @@ def _coloured_faces(n_per_class: int = 6, size: int = 16) -> tuple[torch.Tensor,
 
 @pytest.mark.parametrize("control", ["linear", "gaussian"])
 def test_gan_editor_critic_and_generator_learn(tmp_path, control):
-    from syntfer.gan.networks import EditorConfig
-    from syntfer.gan.training import TrainConfig as GanConfig
-    from syntfer.gan.training import train_editor
+    from syntfer.strategies.gan.networks import EditorConfig
+    from syntfer.strategies.gan.training import TrainConfig as GanConfig
+    from syntfer.strategies.gan.training import train_editor
 
     crops, labels = _coloured_faces()
     cfg = EditorConfig(control=control, image_size=16, conv_dim=8, repeat_num=1, d_conv_dim=8, d_repeat_num=2)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from syntfer import labels as L
-from syntfer import mixing as M
-from syntfer.manifest import read_manifest
-from syntfer.seeding import derive_seed
+from syntfer.core import labels as L
+from syntfer.study import mixing as M
+from syntfer.core.manifest import read_manifest
+from syntfer.core.seeding import derive_seed
 
 
 def _png(path, value=0, size=4):
@@ -195,7 +195,7 @@ def test_whole_set_keeps_every_row_and_provenance(two_sources, tmp_path):
 
 
 def test_cli_whole_and_sets_by_name(two_sources, tmp_path):
-    from syntfer.manifest import write_manifest
+    from syntfer.core.manifest import write_manifest
 
     sets = tmp_path / "sets"
     for name, frame in two_sources.items():
@@ -242,7 +242,7 @@ def test_sized_set_balanced_stratified_nested_and_short(tmp_path):
 
 
 def test_cli_n_total_and_stratify(tmp_path):
-    from syntfer.manifest import write_manifest
+    from syntfer.core.manifest import write_manifest
 
     real = _source(tmp_path / "real", {c: 4 + 3 * i for i, c in enumerate(L.CLASSES)})
     write_manifest(real, tmp_path / "real.csv")

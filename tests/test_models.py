@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from syntfer.models import create_model, list_models, load_checkpoint, load_pretrained, save_checkpoint
-from syntfer.models.checkpoint import CheckpointError, read_state_dict
-from syntfer.models.ir import IR50_STAGES, IRBackbone, count_used_parameters
-from syntfer.models.mobilefacenet import MobileFaceNet
-from syntfer.models.poster import CrossAttention
+from syntfer.engine.models import create_model, list_models, load_checkpoint, load_pretrained, save_checkpoint
+from syntfer.engine.models.checkpoint import CheckpointError, read_state_dict
+from syntfer.engine.models.ir import IR50_STAGES, IRBackbone, count_used_parameters
+from syntfer.engine.models.mobilefacenet import MobileFaceNet
+from syntfer.engine.models.poster import CrossAttention
 
 torch.set_num_threads(1)
 
@@ -296,7 +296,7 @@ def test_poster_loads_mobilefacenet_and_ir50_weights(tmp_path, face_ir50):
 def test_models_cli_reports_how_weights_load(tmp_path, capsys):
     import argparse
 
-    from syntfer.models import cli
+    from syntfer.engine.models import cli
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

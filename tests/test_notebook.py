@@ -4,7 +4,7 @@ import json
 import pytest
 
 from syntfer import cli
-from syntfer.notebook import (NotebookError, make_reproducible, parameters_cell, parse_value, read_notebook,
+from syntfer.tools.notebook import (NotebookError, make_reproducible, parameters_cell, parse_value, read_notebook,
                               run_notebook)
 
 NB = '''# %% [markdown]
@@ -76,7 +76,7 @@ print("total", total)
 
 # %%
 import matplotlib.pyplot as plt
-from syntfer.plots import show
+from syntfer.core.plots import show
 
 fig, ax = plt.subplots(figsize=(2, 1.5))
 ax.plot(range(n))

@@ -1,4 +1,4 @@
-"""params.yaml against its schema (syntfer/params_schema.py): the repository's file passes, and each kind of bad
+"""params.yaml against its schema (syntfer/core/params_schema.py): the repository's file passes, and each kind of bad
 knob is refused with the key, the value and what was expected, by `syntfer notebook` before any cell runs."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from faults import TALLY, cli, job_env
-from syntfer import params_schema as S
+from syntfer.core import params_schema as S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,13 +22,13 @@ def _params() -> dict:
 def test_the_repository_params_yaml_follows_the_schema():
     """Fails with the key to add to SCHEMA when params.yaml gains a knob (or one to drop when it loses one)."""
     errors = S.validate(_params())
-    assert not errors, "params.yaml vs syntfer/params_schema.py SCHEMA:\n  " + "\n  ".join(errors)
+    assert not errors, "params.yaml vs syntfer/core/params_schema.py SCHEMA:\n  " + "\n  ".join(errors)
 
 
 def test_schema_constants_match_the_code():
-    from syntfer import labels as L
-    from syntfer.pseudolabel.dataset import LINK_MODES
-    from syntfer.training import RECIPES
+    from syntfer.core import labels as L
+    from syntfer.strategies.pseudolabel.dataset import LINK_MODES
+    from syntfer.engine.training import RECIPES
 
     assert S.CLASSES == L.CLASSES and S.LINK_MODES == LINK_MODES and set(S.RECIPES) == set(RECIPES)
 

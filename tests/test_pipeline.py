@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syntfer.notebook import parameters_cell, read_notebook
+from syntfer.tools.notebook import parameters_cell, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())

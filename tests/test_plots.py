@@ -1,4 +1,4 @@
-"""syntfer.plots.show: one render, saved where asked, the figure closed; plots.Figures: a notebook's figure folder."""
+"""syntfer.core.plots.show: one render, saved where asked, the figure closed; plots.Figures: a notebook's figure folder."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from syntfer import plots  # noqa: E402
+from syntfer.core import plots  # noqa: E402
 
 
 def test_show_saves_the_png_and_closes_the_figure(tmp_path):

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syntfer import labels as L
-from syntfer import prompts as P
+from syntfer.core import labels as L
+from syntfer.strategies.diffusion import prompts as P
 
 
 @pytest.fixture(scope="module")

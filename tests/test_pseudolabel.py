@@ -15,11 +15,11 @@ from PIL import Image
 from torch import nn
 
 from syntfer import cli
-from syntfer import labels as L
-from syntfer import pseudolabel as P
-from syntfer.images import ImageError
-from syntfer.manifest import read_manifest, write_manifest
-from syntfer.teachers import Teacher
+from syntfer.core import labels as L
+from syntfer.strategies import pseudolabel as P
+from syntfer.core.images import ImageError
+from syntfer.core.manifest import read_manifest, write_manifest
+from syntfer.strategies.pseudolabel.teachers import Teacher
 
 # Native order of the table teacher below (not canonical, so every test also exercises the mapping).
 NATIVE = ["happy", "sad", "surprise", "anger", "neutral", "disgust", "fear"]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from syntfer import cli
-from syntfer.publish import PublishError, Stamp, publish, shrink_image
+from syntfer.study.publish import PublishError, Stamp, publish, shrink_image
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = Stamp(date="2026-12-07", machine="Linux x86_64, a test CPU, 2 CPUs", commit="0123456789ab")

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from syntfer import cli
-from syntfer import labels as L
-from syntfer.images import ImageError, load_image
-from syntfer.manifest import ManifestError, read_manifest
-from syntfer.readers import ReaderError, read_dataset
+from syntfer.core import labels as L
+from syntfer.core.images import ImageError, load_image
+from syntfer.core.manifest import ManifestError, read_manifest
+from syntfer.sources.readers import ReaderError, read_dataset
 
 
 def _img(path: Path, size=(100, 100), value=128) -> None:
@@ -201,7 +201,7 @@ def test_load_image_errors():
 def test_manifest_bytes_do_not_depend_on_where_the_project_lives(tmp_path):
     """path, source_path and origin_path are stored relative to the manifest's folder and read back absolute,
     so the same dataset written from two checkouts is byte-identical (DVC hashes it the same)."""
-    from syntfer.manifest import write_manifest
+    from syntfer.core.manifest import write_manifest
 
     written = []
     for root in (tmp_path / "a", tmp_path / "b" / "deeper"):

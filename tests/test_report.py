@@ -1,13 +1,13 @@
-"""The study's verdicts (syntfer.report): paired bootstrap effects and verdicts decided by the interval alone."""
+"""The study's verdicts (syntfer.study.report): paired bootstrap effects and verdicts decided by the interval alone."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from syntfer import evaluation as E
-from syntfer import labels as L
-from syntfer import report as R
+from syntfer.engine import evaluation as E
+from syntfer.core import labels as L
+from syntfer.study import report as R
 
 
 def _write_runs(root, name, y, accuracy_by_seed, rng, recall=None):
@@ -244,7 +244,7 @@ def test_strategies_are_found_by_their_declaration_in_the_paper_order(tmp_path, 
     assert [s.prefix for s in R.STRATEGIES] == ["real_", "pseudolabel_", "diffusion_", "gan_", "mixed_syn",
                                                 "hybrid_", "oracle_"]
     monkeypatch.syspath_prepend(str(tmp_path))
-    decl = "from syntfer.strategy import Strategy\nSTRATEGY = Strategy({!r}, {!r}, 'synthetic', 'test', order={})\n"
+    decl = "from syntfer.core.strategy import Strategy\nSTRATEGY = Strategy({!r}, {!r}, 'synthetic', 'test', order={})\n"
     pkg = _package(tmp_path, "fakepkg", {"morph": decl.format("morph_", "morphing", 5),
                                          "blend": decl.format("blend_", "blending", 4), "tools": "X = 1\n"})
     found = R.discover_strategies(pkg, "fakepkg")
@@ -259,7 +259,7 @@ def test_strategies_are_found_by_their_declaration_in_the_paper_order(tmp_path, 
 
 
 def test_a_strategy_prefix_and_family_are_checked():
-    from syntfer.strategy import Strategy
+    from syntfer.core.strategy import Strategy
 
     with pytest.raises(ValueError, match="prefix"):
         Strategy("Morph-", "m", "synthetic", "d")

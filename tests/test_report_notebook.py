@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syntfer import audit as A
-from syntfer import evaluation as E
-from syntfer import labels as L
-from syntfer import summary as S
-from syntfer.notebook import NotebookError, parameters_cell, read_notebook, run_notebook
+from syntfer.instruments import audit as A
+from syntfer.engine import evaluation as E
+from syntfer.core import labels as L
+from syntfer.study import summary as S
+from syntfer.tools.notebook import NotebookError, parameters_cell, read_notebook, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks" / "07_report.py"
@@ -113,7 +113,7 @@ def _set_tables(root: Path) -> Path:
 
 
 def make_inputs(tmp_path: Path, train_sets=TRAIN_SETS) -> dict:
-    """A complete fake study: runs, summary (via syntfer.summary.collect), manifests and set tables."""
+    """A complete fake study: runs, summary (via syntfer.study.summary.collect), manifests and set tables."""
     train = _runs(tmp_path, train_sets)
     sets_dir = _set_tables(tmp_path)
     pl = []

@@ -60,7 +60,7 @@ def _copy_repo(dest: Path) -> None:
 
 
 # DVC-tracked outputs allowed to differ between two checkouts of one commit (docs/pipeline.md, "Reproducibility"). None:
-# timings and absolute paths are kept out of every tracked output (syntfer.notebook.make_reproducible, the
+# timings and absolute paths are kept out of every tracked output (syntfer.tools.notebook.make_reproducible, the
 # trainer's log, relative paths in tables, caches and score keys).
 MAY_DIFFER: frozenset[str] = frozenset()
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from faults import TALLY
-from syntfer.storage import StateFileError, load_torch, save_torch
+from syntfer.core.storage import StateFileError, load_torch, save_torch
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,8 @@ def test_committed_checkpoints_load_weights_only(rel):
 def test_committed_editors_resume_state_loads_into_a_trainer():
     """The committed editors' full resume states (both optimisers, the RNG, configs) load weights_only and
     into a trainer, as `syntfer gan train --init-from` and a resume do."""
-    from syntfer.gan.networks import EditorConfig, load_generator
-    from syntfer.gan.training import EditorTrainer, TrainConfig
+    from syntfer.strategies.gan.networks import EditorConfig, load_generator
+    from syntfer.strategies.gan.training import EditorTrainer, TrainConfig
 
     for name in ("world_flow48", "world_linear48"):
         state = load_torch(ROOT / "models/gan" / name / "state.pt")
@@ -91,8 +91,8 @@ def test_load_torch_refuses_a_hostile_global_and_names_the_file(tmp_path):
 
 
 def test_gan_resume_state_and_init_from_refuse_a_hostile_global(tmp_path):
-    from syntfer.gan.networks import EditorConfig
-    from syntfer.gan.training import TrainConfig, train_editor
+    from syntfer.strategies.gan.networks import EditorConfig
+    from syntfer.strategies.gan.training import TrainConfig, train_editor
 
     cfg = EditorConfig(**TINY)
     crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
@@ -115,8 +115,8 @@ def _captioned_data(tmp_path: Path):
     import pandas as pd
     from PIL import Image
 
-    from syntfer import prompts as P
-    from syntfer.diffusion import embedded as E
+    from syntfer.strategies.diffusion import prompts as P
+    from syntfer.strategies.diffusion import embedded as E
 
     folder = tmp_path / "web"
     (folder / "images").mkdir(parents=True)
@@ -131,7 +131,7 @@ def _captioned_data(tmp_path: Path):
 
 
 def test_diffusion_resume_state_refuses_a_hostile_global(tmp_path):
-    from syntfer.diffusion import embedded as E
+    from syntfer.strategies.diffusion import embedded as E
 
     data = _captioned_data(tmp_path)
     cfg = E.default_config(E.build_vocab(data.captions), tiny=True)
@@ -142,7 +142,7 @@ def test_diffusion_resume_state_refuses_a_hostile_global(tmp_path):
 
 
 def test_identity_cache_is_read_weights_only(tmp_path, monkeypatch):
-    from syntfer import identity_encoder as I
+    from syntfer.instruments import identity_encoder as I
 
     out, cache = tmp_path / "enc", tmp_path / "ids.pt"
     args = argparse.Namespace(out=str(out), train_ids=3, val_ids=2, per_id=2, size=16, width=4, embed_dim=8,
@@ -172,8 +172,8 @@ def _strip_seconds(text: str) -> dict:
 
 def test_saved_states_hold_only_plain_values(tmp_path):
     """What `save_torch` writes for a trainer round-trips through weights_only (a guard for new state keys)."""
-    from syntfer.gan.networks import EditorConfig
-    from syntfer.gan.training import EditorTrainer, TrainConfig
+    from syntfer.strategies.gan.networks import EditorConfig
+    from syntfer.strategies.gan.training import EditorTrainer, TrainConfig
 
     crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
     tr = EditorTrainer(EditorConfig(**TINY), TrainConfig(steps=1, batch_size=4, n_critic=1, d_warmup_steps=0),

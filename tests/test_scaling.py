@@ -23,14 +23,14 @@ import pytest
 import torch
 from PIL import Image
 
-from syntfer import labels as L
-from syntfer import prompts as P
-from syntfer.diffusion.backends import create_backend
-from syntfer.diffusion.generation import generate, generate_launched
-from syntfer.evaluation import compute_metrics, predict
-from syntfer.launch import LaunchError, command, launcher_argv, run_launched
-from syntfer.models.checkpoint import load_checkpoint
-from syntfer.training import LOG_COLUMNS, TrainConfig, train, train_launched
+from syntfer.core import labels as L
+from syntfer.strategies.diffusion import prompts as P
+from syntfer.strategies.diffusion.backends import create_backend
+from syntfer.strategies.diffusion.generation import generate, generate_launched
+from syntfer.engine.evaluation import compute_metrics, predict
+from syntfer.engine.launch import LaunchError, command, launcher_argv, run_launched
+from syntfer.engine.models.checkpoint import load_checkpoint
+from syntfer.engine.training import LOG_COLUMNS, TrainConfig, train, train_launched
 from imagesets import colour_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_two_launched_processes_write_the_images_one_process_writes(tmp_path):
 def test_train_cli_config_reproduces_a_runs_config(tmp_path, capsys):
     """`syntfer train --config <run>/config.json` is the same run (same fingerprint: it resumes the finished state)."""
     from syntfer.cli import main
-    from syntfer.manifest import write_manifest
+    from syntfer.core.manifest import write_manifest
 
     frame = colour_set(tmp_path / "img", n_per_class=4)
     cfg = TrainConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": 16}, epochs=1, batch_size=8,

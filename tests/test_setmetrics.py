@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syntfer import distances as D
-from syntfer import setmetrics as S
+from syntfer.instruments import distances as D
+from syntfer.instruments import setmetrics as S
 
 
 def test_subset_positions_are_seeded_per_name_and_sorted():
@@ -24,7 +24,7 @@ def test_edit_sources_only_for_sets_that_are_all_edits():
                         "control_x": [0.1, 0.2], "control_y": [0.0, 0.3]})
     src, why = S.edit_sources(gan)
     assert list(src) == ["s1", "s2"] and why == ""
-    # a copied GAN set (syntfer.mixing): source_path is the copied file, origin_path the source face
+    # a copied GAN set (syntfer.study.mixing): source_path is the copied file, origin_path the source face
     copied = gan.assign(path=["c1", "c2"], source_path=["e1", "e2"], origin_path=["s1", "s2"])
     assert list(S.edit_sources(copied)[0]) == ["s1", "s2"]
     pseudo = gan.drop(columns=["control_x", "control_y"])

@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from syntfer import labels as L
-from syntfer import summary as SU
-from syntfer.manifest import read_manifest, write_manifest
-from syntfer.mixing import materialize, mix_sources, whole_set
-from syntfer.models.checkpoint import save_checkpoint
-from syntfer.models.registry import create_model
-from syntfer.notebook import NotebookError, run_notebook
-from syntfer.readers import read_dataset
-from syntfer.world.writers import render_world
+from syntfer.core import labels as L
+from syntfer.study import summary as SU
+from syntfer.core.manifest import read_manifest, write_manifest
+from syntfer.study.mixing import materialize, mix_sources, whole_set
+from syntfer.engine.models.checkpoint import save_checkpoint
+from syntfer.engine.models.registry import create_model
+from syntfer.tools.notebook import NotebookError, run_notebook
+from syntfer.sources.readers import read_dataset
+from syntfer.sources.world.writers import render_world
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks" / "05_sets.py"
@@ -53,7 +53,7 @@ def study(tmp_path_factory) -> dict:
     diff = pd.DataFrame({"path": web["abs"].to_numpy(), "label": web["expression"].to_numpy(),
                          "prompt": cap["caption"], "gender": cap["gender"], "age": cap["age"], "race": cap["race"]})
     materialize(whole_set(diff, "diffusion_embedded"), sets / "diffusion_embedded", progress=False)
-    # GAN: each FFHQ-stand-in face "edited" (darkened face box), a manifest with syntfer.gan.sets' columns,
+    # GAN: each FFHQ-stand-in face "edited" (darkened face box), a manifest with syntfer.strategies.gan.sets' columns,
     # copied whole into sets_dir (source_path becomes the edited file, origin_path the source face)
     boxes = pd.read_csv(world / "ffhq" / "boxes.csv")
     ffhq = _truth(world, "ffhq").set_index("path")

@@ -156,16 +156,16 @@ def test_removing_a_needed_dep_fails(graph, all_stages):
 def test_a_missing_cli_file_fails(graph):
     """A `syntfer <command>` stage runs the package's __init__, the CLI and the command's module (its imports)."""
     cmds = ["syntfer manifest --format rafdb --root outputs/world/rafdb --split train --out x.csv"]
-    lost = missing_deps(graph, cmds, ["syntfer/readers.py"])
+    lost = missing_deps(graph, cmds, ["syntfer/sources/readers.py"])
     assert {"syntfer/__init__.py", "syntfer/cli.py", "syntfer/__main__.py"} <= set(lost)
-    assert "syntfer/readers.py" not in lost
+    assert "syntfer/sources/readers.py" not in lost
 
 
 def test_command_roots():
     assert command_roots("syntfer notebook notebooks/05_sets.py --out x -p a b") == (
         {"syntfer.cli", "syntfer.__main__"}, {"notebook"}, ["notebooks/05_sets.py"])
     assert command_roots("python -m syntfer mix --whole") == ({"syntfer.cli", "syntfer.__main__"}, {"mix"}, [])
-    assert command_roots("python -m syntfer.lab install") == ({"syntfer.lab"}, set(), [])
+    assert command_roots("python -m syntfer.tools.lab install") == ({"syntfer.tools.lab"}, set(), [])
     assert command_roots("cp a b") == (set(), set(), [])
     for bad in ("python scripts/x.py", "syntfer nosuch", "syntfer world && syntfer mix"):
         with pytest.raises(UnknownCommand):
@@ -205,19 +205,20 @@ def test_closure_of_a_synthetic_package(tmp_path):
 
 
 def test_stage_closure_follows_the_cli_and_launches(tmp_path):
-    """On a copy of the real package: a notebook stage runs the runner (syntfer.notebook) and the CLI; code that
+    """On a copy of the real package: a notebook stage runs the runner (syntfer.tools.notebook) and the CLI; code that
     launches `syntfer train` pulls in the train command's module."""
     shutil.copytree(ROOT / PACKAGE, tmp_path / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "notebooks").mkdir()
-    (tmp_path / "notebooks/nb.py").write_text("from syntfer import labels as L\n")
+    (tmp_path / "notebooks/nb.py").write_text("from syntfer.core import labels as L\n")
     g = Graph.build(tmp_path, PACKAGE, syntfer_dynamic(tmp_path))
     closure, notebooks = stage_closure(g, ["syntfer notebook notebooks/nb.py --out o"], tmp_path)
     assert notebooks == ["notebooks/nb.py"]
-    assert {"syntfer", "syntfer.cli", "syntfer.__main__", "syntfer.notebook", "syntfer.labels"} <= closure
-    assert "syntfer.mixing" not in closure and "syntfer.diffusion.cli" not in closure
-    assert "syntfer.diffusion.cli" not in g.closure({"syntfer.diffusion.generation"}), "only through a launch"
-    (tmp_path / "notebooks/nb.py").write_text("def go():\n    from syntfer.diffusion.generation import generate\n")
+    assert {"syntfer", "syntfer.cli", "syntfer.__main__", "syntfer.tools.notebook", "syntfer.core.labels"} <= closure
+    assert "syntfer.study.mixing" not in closure and "syntfer.strategies.diffusion.cli" not in closure
+    assert "syntfer.strategies.diffusion.cli" not in g.closure({"syntfer.strategies.diffusion.generation"}), "only through a launch"
+    (tmp_path / "notebooks/nb.py").write_text("def go():\n    from syntfer.strategies.diffusion.generation import generate\n")
     closure, _ = stage_closure(g, ["syntfer notebook notebooks/nb.py --out o"], tmp_path)
-    assert {"syntfer.diffusion.generation", "syntfer.diffusion.cli"} <= closure
+    assert {"syntfer.strategies.diffusion.generation", "syntfer.strategies.diffusion.cli"} <= closure
     assert missing_deps(g, ["syntfer notebook notebooks/nb.py --out o"],
                         ["notebooks/nb.py", "syntfer"], tmp_path) == []
+

@@ -5,7 +5,7 @@ import io
 
 import torch
 
-from syntfer.storage import _TEMPORARY, atomic_path, remove_stale_temporaries, save_torch
+from syntfer.core.storage import _TEMPORARY, atomic_path, remove_stale_temporaries, save_torch
 
 
 def test_save_torch_bytes_depend_only_on_the_values(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syntfer import summary as S
+from syntfer.study import summary as S
 
 TESTS = ("rafdb", "affectnet", "fer2013")
 

@@ -1,11 +1,11 @@
-"""syntfer.tables: input tables that must be there (errors name the file and columns), atomic CSV outputs."""
+"""syntfer.core.tables: input tables that must be there (errors name the file and columns), atomic CSV outputs."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from syntfer import tables as T
+from syntfer.core import tables as T
 
 
 def test_require_file_names_the_path_and_what_it_should_hold(tmp_path):

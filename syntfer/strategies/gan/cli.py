@@ -1,0 +1,172 @@
+"""`syntfer gan train|edit|classifier`: train a GANmut-style editor on a labeled set; write an edited training set;
+train the frozen classifier an editor's task loss reads (on crops framed as the editor frames faces)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image
+
+from syntfer.core import labels as L
+from syntfer.strategies.gan.editing import DlibDetector, make_restorer
+from syntfer.strategies.gan.networks import EditorConfig, load_generator, load_official_generator
+from syntfer.strategies.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
+from syntfer.strategies.gan.training import TrainConfig, load_crops, select_per_class, train_editor
+from syntfer.instruments.build import train_instrument
+from syntfer.core.manifest import write_manifest
+from syntfer.sources.readers import read_dataset
+from syntfer.core.storage import save_image
+from syntfer.engine.training import TrainConfig as ClassifierConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    t = sub.add_parser("train", help="train an editor (resumable) on a labeled dataset with face boxes")
+    t.add_argument("--data", required=True, help="dataset root (e.g. outputs/world/affectnet)")
+    t.add_argument("--format", default="affectnet", help="reader format (syntfer.sources.readers): affectnet, rafdb, folder")
+    t.add_argument("--split", default="train")
+    t.add_argument("--per-class-cap", type=int, default=250, help="first N images per class in file order (0 = all)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--control", choices=("linear", "gaussian"), default="linear")
+    t.add_argument("--size", type=int, default=48)
+    t.add_argument("--conv-dim", type=int, default=16)
+    t.add_argument("--repeat-num", type=int, default=3)
+    t.add_argument("--d-conv-dim", type=int, default=32)
+    t.add_argument("--d-repeat-num", type=int, default=3)
+    t.add_argument("--steps", type=int, default=2400)
+    t.add_argument("--n-critic", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--d-warmup-steps", type=int, default=150)
+    t.add_argument("--lambda-cls", type=float, default=2.0)
+    t.add_argument("--lambda-rec", type=float, default=5.0)
+    t.add_argument("--aux-classifier", default="", help="frozen syntfer classifier checkpoint folder whose "
+                   "cross-entropy on fakes vs target joins the generator loss (off when empty)")
+    t.add_argument("--lambda-aux", type=float, default=0.0)
+    t.add_argument("--aux-lowpass", action=argparse.BooleanOptionalAction, default=True,
+                   help="the aux classifier sees 2x2-average-pooled fakes")
+    t.add_argument("--aux-intensity", action="store_true",
+                   help="linear control: the aux loss asks for intensity rho (rho x target + (1 - rho) x source)")
+    t.add_argument("--init-from", default="", help="editor folder whose state.pt initialises G and D (fine-tuning)")
+    t.add_argument("--lambda-tv", type=float, default=0.0, help="total-variation weight on the edit (fake - real)")
+    t.add_argument("--residual", action=argparse.BooleanOptionalAction, default=True,
+                   help="generator predicts a change added to its input (zero-initialised last conv)")
+    t.add_argument("--flow-grid", type=int, default=0,
+                   help="> 0: a flow editor that warps the face on this displacement grid (implies --no-residual)")
+    t.add_argument("--flow-max", type=float, default=0.12, help="flow editor: largest displacement (crop fraction)")
+    t.add_argument("--lambda-flow-tv", type=float, default=0.0, help="flow editor: total variation of the flow")
+    t.add_argument("--lambda-fold", type=float, default=0.0, help="flow editor: penalty on folds (det J < margin)")
+    t.add_argument("--fold-margin", type=float, default=0.3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (rerun to resume)")
+    t.add_argument("--checkpoint-every", type=int, default=50, help="save the resume state every N steps")
+    t.add_argument("--log-every", type=int, default=25, help="one log.csv row per N steps")
+
+    c = sub.add_parser("classifier", help="train the frozen classifier of an editor's task loss on editor-framed "
+                                          "face crops (an ensemble, calibrated; not the judge that measures it)")
+    c.add_argument("--data", required=True, help="dataset root (e.g. outputs/world/affectnet)")
+    c.add_argument("--format", default="affectnet")
+    c.add_argument("--split", default="train")
+    c.add_argument("--per-class-cap", type=int, default=0, help="first N images per class in file order (0 = all)")
+    c.add_argument("--size", type=int, default=48, help="the editor's crop size")
+    c.add_argument("--epochs", type=int, default=16)
+    c.add_argument("--members", type=int, default=3)
+    c.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--out", required=True, help="folder: crops/ (PNG + manifest.csv), train/, checkpoint/")
+    e = sub.add_parser("edit", help="write an edited set (recipe × variant) with a manifest")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--editor", help="folder with generator.pt + editor.json (trained here)")
+    src.add_argument("--official", help="official GANmut generator checkpoint (*-G.ckpt, StarGAN naming)")
+    e.add_argument("--boxes", help="source pool: boxes.csv (path, face_x, face_y, face_width, face_height)")
+    e.add_argument("--truth", help="truth.csv with identities for --boxes (world only)")
+    e.add_argument("--images", help="source pool: a folder of real photos (dlib HOG detection)")
+    e.add_argument("--recipe", choices=("10", "70", "RAF"), default="10")
+    e.add_argument("--per-class", type=int, default=100)
+    e.add_argument("--total", type=int, default=0)
+    e.add_argument("--variant", choices=("F", "V"), default="V")
+    e.add_argument("--restorer", choices=("none", "denoise", "codeformer", "paste"), default="denoise",
+                   help="'paste' skips the domain-adaptation step entirely")
+    e.add_argument("--codeformer-weights")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--out", required=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    res = read_dataset(args.format, args.data, split=args.split, check="exists")
+    frame = select_per_class(res.frame, args.per_class_cap)
+    print(f"training on {len(frame)} images: {L.counts(frame['label'])}", file=sys.stderr)
+    crops = load_crops(frame, args.size)
+    labels = torch.tensor([L.CLASS_TO_INDEX[c] for c in frame["label"]])
+    cfg = EditorConfig(control=args.control, image_size=args.size, conv_dim=args.conv_dim, repeat_num=args.repeat_num,
+                       d_conv_dim=args.d_conv_dim, d_repeat_num=args.d_repeat_num,
+                       residual=args.residual and not args.flow_grid, flow_grid=args.flow_grid,
+                       flow_max=args.flow_max)
+    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, n_critic=args.n_critic, g_lr=args.lr,
+                       d_lr=args.lr, d_warmup_steps=args.d_warmup_steps, lambda_cls=args.lambda_cls,
+                       lambda_rec=args.lambda_rec, seed=args.seed, threads=args.threads,
+                       ckpt_every=args.checkpoint_every, log_every=args.log_every,
+                       max_minutes=args.max_minutes, aux_classifier=args.aux_classifier,
+                       lambda_aux=args.lambda_aux, aux_lowpass=args.aux_lowpass, lambda_tv=args.lambda_tv,
+                       lambda_flow_tv=args.lambda_flow_tv, lambda_fold=args.lambda_fold,
+                       fold_margin=args.fold_margin, aux_intensity=args.aux_intensity, init_from=args.init_from)
+    t0 = time.time()
+    r = train_editor(crops, labels, args.out, cfg, tcfg)
+    print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))
+    return 0 if r.finished or args.max_minutes else 1
+
+
+def _classifier(args: argparse.Namespace) -> int:
+    """Write the dataset's faces as the editor sees them (square face-box crops at --size) with a manifest, and
+    train a calibrated classifier ensemble on them (`syntfer.instruments.build.train_instrument`) for `--aux-classifier`.
+    The editor's task loss then reads faces framed as in training; the judge that measures the editor is another
+    model (the pipeline's one judge, trained on the reference domains)."""
+    torch.set_num_threads(args.threads)
+    res = read_dataset(args.format, args.data, split=args.split, check="exists")
+    frame = select_per_class(res.frame, args.per_class_cap)
+    out = Path(args.out)
+    crop_dir = out / "crops"
+    files = [crop_dir / f"{i:06d}.png" for i in range(len(frame))]
+    if not all(f.is_file() for f in files):
+        crops = load_crops(frame, args.size)
+        for f, c in zip(files, crops):
+            save_image(f, Image.fromarray(c.permute(1, 2, 0).numpy()))
+    manifest = pd.DataFrame({"path": [str(f.resolve()) for f in files], "label": frame["label"].to_numpy()})
+    write_manifest(manifest, crop_dir / "manifest.csv")
+    cfg = ClassifierConfig.from_recipe("fast", model="cnn_tiny", model_kwargs={"img_size": args.size, "head": "flatten"},
+                                       epochs=args.epochs, label_smoothing=0.0, smoothing_weight=0.0, balanced=True,
+                                       balance_method="logit_adjust", seed=args.seed, progress=False)
+    summary = train_instrument(cfg, manifest, out, name="editor_classifier", members=args.members, mirror=args.mirror)
+    print(json.dumps({k: summary[k] for k in ("temperature", "accuracy", "ece_after", "members", "mirror")}))
+    return 0
+
+
+def _edit(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    gen = load_generator(args.editor) if args.editor else load_official_generator(args.official)
+    if args.boxes:
+        pool = source_pool_from_boxes(args.boxes, args.truth)
+    elif args.images:
+        files = sorted(str(p) for p in Path(args.images).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        pool, skipped = detect_pool(files, DlibDetector())
+        print(f"{len(skipped)} image(s) without a detected face were skipped", file=sys.stderr)
+    else:
+        raise SystemExit("syntfer gan edit: give --boxes (known face boxes) or --images (detect with dlib)")
+    plan = plan_recipe(pool, args.recipe, per_class=args.per_class, total=args.total, seed=args.seed)
+    restorer = None if args.restorer == "paste" else make_restorer(args.restorer, args.codeformer_weights)
+    m = render_edit_set(plan, gen, args.out, variant=args.variant, seed=args.seed, restorer=restorer,
+                        batch_size=args.batch_size)
+    print(json.dumps({"images": len(m), "counts": L.counts(m["label"]), "shortfall": plan.shortfall}))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"train": _train, "edit": _edit, "classifier": _classifier}[args.action](args)

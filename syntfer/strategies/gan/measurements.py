@@ -1,0 +1,170 @@
+"""Measurements of GAN edits on the face world: expression fidelity, identity preservation, seam.
+
+- Fidelity: the project's judge (`syntfer.instruments.judge`) on the edits against the target class, per class and vs ρ
+  (`intensity_curve`); the tables have the judge module's schema.
+- Identity: cosine similarity in the world identity encoder's space between source and edit, and between
+  the edit and the hidden truth (the same identity re-rendered by the world with the target expression).
+- Seam: a distribution distance (Fréchet distance in a named feature space, `syntfer.instruments.distances`) between
+  edited images and the untouched ffhq stand-in, before and after the domain-adaptation step, plus a direct
+  seam-contrast statistic on the box border.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from syntfer.core import labels as L
+from syntfer.instruments.distances import frechet_distance
+from syntfer.strategies.gan.controls import ControlSpace
+from syntfer.strategies.gan.editing import clip_box, edit_images
+from syntfer.strategies.gan.networks import Generator
+from syntfer.strategies.gan.training import crop_square, face_frame, load_crops
+from syntfer.core.images import load_array
+from syntfer.sources.world import DOMAINS, make_sample
+from syntfer.sources.world.domains import with_render
+
+
+# ---- fidelity tables ---------------------------------------------------------------------------------------
+def intensity_curve(probs: np.ndarray, targets: Sequence[str], rho: Sequence[float]) -> pd.DataFrame:
+    """Judge accuracy and target probability per (target class, ρ) — one row per distinct ρ value."""
+    y = np.array([L.CLASS_TO_INDEX[t] for t in targets])
+    df = pd.DataFrame({"target": list(targets), "rho": np.round(np.asarray(rho, dtype=float), 3),
+                       "correct": probs.argmax(1) == y, "p_target": probs[np.arange(len(y)), y]})
+    return (df.groupby(["target", "rho"], as_index=False)
+              .agg(n=("correct", "size"), accuracy=("correct", "mean"), p_target=("p_target", "mean")))
+
+
+def face_box(row: pd.Series, img: np.ndarray) -> tuple[int, int, int, int]:
+    """The editor's face frame around a pool row's face box (face_x, face_y, face_width, face_height), clipped
+    to `img`; a box outside the image raises naming the row's source_path."""
+    return clip_box(face_frame([row[k] for k in ("face_x", "face_y", "face_width", "face_height")],
+                               img.shape[1], img.shape[0]), img.shape[1], img.shape[0], where=str(row["source_path"]))
+
+
+def edits_along_rho(editor: Generator, space: ControlSpace, rows: pd.DataFrame, classes: Sequence[str],
+                    rho_grid: Sequence[float], seed: int) -> tuple[np.ndarray, list[str], list[float]]:
+    """Every face of `rows` (a source pool: source_path + face box) edited toward each of `classes` at each ρ of
+    `rho_grid`, pasted without seam repair: the (N, H, W, 3) uint8 images, their target class and ρ, in
+    class-major, then ρ, then face order (what `intensity_curve` reads after the judge)."""
+    imgs = [load_array(p, "RGB") for p in rows["source_path"]]
+    boxes = [face_box(r, im) for (_, r), im in zip(rows.iterrows(), imgs)]
+    crops, targets, rhos = [], [], []
+    for c in classes:
+        for rho in rho_grid:
+            res = edit_images(imgs, boxes, [space.at(c, rho)] * len(imgs), editor, None, None,
+                              [np.random.default_rng(seed)] * len(imgs))
+            crops += list(res.pasted)
+            targets += [c] * len(imgs)
+            rhos += [rho] * len(imgs)
+    return np.stack(crops), targets, rhos
+
+
+def confusion_rows(probs: np.ndarray, targets: Sequence[str]) -> pd.DataFrame:
+    """{actual, predicted} rows (DVC confusion template): actual = edit target, predicted = judge."""
+    return pd.DataFrame({"actual": list(targets), "predicted": [L.CLASSES[i] for i in probs.argmax(1)]})
+
+
+# ---- seam ------------------------------------------------------------------------------------------------
+def seam_contrast(image: np.ndarray, box: Sequence[int], offset: int = 3) -> float:
+    """Mean absolute intensity step across the box border divided by the same step measured `offset`
+    px inside the box (≈1 when the border is invisible, >1 for a visible seam)."""
+    g = image.astype(np.float32).mean(2) if image.ndim == 3 else image.astype(np.float32)
+    x, y, w, h = (int(v) for v in box)
+    H, W = g.shape
+
+    def steps(x0: int, y0: int, x1: int, y1: int) -> list[np.ndarray]:
+        out = []
+        if 1 <= x0 < W:
+            out.append(np.abs(g[max(0, y0):min(H, y1), x0] - g[max(0, y0):min(H, y1), x0 - 1]))
+        if 1 <= x1 < W:
+            out.append(np.abs(g[max(0, y0):min(H, y1), x1] - g[max(0, y0):min(H, y1), x1 - 1]))
+        if 1 <= y0 < H:
+            out.append(np.abs(g[y0, max(0, x0):min(W, x1)] - g[y0 - 1, max(0, x0):min(W, x1)]))
+        if 1 <= y1 < H:
+            out.append(np.abs(g[y1, max(0, x0):min(W, x1)] - g[y1 - 1, max(0, x0):min(W, x1)]))
+        return out
+
+    border = steps(x, y, x + w, y + h)
+    inner = steps(x + offset, y + offset, x + w - offset, y + h - offset)
+    if not border or not inner:
+        return float("nan")
+    b = float(np.mean(np.concatenate(border)))
+    i = float(np.mean(np.concatenate(inner)))
+    return b / max(i, 1e-6)
+
+
+# ---- hidden truth on the world -------------------------------------------------------------------------
+def truth_rerender(index: int, target: str, seed: int, *, max_render: int | None = None, ss: int = 2,
+                   expression: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The world's ffhq image `index` re-rendered with expression `target`: same identity, pose, light and
+    background (the scene is drawn before the expression from the same per-image seed).
+
+    `expression` overrides the domain's expression-sampling options (default: the world's standard
+    intensities rather than ffhq's faint ones, so the truth shows the class clearly).
+    """
+    spec = with_render(DOMAINS["ffhq"], max_render, ss)
+    spec = dataclasses.replace(spec, expression=dict(expression or {"faint_share": 0.0, "blend_share": 0.0}))
+    pil, row = make_sample(spec, seed, int(index), target)
+    return np.asarray(pil.convert("RGB")), row
+
+
+def truth_crops(edits: pd.DataFrame, truth: pd.DataFrame, world_dir: str | Path, seed: int, size: int, *,
+                max_render: int | None = None, ss: int = 2) -> np.ndarray:
+    """For each edit (source_path, label, face box), the world's hidden truth — the source identity re-rendered
+    with the target expression — cropped like the edit: (N, size, size, 3) uint8. `truth` is the source domain's
+    truth.csv (path relative to `world_dir`, index); a source the truth does not list is a KeyError naming it."""
+    where = {str((Path(world_dir) / p).resolve()): int(i) for p, i in zip(truth["path"], truth["index"])}
+    out = []
+    for _, r in edits.iterrows():
+        if r["source_path"] not in where:
+            raise KeyError(f"{r['source_path']}: not in {Path(world_dir) / 'truth.csv'} (no hidden truth to render)")
+        arr, _ = truth_rerender(where[r["source_path"]], r["label"], seed, max_render=max_render, ss=ss)
+        out.append(crop_square(arr, [r["face_x"], r["face_y"], r["face_width"], r["face_height"]], size))
+    return np.stack(out)
+
+
+def seam_table(variants: Mapping[str, Mapping[str, np.ndarray]], sources: np.ndarray, reference: np.ndarray,
+               spaces: Mapping[str, Callable[[np.ndarray], np.ndarray]]) -> pd.DataFrame:
+    """One row per seam-repair variant (its ``context`` crops and per-image ``seam`` contrasts) and one for the
+    unedited `sources`: Fréchet distance to the untouched `reference` crops in each named feature space
+    (``fd_<space>``) and the mean seam contrast (NaN for the sources)."""
+    ref = {name: f(reference) for name, f in spaces.items()}
+    rows = []
+    for name, v in variants.items():
+        rows.append({"variant": name,
+                     **{f"fd_{s}": frechet_distance(f(v["context"]), ref[s]) for s, f in spaces.items()},
+                     "seam_contrast": float(np.nanmean(v["seam"]))})
+    rows.append({"variant": "sources (no edit)",
+                 **{f"fd_{s}": frechet_distance(f(sources), ref[s]) for s, f in spaces.items()},
+                 "seam_contrast": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def seam_metrics(seam: pd.DataFrame) -> dict[str, float]:
+    """`seam_table` rows as flat metrics: ``<column>_<variant>`` with the variant's spaces and brackets removed."""
+    out = {}
+    for _, r in seam.iterrows():
+        key = r["variant"].replace(" ", "_").replace("(", "").replace(")", "")
+        for col in seam.columns.drop("variant"):
+            out[f"{col}_{key}"] = float(r[col])
+    return out
+
+
+def manifest_crops(frame: pd.DataFrame, size: int, path_column: str = "path") -> torch.Tensor:
+    """Square face crops (uint8, N×3×size×size) of the images in `path_column` at the frame's face boxes."""
+    return load_crops(frame.assign(path=frame[path_column]), size, desc="face crops")
+
+
+def identity_rows(sim_edit: np.ndarray, sim_truth: np.ndarray | None, labels: Sequence[str]) -> pd.DataFrame:
+    """Per target class mean ± sd of identity similarities (source↔edit, and truth↔edit where given)."""
+    df = pd.DataFrame({"target": list(labels), "sim_source_edit": sim_edit})
+    if sim_truth is not None:
+        df["sim_truth_edit"] = sim_truth
+    agg = df.groupby("target").agg(["mean", "std", "size"])
+    agg.columns = [f"{a}_{b}" for a, b in agg.columns]
+    return agg.reset_index()
