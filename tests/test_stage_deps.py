@@ -222,3 +222,26 @@ def test_stage_closure_follows_the_cli_and_launches(tmp_path):
     assert missing_deps(g, ["syntfer notebook notebooks/nb.py --out o"],
                         ["notebooks/nb.py", "syntfer"], tmp_path) == []
 
+
+def needed_deps(graph: Graph, cmds: list[str], root: Path = ROOT) -> list[str]:
+    """The package and notebook files a stage runs, as dvc.yaml deps (sorted paths)."""
+    return sorted(stage_files(graph, cmds, root))
+
+
+if __name__ == "__main__":
+    # `python tests/test_stage_deps.py [STAGE ...]`: for each stage (all by default), the files its deps miss,
+    # one `- path` line each (paste them under its deps:); `--all` prints every code file the stage runs instead.
+    import sys
+
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    g = Graph.build(ROOT, PACKAGE, syntfer_dynamic(ROOT))
+    by_stage: dict[str, set[str]] = {}  # a foreach stage: the union over its items
+    for address, cmds, deps in stages():
+        name = address.split("@")[0]
+        if not args or name in args:
+            found = needed_deps(g, cmds) if "--all" in sys.argv else missing_deps(g, cmds, deps)
+            by_stage.setdefault(name, set()).update(found)
+    for name, files in by_stage.items():
+        if files:
+            print(f"{name}:")
+            print("\n".join(f"  - {f}" for f in sorted(files)))
