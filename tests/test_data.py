@@ -9,8 +9,8 @@ from PIL import Image
 
 from syntfer.core import labels as L
 from syntfer.engine.data import (BatchAugment, BatchCollate, DataError, EpochSampler, ManifestDataset, as_frame, build_loader, epoch_sampler,
-                          eval_transform, image_mode, label_indices, loader_throughput, resize_tensor,
-                          split_validation, train_transform)
+                                 eval_transform, image_mode, label_indices, loader_throughput, resize_tensor,
+                                 split_validation, train_transform)
 from syntfer.core.manifest import write_manifest
 from syntfer.engine.models.registry import ModelConfig
 

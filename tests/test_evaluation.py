@@ -18,9 +18,9 @@ from torch import nn  # noqa: E402
 
 from syntfer.core import labels as L  # noqa: E402
 from syntfer.engine.evaluation import (CROSS_COLUMNS, EvaluationError, add_arguments, aggregate_seeds,  # noqa: E402
-                                compute_metrics, confusion_rows, confusion_table, cross_dataset_matrix,
-                                evaluate, flat_metrics, plot_confusion, plot_cross_dataset, predict,
-                                read_cross_dataset, recall_vs_frequency, run, tidy_rows)
+                                       compute_metrics, confusion_rows, confusion_table, cross_dataset_matrix,
+                                       evaluate, flat_metrics, plot_confusion, plot_cross_dataset, predict,
+                                       read_cross_dataset, recall_vs_frequency, run, tidy_rows)
 from syntfer.core.manifest import write_manifest  # noqa: E402
 from syntfer.engine.models.checkpoint import save_checkpoint  # noqa: E402
 from syntfer.engine.models.registry import ModelConfig, list_models, register_model  # noqa: E402

@@ -15,10 +15,10 @@ from torch import nn
 from syntfer.core import labels as L
 from syntfer.strategies.gan import controls as C
 from syntfer.strategies.gan.editing import (DegradeConfig, EditError, band_mask, clip_box, crop_resize, degrade, edit_images,
-                                 paste, CodeFormerRestorer)
+                                            paste, CodeFormerRestorer)
 from syntfer.strategies.gan.measurements import intensity_curve, seam_contrast
 from syntfer.strategies.gan.networks import (CheckpointError, Discriminator, EditorConfig, Generator, load_generator,
-                                  load_official_generator, save_generator)
+                                             load_official_generator, save_generator)
 from syntfer.strategies.gan.sets import RecipeError, plan_recipe, render_edit_set
 from syntfer.strategies.gan.training import EditorTrainer, TrainConfig, select_per_class, square_box, train_editor
 

@@ -121,7 +121,7 @@ def test_empty_training_sets_are_named(tmp_path):
     from syntfer.strategies.gan.networks import EditorConfig
     from syntfer.strategies.gan.training import EditorTrainer, TrainConfig
     from syntfer.instruments.identity_encoder import (IdentityConfig, IdentityEncoder, IdentityTrainConfig, embed,
-                                          train_identity_encoder)
+                                                      train_identity_encoder)
     from test_training import _cfg
 
     (tmp_path / "empty.csv").write_text("path,label\n")

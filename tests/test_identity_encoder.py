@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from syntfer.instruments.identity_encoder import (ArcFaceHead, DlibFaceDescriptor, IdentityConfig, IdentityEncoder,
-                                      IdentityTrainConfig, embed, load_identity_encoder, train_identity_encoder,
-                                      verification_scores)
+                                                  IdentityTrainConfig, embed, load_identity_encoder, train_identity_encoder,
+                                                  verification_scores)
 
 torch.set_num_threads(1)
 

@@ -13,7 +13,7 @@ from syntfer.core import labels as L
 from syntfer.core.alignment import TEMPLATE, AlignmentError, align_face, anchors, parse_landmarks, similarity
 from syntfer.engine.evaluation import predict
 from syntfer.instruments.judge import (Judge, JudgeError, calibrate_temperature, fidelity_table, judge_ceiling,
-                           mean_class_fidelity, penultimate_features, reliability)
+                                       mean_class_fidelity, penultimate_features, reliability)
 from syntfer.engine.models.checkpoint import save_checkpoint
 from syntfer.engine.models.registry import create_model
 from imagesets import colour_set, noise_images

@@ -5,7 +5,7 @@ import pytest
 
 from syntfer import cli
 from syntfer.tools.notebook import (NotebookError, make_reproducible, parameters_cell, parse_value, read_notebook,
-                              run_notebook)
+                                    run_notebook)
 
 NB = '''# %% [markdown]
 # # A tiny notebook

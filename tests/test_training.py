@@ -15,7 +15,7 @@ from syntfer.engine.evaluation import compute_metrics, predict
 from syntfer.core.manifest import write_manifest
 from syntfer.engine.models.registry import ModelConfig, list_models, register_model
 from syntfer.engine.training import (LOG_COLUMNS, RECIPES, SAM, TrainConfig, TrainError, add_arguments, fer_loss, run,
-                              selection_score, train)
+                                     selection_score, train)
 from imagesets import colour_set
 
 MODEL = "tiny_for_training_tests"

@@ -13,8 +13,8 @@ from PIL import Image
 from syntfer.core import labels as L
 from syntfer.core.seeding import derive_seed
 from syntfer.sources.world import (AU_NAMES, DOMAINS, EXPRESSION_AUS, class_counts, face_geometry,
-                           identity_from_prompt_attributes, make_sample, plan_domain, render_face, render_world,
-                           sample_expression, sample_identity, validate_aus)
+                                   identity_from_prompt_attributes, make_sample, plan_domain, render_face, render_world,
+                                   sample_expression, sample_identity, validate_aus)
 from syntfer.sources.world.domains import with_render
 from syntfer.sources.world.identity import RACE_SKIN_TONES, TRAIT_ATTRIBUTES, SHAPE_PARAMS
 from syntfer.sources.world.presets import PRESETS, get_preset

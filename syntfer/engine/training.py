@@ -48,8 +48,8 @@ from tqdm import tqdm
 from syntfer.core import labels as L
 from syntfer.core.guards import check_finite
 from syntfer.engine.data import (UPSTREAM_NOISE_STD, BatchAugment, BatchCollate, DecodedImages, ManifestDataset, as_frame,
-                          build_loader, label_indices,
-                          epoch_sampler, eval_transform, image_mode, split_validation, train_transform)
+                                 build_loader, label_indices,
+                                 epoch_sampler, eval_transform, image_mode, split_validation, train_transform)
 from syntfer.engine.evaluation import compute_metrics
 from syntfer.engine.launch import run_launched
 from syntfer.core.manifest import write_manifest

@@ -35,7 +35,7 @@ import pandas as pd
 
 from syntfer.engine.data import as_frame, split_validation
 from syntfer.instruments.judge import (Judge, calibrate_temperature, fidelity_table, judge_ceiling, label_indices,
-                           mean_class_fidelity, reliability)
+                                       mean_class_fidelity, reliability)
 from syntfer.core.manifest import read_manifest
 from syntfer.engine.models.checkpoint import read_checkpoint_config, save_checkpoint
 from syntfer.engine.models.ensemble import Ensemble

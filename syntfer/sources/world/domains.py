@@ -29,7 +29,7 @@ from syntfer.core.alignment import align_face, similarity
 from syntfer.core.seeding import derive_seed, numpy_rng
 from syntfer.sources.world.expression import AU_NAMES, CONFUSABLE, sample_expression
 from syntfer.sources.world.identity import (AGE_GROUPS, GENDERS, RACE_WORDS, SKIN_TONES, Identity,
-                                    identity_from_prompt_attributes, sample_identity)
+                                            identity_from_prompt_attributes, sample_identity)
 from syntfer.sources.world.render import Light, face_geometry, render_background, render_face
 
 

@@ -23,7 +23,7 @@ from syntfer.core import labels as L
 from syntfer.core.seeding import numpy_rng
 from syntfer.core.storage import atomic_path, remove_stale_temporaries, save_image, write_json, write_text
 from syntfer.sources.world.domains import (DOMAINS, REFERENCE_DOMAINS, VALENCE_AROUSAL, draw_label, make_caption,
-                                   make_sample, shown_expression, web_identity, with_render)
+                                           make_sample, shown_expression, web_identity, with_render)
 from syntfer.sources.world.expression import AU_NAMES
 from syntfer.sources.world.presets import Preset, class_counts, get_preset
 

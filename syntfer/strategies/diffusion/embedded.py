@@ -44,11 +44,11 @@ Where each part lives: `model` (config, network, checkpoints), `captioned` (trai
 """
 from syntfer.strategies.diffusion.captioned import CaptionedImages, load_captioned
 from syntfer.strategies.diffusion.model import (ARCHS, CONFIG, PREDICTION_TYPES, TEXT_ENCODERS, VARIANTS, WEIGHTS, EmbeddedConfig,
-                                     EmbeddedDiffusion, count_parameters, default_config, load_checkpoint,
-                                     save_checkpoint)
+                                                EmbeddedDiffusion, count_parameters, default_config, load_checkpoint,
+                                                save_checkpoint)
 from syntfer.strategies.diffusion.sampling import CLIP_LATENT, SOLVERS, make_sampler, sample_images
 from syntfer.strategies.diffusion.text import (AGE_GENDER_WORDS, SPECIALS, EmbeddedModelError, WordPool, WordTokenizer,
-                                    adapt_prompt, build_vocab, caption_words)
+                                               adapt_prompt, build_vocab, caption_words)
 from syntfer.strategies.diffusion.training import LOG_COLUMNS, TrainConfig, train_embedded
 
 __all__ = [

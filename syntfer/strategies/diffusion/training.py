@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from syntfer.strategies.diffusion.captioned import CaptionedImages
 from syntfer.strategies.diffusion.codecs import train_vae
 from syntfer.strategies.diffusion.model import (EmbeddedConfig, EmbeddedDiffusion, count_parameters, load_checkpoint,
-                                     save_checkpoint)
+                                                save_checkpoint)
 from syntfer.strategies.diffusion.text import SPECIALS, EmbeddedModelError
 from syntfer.core.seeding import derive_seed
 from syntfer.core.guards import check_finite

@@ -14,10 +14,10 @@ against hidden truth, `world_metrics`) and `figures` (seaborn plots). `cli`: ``s
 from syntfer.strategies.pseudolabel.analysis import attach_truth, precision_recall, reliability, survivors, world_metrics
 from syntfer.strategies.pseudolabel.dataset import LINK_MODES, write_selection
 from syntfer.strategies.pseudolabel.figures import (plot_precision_recall, plot_reliability, plot_sample_grid,
-                                         plot_score_distributions, plot_survivors)
+                                                    plot_score_distributions, plot_survivors)
 from syntfer.strategies.pseudolabel.pipeline import PseudolabelResult, pseudolabel, source_name
 from syntfer.strategies.pseudolabel.scoring import (PROB_COLUMNS, SCORE_FORMAT, PseudolabelError, ScoreReport,
-                                         images_fingerprint, read_scores, score_images)
+                                                    images_fingerprint, read_scores, score_images)
 from syntfer.strategies.pseudolabel.selection import Selection, check_rule, select, top_label
 from syntfer.core.strategy import Strategy
 
