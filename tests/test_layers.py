@@ -113,8 +113,10 @@ def test_the_three_strategies_declare_themselves():
 
 
 def test_ls_syntfer_shows_the_layers():
-    """The top level holds the layer folders (each a package) and only the package's __init__, __main__, cli."""
-    top = {p.name for p in (ROOT / "syntfer").iterdir() if p.name != "__pycache__"}
+    """The top level holds the layer folders (each a package) and only the package's __init__, __main__, cli
+    (a folder with no .py file, e.g. one a checkout of the flat tree left holding only __pycache__, is no module)."""
+    top = {p.name for p in (ROOT / "syntfer").iterdir()
+           if p.suffix == ".py" or (p.is_dir() and any(p.rglob("*.py")))}
     assert top == {*FOLDERS, "__init__.py", "__main__.py", "cli.py"}
     assert all((ROOT / "syntfer" / f / "__init__.py").is_file() for f in FOLDERS)
 
