@@ -30,9 +30,9 @@ $(STAMP): pyproject.toml requirements-lock.txt syntfer/tools/lab.py
 repro: setup
 	$(VENV)/bin/dvc repro
 
-# The data-scaling curve (08_scaling, `scaling@<source>`) retrained from scratch. Its outputs are committed
+# The data-scaling curve (07_scaling, `scaling@<source>`) retrained from scratch. Its outputs are committed
 # (cache: false), so `make repro` reuses them while the sets they are drawn from are unchanged; this reruns them
-# anyway, then the report. Commit the result with `git add -f outputs/scaling outputs/nb/08_scaling dvc.lock`.
+# anyway, then the report. Commit the result with `git add -f outputs/scaling outputs/nb/07_scaling dvc.lock`.
 scaling: setup
 	$(VENV)/bin/dvc repro
 	$(VENV)/bin/dvc repro --force --single-item $$($(VENV)/bin/dvc stage list --name-only | grep '^scaling@')

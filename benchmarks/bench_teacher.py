@@ -3,7 +3,7 @@
 Applies the pipeline's selection rule (`syntfer.strategies.pseudolabel.select`: argmax label, max p > threshold, the
 `per_class` most confident per class; the checkpoint's own calibration temperature) to a checkpoint and prints one
 JSON line: per domain the argmax accuracy, the kept count and precision, and the same at the strict threshold. On
-the committed run's teacher it gives `02_pseudolabel`'s kept counts and precisions (700 / 700 / 700; 0.701 / 0.763 /
+the committed run's teacher it gives `03_pseudolabel`'s kept counts and precisions (700 / 700 / 700; 0.701 / 0.763 /
 0.863 at K = 100); it compares candidate teachers without a run::
 
     syntfer world --preset default --out /tmp/wu --domains digiface dcface emonet_face

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diffusion": ("syntfer.strategies.diffusion.cli", "train the embedded model / generate / curate diffusion sets (strategy ii)"),
     "gan": ("syntfer.strategies.gan.cli", "train a GANmut-style editor / write GAN-edited sets (strategy iii)"),
     "identity": ("syntfer.instruments.identity_encoder", "train and validate the world identity encoder"),
-    "instrument": ("syntfer.instruments.build", "train and calibrate the judge on reference renders (as 06_instruments)"),
+    "instrument": ("syntfer.instruments.build", "train and calibrate the judge on reference renders (as 01_instruments)"),
     "mix": ("syntfer.study.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
     "distance": ("syntfer.instruments.distances", "FD/KID of sets against a reference in a named feature space"),
     "audit": ("syntfer.instruments.audit", "demographic audit and nearest-real-face privacy check"),

@@ -42,24 +42,24 @@ def _fired():
 
 def test_pseudolabel_world_precision_check_fires():
     ok = dict(world=True, metrics={"world_precision_all": 0.72})
-    run_check("02_pseudolabel.py", "min_world_precision", min_world_precision=0.5, **ok)
+    run_check("03_pseudolabel.py", "min_world_precision", min_world_precision=0.5, **ok)
     with pytest.raises(AssertionError, match=r"world pseudo-label precision 0.140 < 0.5: teacher or label mapping"):
         # a broken label mapping: chance precision (1/7)
-        run_check("02_pseudolabel.py", "min_world_precision", min_world_precision=0.5, world=True,
+        run_check("03_pseudolabel.py", "min_world_precision", min_world_precision=0.5, world=True,
                   metrics={"world_precision_all": 0.14})
     _fired()
     # real data: no world truth, the check is skipped
-    run_check("02_pseudolabel.py", "min_world_precision", min_world_precision=0.99, world=False, metrics={})
+    run_check("03_pseudolabel.py", "min_world_precision", min_world_precision=0.99, world=False, metrics={})
 
 
 def test_diffusion_fidelity_check_fires():
     ns = dict(kinds=["embedded", "embedded-au"], dist={"fd_judge": np.array([1.0, 2.0])})
-    run_check("03_diffusion.py", "min_fidelity", min_fidelity=0.6, mean_fid={"embedded": 0.88}, **ns)
+    run_check("04_diffusion.py", "min_fidelity", min_fidelity=0.6, mean_fid={"embedded": 0.88}, **ns)
     with pytest.raises(AssertionError, match=r"fidelity 0.140 < min_fidelity 0.6"):
-        run_check("03_diffusion.py", "min_fidelity", min_fidelity=0.6, mean_fid={"embedded": 0.14}, **ns)
+        run_check("04_diffusion.py", "min_fidelity", min_fidelity=0.6, mean_fid={"embedded": 0.14}, **ns)
     _fired()
     with pytest.raises(AssertionError):  # a NaN fidelity (nothing judged) fails whatever the threshold
-        run_check("03_diffusion.py", "min_fidelity", min_fidelity=0.0, mean_fid={"embedded": float("nan")}, **ns)
+        run_check("04_diffusion.py", "min_fidelity", min_fidelity=0.0, mean_fid={"embedded": float("nan")}, **ns)
     _fired()
 
 

@@ -1,4 +1,4 @@
-"""JupyterLab on the project, with real parts: a Jupyter server on a loopback port serves notebooks/07_report.py as
+"""JupyterLab on the project, with real parts: a Jupyter server on a loopback port serves notebooks/08_report.py as
 a notebook and runs its cells in the `syntfer` kernel from the project root (REST + kernel websocket), and headless
 Chromium loads the Lab page on that notebook and sees its rendered title cell. The same for an *executed* copy as the
 runner writes it (`syntfer.tools.notebook`, what DVC stages leave under outputs/nb/): the server's contents API opens it
@@ -32,8 +32,8 @@ from syntfer.tools import lab
 from syntfer.tools.notebook import parameters_cell, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-NB_PATH = "notebooks/07_report.py"
-TITLE = "07 · Report"
+NB_PATH = "notebooks/08_report.py"
+TITLE = "08 · Report"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 START_TIMEOUT_S = 90.0
 
@@ -250,7 +250,7 @@ def test_server_serves_the_report_as_a_notebook_and_runs_its_cells_in_the_syntfe
     assert len(param_cells) == 1
     _, defaults = parameters_cell(read_notebook(ROOT / NB_PATH))
 
-    session = server.request("POST", "/api/sessions", {"path": NB_PATH, "name": "07_report.py", "type": "notebook",
+    session = server.request("POST", "/api/sessions", {"path": NB_PATH, "name": "08_report.py", "type": "notebook",
                                                        "kernel": {"name": "syntfer"}})
     try:
         assert session["kernel"]["name"] == "syntfer"

@@ -121,21 +121,21 @@ NOT_PASSED = {
         "n_identities": "rows of the same-identity figure",
         "classifier_size": "the 'what a classifier sees' figure (the study's input size, shown)",
     },
-    "notebooks/08_scaling.py": {
+    "notebooks/07_scaling.py": {
         "eval_batch_size": "evaluation batch size: speed only",
         "progress": "progress bars in logs",
         "keep_runs": "keeps each run's weights, state and split on disk (the curve's numbers are the same)",
     },
-    "notebooks/01_baseline.py": {
+    "notebooks/02_baseline.py": {
         "cache_images": "decoded images kept in memory: speed only (TrainConfig._NEUTRAL)",
         "eval_batch_size": "evaluation batch size: speed only",
         "progress": "progress bars in logs",
     },
-    "notebooks/05_sets.py": {
+    "notebooks/06_sets.py": {
         "batch_size": "feature extraction batch size: speed only",
         "threads": "torch CPU threads: speed only",
     },
-    "notebooks/04_gan_editing.py": {
+    "notebooks/05_gan_editing.py": {
         "crop_size": "face-context crop size of the seam measurement (a display-level choice of the notebook)",
     },
 }

@@ -51,13 +51,13 @@ def run_dir(tmp_path) -> Path:
     nb = tmp_path / "nb"
     _executed(nb / "00_world" / "00_world.ipynb", "00 · World", _png(2400, 1600), "notebooks/00_world.py")
     for s in ("real_rafdb", "gan_f"):
-        _executed(nb / "01_baseline" / s / "01_baseline.ipynb", f"01 · Baseline {s}", _png(300, 200, 1),
-                  "notebooks/01_baseline.py")
+        _executed(nb / "02_baseline" / s / "02_baseline.ipynb", f"02 · Baseline {s}", _png(300, 200, 1),
+                  "notebooks/02_baseline.py")
     for src in ("digiface", "dcface"):
-        _executed(nb / "02_pseudolabel" / src / "02_pseudolabel.ipynb", f"02 · Pseudo-labels {src}", _png(200, 100, 4),
-                  "notebooks/02_pseudolabel.py")
-    _executed(nb / "07_report" / "07_report.ipynb", "07 · Report", _png(800, 600, 2), "notebooks/07_report.py")
-    (nb / "07_report" / "07_report.html").write_text("<html></html>")  # HTML is not published
+        _executed(nb / "03_pseudolabel" / src / "03_pseudolabel.ipynb", f"03 · Pseudo-labels {src}", _png(200, 100, 4),
+                  "notebooks/03_pseudolabel.py")
+    _executed(nb / "08_report" / "08_report.ipynb", "08 · Report", _png(800, 600, 2), "notebooks/08_report.py")
+    (nb / "08_report" / "08_report.html").write_text("<html></html>")  # HTML is not published
     return nb
 
 
@@ -67,8 +67,8 @@ def test_publish_writes_small_stamped_unpaired_notebooks_and_an_index(run_dir, t
     fig.write_bytes(_png(1800, 1200, 3))
     done = publish(run_dir, out, stamp=STAMP, metrics=ROOT / "outputs/results/summary/metrics.json",
                    figures=[("headline", fig)])
-    assert [p.path.name for p in done] == ["00_world.ipynb", "01_baseline.ipynb", "02_pseudolabel-dcface.ipynb",
-                                         "02_pseudolabel-digiface.ipynb", "07_report.ipynb"]
+    assert [p.path.name for p in done] == ["00_world.ipynb", "02_baseline.ipynb", "03_pseudolabel-dcface.ipynb",
+                                         "03_pseudolabel-digiface.ipynb", "08_report.ipynb"]
     world = json.loads((out / "00_world.ipynb").read_text())
     assert "jupytext" not in world["metadata"] and "widgets" not in world["metadata"]
     stamp = "".join(world["cells"][0]["source"])
@@ -79,7 +79,7 @@ def test_publish_writes_small_stamped_unpaired_notebooks_and_an_index(run_dir, t
     img = Image.open(io.BytesIO(base64.b64decode(b64)))
     assert img.width == 900 and len(base64.b64decode(b64)) < len(_png(2400, 1600)) / 3
     assert world["cells"][2]["outputs"][0]["data"] == {"text/plain": ["steps: 100%"]}  # widget view dropped
-    grid = json.loads((out / "01_baseline.ipynb").read_text())
+    grid = json.loads((out / "02_baseline.ipynb").read_text())
     assert "Baseline real_rafdb" in json.dumps(grid) and "`real_rafdb`" in "".join(grid["cells"][1]["source"])
     index = (out / "README.md").read_text()
     assert "[00 · World](00_world.ipynb)" in index and "Does it work?" in index and "0123456789ab" in index
@@ -93,7 +93,7 @@ def test_publish_writes_small_stamped_unpaired_notebooks_and_an_index(run_dir, t
 
 
 def test_over_the_budget_fails_naming_the_largest_file(run_dir, tmp_path):
-    with pytest.raises(PublishError, match=r"over the budget of 0.05 MB; largest: 07_report.ipynb \(0.2"):
+    with pytest.raises(PublishError, match=r"over the budget of 0.05 MB; largest: 08_report.ipynb \(0.2"):
         publish(run_dir, tmp_path / "reports", stamp=STAMP, budget_mb=0.05)
 
 

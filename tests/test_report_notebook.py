@@ -1,4 +1,4 @@
-"""Notebook 07 (the report) runs top to bottom on small, fake but well-formed inputs and exports its figures."""
+"""Notebook 08 (the report) runs top to bottom on small, fake but well-formed inputs and exports its figures."""
 import json
 import re
 import shutil
@@ -15,7 +15,7 @@ from syntfer.study import summary as S
 from syntfer.tools.notebook import NotebookError, parameters_cell, read_notebook, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-NB = ROOT / "notebooks" / "07_report.py"
+NB = ROOT / "notebooks" / "08_report.py"
 TRAIN_SETS = ("real_rafdb", "real_affectnet", "real_rafdb_matched", "oracle_ffhq", "pseudolabel_dcface",
               "diffusion_embedded", "gan_f", "mixed_syn", "hybrid_gan_f")
 REAL_SETS = {"real_rafdb", "real_affectnet", "real_rafdb_matched"}
@@ -28,7 +28,7 @@ RAFDB_Y = np.repeat(np.arange(L.NUM_CLASSES), [10, 4, 6, 30, 18, 14, 9])  # the 
 
 
 def _scaling(root: Path) -> Path:
-    """Notebook 08's runs for two sources: n<size>/s<seed>/confusion_rafdb.csv on the same fake test images."""
+    """Notebook 07's runs for two sources: n<size>/s<seed>/confusion_rafdb.csv on the same fake test images."""
     rng = np.random.default_rng(5)
     for src, sizes in (("real_rafdb", (100, 200)), ("gan_f", (100,))):
         for k, n in enumerate(sizes):
@@ -42,7 +42,7 @@ def _scaling(root: Path) -> Path:
 
 
 def _runs(root: Path, train_sets) -> Path:
-    """One run folder per training set × seed: cross_dataset.csv + confusion_<test>.csv, as notebook 01 writes."""
+    """One run folder per training set × seed: cross_dataset.csv + confusion_<test>.csv, as notebook 02 writes."""
     rng = np.random.default_rng(0)
     for i, s in enumerate(train_sets):
         tidy = []
@@ -57,7 +57,7 @@ def _runs(root: Path, train_sets) -> Path:
                 metrics[t] = E.compute_metrics(y, pred)
                 E.confusion_rows(y, pred).to_csv(run / f"confusion_{t}.csv", index=False)
             tidy.append(E.tidy_rows(s, MODEL, seed, metrics))
-        pd.concat(tidy).to_csv(root / "train" / s / "cross_dataset.csv", index=False)  # every seed, as 01 writes it
+        pd.concat(tidy).to_csv(root / "train" / s / "cross_dataset.csv", index=False)  # every seed, as 02 writes it
     return root / "train"
 
 
@@ -75,7 +75,7 @@ def _manifests(root: Path, train_sets) -> Path:
 
 
 def _set_tables(root: Path) -> Path:
-    """The tables notebook 05 writes: synthetic.csv, distances.csv, fidelity_per_class.csv, privacy_summary.csv,
+    """The tables notebook 06 writes: synthetic.csv, distances.csv, fidelity_per_class.csv, privacy_summary.csv,
     demographics.csv and metrics.json (its data kind)."""
     rng = np.random.default_rng(1)
     out = root / "results" / "sets"

@@ -128,7 +128,7 @@ def test_dvc_repro_smoke(tmp_path):
     assert "synthetic vs real, equal size" in findings and "synthetic vs oracle" in findings
     assert (repo / "outputs/results/report/exchange_rates.csv").is_file()
     assert set(summary["identity_similarity"]) == {"gan_f", "gan_v"}
-    assert (repo / "outputs/nb/07_report/07_report.html").is_file()
+    assert (repo / "outputs/nb/08_report/08_report.html").is_file()
     status = _run([dvc, "status", "dvc.yaml"], repo, env)  # data.dvc's licensed data is absent, by design
     assert "up to date" in status.lower(), status
     shown = _run([dvc, "exp", "show", "--no-pager", "--json"], repo, env)

@@ -76,7 +76,7 @@ def test_launch_cpu_flag_starts_one_process(tmp_path):
 @pytest.mark.slow
 def test_two_launched_processes_write_the_images_one_process_writes(tmp_path):
     prompts = P.check_prompt_lengths(P.stratified_subset(P.prompt_grid(), 1, seed=0))  # 7 prompts, one per class
-    settings = {"steps": 20, "guidance": 3.0, "batch_size": 70}  # params.yaml's diffusion.* (03_diffusion)
+    settings = {"steps": 20, "guidance": 3.0, "batch_size": 70}  # params.yaml's diffusion.* (04_diffusion)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the launched processes run one thread each: the bytes must not depend on it
     try:

@@ -1,4 +1,4 @@
-"""Notebook 05_sets end to end on a smoke world: every output is written, readable by the summary, and sane."""
+"""Notebook 06_sets end to end on a smoke world: every output is written, readable by the summary, and sane."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ from syntfer.sources.readers import read_dataset
 from syntfer.sources.world.writers import render_world
 
 ROOT = Path(__file__).resolve().parents[1]
-NB = ROOT / "notebooks" / "05_sets.py"
+NB = ROOT / "notebooks" / "06_sets.py"
 PRIVACY_COLUMNS = ["set", "space", "n", "similarity_mean", "similarity_p95", "similarity_max", "threshold",
                    "n_flagged", "share_flagged"]
 BOX = ["face_x", "face_y", "face_width", "face_height"]
@@ -41,7 +41,7 @@ def study(tmp_path_factory) -> dict:
     world = tmp / "world"
     render_world(world, "smoke", seed=0, workers=1, progress=False, domains=["ffhq", "digiface", "rafdb", "web"])
     sets = tmp / "sets"
-    # pseudo-labeled (written by notebook 02 into sets_dir): label = the teacher's (here: the truth)
+    # pseudo-labeled (written by notebook 03 into sets_dir): label = the teacher's (here: the truth)
     digi = _truth(world, "digiface")
     pseudo = pd.DataFrame({"path": digi["abs"], "label": digi["expression"], "score": 0.9,
                            "source_path": digi["abs"], "source": "digiface"})
@@ -80,7 +80,7 @@ def study(tmp_path_factory) -> dict:
     write_manifest(real, sets / "real_rafdb" / "manifest.csv")
     torch.manual_seed(0)
     judge = save_checkpoint(create_model("cnn_tiny", img_size=32), tmp / "judge", epoch=0)
-    # the judge's ceilings per domain, as 06_instruments writes them (values made up, schema real)
+    # the judge's ceilings per domain, as 01_instruments writes them (values made up, schema real)
     pd.DataFrame([{"domain": d, "class": "mean_class", "n": 70, "fidelity": f, "p_label": 0.5}
                   for d, f in (("ref_web", 0.8), ("ref_ffhq", 0.7))]).to_csv(tmp / "ceiling.csv", index=False)
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -158,7 +158,7 @@ def test_fidelity_demographics_metrics_and_figures(study, results):
     figs = {p.stem for p in (results / "figures").glob("*.png")}
     assert {"fidelity_per_class", "distances", "identity_similarity", "privacy_similarity",
             "demographics_gender", "demographics_age", "demographics_skin_tone"} <= figs
-    cells = json.loads((study["tmp"] / "nb" / "05_sets.ipynb").read_text())["cells"]
+    cells = json.loads((study["tmp"] / "nb" / "06_sets.ipynb").read_text())["cells"]
     outputs = json.dumps([c.get("outputs", []) for c in cells], ensure_ascii=False)
     assert "— procedural world" in outputs and "real data" not in outputs
 

@@ -162,8 +162,8 @@ def test_a_missing_cli_file_fails(graph):
 
 
 def test_command_roots():
-    assert command_roots("syntfer notebook notebooks/05_sets.py --out x -p a b") == (
-        {"syntfer.cli", "syntfer.__main__"}, {"notebook"}, ["notebooks/05_sets.py"])
+    assert command_roots("syntfer notebook notebooks/06_sets.py --out x -p a b") == (
+        {"syntfer.cli", "syntfer.__main__"}, {"notebook"}, ["notebooks/06_sets.py"])
     assert command_roots("python -m syntfer mix --whole") == ({"syntfer.cli", "syntfer.__main__"}, {"mix"}, [])
     assert command_roots("python -m syntfer.tools.lab install") == ({"syntfer.tools.lab"}, set(), [])
     assert command_roots("cp a b") == (set(), set(), [])

@@ -52,7 +52,7 @@ def inputs(tmp_path):
     pl = tmp_path / "pl"
     pl.mkdir()
     (pl / "digiface.json").write_text(json.dumps({"source": "digiface", "n_selected": 1200, "world_precision": 0.66}))
-    # as notebook 02 writes it: no 'source' key (folder name), precision only with world truth
+    # as notebook 03 writes it: no 'source' key (folder name), precision only with world truth
     (pl / "dcface").mkdir()
     (pl / "dcface" / "metrics.json").write_text(json.dumps({"n_images": 50, "n_selected": 40,
                                                             "world_precision_all": 0.5}))

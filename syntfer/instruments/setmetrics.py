@@ -1,4 +1,4 @@
-"""Measurements of a synthetic training set that need one pass over its images (notebook 05_sets).
+"""Measurements of a synthetic training set that need one pass over its images (notebook 06_sets).
 
 - `subset_positions`: at most n row positions of a set, drawn without replacement by a generator seeded
   with ``derive_seed(seed, "sets", name)`` (one set's draw never depends on another set), in manifest order.

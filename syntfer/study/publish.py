@@ -1,9 +1,9 @@
 """The committed run, readable without running anything: its executed notebooks copied into ``reports/``.
 
 ``syntfer publish --nb-dir outputs/nb --out reports`` takes the executed narrative notebooks a run left under
-``outputs/nb/<stage>/<name>.ipynb`` (00, 02–07; a fan-out stage such as 02's pseudo-label sources, each member as
-``<stage>-<member>.ipynb``) and, for the training grid (01, one executed copy per training set
-under ``outputs/nb/01_baseline/<set>/``), one member (``--grid-example``) with the whole grid's numbers as a table
+``outputs/nb/<stage>/<name>.ipynb`` (00, 01, 03–08; a fan-out stage such as 03's pseudo-label sources, each member as
+``<stage>-<member>.ipynb``) and, for the training grid (02, one executed copy per training set
+under ``outputs/nb/02_baseline/<set>/``), one member (``--grid-example``) with the whole grid's numbers as a table
 (from ``--metrics``). Each copy:
 
 - keeps its markdown, code and outputs, with every embedded figure re-encoded at display size (at most
@@ -38,7 +38,7 @@ from syntfer.core.storage import write_text
 
 BUDGET_MB = 5.0
 MAX_WIDTH = 900
-GRID_STAGE = "01_baseline"
+GRID_STAGE = "02_baseline"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -294,10 +294,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nb-dir", type=Path, default=Path("outputs/nb"), help="the run's executed notebooks")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--metrics", type=Path, default=Path("outputs/results/summary/metrics.json"),
-                        help="summary metrics: the training grid's table in the published 01 notebook")
+                        help="summary metrics: the training grid's table in the published 02 notebook")
     parser.add_argument("--figure", action="append", default=[], metavar="NAME=PATH",
                         help="copy an image to <out>/figures/NAME.png|jpg (display size)")
-    parser.add_argument("--grid-example", default="real_rafdb", help="the training set whose 01 notebook is shown")
+    parser.add_argument("--grid-example", default="real_rafdb", help="the training set whose 02 notebook is shown")
     parser.add_argument("--max-width", type=int, default=MAX_WIDTH)
     parser.add_argument("--budget-mb", type=float, default=BUDGET_MB)
     parser.add_argument("--date", help="run date (default: SOURCE_DATE_EPOCH, else HEAD's commit date)")

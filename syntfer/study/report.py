@@ -8,8 +8,8 @@ seed *s* of the other). The verdict is decided by the interval alone: ``supporte
 side the claim predicts, ``contradicted`` when wholly on the other side, ``inconclusive`` when it contains 0.
 
 Inputs are what the pipeline writes: per seed and test set, ``<train_dir>/<set>/s<seed>/confusion_<test>.csv``
-(one ``actual,predicted`` row per test image, in test-manifest order; notebook 01), pseudo-label scores with the
-world's truth (notebook 02), attribute readings of generated sets (notebook 03) and the world's truth files.
+(one ``actual,predicted`` row per test image, in test-manifest order; notebook 02), pseudo-label scores with the
+world's truth (notebook 03), attribute readings of generated sets (notebook 04) and the world's truth files.
 """
 from __future__ import annotations
 
@@ -153,8 +153,8 @@ def headline_table(ev: pd.DataFrame, train_sets: Sequence[str], test_sets: Seque
 
 def distance_rows(wide: pd.DataFrame) -> pd.DataFrame:
     """Tidy (set, space, measure, value) rows from a per-set metrics table whose columns include
-    ``fd_<space>``, ``kid_<space>`` and ``kid_<space>_sd`` (notebook 05's synthetic.csv, pivoted) and
-    ``fd_<space>_domain`` (notebook 03: the distance to real faces of the generator's own domain, measure
+    ``fd_<space>``, ``kid_<space>`` and ``kid_<space>_sd`` (notebook 06's synthetic.csv, pivoted) and
+    ``fd_<space>_domain`` (notebook 04: the distance to real faces of the generator's own domain, measure
     ``fd_domain``); other columns are ignored, missing values dropped."""
     rows = []
     for metric in wide.columns:
@@ -239,7 +239,7 @@ def load_predictions(train_dir: str | os.PathLike, set_name: str, test: str) -> 
     folder = Path(train_dir) / set_name
     files = sorted(folder.glob(f"s*/confusion_{test}.csv"))
     if not files:
-        raise ReportError(f"{folder}: no s<seed>/confusion_{test}.csv (train the set with notebook 01)")
+        raise ReportError(f"{folder}: no s<seed>/confusion_{test}.csv (train the set with notebook 02)")
     out = {}
     for f in files:
         m = re.fullmatch(r"s(\d+)", f.parent.name)
@@ -378,7 +378,7 @@ def adjust(findings: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 
 def run_budget(train_dir: str | os.PathLike, set_name: str) -> tuple[float, float]:
     """(images in the training set, optimizer steps per seed) of a grid run, from ``<train_dir>/<set>/metrics.json``
-    (notebook 01); NaN where the run predates the step count."""
+    (notebook 02); NaN where the run predates the step count."""
     f = Path(train_dir) / set_name / "metrics.json"
     if not f.is_file():
         return (np.nan, np.nan)
@@ -404,7 +404,7 @@ def training_findings(train_dir: str | os.PathLike, sets: Sequence[str], *, real
     - a synthetic set falls short of the oracle of its look (truth-labelled renders at the same size, the
       perfect generator: `set_domains` maps its prefix to its look ``ref_<x>``, the oracle is ``oracle_<x>``);
     - an oracle falls short of the size-matched real split (what the look itself costs);
-    - a hybrid beats the whole real split — trained for the same optimizer steps (notebook 01's
+    - a hybrid beats the whole real split — trained for the same optimizer steps (notebook 02's
       `steps_source`) — overall, on each minority class and on the other datasets' test sets."""
     rows = []
     base = {t: load_predictions(train_dir, real, t) for t in (primary_test, *other_tests)}
@@ -550,7 +550,7 @@ CurvePredictions = Mapping[int, Mapping[int, tuple[np.ndarray, np.ndarray]]]
 
 def scaling_predictions(scaling_dir: str | os.PathLike, source: str, test: str) -> dict[int, dict[int, tuple]]:
     """{size: {seed: (y_true, y_pred)}} of one source's curve runs, from
-    ``<scaling_dir>/<source>/n<size>/s<seed>/confusion_<test>.csv`` (notebook 08)."""
+    ``<scaling_dir>/<source>/n<size>/s<seed>/confusion_<test>.csv`` (notebook 07)."""
     folder = Path(scaling_dir) / source
     sizes = sorted(int(m.group(1)) for p in folder.glob("n*") if (m := re.fullmatch(r"n(\d+)", p.name)))
     if not sizes:

@@ -23,7 +23,7 @@ Input files (any number of each; globs allowed on the CLI):
   (``set,space,fd,kid,kid_sd,…``). A key ``identity_similarity`` is routed to the top-level section;
 - pseudolabel: JSON ``{"source": NAME, "kept": n, "precision": p}`` (also read: ``n_selected`` for kept,
   ``world_precision`` / ``world_precision_all`` for precision; the source defaults to the folder name, as in
-  ``outputs/pseudolabel/<source>/metrics.json`` written by notebook 02);
+  ``outputs/pseudolabel/<source>/metrics.json`` written by notebook 03);
 - privacy: the summary CSV of `syntfer.instruments.audit.privacy_check`.
 
 Set names follow the study's convention (``real_<dataset>``, ``pseudolabel_<source>``,

@@ -1,4 +1,4 @@
-"""Figures and tables for notebook 03_diffusion (sample grids, fidelity bars, demographic balance)."""
+"""Figures and tables for notebook 04_diffusion (sample grids, fidelity bars, demographic balance)."""
 from __future__ import annotations
 
 from collections.abc import Sequence

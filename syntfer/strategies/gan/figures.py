@@ -1,4 +1,4 @@
-"""Figures and measurement bundles for notebook 04 (GAN editing); each function returns data or a figure."""
+"""Figures and measurement bundles for notebook 05 (GAN editing); each function returns data or a figure."""
 from __future__ import annotations
 
 from collections.abc import Sequence

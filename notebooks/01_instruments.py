@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 06 · The instruments: a calibrated teacher, the judge and the attribute reader
+# # 01 · The instruments: a calibrated teacher, the judge and the attribute reader
 #
 # **Question.** Every strategy is measured by a model: the pseudo-label *teacher* decides which unlabeled faces
 # enter a set and with what label (docs/method.md §3, τ = 0.3); the *judge* says whether a generated or edited face
@@ -52,7 +52,7 @@ reader_epochs = 16
 batch_size = 64
 lr = 0.002
 weight_decay = 0.05
-label_smoothing = 0.0  # plain cross-entropy: calibrated before the temperature (see 01's recipe note)
+label_smoothing = 0.0  # plain cross-entropy: calibrated before the temperature (see 02's recipe note)
 balance_method = "logit_adjust"  # the teacher: trained for balanced error (AffectNet-7 is ≈35:1 imbalanced)
 val_fraction = 0.1
 reliability_bins = 10

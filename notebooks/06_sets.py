@@ -12,12 +12,12 @@
 # ---
 
 # %% [markdown]
-# # 05 · What is in each synthetic training set?
+# # 06 · What is in each synthetic training set?
 #
 # **Question.** Before any classifier is trained on them, how do the study's synthetic training sets
 # (pseudo-labeled, diffusion, GAN-edited, Mixed-SYN) compare on what can be measured from the images alone:
 #
-# 1. **expression fidelity** — how often the project's judge (`syntfer.instruments.judge`, trained by 06_instruments on real
+# 1. **expression fidelity** — how often the project's judge (`syntfer.instruments.judge`, trained by 01_instruments on real
 #    reference faces of the generator domains) sees the expression a set's label claims, per class — read against
 #    the judge's **ceiling**, its accuracy on held-out real faces of the domain a set's generator imitates;
 # 2. **distance to real faces** — FD and KID against the FFHQ stand-in, in named feature spaces
@@ -37,7 +37,7 @@ synthetic = "pseudolabel_digiface,pseudolabel_dcface,pseudolabel_emonet_face,dif
 reference = "outputs/world/ffhq"  # FD/KID reference: a folder of face images (the FFHQ stand-in)
 real_train = "outputs/sets/real_rafdb/manifest.csv"  # real training faces for the privacy nearest-neighbour check
 judge = "outputs/instruments/judge/checkpoint"  # the one judge (syntfer.instruments.judge): fidelity and the judge feature space
-ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain (06_instruments)
+ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain (01_instruments)
 set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: the domain its generator imitates
 identity_dir = "models/identity/world32"  # identity encoder: 'identity' space, privacy embedding, identity similarity
 clip_weights = ""  # optional local CLIP folder (docs/method.md §8 space 'clip'); empty: not measured
@@ -141,7 +141,7 @@ print(f"reference: {len(ref_frame)} images from {reference}; real training faces
 # Fidelity = the share of a set's images that the judge classifies as the set's label (argmax), overall and per
 # class; `p_label` is the judge's mean (calibrated) probability of the label. The judge's own errors count as
 # infidelity, so a generated set is read against the **ceiling**: the judge's mean-class accuracy on held-out real
-# faces of the domain its generator imitates (`set_domains`; 06_instruments). Pseudo-labeled and mixed sets have no
+# faces of the domain its generator imitates (`set_domains`; 01_instruments). Pseudo-labeled and mixed sets have no
 # single generator domain and no ceiling. One decode per image: the same forward pass also gives the judge's
 # penultimate features, the `judge` feature space below.
 
@@ -234,7 +234,7 @@ figs.show(g.figure, "distances")
 # For sets whose every row is an expression edit of a source face (GAN sets: the editor's control values on
 # every row; the source face in `origin_path` once the set is copied into `sets_dir`, else in `source_path`), the
 # cosine similarity between the identity embeddings of each edited face and its source face, both cropped at the
-# manifest's face box (the measurement of notebook 04). Other sets are skipped and listed with the reason:
+# manifest's face box (the measurement of notebook 05). Other sets are skipped and listed with the reason:
 # pseudo-labeled images are copies of their `source_path`, and a mix holds edits only in part.
 
 # %%

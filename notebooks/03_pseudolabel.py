@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 02 · Strategy (i): pseudo-labeling an unlabeled face collection
+# # 03 · Strategy (i): pseudo-labeling an unlabeled face collection
 #
 # **Question.** If a trained expression classifier (the *teacher*) labels an unlabeled face collection,
 # keeping an image only when its top probability exceeds τ and then the K most confident images per

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 01 · Real-data baselines and the cross-dataset gap
+# # 02 · Real-data baselines and the cross-dataset gap
 #
 # **Question.** Trained on one labelled FER dataset's training split, how well does a classifier do on its
 # own test split and on the other two datasets' test splits, and how does the training set's class
@@ -301,7 +301,7 @@ else:  # a synthetic set has no test split of its own. Whether its labels can be
     if in_domain < min_in_domain_balanced_accuracy:
         print(f"NOT LEARNABLE: {train_set}'s held-out balanced accuracy is {in_domain:.3f} < "
               f"{min_in_domain_balanced_accuracy}: its labels cannot be told from its images by this model "
-              "(compare its expression fidelity in 05_sets)")
+              "(compare its expression fidelity in 06_sets)")
 metrics["learnable"] = bool(in_domain >= min_in_domain_balanced_accuracy)
 write_json(out / "metrics.json", metrics)
 assert len(pd.read_csv(out / "cross_dataset.csv")) == len(tidy)

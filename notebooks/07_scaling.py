@@ -12,17 +12,17 @@
 # ---
 
 # %% [markdown]
-# # 08 · Data scaling: how accuracy grows with the number of training images
+# # 07 · Data scaling: how accuracy grows with the number of training images
 #
 # **Question.** How many images of one source (the real training split, a strategy's synthetic set, an oracle
 # of a generator's look) does a classifier need to read the primary test set at a given balanced accuracy? One
 # point of the curve compares nothing by itself; the curves together give the **exchange rate** between synthetic
-# and real images (07_report): how many synthetic images of a strategy match the accuracy of N real ones.
+# and real images (08_report): how many synthetic images of a strategy match the accuracy of N real ones.
 #
 # One run = one source: the source's set is drawn at each size in `sizes` — nested, seeded draws
 # (`syntfer.study.mixing.sized_set`: the 280-image draw lies inside the 700-image one), class-balanced for a synthetic
 # set or an oracle, with the real split's own class shares for a real one (`stratify`) — and each draw is
-# trained with every seed by the grid's recipe (`01_baseline`'s knobs) and tested once on the primary test set.
+# trained with every seed by the grid's recipe (`02_baseline`'s knobs) and tested once on the primary test set.
 # The size-N point of every source and the full real split are the grid's own runs (`train@<set>`); the report
 # joins them to these. With `data_kind="world"` **every number here is a world result**.
 
@@ -114,7 +114,7 @@ composition
 
 # %% [markdown]
 # ## Training every size with every seed
-# The grid's recipe (`01_baseline`): a seeded stratified `val_fraction` of each draw selects the epoch; the test
+# The grid's recipe (`02_baseline`): a seeded stratified `val_fraction` of each draw selects the epoch; the test
 # split is touched once per run. Rerunning after an interruption resumes a run from its state and skips a finished
 # one (its confusion file is written last).
 #
@@ -165,7 +165,7 @@ write_text(out / "curve.csv", curve.to_csv(index=False))
 # %% [markdown]
 # ## The curve of this source
 # Balanced accuracy on the primary test set against the number of training images (mean ± sd over seeds). The
-# report (07) draws every source's curve together with the grid's size-N runs.
+# report (08) draws every source's curve together with the grid's size-N runs.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 04 · Strategy (iii): task-aware GAN expression editing
+# # 05 · Strategy (iii): task-aware GAN expression editing
 #
 # **Question.** A GANmut-style editor (a generator driven by a 2-D expression code, a critic with an
 # expression-classification head, cycle reconstruction) turns neutral-ish source faces into seven-class
@@ -25,7 +25,7 @@
 # beside it) is a **flow editor**: where GANmut's StarGAN generator paints pixels, this one predicts a smooth
 # deformation of the face and warps it, so it cannot paint patterns that fool a classifier — nor open a mouth. The
 # older pixel editor and official GANmut checkpoints run through the same interface. Every fidelity number below is
-# read by the project's one judge (06_instruments), which never sees the editor. **Every number is a world result**, never an
+# read by the project's one judge (01_instruments), which never sees the editor. **Every number is a world result**, never an
 # FFHQ/RAF-DB/AffectNet number. The paper's F/V control values belong to the official GANmut weights' code
 # space; for an editor trained here, F = its learned axis at ρ = 1 (or learned centre) and V = its learned
 # axis angle with ρ ~ U(0.5, 1.2) (see `syntfer.strategies.gan.controls`). CodeFormer (the paper's restorer) needs
@@ -43,7 +43,7 @@ official_checkpoint = ""  # an official GANmut *-G.ckpt used instead of editor_d
 retrain_steps = 0  # >0: retrain the editor for this many critic steps into out_dir/editor (slow on CPU)
 retrain_per_class_cap = 250  # first N AffectNet-stand-in training images per class used for (re)training
 identity_dir = "models/identity/world32"  # world identity encoder (encoder.pt + encoder.json)
-judge_checkpoint = "outputs/instruments/judge/checkpoint"  # the project's one judge (06_instruments)
+judge_checkpoint = "outputs/instruments/judge/checkpoint"  # the project's one judge (01_instruments)
 ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain
 reference_domain = "ref_ffhq"  # real faces of the edited domain: the ceiling
 crop_size = 48  # seam measurement: face-context crops at this size
@@ -176,7 +176,7 @@ figs.show(fig, "one_identity_grid")
 
 # %% [markdown]
 # ## The judge
-# Expression fidelity is read by the project's one judge (`syntfer.instruments.judge`, 06_instruments: trained on real reference
+# Expression fidelity is read by the project's one judge (`syntfer.instruments.judge`, 01_instruments: trained on real reference
 # faces of the FFHQ look, never on an edit, never the editor's own critic), on the edited images as the sets hold
 # them, against its **ceiling**: its mean-class accuracy on held-out real FFHQ-look faces of each expression.
 

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 03 · Strategy (ii): prompt-driven diffusion synthesis
+# # 04 · Strategy (ii): prompt-driven diffusion synthesis
 #
 # **Question.** Sampling the paper's demographic prompt grid (docs/method.md §4) with a text-conditioned diffusion
 # model, and with its action-unit variant (FineFace's idea): does a generated face show the prompted expression
@@ -26,7 +26,7 @@
 # number here is a world result.** The paper's generator (Stable Diffusion "Realistic Vision v5.1", 50 steps,
 # guidance 10, fp16, 512 px; FineFace on SD 2.1) runs through the same interface with `backends="sd"` /
 # `"fineface"` and local weights (`sd_model`). The measuring instruments (judge, attribute reader) come from
-# 06_instruments and never see the generator's gradients.
+# 01_instruments and never see the generator's gradients.
 
 # %% tags=["parameters"]
 world_root = "outputs/world"  # world domains: web/ (the generator's domain), ref_web/ (real reference faces)
@@ -46,11 +46,11 @@ steps = 30  # sampler steps (DDIM for embedded)
 guidance = 3.0  # classifier-free guidance scale (embedded); sd/fineface use the paper's 10 / 7.5
 batch_size = 70
 launcher = ""  # empty: generate in this kernel; e.g. "accelerate launch --multi_gpu --num_processes 4": 4 shards
-judge = "outputs/instruments/judge/checkpoint"  # the project's one judge (06_instruments)
+judge = "outputs/instruments/judge/checkpoint"  # the project's one judge (01_instruments)
 ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge's accuracy on held-out real faces per domain
 reference_domain = "ref_web"  # real faces of the generator's domain: ceiling and FD reference
 real_train = "outputs/sets/real_rafdb/manifest.csv"  # the real training split the demographic finding compares with: read by the same reader
-reader = "outputs/instruments/reader"  # attribute reader (gender, age group, skin tone; 06_instruments)
+reader = "outputs/instruments/reader"  # attribute reader (gender, age group, skin tone; 01_instruments)
 dedup_bits = 4  # dHash Hamming distance counted as duplicate (-1: off)
 teacher_filter = False  # drop images the judge does not label as prompted
 min_confidence = 0.0  # drop images whose judge probability of the prompted class is below this
@@ -196,7 +196,7 @@ figs.show(R.sample_grid(real, f"real {reference_domain} faces (held out): emotio
 # ## Expression fidelity against the judge's ceiling
 # Fidelity = share of a backend's images the judge classifies as the prompted emotion, per class; the mean over
 # classes is read against the judge's **ceiling** — its mean-class accuracy on held-out *real* faces of the
-# generator's domain (06_instruments). A generator whose images were indistinguishable from real ones would score
+# generator's domain (01_instruments). A generator whose images were indistinguishable from real ones would score
 # about the ceiling; one that draws no expression, about 1/7. A ratio *above* 1 means the generated faces are easier
 # for the judge than real faces of the domain — stronger, more prototypical expressions than the real ones, whose
 # faint and blended expressions the judge misreads — not that they are more real; the distance to real faces (FD,
@@ -222,7 +222,7 @@ figs.show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} (wor
 
 # %% [markdown]
 # ## Demographic fidelity: who was drawn
-# The attribute reader (06_instruments) reads gender, age group and skin tone of every generated face; race is read
+# The attribute reader (01_instruments) reads gender, age group and skin tone of every generated face; race is read
 # as the world renders it (a skin-tone level inside the prompted race word's range). Next to it, the reader on
 # held-out real faces of the domain: its ceiling. A generated set read above that ceiling (gender can be) draws the
 # attribute more plainly than real faces of the domain show it; it is not more correct than the truth. Age reads

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 07 · Report: can synthetic faces replace or extend real FER training data?
+# # 08 · Report: can synthetic faces replace or extend real FER training data?
 #
 # **Question.** Trained on synthetic faces (pseudo-labeled synthetic-identity collections, diffusion renders,
 # GAN expression edits, the Mixed-SYN union of all of them) or on a synthetic set joined with RAF-DB's training
@@ -24,14 +24,14 @@
 # This notebook computes nothing new: it reads what the pipeline already wrote — the summary stage's tables
 # (`syntfer summarize`: mean ± sd over seeds of every training set × test set), each training run's
 # confusion matrix on the primary test set, each training set's manifest, and the set measurements of
-# notebook 05 — and lays them out as the paper's kinds of tables and figures. Every figure is saved under
+# notebook 06 — and lays them out as the paper's kinds of tables and figures. Every figure is saved under
 # `out_dir/figures`; `out_dir/headline.csv` is the compact table docs/results.md quotes. A missing required input
 # is an error naming its path; an optional section whose input this run did not produce says so and is
 # counted in `out_dir/sections.csv` — nothing is skipped silently.
 
 # %% tags=["parameters"]
 summary_dir = "outputs/results/summary"  # syntfer summarize: metrics.json, eval.csv, cross_dataset.csv (+ pseudolabel.csv, synthetic.csv, privacy.csv)
-sets_dir = "outputs/results/sets"  # notebook 05: synthetic.csv, fidelity_per_class.csv, privacy_summary.csv, demographics.csv (each optional)
+sets_dir = "outputs/results/sets"  # notebook 06: synthetic.csv, fidelity_per_class.csv, privacy_summary.csv, demographics.csv (each optional)
 train_sets_dir = "outputs/sets"  # one folder per training set holding its manifest.csv
 runs_glob = "outputs/train/*/cross_dataset.csv"  # one tidy CSV per training set; s<seed>/confusion_<test>.csv beside it
 data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): must match metrics.json
@@ -52,7 +52,7 @@ matched_real = "real_rafdb_matched"  # the real split drawn at the study's set s
 set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: its generator's look ref_<x>; its oracle is oracle_<x>
 set_size = 1400  # N, the size of every compared set (study.set_size): the closing check that they are
 alpha = 0.05  # family-wise error of the findings (Holm)
-scaling_dir = "outputs/scaling"  # notebook 08: <source>/n<size>/s<seed>/confusion_<test>.csv (optional section)
+scaling_dir = "outputs/scaling"  # notebook 07: <source>/n<size>/s<seed>/confusion_<test>.csv (optional section)
 findings_metrics = "outputs/results/findings.json"  # the findings' effects as flat metrics (`dvc exp show`)
 out_dir = "outputs/results/report"  # headline.csv, the tables below, sections.csv, figures/
 
@@ -102,7 +102,7 @@ if metrics.get("data_kind") != data_kind:
                      f"data_kind={data_kind!r}: the numbers would be mislabelled")
 if "eval" not in metrics:
     raise ValueError(f"{metrics_path}: no 'eval' section (was `syntfer summarize` given --eval files?)")
-sets_metrics = sets / "metrics.json"  # notebook 05 labels its tables too
+sets_metrics = sets / "metrics.json"  # notebook 06 labels its tables too
 if sets_metrics.is_file() and json.loads(sets_metrics.read_text()).get("data_kind") != data_kind:
     raise ValueError(f"{sets_metrics}: data_kind {json.loads(sets_metrics.read_text()).get('data_kind')!r}, but "
                      f"this report was asked for data_kind={data_kind!r}")
@@ -164,7 +164,7 @@ for scores_file in sorted(Path(pseudolabel_dirs).glob("pseudolabel_*/scores.csv"
         scores["path"] = scores["path"].astype(str)
         finding_parts.append(REP.pseudolabel_finding(scores, source, tau_low=threshold, tau_high=strict_threshold,
                                                      per_class=per_class or None, draws=draws, seed=0))
-# demographic balance: generated and real faces read by the same instrument (the attribute reader, notebook 03)
+# demographic balance: generated and real faces read by the same instrument (the attribute reader, notebook 04)
 real_reads = Path(diffusion_dir) / "attributes_real_train.csv"
 if real_reads.is_file():
     real_read = pd.read_csv(real_reads, keep_default_na=False)
@@ -388,7 +388,7 @@ if not run_files:
     raise FileNotFoundError(f"no file matches runs_glob={runs_glob!r} (the train stage writes one "
                             "cross_dataset.csv per run)")
 runs, confusion = [], {}
-for f in run_files:  # one file per training set: every seed's rows (notebook 01); each seed's confusion in s<seed>/
+for f in run_files:  # one file per training set: every seed's rows (notebook 02); each seed's confusion in s<seed>/
     run = E.read_cross_dataset([f])
     runs.append(run)
     for (train_set, run_model, seed), _ in run.groupby(["train_set", "model", "seed"]):
@@ -443,7 +443,7 @@ if sections.record("oracle and real ratios", metrics_path, bool(ratio_rows),
 # %% [markdown]
 # ## 5c · Data scaling and the exchange rate
 # Balanced accuracy on the primary test set against the number of training images, for the real split, each
-# oracle and the strategies drawn at several sizes (notebook 08: nested, seeded draws trained like the grid),
+# oracle and the strategies drawn at several sizes (notebook 07: nested, seeded draws trained like the grid),
 # joined with the grid's own runs at the study's size N (and the whole real split). Points: mean over seeds;
 # bands: 95 % bootstrap intervals (test images and seeds resampled). The **exchange rate** reads the curves
 # sideways: how many images of a source reach the accuracy of N real ones (log-linear between measured sizes;
@@ -496,9 +496,9 @@ if sections.record("data scaling and exchange rates", scaling_dir, bool(scaling_
 
 # %% [markdown]
 # ## 6 · The synthetic sets themselves
-# Measured by notebook 05 (optional here: a run without synthetic sets has none).
+# Measured by notebook 06 (optional here: a run without synthetic sets has none).
 #
-# - **FD / KID** of each set against the real reference faces, in each feature space notebook 05 used (FD on
+# - **FD / KID** of each set against the real reference faces, in each feature space notebook 06 used (FD on
 #   float64 means and covariances; KID = unbiased MMD² with the cubic kernel): lower = closer to real faces.
 #   These are FD-*space* numbers, not Inception FID.
 # - **Expression fidelity**: share of a set's images a judge classifier labels as the intended class.
@@ -521,7 +521,7 @@ if sections.record("FD / KID per feature space", syn_path or sets / "synthetic.c
                    syn is not None and len(dist) > 0,
                    "" if syn is None else f"{syn_path} has no fd_<space>/kid_<space> metrics"):
     dist_table = dist.pivot_table(index=["set", "space"], columns="measure", values="value", aggfunc="first")
-    detail_path = sets / "distances.csv"  # notebook 05's full table: sample sizes and KID subsets
+    detail_path = sets / "distances.csv"  # notebook 06's full table: sample sizes and KID subsets
     if detail_path.is_file():
         detail = T.read_table(detail_path, ["set", "space", "fd", "kid"])
         detail = detail.set_index(["set", "space"])
@@ -577,7 +577,7 @@ if pl_path is not None:
 
 # %% [markdown]
 # ## 7 · Who is in the sets, and do they copy real faces?
-# **Demographics** (notebook 05, `syntfer.instruments.audit`): shares of gender, age and skin tone (or the prompt's race
+# **Demographics** (notebook 06, `syntfer.instruments.audit`): shares of gender, age and skin tone (or the prompt's race
 # word) per set, over all its images; the `basis` column says what a share rests on (world truth, the
 # generator's prompt, or an attribute model). **Privacy**: cosine similarity of each synthetic image to its
 # nearest real training face; images above the threshold are flagged as possible copies.
