@@ -38,6 +38,7 @@ from syntfer.core import labels as L
 from syntfer.engine.data import eval_transform, image_mode, pil_to_uint8
 from syntfer.core.images import load_image
 from syntfer.engine.models.checkpoint import load_checkpoint, read_checkpoint_config
+from syntfer.engine.models.softmax import probabilities
 
 TEMPERATURE_KEY = "temperature"
 
@@ -172,7 +173,7 @@ class Judge:
                     rows = np.asarray(idx) + start
                     lg = logits[:, self.perm]
                     logits_out[rows] = lg.numpy()
-                    probs[rows] = torch.softmax(lg / self.temperature, 1).numpy()
+                    probs[rows] = probabilities(lg, self.temperature).numpy()
                     feats_out[rows] = feats.numpy()
         finally:
             if pool is not None:

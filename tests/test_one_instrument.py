@@ -1,0 +1,95 @@
+"""One instrument of each kind (issue 27): one softmax/temperature path, and no second copy of it elsewhere."""
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from syntfer.engine.models.softmax import probabilities
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_of(path: Path) -> str:
+    """The file's code without comments and strings (docstrings name the instruments they describe)."""
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if tok.type not in (tokenize.COMMENT, tokenize.STRING):
+            out.append(tok.string)
+    return " ".join(out)
+
+
+def project_files() -> list[Path]:
+    return sorted([*ROOT.joinpath("syntfer").rglob("*.py"), *ROOT.joinpath("notebooks").glob("*.py")])
+
+
+def files_matching(pattern: str) -> set[str]:
+    rx = re.compile(pattern)
+    return {p.relative_to(ROOT).as_posix() for p in project_files() if rx.search(code_of(p))}
+
+
+# ---- softmax ---------------------------------------------------------------------------------------
+def test_probabilities_by_hand():
+    z = np.array([[0.0, np.log(3.0)], [2.0, 2.0]])
+    np.testing.assert_allclose(probabilities(z), [[0.25, 0.75], [0.5, 0.5]], rtol=1e-15)
+    # a temperature of 2 halves the logits: exp(log 3 / 2) = sqrt 3
+    np.testing.assert_allclose(probabilities(z, 2.0)[0], [1 / (1 + 3 ** 0.5), 3 ** 0.5 / (1 + 3 ** 0.5)], rtol=1e-15)
+    t = probabilities(torch.tensor(z, dtype=torch.float32), 2.0)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_allclose(t.numpy(), probabilities(z, 2.0), rtol=1e-6)
+    assert probabilities(z.astype(np.float32)).dtype == np.float32
+    assert probabilities(np.array([[1, 1]])).dtype == np.float64
+    with pytest.raises(ValueError, match="temperature"):
+        probabilities(z, 0.0)
+
+
+def test_probabilities_keep_the_numbers_of_the_copies_they_replace():
+    """Bit for bit what the judge (torch) and the calibration / teachers (numpy) computed before: committed results
+    do not move."""
+    rng = np.random.default_rng(0)
+    z32 = (rng.normal(size=(2000, 7)) * 3).astype(np.float32)
+    t = 1.37
+    lg = torch.from_numpy(z32)
+    assert torch.equal(probabilities(lg, t), torch.softmax(lg / t, 1))
+    assert torch.equal(probabilities(lg), torch.softmax(lg, dim=1))
+
+    def old_calibration(z):
+        z = z - z.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    def old_teacher(x):
+        x = np.asarray(x, dtype=np.float64)
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    np.testing.assert_array_equal(probabilities(z32, t), old_calibration(z32 / t))
+    np.testing.assert_array_equal(probabilities(z32.astype(np.float64), t), old_teacher(z32.astype(np.float64) / t))
+
+
+# Softmaxes that are not class probabilities of a classifier: the GAN's training losses (differentiable, on its own
+# discriminator's heads) and the diffusion text encoder's attention over words.
+SOFTMAX_ELSEWHERE = {"syntfer/strategies/gan/training.py", "syntfer/strategies/diffusion/text.py"}
+
+
+def test_softmax_is_written_once():
+    """``softmax(`` (torch's, a method, a helper of that name) or the max shift of a hand-written one
+    (``z - z.max(``) appear only in the owning module."""
+    found = files_matching(r"softmax\s*\(|\b(\w+)\s*-\s*\1\s*\.\s*max\s*\(")
+    assert found - SOFTMAX_ELSEWHERE == {"syntfer/engine/models/softmax.py"}, (
+        "a second softmax: call syntfer.engine.models.softmax.probabilities(logits, temperature) instead")
+
+
+def test_the_softmax_test_sees_a_second_copy(tmp_path):
+    for code in ("p = torch.softmax(lg / t, 1)\n", "p = logits.softmax(1)\n", "z = z - z.max(1, keepdims=True)\n",
+                 "e = np.exp(x - x.max(axis=1, keepdims=True))\n"):
+        f = tmp_path / "copy.py"
+        f.write_text('"""softmax( in a docstring is fine"""\n' + code)
+        assert re.search(r"softmax\s*\(|\b(\w+)\s*-\s*\1\s*\.\s*max\s*\(", code_of(f)), code
+    f.write_text('"""softmax(x) only in words"""\n# torch.softmax(x) in a comment\n')
+    assert not re.search(r"softmax\s*\(", code_of(f))
