@@ -93,3 +93,53 @@ def test_the_softmax_test_sees_a_second_copy(tmp_path):
         assert re.search(r"softmax\s*\(|\b(\w+)\s*-\s*\1\s*\.\s*max\s*\(", code_of(f)), code
     f.write_text('"""softmax(x) only in words"""\n# torch.softmax(x) in a comment\n')
     assert not re.search(r"softmax\s*\(", code_of(f))
+
+
+# ---- reliability / ECE --------------------------------------------------------------------------------
+def test_reliability_by_hand():
+    from syntfer.instruments.judge import RELIABILITY_COLUMNS, JudgeError, reliability
+
+    # confidences 0.25 (wrong), 0.6 (right), 0.7 (wrong), 0.9 (right), 1.0 (right); 4 bins [0,.25] (.25,.5] ...
+    probs = np.array([[0.25, 0.25, 0.25, 0.25], [0.6, 0.4, 0, 0], [0.3, 0.7, 0, 0], [0, 0, 0.9, 0.1], [0, 0, 0, 1.0]])
+    y = np.array([1, 0, 0, 2, 3])  # row 0: argmax is class 0 (first of the ties), so wrong
+    table, ece = reliability(probs, y, bins=4)
+    assert list(table.columns) == list(RELIABILITY_COLUMNS)
+    assert table["n"].tolist() == [1, 0, 2, 2]
+    assert table["bin_low"].tolist() == [0.0, 0.25, 0.5, 0.75] and table["bin_high"].tolist()[-1] == 1.0
+    np.testing.assert_allclose(table.loc[[0, 2, 3], "confidence"], [0.25, 0.65, 0.95])
+    np.testing.assert_allclose(table.loc[[0, 2, 3], "accuracy"], [0.0, 0.5, 1.0])
+    assert np.isnan(table.loc[1, "confidence"]) and np.isnan(table.loc[1, "accuracy"])
+    assert ece == pytest.approx((1 * 0.25 + 2 * 0.15 + 2 * 0.05) / 5)
+    assert np.isnan(reliability(np.zeros((0, 4)), np.zeros(0, int), 4)[1])
+    with pytest.raises(JudgeError, match="bins"):
+        reliability(probs, y, bins=0)
+
+
+def test_the_pseudolabel_reliability_is_the_instruments_one():
+    """Same table and ECE from the teacher's scores against the world's truth as from the instruments' function."""
+    import pandas as pd
+
+    from syntfer.core import labels as L
+    from syntfer.instruments.judge import reliability
+    from syntfer.strategies import pseudolabel as P
+    from syntfer.strategies.pseudolabel.scoring import PROB_COLUMNS
+
+    rng = np.random.default_rng(0)
+    probs = probabilities(rng.normal(size=(300, 7)) * 2)
+    y = rng.integers(0, 7, 300)
+    scores = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
+    scores.insert(0, "path", [f"{i}.png" for i in range(300)])
+    scores["truth"] = [L.CLASSES[i] for i in y]
+    unreadable = scores.copy()
+    unreadable.loc[len(unreadable)] = ["x.png", *[np.nan] * 7, "happy"]  # an unreadable image is left out
+    for frame in (scores, unreadable):
+        table, ece = P.reliability(frame, bins=10)
+        want, want_ece = reliability(probs, y, 10)
+        pd.testing.assert_frame_equal(table, want)
+        assert ece == want_ece
+
+
+def test_ece_is_binned_once():
+    """The binning of an ECE (``linspace(0, 1, bins + 1)`` edges) is written only in `syntfer.instruments.judge`."""
+    found = files_matching(r"linspace\s*\(\s*0(\.0)?\s*,\s*1(\.0)?\s*,\s*bins")
+    assert found == {"syntfer/instruments/judge.py"}, "a second ECE: call syntfer.instruments.judge.reliability"
