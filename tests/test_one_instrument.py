@@ -1,4 +1,8 @@
-"""One instrument of each kind (issue 27): one softmax/temperature path, and no second copy of it elsewhere."""
+"""One instrument of each kind (issue 27): one softmax/temperature path (`syntfer.engine.models.softmax`), one
+reliability table and ECE (`syntfer.instruments.judge.reliability`), one judge-space feature definition
+(`syntfer.instruments.distances.judge_space`, tested in tests/test_distances.py) and one ceiling lookup
+(`syntfer.instruments.judge.judge_ceiling`) — each checked on a case computed by hand, and each guarded against a
+second copy appearing in the package or the notebooks."""
 from __future__ import annotations
 
 import io
@@ -143,3 +147,18 @@ def test_ece_is_binned_once():
     """The binning of an ECE (``linspace(0, 1, bins + 1)`` edges) is written only in `syntfer.instruments.judge`."""
     found = files_matching(r"linspace\s*\(\s*0(\.0)?\s*,\s*1(\.0)?\s*,\s*bins")
     assert found == {"syntfer/instruments/judge.py"}, "a second ECE: call syntfer.instruments.judge.reliability"
+
+
+# ---- the judge ceiling --------------------------------------------------------------------------------
+def test_the_ceiling_is_looked_up_once():
+    """A domain's ceiling (the ``mean_class`` row of the table `build.measure_ceiling` writes) is read only by
+    `syntfer.instruments.judge.judge_ceiling`; every notebook given the ceiling table calls it."""
+    pick = re.compile(r"""==\s*["']mean_class["']|\.loc\[\s*["']mean_class["']|\.at\[\s*["']mean_class["']""")
+    by_hand = {p.relative_to(ROOT).as_posix() for p in project_files() if pick.search(p.read_text())}
+    assert by_hand == {"syntfer/instruments/judge.py"}, "read a ceiling with syntfer.instruments.judge.judge_ceiling"
+    given = [p for p in ROOT.joinpath("notebooks").glob("*.py") if re.search(r"^ceilings\s*=", p.read_text(), re.M)]
+    assert given, "no notebook takes the ceiling table any more: update this test"
+    for nb in given:
+        assert re.search(r"judge_ceiling\s*\(", code_of(nb)), f"{nb.name} takes the ceilings but never calls judge_ceiling"
+    assert re.search(r"judge_ceiling\s*\(", code_of(ROOT / "notebooks" / "01_instruments.py"))  # writes the table
+    assert re.search(r"judge_ceiling\s*\(", code_of(ROOT / "syntfer" / "instruments" / "build.py"))
