@@ -159,6 +159,6 @@ def test_the_ceiling_is_looked_up_once():
     given = [p for p in ROOT.joinpath("notebooks").glob("*.py") if re.search(r"^ceilings\s*=", p.read_text(), re.M)]
     assert given, "no notebook takes the ceiling table any more: update this test"
     for nb in given:
-        assert re.search(r"judge_ceiling\s*\(", code_of(nb)), f"{nb.name} takes the ceilings but never calls judge_ceiling"
+        assert re.search(r"judge_ceiling\s*\(", code_of(nb)), f"{nb.name}: ceilings given, judge_ceiling never called"
     assert re.search(r"judge_ceiling\s*\(", code_of(ROOT / "notebooks" / "01_instruments.py"))  # writes the table
     assert re.search(r"judge_ceiling\s*\(", code_of(ROOT / "syntfer" / "instruments" / "build.py"))

@@ -359,7 +359,8 @@ def compare_sets(space: FeatureSpace, sets: dict[str, Sequence[str]], reference:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, help="feature-space name used in keys (fd_<space>, kid_<space>)")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="syntfer classifier checkpoint folder (its penultimate-layer space, as the judge sees it)")
+    src.add_argument("--checkpoint",
+                     help="syntfer classifier checkpoint folder (its penultimate-layer space, as the judge sees it)")
     src.add_argument("--clip", help="local CLIP folder (CLIPVisionModelWithProjection, save_pretrained layout)")
     src.add_argument("--identity", help="identity encoder folder (syntfer.instruments.identity_encoder; identity-embedding space)")
     parser.add_argument("--set", action="append", required=True, metavar="NAME=MANIFEST",
