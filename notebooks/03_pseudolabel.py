@@ -57,6 +57,7 @@ from syntfer.core.manifest import read_manifest, write_manifest
 from syntfer.sources.readers import read_dataset
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json
+from syntfer.instruments.judge import RELIABILITY_COLUMNS
 
 thresholds = sorted({float(t) for t in sweep.split(",") if t.strip()} | {float(threshold)})
 P.check_rule(threshold, per_class or None)
@@ -147,7 +148,7 @@ if world:
 else:  # header-only files keep the stage's declared plots present for real collections too
     pd.DataFrame(columns=["threshold", "label", "selected", "correct", "true_total", "precision", "recall"]).to_csv(
         out / "precision_recall.csv", index=False)
-    pd.DataFrame(columns=["bin", "lo", "hi", "count", "confidence", "accuracy"]).to_csv(
+    pd.DataFrame(columns=list(RELIABILITY_COLUMNS)).to_csv(
         out / "reliability.csv", index=False)
     print("no truth_csv: a real collection, precision/recall cannot be measured")
 

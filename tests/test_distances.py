@@ -160,26 +160,20 @@ def _to_tensor(img):
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
-def test_penultimate_features_by_hook_and_by_forward_features():
-    torch.manual_seed(0)
-    net = _Net().eval()
-    x = torch.rand(3, 3, 8, 8)
-    with torch.no_grad():
-        f = D.penultimate_features(net, x)
-        torch.testing.assert_close(f, net.body(x))
+def _net_space(net):
+    """A space of a bare test net (no ModelConfig): its body's output, images through `_to_tensor`."""
 
-    class WithFF(_Net):
-        def forward_features(self, x):
-            return self.body(x) * 2
+    @torch.no_grad()
+    def embed(batch):
+        return net.body(batch)
 
-    with torch.no_grad():
-        torch.testing.assert_close(D.penultimate_features(WithFF().eval(), x).shape, torch.Size([3, 4]))
+    return D.FeatureSpace("baseline", embed, _to_tensor, fingerprint=D.module_fingerprint(net))
 
 
 def test_extract_features_in_order_and_cached(tmp_path):
     torch.manual_seed(0)
     net = _Net()
-    space = D.classifier_space(net, name="baseline", transform=_to_tensor)
+    space = _net_space(net)
     paths = _images(tmp_path)
     cache = tmp_path / "cache" / "f.npz"
     f = D.extract_features(space, paths, batch_size=2, cache=cache, progress=False)
@@ -197,7 +191,7 @@ def test_extract_features_in_order_and_cached(tmp_path):
     # Changed weights give a new fingerprint and recompute; so does a different path list.
     with torch.no_grad():
         net.body[0].weight.add_(1.0)
-    space2 = D.classifier_space(net, name="baseline", transform=_to_tensor)
+    space2 = _net_space(net)
     assert space2.fingerprint != space.fingerprint
     f2 = D.extract_features(space2, paths, cache=cache, progress=False)
     assert not np.allclose(f2, f)
@@ -269,25 +263,27 @@ def test_cli_writes_named_keys(tmp_path):
     assert set(nested) == {"gan_f"} and set(nested["gan_f"]) == {"fd_clip", "kid_clip", "kid_clip_sd"}
 
 
-def test_classifier_space_of_registered_small_net(tmp_path):
-    from syntfer.engine.data import eval_transform
+def test_judge_space_is_the_judges_own_features(tmp_path):
+    """One definition of judge-space features: the space gives what `Judge.outputs` gives for the same files (its
+    batched eval transform, the input of its classifier layer), whatever the batching."""
     from syntfer.engine.models import create_model
+    from syntfer.instruments.judge import Judge
 
     torch.manual_seed(0)
     model = create_model("ir_tiny")
-    space = D.classifier_space(model, name="baseline")
+    judge = Judge(model, 1.7, "judge")
+    space = D.judge_space(judge)
+    assert space.name == "judge" and space.mode == judge.mode and space.info["kind"] == "judge"
     paths = _images(tmp_path, n=3, size=30)
     f = D.extract_features(space, paths, batch_size=2, progress=False)
-    assert f.shape == (3, model.num_features)
-    t = eval_transform(model.cfg)
-    with torch.no_grad():
-        direct = model.forward_features(torch.stack([t(Image.open(p).convert("RGB")) for p in paths])).numpy()
-    np.testing.assert_allclose(f, direct, rtol=1e-4, atol=1e-5)
+    assert f.shape == (3, model.num_features) and f.dtype == np.float32
+    np.testing.assert_allclose(f, judge.outputs(paths).features, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(f[:2], judge.outputs(paths[:2]).features)  # same batch: the same bits
 
 
 def test_feature_cache_is_the_same_bytes_in_two_checkouts(tmp_path):
     torch.manual_seed(0)
-    space = D.classifier_space(_Net(), name="baseline", transform=_to_tensor)
+    space = _net_space(_Net())
     caches = []
     for where in ("a", "b/deeper"):
         (tmp_path / where / "sets").mkdir(parents=True)

@@ -269,7 +269,7 @@ def test_precision_recall_and_reliability_exact_values(tmp_path):
     assert pr.loc[(0.8, "all"), ["selected", "correct"]].tolist() == [2, 2]
     assert pr.loc[(0.5, "all"), "precision"] == 0.4
     table, ece = P.reliability(t, bins=4)  # bins (0,.25] (.25,.5] (.5,.75] (.75,1]
-    assert table["count"].tolist() == [0, 0, 3, 2]
+    assert table["n"].tolist() == [0, 0, 3, 2]
     np.testing.assert_allclose(table.loc[2, ["confidence", "accuracy"]].astype(float), [(0.55 + 0.65 + 0.75) / 3, 0.0])
     np.testing.assert_allclose(table.loc[3, ["confidence", "accuracy"]].astype(float), [0.9, 1.0])
     assert ece == pytest.approx((3 * 0.65 + 2 * 0.1) / 5)

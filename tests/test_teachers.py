@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from syntfer.core import labels as L
+from syntfer.engine.models.softmax import probabilities
 from syntfer.strategies.pseudolabel import teachers as T
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def test_onnx_teacher_maps_a_shuffled_label_order_to_canonical(tmp_path):
     bias_only = T.load_teacher(f"onnx:{path}", mean=[0.0] * 3, std=[1e6] * 3)  # inputs ~0 -> logits = bias
     p = bias_only.predict_proba(imgs[:1])[0]
     assert L.CLASSES[int(p.argmax())] == "happy"
-    np.testing.assert_allclose(p, T.softmax(model.b.detach().numpy()[None])[0][L.permutation_to_canonical(SHUFFLED)],
+    np.testing.assert_allclose(p, probabilities(model.b.detach().numpy()[None])[0][L.permutation_to_canonical(SHUFFLED)],
                                rtol=1e-5)
     assert teacher.fingerprint() != bias_only.fingerprint()
 
@@ -240,7 +241,7 @@ def test_minixception_calls_the_astronaut_happy(fer_weights):
     x = torch.from_numpy(teacher.preprocessing.to_batch([crop]))
     with torch.no_grad():
         np.testing.assert_allclose(teacher.model(x).numpy()[0], KERAS_ASTRONAUT, atol=1e-3)
-    np.testing.assert_allclose(probs[0], T.softmax(KERAS_ASTRONAUT[None])[0][L.permutation_to_canonical(
+    np.testing.assert_allclose(probs[0], probabilities(KERAS_ASTRONAUT[None])[0][L.permutation_to_canonical(
         T.MINIXCEPTION_LABELS)], atol=1e-4)
 
 

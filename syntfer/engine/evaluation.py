@@ -29,6 +29,7 @@ from tqdm import tqdm
 from syntfer.core import labels as L
 from syntfer.engine.data import DecodedImages, ManifestDataset, as_frame, build_loader, eval_transform, image_mode
 from syntfer.engine.models.checkpoint import load_checkpoint
+from syntfer.engine.models.softmax import probabilities
 from syntfer.core.storage import write_json, write_text
 
 CROSS_COLUMNS = ("train_set", "model", "seed", "test_set", "metric", "value")
@@ -93,7 +94,7 @@ def predict(model: nn.Module, data: pd.DataFrame | str | os.PathLike, *, batch_s
         if logits.ndim != 2 or logits.shape[1] != len(cfg.labels):
             raise EvaluationError(f"model {cfg.name} returned logits of shape {tuple(logits.shape)}; "
                                   f"expected (batch, {len(cfg.labels)})")
-        out.append(torch.softmax(logits, dim=1).cpu())
+        out.append(probabilities(logits).cpu())
     model.train(was_training)
     probs = torch.cat(out).numpy()[:, perm]
     return Predictions(paths=ds.paths, y_true=ds.labels.copy(), probs=probs)

@@ -34,6 +34,7 @@ from torch import nn
 from syntfer.engine.data import BatchAugment, eval_transform, image_mode, pil_to_uint8
 from syntfer.core.images import load_image
 from syntfer.engine.models import create_model
+from syntfer.engine.models.softmax import probabilities
 from syntfer.core.seeding import derive_seed, seed_everything
 from syntfer.core.storage import save_torch, write_json, write_text
 from syntfer.sources.world.identity import AGE_GROUPS, GENDERS, RACE_SKIN_TONES
@@ -76,7 +77,7 @@ class AttributeReader(nn.Module):
         for start in range(0, len(images), batch_size):
             x = tf(torch.stack([pil_to_uint8(load_image(p, mode)) for p in images[start:start + batch_size]]))
             for name, logits in self(x).items():
-                p = logits.softmax(1)
+                p = probabilities(logits)
                 conf, idx = p.max(1)
                 rows[name] += [self.attributes[name][i] for i in idx.tolist()]
                 rows[f"p_{name}"] += conf.tolist()

@@ -39,6 +39,7 @@ from syntfer.instruments.judge import (Judge, calibrate_temperature, fidelity_ta
 from syntfer.core.manifest import read_manifest
 from syntfer.engine.models.checkpoint import read_checkpoint_config, save_checkpoint
 from syntfer.engine.models.ensemble import Ensemble
+from syntfer.engine.models.softmax import probabilities
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import TrainConfig, train
 
@@ -54,8 +55,8 @@ def calibrate(judge: Judge, frame: pd.DataFrame, bins: int = 10) -> tuple[float,
     out = judge.outputs(frame["path"].tolist())
     y = label_indices(frame["label"].tolist(), "calibration split")
     t = calibrate_temperature(out.logits, y)
-    before = _softmax(out.logits)
-    after = _softmax(out.logits / t)
+    before = probabilities(out.logits)
+    after = probabilities(out.logits, t)
     table_before, ece_before = reliability(before, y, bins)
     table_after, ece_after = reliability(after, y, bins)
     summary = {"temperature": t, "n": int(len(y)), "accuracy": float((before.argmax(1) == y).mean()),
@@ -66,12 +67,6 @@ def calibrate(judge: Judge, frame: pd.DataFrame, bins: int = 10) -> tuple[float,
     table = pd.concat([table_before.assign(calibration="before"), table_after.assign(calibration="after")],
                       ignore_index=True)
     return t, summary, table
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def _nll(p: np.ndarray, y: np.ndarray) -> float:

@@ -14,8 +14,9 @@ Feature spaces are *named* and every number carries the name: ``fd_baseline``, `
 ``fd_clip``. Standard FID means Inception-v3 pool features; no such weights exist here, so nothing in
 this module is called FID. Spaces:
 
-- `classifier_space`: the penultimate layer of any syntfer classifier (its ``forward_features``, or the
-  input of its last ``nn.Linear`` captured by a forward pre-hook), fed with the model's eval transform;
+- `judge_space`: the penultimate layer of a syntfer classifier as the judge sees it
+  (`syntfer.instruments.judge.Judge.outputs` features: the input of its classifier layer, its eval transform) — the
+  one definition of judge-space features;
 - `clip_space`: the projected image embedding of a local CLIP checkpoint
   (transformers ``CLIPVisionModelWithProjection``; L2-normalised unless ``normalize=False``);
 - `callable_space`: any ``embed(list[PIL.Image]) -> (N, D) array`` (e.g. the identity encoder).
@@ -36,15 +37,12 @@ import pandas as pd
 import scipy.linalg
 import torch
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
-from syntfer.engine.data import eval_transform, image_mode
 from syntfer.instruments.identity_encoder import identity_embedding
 from syntfer.core.images import load_image, split_fragment
-from syntfer.instruments.judge import JudgeError, classifier_layer
+from syntfer.instruments.judge import Judge
 from syntfer.core.manifest import read_manifest, relative_path
-from syntfer.engine.models.checkpoint import load_checkpoint
 from syntfer.core.storage import atomic_path, module_fingerprint, write_json  # noqa: F401 (re-exported)
 
 SPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -215,51 +213,17 @@ class FeatureSpace:
         check_space_name(self.name)
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, D) penultimate-layer features of a classifier for a normalised batch.
+def judge_space(judge: Judge, name: str = "judge") -> FeatureSpace:
+    """The penultimate space of a syntfer classifier seen as the project's one judge: the features of
+    `Judge.outputs` (the input of its classifier layer, from its own batched eval transform on the decoded images),
+    so a distance computed here is the judge-space distance of the notebooks (`syntfer.instruments.judge`)."""
 
-    Uses ``forward_head(forward_features(x), pre_logits=True)`` (timm models), else
-    ``forward_features(x)`` when it is already 2-D (syntfer's IR nets), else the input of the model's
-    last ``nn.Linear`` (its classifier) captured with a forward pre-hook during ``model(x)``.
-    """
-    if hasattr(model, "forward_features"):
-        f = model.forward_features(x)
-        if hasattr(model, "forward_head"):
-            f = model.forward_head(f, pre_logits=True)
-        if f.ndim == 2:
-            return f
-    try:
-        head = classifier_layer(model)  # the one definition of "the classifier layer" (syntfer.instruments.judge)
-    except JudgeError as e:
-        raise DistanceError(f"{type(model).__name__} has no forward_features and no nn.Linear head to hook") from e
-    captured: list[torch.Tensor] = []
-    handle = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    if not captured:
-        raise DistanceError(f"{type(model).__name__}: its classifier layer was not called in forward()")
-    return captured[-1].flatten(1)
+    def embed(images: list[Image.Image]) -> np.ndarray:
+        return judge.outputs(images, batch_size=max(1, len(images))).features
 
-
-def classifier_space(model: nn.Module, name: str = "baseline",
-                     transform: Callable[[Image.Image], torch.Tensor] | None = None,
-                     device: str | torch.device = "cpu") -> FeatureSpace:
-    """Penultimate-layer space of a syntfer classifier, fed through its eval transform (from ``model.cfg``)."""
-    mode = "RGB"
-    if transform is None:
-        transform, mode = eval_transform(model.cfg), image_mode(model.cfg)
-    model = model.to(device).eval()
-
-    @torch.no_grad()
-    def embed(batch: torch.Tensor) -> torch.Tensor:
-        return penultimate_features(model, batch.to(device)).float()
-
-    cfg = getattr(model, "cfg", None)
-    info = {"kind": "classifier", "model": getattr(cfg, "name", type(model).__name__)}
-    return FeatureSpace(name=name, embed=embed, transform=transform, mode=mode, info=info,
-                        fingerprint=module_fingerprint(model))
+    info = {"kind": "judge", **judge.describe()}
+    return FeatureSpace(name=name, embed=embed, transform=None, mode=judge.mode, info=info,
+                        fingerprint=module_fingerprint(judge.model))
 
 
 def clip_space(weights: str | os.PathLike, name: str = "clip", normalize: bool = True,
@@ -395,7 +359,8 @@ def compare_sets(space: FeatureSpace, sets: dict[str, Sequence[str]], reference:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, help="feature-space name used in keys (fd_<space>, kid_<space>)")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="syntfer classifier checkpoint folder (penultimate-layer space)")
+    src.add_argument("--checkpoint",
+                     help="syntfer classifier checkpoint folder (its penultimate-layer space, as the judge sees it)")
     src.add_argument("--clip", help="local CLIP folder (CLIPVisionModelWithProjection, save_pretrained layout)")
     src.add_argument("--identity", help="identity encoder folder (syntfer.instruments.identity_encoder; identity-embedding space)")
     parser.add_argument("--set", action="append", required=True, metavar="NAME=MANIFEST",
@@ -418,7 +383,7 @@ def _named_manifest(spec: str) -> tuple[str, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
-        space = classifier_space(load_checkpoint(args.checkpoint), name=args.space)
+        space = judge_space(Judge.load(args.checkpoint), name=args.space)
     elif args.identity:
         embed = identity_embedding(args.identity)
         space = callable_space(args.space, embed, fingerprint=embed.fingerprint)

@@ -14,7 +14,10 @@ come from the same pass over the same pixels.
   (``class, n, fidelity, p_label``) — the one schema of every fidelity table; `judge_ceiling(ceilings, domain)`:
   the judge's ceiling for a domain, read from the table `syntfer.instruments.build.measure_ceiling` writes;
 - `calibrate_temperature(logits, y)`: the temperature minimising held-out NLL (Guo et al. 2017) and
-  `reliability(probs, y)`: the reliability table and expected calibration error;
+  `reliability(probs, y)`: the reliability table and expected calibration error — the project's one ECE (the
+  instruments' calibration and the pseudo-label teacher's against the world's truth);
+- probabilities are ``softmax(logits / temperature)`` by `syntfer.engine.models.softmax.probabilities`, the one
+  softmax;
 - `judge.loss_module()`: the frozen model as a differentiable module on images in [-1, 1] at any size, for
   training losses of *other* models (a generator's task loss). The measuring judge is never used this way.
 """
@@ -38,6 +41,7 @@ from syntfer.core import labels as L
 from syntfer.engine.data import eval_transform, image_mode, pil_to_uint8
 from syntfer.core.images import load_image
 from syntfer.engine.models.checkpoint import load_checkpoint, read_checkpoint_config
+from syntfer.engine.models.softmax import probabilities
 
 TEMPERATURE_KEY = "temperature"
 
@@ -172,7 +176,7 @@ class Judge:
                     rows = np.asarray(idx) + start
                     lg = logits[:, self.perm]
                     logits_out[rows] = lg.numpy()
-                    probs[rows] = torch.softmax(lg / self.temperature, 1).numpy()
+                    probs[rows] = probabilities(lg, self.temperature).numpy()
                     feats_out[rows] = feats.numpy()
         finally:
             if pool is not None:
@@ -292,9 +296,22 @@ def calibrate_temperature(logits: np.ndarray, y: np.ndarray, *, bounds: tuple[fl
     return float(np.exp(res.x))
 
 
+RELIABILITY_COLUMNS = ("bin_low", "bin_high", "n", "confidence", "accuracy")
+
+
 def reliability(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[pd.DataFrame, float]:
-    """Reliability table (per confidence bin: n, mean confidence, accuracy) and ECE (bin-size weighted gap)."""
+    """The project's one reliability table and expected calibration error (ECE).
+
+    Confidence = max probability, correct = argmax equals `y` (canonical indices; any other value, e.g. -2 for a
+    truth outside the classes, is never correct). `bins` equal-width bins of confidence: the first is [0, 1/bins],
+    the others (low, high]. Table columns `RELIABILITY_COLUMNS` (an empty bin: n 0, NaN means); ECE = the
+    bin-size weighted mean of |accuracy - mean confidence| (NaN without rows)."""
+    if bins < 1:
+        raise JudgeError(f"bins {bins}: expected >= 1")
     probs = np.asarray(probs)
+    if probs.ndim != 2 or len(probs) != len(np.asarray(y)):
+        raise JudgeError(f"reliability needs (N, classes) probabilities and N labels; got {probs.shape} and "
+                         f"{len(np.asarray(y))}")
     conf = probs.max(1)
     correct = probs.argmax(1) == np.asarray(y)
     edges = np.linspace(0, 1, bins + 1)
@@ -307,4 +324,4 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[pd.Da
         if n:
             ece += n / len(conf) * abs(acc - mc)
         rows.append({"bin_low": float(lo), "bin_high": float(hi), "n": n, "confidence": mc, "accuracy": acc})
-    return pd.DataFrame(rows), float(ece)
+    return pd.DataFrame(rows, columns=list(RELIABILITY_COLUMNS)), float(ece) if len(conf) else float("nan")

@@ -10,7 +10,8 @@ import pandas as pd
 
 from syntfer.core import labels as L
 from syntfer.core.manifest import read_manifest
-from syntfer.strategies.pseudolabel.scoring import PseudolabelError
+from syntfer.instruments.judge import reliability as judge_reliability
+from syntfer.strategies.pseudolabel.scoring import PROB_COLUMNS, PseudolabelError
 from syntfer.strategies.pseudolabel.selection import select, top_label
 
 
@@ -68,31 +69,19 @@ def precision_recall(scores: pd.DataFrame, thresholds: Sequence[float],
 
 
 def reliability(scores: pd.DataFrame, bins: int = 10) -> tuple[pd.DataFrame, float]:
-    """Reliability-diagram data over equal-width confidence bins, and the expected calibration error.
-
-    Confidence = max probability, correct = argmax equals `truth`. Returns (table, ECE) where the table
-    has bin, lo, hi, count, confidence (mean), accuracy; empty bins have count 0 and NaN means.
+    """The teacher's reliability table and ECE against the world's truth: the instruments' one
+    `syntfer.instruments.judge.reliability` (its bins and columns ``bin_low, bin_high, n, confidence, accuracy``)
+    on the readable images' probabilities, correct = argmax equals `truth`. Needs a `truth` column (`attach_truth`).
     """
     if "truth" not in scores.columns:
         raise PseudolabelError("reliability needs a 'truth' column (see attach_truth)")
     if bins < 1:
         raise PseudolabelError(f"bins {bins}: expected >= 1")
-    idx, conf = top_label(scores)
+    idx, _ = top_label(scores)
     ok = idx >= 0
-    truth_idx = np.array([L.CLASS_TO_INDEX.get(t, -2) for t in scores["truth"]])
-    correct = (idx == truth_idx)[ok].astype(float)
-    conf = conf[ok]
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore"):
-        mean_conf = np.bincount(which, weights=conf, minlength=bins) / count
-        acc = np.bincount(which, weights=correct, minlength=bins) / count
-    table = pd.DataFrame({"bin": np.arange(bins), "lo": edges[:-1], "hi": edges[1:], "count": count,
-                          "confidence": mean_conf, "accuracy": acc})
-    n = count.sum()
-    ece = float(np.nansum(count * np.abs(acc - mean_conf)) / n) if n else float("nan")
-    return table, ece
+    probs = scores[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)[ok]
+    truth_idx = np.array([L.CLASS_TO_INDEX.get(t, -2) for t in scores["truth"]], dtype=np.int64)[ok]
+    return judge_reliability(probs, truth_idx, bins)
 
 
 def world_metrics(pr: pd.DataFrame, threshold: float, ece: float) -> dict[str, float | None]:

@@ -57,9 +57,9 @@ def plot_reliability(table: pd.DataFrame, ece: float):
 
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
-    t = table[table["count"] > 0]
-    ax.bar(t["lo"], t["accuracy"], width=t["hi"] - t["lo"], align="edge", alpha=0.5, edgecolor="k")
-    sns.scatterplot(t, x="confidence", y="accuracy", size="count", legend=False, ax=ax, color="C3")
+    t = table[table["n"] > 0]
+    ax.bar(t["bin_low"], t["accuracy"], width=t["bin_high"] - t["bin_low"], align="edge", alpha=0.5, edgecolor="k")
+    sns.scatterplot(t, x="confidence", y="accuracy", size="n", legend=False, ax=ax, color="C3")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max p)", ylabel="accuracy",
            title=f"reliability (ECE {ece:.3f})")
     return fig

@@ -37,6 +37,7 @@ from torch import nn
 from syntfer.core import labels as L
 from syntfer.instruments.judge import Judge
 from syntfer.engine.models.registry import ModelConfig
+from syntfer.engine.models.softmax import probabilities
 from syntfer.core.storage import sha256_file, write_bytes
 
 FER_VERSION = "25.10.3"
@@ -55,13 +56,6 @@ class TeacherError(ValueError):
 
 
 # --- shared pieces ---------------------------------------------------------------------------
-def softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
     """How a teacher wants its input: size, colour mode, [0,1] scaling then (x - mean) / std."""
@@ -117,6 +111,7 @@ class Teacher:
     spec: str = ""
     native_labels: tuple[str, ...] = L.CLASSES
     outputs: str = "logits"  # or "probs"
+    temperature: float = 1.0  # divides the logits (a calibrated instrument's); `outputs="logits"` only
 
     def _set_labels(self, native_labels: Sequence[str]) -> None:
         try:
@@ -138,7 +133,7 @@ class Teacher:
             raise TeacherError(f"teacher {self.spec}: output shape {raw.shape}, expected "
                                f"({len(images)}, {len(self.native_labels)})")
         if self.outputs == "logits":
-            probs = softmax(raw)
+            probs = probabilities(raw, self.temperature)  # float64 in, float64 out
         else:
             if (raw < -1e-6).any() or not np.allclose(raw.sum(axis=1), 1.0, atol=1e-3):
                 raise TeacherError(f"teacher {self.spec}: declared outputs='probs' but rows are not "
@@ -564,7 +559,7 @@ class CheckpointTeacher(Teacher):
         self._set_labels(L.CLASSES)  # the judge reports in canonical order
 
     def native_scores(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.judge.outputs(list(images)).logits.astype(np.float64) / self.temperature
+        return self.judge.outputs(list(images)).logits.astype(np.float64)  # predict_proba applies the temperature
 
     def _fingerprint(self) -> str:
         h = hashlib.sha256(b"checkpoint")
