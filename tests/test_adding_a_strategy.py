@@ -6,6 +6,8 @@ notebook ``notebooks/09_toy.py``, its stage in dvc.yaml and its ``toy:`` section
 else is edited. Then, in the copy:
 
 - the layer check (tests/test_layers.py) passes and gives the package the strategies' layer;
+- params.yaml, with the toy's section, passes the schema check every stage runs (`check_params_file`): the toy
+  declares its section's rows (``Strategy.params``), so `syntfer/core/params_schema.py` is not edited;
 - the set discovery picks the toy up: the study's strategies (`syntfer.study.report.discover_strategies`), its sets
   (`strategy_sets`: ``toy_<variant>`` from its params section), its look (`set_domains`), the CLI's commands
   (`syntfer.cli.COMMANDS`, from the declaration) and the report's names (`pretty`, its declared words);
@@ -14,8 +16,9 @@ else is edited. Then, in the copy:
   against the derived lists and named: DVC cannot interpolate a list into a ``deps:`` or a ``cmd``. The real
   repository has none of these faults (`test_the_literal_lists_match_the_declarations`).
 
-Skipping a place fails: a package with no ``STRATEGY`` fails the layer check; a declaration whose params section is
-missing fails the discovery; a notebook with no stage fails the stage check."""
+Skipping a place fails: a package with no ``STRATEGY`` fails the layer check; a section without its declared schema
+rows, or a declaration whose params section is missing, fails the discovery; a notebook with no stage, or a stage
+with no notebook, fails the stage check."""
 from __future__ import annotations
 
 import json
@@ -38,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DISCOVER = textwrap.dedent("""
     import json, yaml
     from syntfer import cli
+    from syntfer.core.params_schema import check_params_file
     from syntfer.study import report as R
-    params = yaml.safe_load(open("params.yaml"))
+    params = check_params_file("params.yaml")  # as `syntfer notebook` checks it before every stage
     sets = R.strategy_sets(params)
     print(json.dumps({"file": R.__file__, "strategies": [s.prefix for s in R.discover_strategies()],
                       "sets": sets, "domains": R.set_domains(),
@@ -112,7 +116,8 @@ from syntfer.core.strategy import Strategy
 
 STRATEGY = Strategy("toy_", "toy", "synthetic", "a toy strategy", order=4,
                     commands=(("toy", "syntfer.strategies.toy.cli", "write a toy set"),),
-                    words=(("_big", ", big"),), look="ref_web", sets_key="toy.variants")
+                    words=(("_big", ", big"),), look="ref_web", sets_key="toy.variants",
+                    params=(("toy.variants.*.size", "INT(1)"),))
 '''
 TOY_CLI = '''"""``syntfer toy``: write a toy set."""
 from syntfer.core import manifest
@@ -156,11 +161,15 @@ def copy_repo(tmp_path: Path) -> Path:
 
 
 def add_toy(root: Path, *, skip: str = "") -> None:
-    """The toy strategy in its four places (all but `skip`: package | declaration | notebook | stage | params)."""
+    """The toy strategy in its four places (all but `skip`: package | declaration | schema (its declared params
+    rows) | notebook | stage | params)."""
     pkg = root / "syntfer/strategies/toy"
     if skip != "package":
         pkg.mkdir()
         init = TOY_INIT if skip != "declaration" else TOY_INIT.split("STRATEGY =")[0]
+        if skip == "schema":
+            init = init.replace(''',\n                    params=(("toy.variants.*.size", "INT(1)"),))''', ")")
+            assert "params=" not in init
         (pkg / "__init__.py").write_text(init)
         (pkg / "cli.py").write_text(TOY_CLI)
     if skip != "notebook":
@@ -227,13 +236,16 @@ def test_a_toy_strategy_in_four_places_is_picked_up(tmp_path):
     assert literal_problems(root, discover(root)) == []
 
 
-@pytest.mark.parametrize("skip", ["declaration", "params", "notebook", "stage"])
+@pytest.mark.parametrize("skip", ["declaration", "schema", "params", "notebook", "stage"])
 def test_a_toy_strategy_skipping_a_place_fails(tmp_path, skip):
     root = copy_repo(tmp_path)
     add_toy(root, skip=skip)
     if skip == "declaration":
         assert any(p.startswith("syntfer.strategies.toy (syntfer/strategies/toy/__init__.py) declares no STRATEGY")
                    for p in layer_problems(root))
+    elif skip == "schema":
+        with pytest.raises(RuntimeError, match="toy.variants.small.size: unknown key"):
+            discover(root)
     elif skip == "params":
         with pytest.raises(RuntimeError, match="params.yaml has no 'toy.variants'"):
             discover(root)

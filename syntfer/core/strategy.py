@@ -12,7 +12,10 @@ each image was made). The declaration also says what the rest of the project wou
   ``oracle_<x>``), empty when it imitates none;
 - ``sets_key``: the ``params.yaml`` key (dotted) whose keys are the variants its own stage writes as sets
   (pseudo-labeling: ``pseudolabel.sources``); empty when its sets are drawn by the study's ``synthetic_sets`` stage
-  from ``study.synthetic`` entries named ``<prefix><variant>``.
+  from ``study.synthetic`` entries named ``<prefix><variant>``;
+- ``params``: the schema rows of its ``params.yaml`` section, ``(key, rule)`` with the rule written as in
+  `syntfer.core.params_schema` (``("morph.steps", "INT(1)")``); the paper's three strategies keep theirs in that
+  file's `SCHEMA`.
 
 The study (`syntfer.study.report`) finds every package that declares a `STRATEGY` by importing it; the CLI reads
 the declarations without importing the packages (`read_declarations`: a command stays cheap to start).
@@ -41,6 +44,7 @@ class Strategy:
     words: tuple[tuple[str, str], ...] = ()          # (old, new): the report's spelling of its variants
     look: str = ""                                    # ref_<x>: the domain its generator imitates ("" = none)
     sets_key: str = ""                                # params.yaml key whose keys are its own stage's set variants
+    params: tuple[tuple[str, str], ...] = ()          # (key, rule): its params.yaml section's schema rows
 
     def __post_init__(self) -> None:
         if not self.prefix or not self.prefix.replace("_", "").isalnum() or self.prefix != self.prefix.lower():
