@@ -1,7 +1,8 @@
 """The `syntfer` command. Each subcommand lives in its own module, imported only when used.
 
 The commands are `COMMANDS`: the base ones below and those the strategies declare
-(`syntfer.core.strategy.Strategy.commands`). A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+(`syntfer.core.strategy.Strategy.commands`). A subcommand module defines ``add_arguments(parser)`` and
+``run(args) -> int``.
 
 Bad input ends a command with one line on stderr, ``syntfer COMMAND: error: <message>``, and exit status 1,
 never a traceback: `main` turns the errors the project raises for bad input (`USER_ERRORS`: a missing file,

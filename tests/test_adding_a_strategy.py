@@ -5,6 +5,7 @@ A toy strategy is added in four places — its package ``syntfer/strategies/toy/
 notebook ``notebooks/09_toy.py``, its stage in dvc.yaml and its ``toy:`` section of params.yaml — and nothing
 else is edited. Then, in the copy:
 
+- DVC reads the toy's stage, fanned out over its params section (``toy@small``, ``toy@small_big``);
 - the layer check (tests/test_layers.py) passes and gives the package the strategies' layer;
 - params.yaml, with the toy's section, passes the schema check every stage runs (`check_params_file`): the toy
   declares its section's rows (``Strategy.params``), so `syntfer/core/params_schema.py` is not edited;
@@ -103,6 +104,19 @@ def missing_notebooks(root: Path) -> list[str]:
     import re
     named = set(re.findall(r"notebooks/[0-9][0-9]_[a-z_]+\.py", (root / "dvc.yaml").read_text()))
     return sorted(n for n in named if not (root / n).is_file())
+
+
+def dvc_stages(root: Path) -> list[str]:
+    """The stages DVC itself reads from `root`'s dvc.yaml and params.yaml (foreach expanded: ``toy@small``)."""
+    dvc = Path(sys.executable).parent / "dvc"
+    if not dvc.is_file():
+        pytest.skip(f"{dvc}: no DVC in this environment")
+    if not (root / ".dvc").is_dir():
+        subprocess.run([str(dvc), "init", "--no-scm", "-q"], cwd=root, check=True, capture_output=True, timeout=120)
+    done = subprocess.run([str(dvc), "stage", "list", "--name-only"], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
 
 
 def layer_problems(root: Path) -> list[str]:
@@ -219,6 +233,7 @@ def test_a_toy_strategy_in_four_places_is_picked_up(tmp_path):
     add_toy(root)
     assert layer_problems(root) == []
     assert stageless_notebooks(root) == [] and missing_notebooks(root) == []
+    assert {"toy@small", "toy@small_big"} <= set(dvc_stages(root))  # its stage fans out over its params section
     found = discover(root)
     assert found["strategies"] == [*before["strategies"], "toy_"]
     assert found["sets"] == [*before["sets"], "toy_small", "toy_small_big"]

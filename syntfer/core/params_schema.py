@@ -311,7 +311,8 @@ def declared_schema() -> dict[str, Rule]:
     for s in read_declarations():
         for key, text in s.params:
             if key in SCHEMA or key in out:
-                raise ValueError(f"strategy {s.prefix!r} declares the params key {key!r}, which is already in the schema")
+                raise ValueError(f"strategy {s.prefix!r} declares the params key {key!r}, which is already in "
+                                 "the schema")
             out[key] = rule_from_text(text)
     return out
 

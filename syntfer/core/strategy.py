@@ -57,18 +57,14 @@ class Strategy:
             if len(c) != 3 or not all(isinstance(x, str) and x for x in c):
                 raise ValueError(f"Strategy {self.prefix!r}: command {c!r}; expected (command, module, help)")
 
-    @property
-    def oracle(self) -> str:
-        """The oracle set of its look (``ref_<x>`` -> ``oracle_<x>``); "" when it has no look."""
-        return "oracle_" + self.look.removeprefix("ref_") if self.look else ""
-
 
 def read_declaration(init: str | os.PathLike) -> Strategy | None:
     """The ``STRATEGY = Strategy(...)`` of a package's ``__init__.py``, read without importing the package (its
     arguments must be literals); None when it declares none."""
     tree = ast.parse(Path(init).read_text(), filename=str(init))
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
         if not any(getattr(t, "id", None) == "STRATEGY" for t in targets):
             continue
         call = node.value
