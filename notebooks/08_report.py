@@ -76,6 +76,7 @@ from syntfer.study import summary as S
 from syntfer.core import tables as T
 from syntfer.instruments.attributes import ATTRIBUTES as READ_ATTRIBUTES
 from syntfer.strategies.pseudolabel import attach_truth, read_scores
+from syntfer.strategies.diffusion import STRATEGY as DIFFUSION
 from syntfer.engine.data import as_frame, describe_frame
 from syntfer.core.storage import write_json
 
@@ -172,7 +173,7 @@ if real_reads.is_file():
         kind = reads.stem.removeprefix("attributes_")
         if kind == "real_train":
             continue
-        name = {"embedded": "diffusion_embedded", "embedded-au": "diffusion_embedded_au"}.get(kind, f"diffusion_{kind}")
+        name = DIFFUSION.prefix + kind.replace("-", "_")  # backend embedded-au -> set diffusion_embedded_au
         finding_parts.append(REP.demographic_finding(pd.read_csv(reads), real_read, name, reference_set,
                                                      READ_ATTRIBUTES, draws=draws, seed=0))
 findings = pd.concat([f for f in finding_parts if len(f)] or [pd.DataFrame(columns=list(REP.FINDING_COLUMNS))],

@@ -1,6 +1,8 @@
 """The `syntfer` command. Each subcommand lives in its own module, imported only when used.
 
-A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+The commands are `COMMANDS`: the base ones below and those the strategies declare
+(`syntfer.core.strategy.Strategy.commands`). A subcommand module defines ``add_arguments(parser)`` and
+``run(args) -> int``.
 
 Bad input ends a command with one line on stderr, ``syntfer COMMAND: error: <message>``, and exit status 1,
 never a traceback: `main` turns the errors the project raises for bad input (`USER_ERRORS`: a missing file,
@@ -15,17 +17,17 @@ import importlib
 import os
 import sys
 
-COMMANDS: dict[str, tuple[str, str]] = {
+from syntfer.core.strategy import read_declarations
+
+# The commands of every layer but the strategies; each strategy declares its own (`Strategy.commands`), read from
+# its package's __init__.py without importing it (`syntfer.core.strategy.read_declarations`).
+BASE_COMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("syntfer.sources.readers", "write a manifest CSV from a dataset in its native format"),
     "world": ("syntfer.sources.world.cli", "render the procedural face world (all stand-in domains)"),
     "notebook": ("syntfer.tools.notebook", "execute a py:percent notebook with papermill (used by DVC stages)"),
-    "pseudolabel": ("syntfer.strategies.pseudolabel.cli", "pseudo-label unlabeled images with a teacher (strategy i)"),
-    "prompts": ("syntfer.strategies.diffusion.prompts", "write the paper's diffusion prompt grid (strategy ii)"),
     "train": ("syntfer.engine.training", "train a classifier on a manifest (resumable)"),
     "evaluate": ("syntfer.engine.evaluation", "evaluate a checkpoint on test manifests"),
     "models": ("syntfer.engine.models.cli", "list classifiers; build one and report how a weight file loads"),
-    "diffusion": ("syntfer.strategies.diffusion.cli", "train the embedded model / generate / curate diffusion sets (strategy ii)"),
-    "gan": ("syntfer.strategies.gan.cli", "train a GANmut-style editor / write GAN-edited sets (strategy iii)"),
     "identity": ("syntfer.instruments.identity_encoder", "train and validate the world identity encoder"),
     "instrument": ("syntfer.instruments.build", "train and calibrate the judge on reference renders (as 01_instruments)"),
     "mix": ("syntfer.study.mixing", "build Mixed-SYN or a hybrid set (manifest + folder)"),
@@ -35,6 +37,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "numbers": ("syntfer.study.docs_numbers", "regenerate (or --check) the documents' numbers from the result files"),
     "publish": ("syntfer.study.publish", "copy the run's executed notebooks into reports/ (display size, stamped)"),
 }
+
+
+def strategy_commands() -> dict[str, tuple[str, str]]:
+    """The commands the strategies declare, in their order; one named twice (or like a base command) raises."""
+    out: dict[str, tuple[str, str]] = {}
+    for s in read_declarations():
+        for name, module, help_ in s.commands:
+            if name in out or name in BASE_COMMANDS:
+                raise ValueError(f"strategy {s.prefix!r} declares the command {name!r}, which is already taken")
+            out[name] = (module, help_)
+    return out
+
+
+COMMANDS: dict[str, tuple[str, str]] = {**BASE_COMMANDS, **strategy_commands()}
+"""Every ``syntfer <command>``: the base commands, then the strategies' (in their order)."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

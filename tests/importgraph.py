@@ -275,15 +275,27 @@ def declares_strategy(init: Path) -> bool:
 
 
 def cli_commands(root: Path, package: str = "syntfer") -> dict[str, str]:
-    """``syntfer <command>`` -> the module that runs it, read (not imported) from ``COMMANDS`` in the package's
-    ``cli.py``."""
+    """``syntfer <command>`` -> the module that runs it, read (not imported): ``BASE_COMMANDS`` in the package's
+    ``cli.py`` and the ``commands`` each strategy declares in ``<package>/strategies/<name>/__init__.py``
+    (``STRATEGY = Strategy(..., commands=((command, module, help), ...))``, as `syntfer.cli` reads them)."""
     tree = ast.parse((root / package / "cli.py").read_text())
+    base = None
     for node in tree.body:
         target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign)
                                                                      else None)
-        if getattr(target, "id", None) == "COMMANDS":
-            return {name: module for name, (module, _help) in ast.literal_eval(node.value).items()}
-    raise LookupError(f"{root / package / 'cli.py'}: no COMMANDS")
+        if getattr(target, "id", None) == "BASE_COMMANDS":
+            base = {name: module for name, (module, _help) in ast.literal_eval(node.value).items()}
+    if base is None:
+        raise LookupError(f"{root / package / 'cli.py'}: no BASE_COMMANDS")
+    folder = root / package / "strategies"
+    for init in sorted(folder.glob("*/__init__.py")):
+        for node in ast.parse(init.read_text()).body:
+            if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "STRATEGY" for t in node.targets)
+                    and isinstance(node.value, ast.Call)):
+                for kw in node.value.keywords:
+                    if kw.arg == "commands":
+                        base.update({name: module for name, module, _help in ast.literal_eval(kw.value)})
+    return base
 
 
 def syntfer_dynamic(root: Path, package: str = "syntfer") -> dict[str, set[str]]:

@@ -7,7 +7,10 @@ and what was expected, instead of failing (or, worse, running) hours later insid
 
 Adding a knob to params.yaml means adding its row here: a key the table does not know is an error too
 (tests/test_params_schema.py validates the repository's params.yaml and names any key to add). A ``*`` in a
-key stands for any one name (``datasets.labeled.*.root``: every labeled dataset's root).
+key stands for any one name (``datasets.labeled.*.root``: every labeled dataset's root). A new strategy brings
+its own section's rows in its declaration instead (``Strategy(..., params=(("morph.steps", "INT(1)"), ...))``,
+each rule written as its expression here: `rule_from_text`), so adding it edits no file outside its own places;
+`full_schema` is `SCHEMA` with every declared row.
 """
 from __future__ import annotations
 
@@ -271,6 +274,54 @@ SCHEMA: dict[str, Rule] = {
 }
 
 
+RULE_NAMES: dict[str, Any] = {"INT": INT, "FLOAT": FLOAT, "STR": STR, "BOOL": BOOL, "LIST": LIST, "CSV": CSV,
+                              "JSON_OBJECT": JSON_OBJECT, "PROB": PROB, "POSITIVE": POSITIVE, "PATH": PATH,
+                              "OPTIONAL_PATH": OPTIONAL_PATH, "NAME": NAME}
+"""What a declared rule's text may name (`rule_from_text`)."""
+
+
+def rule_from_text(text: str) -> Rule:
+    """A rule from its expression as written in this file (``"INT(1)"``, ``"PROB"``, ``"LIST(INT(0))"``,
+    ``"STR(choices=('a', 'b'))"``): names of `RULE_NAMES` called with literal or rule arguments; nothing else is
+    evaluated."""
+    import ast
+
+    def build(node: ast.AST) -> Any:
+        if isinstance(node, ast.Name) and node.id in RULE_NAMES:
+            return RULE_NAMES[node.id]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in RULE_NAMES:
+            return RULE_NAMES[node.func.id](*map(build, node.args), **{k.arg: build(k.value) for k in node.keywords})
+        return ast.literal_eval(node)
+
+    try:
+        rule = build(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, TypeError) as e:
+        raise ValueError(f"params rule {text!r}: expected an expression of {sorted(RULE_NAMES)} ({e})") from None
+    if not callable(rule):
+        raise ValueError(f"params rule {text!r}: not a rule")
+    return rule
+
+
+def declared_schema() -> dict[str, Rule]:
+    """The rows the strategies declare (`syntfer.core.strategy.Strategy.params`, read without importing them); a
+    row that repeats a key of `SCHEMA` or of another strategy raises, naming it."""
+    from syntfer.core.strategy import read_declarations
+
+    out: dict[str, Rule] = {}
+    for s in read_declarations():
+        for key, text in s.params:
+            if key in SCHEMA or key in out:
+                raise ValueError(f"strategy {s.prefix!r} declares the params key {key!r}, which is already in "
+                                 "the schema")
+            out[key] = rule_from_text(text)
+    return out
+
+
+def full_schema() -> dict[str, Rule]:
+    """`SCHEMA` and every row the strategies declare."""
+    return {**SCHEMA, **declared_schema()}
+
+
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted key -> value for every non-mapping value (lists are values)."""
     if not isinstance(tree, Mapping) or not tree:
@@ -295,7 +346,8 @@ def validate(params: Mapping[str, Any], schema: Mapping[str, Rule] = SCHEMA) -> 
         rules = [p for p in schema if _matches(p, key)]
         if not rules:
             errors.append(f"{key}: unknown key (value {value!r}); expected one of the keys in "
-                          "syntfer/core/params_schema.py SCHEMA (add a new knob there)")
+                          "syntfer/core/params_schema.py SCHEMA (add a new knob there, or a strategy's in its "
+                          "declaration's params)")
             continue
         seen.update(rules)
         why = schema[rules[0]](value)
@@ -311,7 +363,7 @@ def check_params(params: Mapping[str, Any], where: str = "params.yaml") -> None:
     """`ParamsError` listing every breach (``where: key = value; expected ...``), or nothing."""
     if not isinstance(params, Mapping):
         raise ParamsError(f"{where}: expected a mapping of sections at the top level; got {type(params).__name__}")
-    errors = validate(params)
+    errors = validate(params, full_schema())
     if errors:
         raise ParamsError(f"{where}: {len(errors)} key(s) break the schema: " + "; ".join(errors))
 

@@ -79,6 +79,42 @@ STRATEGIES: tuple[Strategy, ...] = tuple(sorted((*STUDY_SETS, *discover_strategi
 study's Mixed-SYN, hybrids and oracles."""
 
 
+def _lookup(params: Mapping, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ReportError(f"params.yaml has no {dotted!r} (a strategy's sets_key)")
+        node = node[part]
+    return node
+
+
+def strategy_sets(params: Mapping, strategies: Sequence[Strategy] | None = None) -> list[str]:
+    """Every strategy's training sets, derived from `params` (params.yaml as a dict) and the declarations, in the
+    strategies' order: ``<prefix><variant>`` for each key of its ``sets_key`` section (a strategy whose own stage
+    writes its sets), then the ``study.synthetic`` entries named with its prefix (in params.yaml's order). A
+    ``study.synthetic`` entry no strategy claims raises, naming it. This is ``study.mixed_sources``, Mixed-SYN's
+    sources and the synthetic sets notebook 06 measures."""
+    strategies = discover_strategies() if strategies is None else strategies
+    synthetic = list((params.get("study") or {}).get("synthetic") or {})
+    out = []
+    for s in strategies:
+        if s.sets_key:
+            out += [s.prefix + k for k in _lookup(params, s.sets_key)]
+        out += [k for k in synthetic if k.startswith(s.prefix)]
+    orphans = [k for k in synthetic if k not in out]
+    if orphans:
+        raise ReportError(f"study.synthetic {orphans}: no strategy declares their prefix "
+                          f"{[s.prefix for s in strategies]}")
+    return out
+
+
+def set_domains(strategies: Sequence[Strategy] | None = None) -> dict[str, str]:
+    """Set-name prefix -> the look its generator imitates (``ref_<x>``), for every strategy that declares one
+    (`Strategy.look`): ``study.set_domains``."""
+    strategies = discover_strategies() if strategies is None else strategies
+    return {s.prefix: s.look for s in strategies if s.look}
+
+
 FAMILY_LABELS: dict[str, str] = {"real": "real", "synthetic": "synthetic (one source)",
                                  "mixed": "Mixed-SYN (all sources)", "hybrid": "hybrid (synthetic + real)",
                                  "oracle": "oracle (truth-labelled renders of a look)"}
@@ -108,7 +144,9 @@ def pretty(set_name: str) -> str:
         return f"{name} (size-matched)" if matched else name
     if s.family == "oracle":
         return f"oracle ({rest} look)"
-    words = rest.replace("_au", ", AU").replace("_", " ").replace("emonet face", "EmoNet-Face")
+    for a, b in s.words:  # the strategy's own spelling (its declaration), then '_' -> ' '
+        rest = rest.replace(a, b)
+    words = rest.replace("_", " ")
     return f"{s.name} ({words})" if words else s.name
 
 

@@ -10,6 +10,11 @@ figures), `cli` (`syntfer diffusion ...`).
 from syntfer.core.strategy import Strategy
 
 STRATEGY = Strategy("diffusion_", "diffusion", "synthetic",
-                    "strategy (ii): prompt-driven diffusion synthesis", order=2)
+                    "strategy (ii): prompt-driven diffusion synthesis", order=2,
+                    commands=(("prompts", "syntfer.strategies.diffusion.prompts",
+                               "write the paper's diffusion prompt grid (strategy ii)"),
+                              ("diffusion", "syntfer.strategies.diffusion.cli",
+                               "train the embedded model / generate / curate diffusion sets (strategy ii)")),
+                    words=(("_au", ", AU"),), look="ref_web")
 """How the study names this strategy's sets (`syntfer.core.strategy`): ``diffusion_<variant>``."""
 

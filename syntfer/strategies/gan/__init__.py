@@ -11,6 +11,9 @@
 from syntfer.core.strategy import Strategy
 
 STRATEGY = Strategy("gan_", "GAN editing", "synthetic",
-                    "strategy (iii): task-aware GAN expression editing", order=3)
+                    "strategy (iii): task-aware GAN expression editing", order=3,
+                    commands=(("gan", "syntfer.strategies.gan.cli",
+                               "train a GANmut-style editor / write GAN-edited sets (strategy iii)"),),
+                    look="ref_ffhq")
 """How the study names this strategy's sets (`syntfer.core.strategy`): ``gan_<variant>``."""
 

@@ -22,7 +22,10 @@ from syntfer.strategies.pseudolabel.selection import Selection, check_rule, sele
 from syntfer.core.strategy import Strategy
 
 STRATEGY = Strategy("pseudolabel_", "pseudo-labeling", "synthetic",
-                    "strategy (i): a teacher labels an unlabeled collection", order=1)
+                    "strategy (i): a teacher labels an unlabeled collection", order=1,
+                    commands=(("pseudolabel", "syntfer.strategies.pseudolabel.cli",
+                               "pseudo-label unlabeled images with a teacher (strategy i)"),),
+                    words=(("emonet_face", "EmoNet-Face"),), sets_key="pseudolabel.sources")
 """How the study names this strategy's sets (`syntfer.core.strategy`): ``pseudolabel_<variant>``."""
 
 __all__ = [
