@@ -208,6 +208,65 @@ def crash_and_resume(args: Sequence[str], work: Path, reference: Path, progress:
     return where
 
 
+def crash_several_times_and_resume(args: Sequence[str], work: Path, reference: Path,
+                                   progress: Callable[[], Callable[[], int]], *, kills: int, seed: int,
+                                   span: tuple[int, int] = (3, 5), cwd: Path | None = None,
+                                   timeout: float = 900) -> list[dict]:
+    """`crash_and_resume` with `kills` faults in one job: an uninterrupted run into `work`, moved to `reference`;
+    then the job is killed, resumed and killed again `kills` times, each kill after a number of progress steps
+    drawn from ``random.Random(seed)`` within `span` (inclusive) and at a seeded fraction of that interval; a
+    last run finishes it. `progress` makes a fresh probe per run (a probe of an existing checkpoint counts it as
+    its step 1, so a resumed run's kill lands between two checkpoints it wrote itself when span[0] >= 3)."""
+    if span[0] < 3:
+        raise ValueError("span[0] must be >= 3: a resumed run's first progress step is the checkpoint it found")
+    if reference.exists() or work.exists():
+        raise FileExistsError(f"{work} / {reference}: start from an empty place")
+    rng = random.Random(seed)
+    run_ok(args, cwd=cwd, timeout=timeout)
+    shutil.move(str(work), str(reference))
+    where = []
+    for _ in range(kills):
+        where.append(kill_between_checkpoints(args, progress(), after=rng.randint(*span), seed=rng.randrange(2**31),
+                                              cwd=cwd, timeout=timeout))
+        assert work.exists(), f"{work}: the killed job wrote nothing"
+    run_ok(args, cwd=cwd, timeout=timeout)
+    TALLY["jobs killed at several seeded points"] += 1
+    return where
+
+
+RENAME_PAUSE = "SYNTFER_FAULT_RENAME_PAUSE"  # read by syntfer.storage._fault_pause_before_rename (test-only hook)
+
+
+def kill_inside_rename(args: Sequence[str], name: str, k: int, marker: Path, *, cwd: Path | None = None,
+                       timeout: float = 600) -> None:
+    """Run `args` with the storage fault hook armed: the k-th atomic write of a file named `name` writes its
+    temporary completely, touches `marker` and pauses before its rename; the job's process group is SIGKILLed
+    there. So the kill lands between the write and the rename, which a random kill almost never hits."""
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(list(args), cwd=cwd, env={**job_env(), RENAME_PAUSE: f"{name}:{k}:{marker}"},
+                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    t0 = time.monotonic()
+    try:
+        while not marker.exists():
+            if proc.poll() is not None:
+                log.seek(0)
+                raise FaultNotInjected(f"{' '.join(map(str, args))} exited {proc.returncode} before write {k} of "
+                                       f"{name}; no fault injected:\n{log.read()[-3000:]}")
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"write {k} of {name} did not happen within {timeout} s")
+            time.sleep(0.003)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL, f"job ended with {proc.returncode}, not by SIGKILL"
+    assert_group_gone(proc.pid)
+    TALLY["faults injected (SIGKILL between a checkpoint's write and rename)"] += 1
+
+
 # --------------------------------------------------------------------------- comparison
 def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink())

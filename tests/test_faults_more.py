@@ -1,0 +1,88 @@
+"""More crash-resume tests through the CLIs (tests/faults.py): the identity encoder's resume state, several
+seeded kills in one job, and a kill inside a checkpoint's write-then-rename.
+
+Like tests/test_faults.py: an uninterrupted run, a run SIGKILLed (its whole process group) and resumed, and a
+file-by-file comparison (tensors with `torch.equal`, logs less their timing columns, everything else byte for
+byte, no file left over by a kill).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+import torch
+
+from faults import (TALLY, FileWrites, assert_same_outputs, cli, crash_and_resume, crash_several_times_and_resume,
+                    job_env, kill_inside_rename, run_ok)
+
+pytestmark = pytest.mark.slow
+
+# --------------------------------------------------------------------------- identity encoder
+# 4 + 2 identities, 3 crops each, 16 px; a state every 7 steps, log rows every 50: most states fall between two
+# log rows (a resume must carry the losses since the last row)
+IDENTITY = ("--train-ids", "4", "--val-ids", "2", "--per-id", "3", "--size", "16", "--width", "4", "--embed-dim", "8",
+            "--steps", "120", "--batch-size", "8", "--checkpoint-every", "7", "--seed", "1", "--threads", "1")
+# the only values a resumed run may change: wall times
+IDENTITY_VOLATILE = {"log.csv": ["seconds"], "validation.json": ["render_seconds", "train_seconds"]}
+
+
+def test_identity_encoder_killed_between_checkpoints_resumes_identically(tmp_path):
+    out = tmp_path / "identity"
+    args = cli("identity", "--out", out, *IDENTITY)
+    where = crash_and_resume(args, out, tmp_path / "reference", FileWrites(out / "state.pt"), after=5, seed=29)
+    # encoder weights (BN statistics included) tensor by tensor, its config, the log and validation numbers
+    assert_same_outputs(tmp_path / "reference", out, volatile=IDENTITY_VOLATILE)
+    assert not (out / "state.pt").exists(), "the resume state outlived the finished run"
+    assert pd.read_csv(out / "log.csv")["step"].tolist() == [50, 100], where
+
+
+def test_identity_resume_state_of_other_settings_is_refused(tmp_path):
+    """A state.pt left by a run with other settings is not resumed from: one line naming it, exit 1."""
+    out = tmp_path / "identity"
+    torch.save({"key": {"config": {}, "train": {}, "ids": torch.zeros(1), "crops_sha256": ""}, "step": 3},
+               out.mkdir() or out / "state.pt")
+    done = subprocess.run(cli("identity", "--out", out, *IDENTITY), env=job_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    # stderr: the rendering's progress bars, then the one error line
+    assert done.stderr.strip().splitlines()[-1] == (f"syntfer identity: error: {out / 'state.pt'}: resume state of other crops or "
+                                   "settings; use another --out or delete it to start over")
+    TALLY["bad inputs tried"] += 1
+
+
+# --------------------------------------------------------------------------- several seeded kills in one job
+def test_identity_encoder_killed_at_three_seeded_points_resumes_identically(tmp_path):
+    """Killed three times (each after 3-5 checkpoints drawn from a seeded RNG, at a seeded point of the
+    interval), resumed each time: the same files as one uninterrupted run."""
+    out = tmp_path / "identity"
+    args = cli("identity", "--out", out, *IDENTITY)
+    where = crash_several_times_and_resume(args, out, tmp_path / "reference", lambda: FileWrites(out / "state.pt"), kills=3,
+                                  seed=2929)
+    assert len(where) == 3
+    assert_same_outputs(tmp_path / "reference", out, volatile=IDENTITY_VOLATILE)
+
+
+# --------------------------------------------------------------------------- a kill inside write-then-rename
+def test_identity_encoder_killed_between_a_checkpoints_write_and_rename_resumes_identically(tmp_path):
+    """The storage fault hook pauses the k-th `state.pt` write (k seeded) after its temporary is complete and
+    before the rename; the SIGKILL lands there. The complete temporary is left beside the previous checkpoint;
+    the resume never reads it (it resumes from the renamed one and deletes the temporary) and ends with the
+    uninterrupted run's files, no temporary among them."""
+    import random
+
+    out = tmp_path / "identity"
+    args = cli("identity", "--out", out, *IDENTITY)
+    run_ok(args)
+    (tmp_path / "identity").rename(tmp_path / "reference")
+    k = random.Random(4).randint(2, 6)
+    kill_inside_rename(args, "state.pt", k, tmp_path / "marker")
+    stale = sorted(out.glob(".state.pt.*.tmp"))
+    assert len(stale) == 1, sorted(p.name for p in out.iterdir())
+    # the temporary is whole (checkpoint k); the file under the checkpoint's name is still checkpoint k - 1
+    assert torch.load(stale[0], weights_only=True)["step"] == 7 * k
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 7 * (k - 1)
+    run_ok(args)
+    assert not list(out.glob(".*.tmp"))
+    assert_same_outputs(tmp_path / "reference", out, volatile=IDENTITY_VOLATILE)
