@@ -86,3 +86,34 @@ def test_identity_encoder_killed_between_a_checkpoints_write_and_rename_resumes_
     run_ok(args)
     assert not list(out.glob(".*.tmp"))
     assert_same_outputs(tmp_path / "reference", out, volatile=IDENTITY_VOLATILE)
+
+
+# --------------------------------------------------------------------------- the batch-grouping tolerance
+def test_the_image_tolerance_of_a_resume_comparison_is_the_one_batch_grouping_constant_and_can_fail(tmp_path):
+    """`assert_same_outputs(grey_levels=...)` lets a PNG move by the documented batch-grouping tolerance and no
+    further; without it (every other job) a one-level change is a difference."""
+    import numpy as np
+    from PIL import Image
+
+    from syntfer.diffusion.generation import BATCH_GROUPING_GREY_LEVELS
+
+    assert BATCH_GROUPING_GREY_LEVELS == 1
+    base = np.full((4, 4, 3), 100, np.uint8)
+    for name, shift in (("a", 0), ("b", BATCH_GROUPING_GREY_LEVELS), ("c", BATCH_GROUPING_GREY_LEVELS + 1)):
+        for side, delta in (("ref", 0), ("got", shift)):
+            (tmp_path / name / side).mkdir(parents=True)
+            img = base.copy()
+            img[1, 2, 0] += delta
+            Image.fromarray(img).save(tmp_path / name / side / "x.png")
+    tally = dict(TALLY)  # these comparisons are of made-up trees, not resumes: kept out of the reliability table
+    try:
+        assert_same_outputs(tmp_path / "a" / "ref", tmp_path / "a" / "got")
+        assert_same_outputs(tmp_path / "b" / "ref", tmp_path / "b" / "got", grey_levels=BATCH_GROUPING_GREY_LEVELS)
+        with pytest.raises(AssertionError, match="bytes differ"):
+            assert_same_outputs(tmp_path / "b" / "ref", tmp_path / "b" / "got")
+        with pytest.raises(AssertionError, match=r"x\.png: pixels differ by 2 grey levels \(allowed 1\)"):
+            assert_same_outputs(tmp_path / "c" / "ref", tmp_path / "c" / "got",
+                                grey_levels=BATCH_GROUPING_GREY_LEVELS)
+    finally:
+        TALLY.clear()
+        TALLY.update(tally)
