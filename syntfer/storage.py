@@ -39,14 +39,14 @@ _RENAMES: dict[str, int] = {}
 
 def _fault_pause_before_rename(path: Path) -> None:
     """Test-only fault hook (tests/test_faults_more.py sets it; nothing else does): with the environment variable
-    ``SYNTFER_FAULT_RENAME_PAUSE=<name>:<k>:<marker>``, the k-th atomic write of a file named <name> in this
-    process, its temporary complete and closed, creates the file <marker> and sleeps, so that the test's SIGKILL
-    lands between the write and the rename. Unset, it returns at once."""
+    ``SYNTFER_FAULT_RENAME_PAUSE=<name>:<k>:<marker>``, the k-th atomic write of a file named <name> (``*``: of
+    any file) in this process, its temporary complete and closed, creates the file <marker> and sleeps, so that
+    the test's SIGKILL lands between the write and the rename. Unset, it returns at once."""
     spec = os.environ.get("SYNTFER_FAULT_RENAME_PAUSE")
     if not spec:
         return
     name, k, marker = spec.split(":", 2)
-    if path.name == name:
+    if name in ("*", path.name):
         _RENAMES[name] = _RENAMES.get(name, 0) + 1
         if _RENAMES[name] == int(k):
             Path(marker).touch()

@@ -239,9 +239,9 @@ RENAME_PAUSE = "SYNTFER_FAULT_RENAME_PAUSE"  # read by syntfer.storage._fault_pa
 
 def kill_inside_rename(args: Sequence[str], name: str, k: int, marker: Path, *, cwd: Path | None = None,
                        timeout: float = 600) -> None:
-    """Run `args` with the storage fault hook armed: the k-th atomic write of a file named `name` writes its
-    temporary completely, touches `marker` and pauses before its rename; the job's process group is SIGKILLed
-    there. So the kill lands between the write and the rename, which a random kill almost never hits."""
+    """Run `args` with the storage fault hook armed: the k-th atomic write of a file named `name` (``*``: of any
+    file) writes its temporary completely, touches `marker` and pauses before its rename; the job's process group
+    is SIGKILLed there. So the kill lands between the write and the rename, which a random kill almost never hits."""
     log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(list(args), cwd=cwd, env={**job_env(), RENAME_PAUSE: f"{name}:{k}:{marker}"},
                             stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from faults import (TALLY, FileWrites, assert_same_outputs, cli, crash_and_resume, crash_several_times_and_resume,
+from faults import (TALLY, FilesPresent, FileWrites, assert_same_outputs, cli, crash_and_resume, crash_several_times_and_resume,
                     job_env, kill_inside_rename, run_ok)
 
 pytestmark = pytest.mark.slow
@@ -117,3 +117,71 @@ def test_the_image_tolerance_of_a_resume_comparison_is_the_one_batch_grouping_co
     finally:
         TALLY.clear()
         TALLY.update(tally)
+
+
+# --------------------------------------------------------------------------- mix and diffusion curate
+@pytest.fixture(scope="module")
+def colour_sources(tmp_path_factory):
+    """Two 7-class sources of 16 images per class (PNG files, manifests)."""
+    from faults import colour_set
+    from syntfer.manifest import write_manifest
+
+    root = tmp_path_factory.mktemp("sources")
+    return [write_manifest(colour_set(root / name, n_per_class=16, seed=i), root / f"{name}.csv")
+            for i, name in enumerate(("alpha", "beta"))]
+
+
+def _mix_args(sources, out):
+    return cli("mix", "--source", f"alpha={sources[0]}", "--source", f"beta={sources[1]}", "--n-train", "10",
+               "--n-val", "3", "--link", "copy", "--seed", "3", "--out", out)
+
+
+# what a run did, not what it made: a resumed run copies fewer files
+MIX_VOLATILE = {"summary.json": ["files_written", "stale_removed"]}
+
+
+def test_mix_killed_between_copies_resumes_identically(tmp_path, colour_sources):
+    out = tmp_path / "mixed"
+    crash_and_resume(_mix_args(colour_sources, out), out, tmp_path / "reference", FilesPresent(out, "*.png"),
+                     after=40, seed=7)
+    assert_same_outputs(tmp_path / "reference", out, volatile=MIX_VOLATILE)
+
+
+@pytest.mark.parametrize("name", ["*", "manifest.csv"], ids=["an-image", "the-manifest"])
+def test_mix_killed_between_a_writes_write_and_rename_resumes_identically(tmp_path, colour_sources, name):
+    """Killed inside the k-th image copy (k seeded), or inside the manifest's write (after every image)."""
+    import random
+
+    out = tmp_path / "mixed"
+    args = _mix_args(colour_sources, out)
+    run_ok(args)
+    out.rename(tmp_path / "reference")
+    kill_inside_rename(args, name, random.Random(8).randint(5, 150) if name == "*" else 1, tmp_path / "marker")
+    assert len(list(out.rglob(".*.tmp"))) == 1  # the complete copy, never renamed
+    run_ok(args)
+    assert_same_outputs(tmp_path / "reference", out, volatile=MIX_VOLATILE)
+
+
+def _curate_args(manifest, out):
+    return cli("diffusion", "curate", "--manifest", manifest, "--out", out, "--per-class", "12", "--dedup-bits", "0",
+               "--seed", "2")
+
+
+def test_diffusion_curate_killed_between_copies_resumes_identically(tmp_path, colour_sources):
+    out = tmp_path / "curated"
+    crash_and_resume(_curate_args(colour_sources[0], out), out, tmp_path / "reference", FilesPresent(out, "*.png"),
+                     after=30, seed=9)
+    assert_same_outputs(tmp_path / "reference", out)
+
+
+def test_diffusion_curate_killed_between_a_copys_write_and_rename_resumes_identically(tmp_path, colour_sources):
+    import random
+
+    out = tmp_path / "curated"
+    args = _curate_args(colour_sources[0], out)
+    run_ok(args)
+    out.rename(tmp_path / "reference")
+    kill_inside_rename(args, "*", random.Random(10).randint(5, 80), tmp_path / "marker")
+    assert len(list(out.rglob(".*.tmp"))) == 1  # the complete copy, never renamed
+    run_ok(args)
+    assert_same_outputs(tmp_path / "reference", out)
