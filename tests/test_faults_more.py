@@ -185,3 +185,26 @@ def test_diffusion_curate_killed_between_a_copys_write_and_rename_resumes_identi
     assert len(list(out.rglob(".*.tmp"))) == 1  # the complete copy, never renamed
     run_ok(args)
     assert_same_outputs(tmp_path / "reference", out)
+
+
+# --------------------------------------------------------------------------- the trainer, inside a rename
+def test_trainer_killed_between_a_checkpoints_write_and_rename_resumes_identically(tmp_path, colour_sources):
+    """`syntfer train` (the default recipe) killed inside the k-th `state.pt` write (k seeded): the resume reads
+    the previous checkpoint, deletes the complete but unrenamed temporary, and ends byte-identical."""
+    import random
+
+    out = tmp_path / "run"
+    args = cli("train", "--train", colour_sources[0], "--out", out, "--model", "cnn_tiny", "--epochs", "3",
+               "--batch-size", "8", "--val-fraction", "0.2", "--checkpoint-every", "2", "--seed", "5", "--no-progress",
+               "--recipe", "fast", "--model-kwargs", '{"img_size": 16, "drop_rate": 0.3}')
+    run_ok(args)
+    out.rename(tmp_path / "reference")
+    k = random.Random(11).randint(3, 12)
+    kill_inside_rename(args, "state.pt", k, tmp_path / "marker")
+    stale = sorted(out.rglob(".state.pt.*.tmp"))
+    assert len(stale) == 1, sorted(p.name for p in out.rglob("*"))
+    assert torch.load(stale[0], weights_only=True)["global_step"] > torch.load(
+        out / "state.pt", weights_only=True)["global_step"]  # the temporary is the newer, unrenamed checkpoint
+    run_ok(args)
+    assert_same_outputs(tmp_path / "reference", out)
+    assert pd.read_csv(out / "log.csv")["epoch"].tolist() == [1, 2, 3]
