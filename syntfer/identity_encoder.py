@@ -418,7 +418,7 @@ def run(args) -> int:
               "per_identity": args.per_id, "render_seconds": round(render_s, 1),
               "train_seconds": round(float(log["seconds"].iloc[-1]) if len(log) else 0.0, 1),
               "command": "syntfer identity " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                        if k not in ("func",))}
+                                                        if k not in ("func", "checkpoint_every"))}
     write_json(out / "validation.json", result)
     print(json.dumps(result, indent=2))
     return 0

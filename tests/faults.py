@@ -14,6 +14,15 @@ structurally (every tensor with `torch.equal`, every other value with `==`) so t
 column or tensor (weights, EMA weights, optimiser moments, RNG states); timing columns/keys listed
 as volatile are dropped first (only those files may differ in bytes); every other file must be byte-identical.
 
+Two more placements: `crash_several_times_and_resume` kills one job at several seeded points (each resumed run
+killed again after a seeded number of its own checkpoints); `kill_inside_rename` arms a test-only hook in
+`syntfer.storage.atomic_path` (environment variable `SYNTFER_FAULT_RENAME_PAUSE`, set by nothing but this
+harness) that pauses the k-th atomic write of a named file after its temporary is complete and before the
+rename, and kills the job there — the one instant a random kill almost never hits.
+
+Images drawn in other batches (a resumed generation regroups what is left) may differ by
+`syntfer.diffusion.generation.BATCH_GROUPING_GREY_LEVELS`: `assert_same_outputs(grey_levels=...)`, nothing else.
+
 `TALLY` counts faults injected, resumes compared and bad inputs tried; tests/conftest.py prints it after a
 run (the README's Reliability figures).
 """
