@@ -412,7 +412,8 @@ def run(args) -> int:
                                       IdentityConfig(args.size, args.width, args.embed_dim),
                                       IdentityTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                                           threads=args.threads,
-                                                          checkpoint_every=args.checkpoint_every))
+                                                          checkpoint_every=getattr(args, "checkpoint_every",
+                                                                                   IdentityTrainConfig.checkpoint_every)))
     val = verification_scores(embed(enc, va_crops), va_ids)
     result = {"validation_heldout_identities": val, "train_identities": args.train_ids, "val_identities": args.val_ids,
               "per_identity": args.per_id, "render_seconds": round(render_s, 1),
