@@ -84,6 +84,7 @@ def test_a_model_whose_steps_fall_short_is_refused_without_a_finished_flag(tmp_p
     TALLY["bad inputs tried"] += 1
 
 
+@pytest.mark.slow  # a subprocess that imports torch and diffusers
 def test_diffusion_generate_refuses_the_partial_model_with_one_line(tmp_path, partial_run):
     root, *_ = partial_run
     prompts = tmp_path / "prompts.csv"
