@@ -133,7 +133,8 @@ if train:
     logs = out / "train"
 else:
     model_path = logs = Path(model_dir)
-meta = json.loads((model_path / "config.json").read_text())
+# a train_minutes (max_minutes) run that stopped early exports a partial model: refused here, never used as complete
+meta = E.require_finished(model_path)
 train_log = pd.read_csv(logs / "train_log.csv")
 eval_log = pd.read_csv(logs / "eval_log.csv") if (logs / "eval_log.csv").is_file() else None
 finetuned_at = None

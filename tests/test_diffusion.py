@@ -17,7 +17,8 @@ from syntfer.strategies.diffusion import prompts as P  # noqa: E402
 from syntfer.strategies.diffusion import embedded as E  # noqa: E402
 from syntfer.strategies.diffusion.backends import EmbeddedBackend, StableDiffusionBackend  # noqa: E402
 from syntfer.strategies.diffusion.curation import curate, dhash, duplicate_mask  # noqa: E402
-from syntfer.strategies.diffusion.generation import generate, image_seed, regenerate_row  # noqa: E402
+from syntfer.strategies.diffusion.generation import (BATCH_GROUPING_GREY_LEVELS, generate, image_seed,  # noqa: E402
+                                                     regenerate_row)
 from syntfer.core.images import load_array  # noqa: E402
 from syntfer.core.manifest import read_manifest  # noqa: E402
 
@@ -65,6 +66,13 @@ def sd_backend():
                                   pipeline=tiny_sd_pipeline(), device="cpu")
 
 
+def same_up_to_grouping(a, b) -> bool:
+    """Two drawings of one row in different batches: equal up to the one batch-grouping tolerance
+    (syntfer.strategies.diffusion.generation.BATCH_GROUPING_GREY_LEVELS)."""
+    a, b = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
+    return a.shape == b.shape and int(np.abs(a - b).max()) <= BATCH_GROUPING_GREY_LEVELS
+
+
 def _arr(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
@@ -99,15 +107,15 @@ def test_generate_manifest_regenerate_and_resume(sd_backend, tmp_path):
         assert col in man.columns, col
     assert man["seed"].tolist() == [image_seed(5, i) for i in man["prompt_id"]]
     assert all(os.path.dirname(p).endswith(lab) for p, lab in zip(man["path"], man["label"]))
-    # any row regenerates alone, bit for bit
+    # any row regenerates alone (drawn in a batch of 1, not 3: the batch-grouping tolerance)
     row = man.iloc[2]
-    assert np.array_equal(_arr(regenerate_row(row, sd_backend)), load_array(row["path"]))
+    assert same_up_to_grouping(_arr(regenerate_row(row, sd_backend)), load_array(row["path"]))
     # resume: nothing to do; a deleted image comes back identical
     before = load_array(man["path"].iloc[1])
     os.remove(man["path"].iloc[1])
     res2 = generate(rows, sd_backend, tmp_path, seed=5, batch_size=3, progress=False)
     assert (res2.generated, res2.skipped) == (1, 3)
-    assert np.array_equal(load_array(man["path"].iloc[1]), before)
+    assert same_up_to_grouping(load_array(man["path"].iloc[1]), before)
     res3 = generate(rows, sd_backend, tmp_path, seed=5, progress=False)
     assert (res3.generated, res3.skipped) == (0, 4)
 
@@ -122,7 +130,7 @@ def test_sharded_generation_merges(sd_backend, tmp_path):
     assert len(r0.manifest) == len(merged) == 5
     assert [os.path.basename(p) for p in merged["path"]] == [os.path.basename(p) for p in single["path"]]
     for a, b in zip(merged["path"], single["path"]):
-        assert np.array_equal(load_array(a), load_array(b))
+        assert same_up_to_grouping(load_array(a), load_array(b))
 
 
 def test_fineface_adapter(tmp_path):
@@ -193,9 +201,9 @@ def test_embedded_train_sample_roundtrip(tmp_path, arch):
     b, _ = E.sample_images(model, texts, [1, 2, 3], aus=aus, steps=3)
     assert np.array_equal(a, b)
     single, _ = E.sample_images(model, texts[1:2], [2], aus=aus[1:2], steps=3)
-    # a row sampled alone: the same image (per-row generators), up to one grey level: batched convolution kernels
-    # round differently from single-image ones on some CPUs (measured on the 2026-12-06 CI machine for "unet")
-    assert np.abs(single[0].astype(int) - a[1]).max() <= 1
+    # a row sampled alone: the same image (per-row generators), up to the batch-grouping tolerance: batched
+    # convolution kernels round differently from single-image ones on some CPUs (2026-12-06 CI machine, "unet")
+    assert same_up_to_grouping(single[0], a[1])
     other, _ = E.sample_images(model, texts, [9, 2, 3], aus=aus, steps=3)
     assert not np.array_equal(other[0], a[0])
     # fp16 export round trip: weights load strictly, config rebuilds the same architecture

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from faults import FilesPresent, FileWrites, assert_same_outputs, cli, colour_set, crash_and_resume, run_ok
+from syntfer.strategies.diffusion.generation import BATCH_GROUPING_GREY_LEVELS
 from syntfer.core.manifest import write_manifest
 
 pytestmark = pytest.mark.slow
@@ -123,8 +124,10 @@ def test_diffusion_sampling_killed_between_images_resumes_identically(tmp_path, 
     args = cli("diffusion", "generate", "--prompts", prompts, "--out", out, "--backend", backend, "--model",
                embedded_model, "--steps", "4", "--batch-size", "3", "--seed", "1", "--threads", "1")
     crash_and_resume(args, out, tmp_path / "reference", FilesPresent(out, "*.png"), after=4, seed=len(backend))
+    # the resume regroups the images left into new batches: the one batch-grouping tolerance (0 on most machines)
     assert_same_outputs(tmp_path / "reference", out, volatile={"generation.json": ["seconds", "images_per_s",
-                                                                                    "generated", "skipped"]})
+                                                                                    "generated", "skipped"]},
+                        grey_levels=BATCH_GROUPING_GREY_LEVELS)
     assert len(pd.read_csv(out / "manifest.csv")) == 14
 
 

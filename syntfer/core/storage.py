@@ -27,10 +27,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fault_pause_before_rename(path)  # test-only; a no-op unless SYNTFER_FAULT_RENAME_PAUSE is set
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_RENAMES: dict[str, int] = {}
+
+
+def _fault_pause_before_rename(path: Path) -> None:
+    """Test-only fault hook (tests/test_faults_more.py sets it; nothing else does): with the environment variable
+    ``SYNTFER_FAULT_RENAME_PAUSE=<name>:<k>:<marker>``, the k-th atomic write of a file named <name> (``*``: of
+    any file) in this process, its temporary complete and closed, creates the file <marker> and sleeps, so that
+    the test's SIGKILL lands between the write and the rename. Unset, it returns at once."""
+    spec = os.environ.get("SYNTFER_FAULT_RENAME_PAUSE")
+    if not spec:
+        return
+    name, k, marker = spec.split(":", 2)
+    if name in ("*", path.name):
+        _RENAMES[name] = _RENAMES.get(name, 0) + 1
+        if _RENAMES[name] == int(k):
+            Path(marker).touch()
+            import time  # lazy: only the fault test gets here
+
+            time.sleep(600)  # the test kills the job long before this ends
 
 
 # what `atomic_path` names its temporaries: "." + target name + "." + mkstemp's 8 characters + ".tmp"

@@ -12,6 +12,7 @@ Used for identity preservation of GAN edits and by the study's privacy check.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import math
@@ -32,7 +33,8 @@ from tqdm.auto import tqdm
 from syntfer.core import labels as L
 from syntfer.core.guards import check_finite
 from syntfer.core.seeding import derive_seed, numpy_rng
-from syntfer.core.storage import StateFileError, atomic_path, load_torch, module_fingerprint, save_torch, write_json
+from syntfer.core.storage import (StateFileError, atomic_path, load_torch, module_fingerprint, remove_stale_temporaries,
+                                  save_torch, write_json)
 from syntfer.sources.world import DOMAINS, make_sample, sample_identity
 from syntfer.sources.world.domains import with_render
 
@@ -139,6 +141,7 @@ class IdentityTrainConfig:
     seed: int = 0
     threads: int = 1
     log_every: int = 50
+    checkpoint_every: int = 100  # resume state (`state.pt`, atomic) every N steps; not a result: not in encoder.json
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -158,7 +161,12 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def train_identity_encoder(crops: torch.Tensor, ids: np.ndarray, out: str | os.PathLike,
                            cfg: IdentityConfig | None = None, tcfg: IdentityTrainConfig | None = None,
                            progress: bool = True) -> tuple[IdentityEncoder, pd.DataFrame]:
-    """Train an encoder with an ArcFace head; writes `encoder.pt` + `encoder.json` + `log.csv` to `out`."""
+    """Train an encoder with an ArcFace head; writes `encoder.pt` + `encoder.json` + `log.csv` to `out`.
+
+    Resumable: every `checkpoint_every` steps the encoder, head, optimiser, schedule, generator, log rows and the
+    losses since the last row go to `out/state.pt` (atomic); a rerun after a kill resumes there and writes the
+    same files, tensor for tensor, as an uninterrupted run (its log's `seconds` aside). The state is deleted
+    once the outputs are written; a state of other data or settings is refused."""
     cfg, tcfg = cfg or IdentityConfig(), tcfg or IdentityTrainConfig()
     ids = np.asarray(ids)
     if crops.dtype != torch.uint8 or crops.shape[0] != len(ids):
@@ -180,8 +188,35 @@ def train_identity_encoder(crops: torch.Tensor, ids: np.ndarray, out: str | os.P
     opt = torch.optim.AdamW(params, tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, tcfg.lr, total_steps=tcfg.steps, pct_start=0.15)
     rows, t0, losses, accs = [], time.time(), [], []
+    out = Path(out)
+    remove_stale_temporaries(out)  # what a killed run left half-written
+    state_file, start = out / "state.pt", 1
+    train_key = {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("checkpoint_every", "threads")}
+    key = {"config": cfg.to_dict(), "train": train_key, "ids": torch.from_numpy(target).long(),
+           "crops_sha256": hashlib.sha256(crops.contiguous().numpy().tobytes()).hexdigest()}
+    if state_file.exists():
+        st = load_torch(state_file, "resume state")
+        if not (st["key"].keys() == key.keys() and all(
+                torch.equal(st["key"][k], v) if isinstance(v, torch.Tensor) else st["key"][k] == v
+                for k, v in key.items())):
+            raise StateFileError(f"{state_file}: resume state of other crops or settings; use another --out or "
+                                 "delete it to start over")
+        enc.load_state_dict(st["enc"])
+        head.load_state_dict(st["head"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        gen.set_state(st["gen"])
+        rows, losses, accs = list(st["rows"]), list(st["losses"]), list(st["accs"])
+        start, t0 = st["step"] + 1, time.time() - st["elapsed"]
+
+    def save_state(step: int) -> None:
+        save_torch(state_file, {"key": key, "step": step, "enc": enc.state_dict(), "head": head.state_dict(),
+                                "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                                "rows": rows, "losses": losses, "accs": accs, "elapsed": time.time() - t0})
+
     enc.train()
-    for step in tqdm(range(1, tcfg.steps + 1), desc="identity encoder", disable=not progress, mininterval=2.0):
+    for step in tqdm(range(start, tcfg.steps + 1), desc="identity encoder", disable=not progress, mininterval=2.0,
+                     initial=start - 1, total=tcfg.steps):
         idx = torch.randint(0, len(ids), (tcfg.batch_size,), generator=gen)
         x = _augment(crops[idx].float() / 255.0, gen)
         logits = head(enc(x), target_t[idx])
@@ -197,12 +232,16 @@ def train_identity_encoder(crops: torch.Tensor, ids: np.ndarray, out: str | os.P
             rows.append({"step": step, "epoch": step * tcfg.batch_size / len(ids), "loss": float(np.mean(losses)),
                          "train_acc_margin": float(np.mean(accs)), "seconds": time.time() - t0})
             losses, accs = [], []
+        if tcfg.checkpoint_every > 0 and step % tcfg.checkpoint_every == 0 and step < tcfg.steps:
+            save_state(step)
     enc.eval()
     log = pd.DataFrame(rows)
-    save_identity_encoder(out, enc, {"train_config": dataclasses.asdict(tcfg), "n_images": int(len(ids)),
-                                     "n_identities": int(target.max()) + 1})
+    save_identity_encoder(out, enc, {"train_config": {k: v for k, v in dataclasses.asdict(tcfg).items()
+                                                      if k != "checkpoint_every"},
+                                     "n_images": int(len(ids)), "n_identities": int(target.max()) + 1})
     with atomic_path(Path(out) / "log.csv") as tmp:
         log.to_csv(tmp, index=False)
+    state_file.unlink(missing_ok=True)  # finished: the outputs are written
     return enc, log
 
 
@@ -333,6 +372,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=100,
+                        help="training steps between resume states (out/state.pt); a rerun after a kill resumes")
     parser.add_argument("--cache", default="", help="optional .pt file caching the rendered identity sets")
 
 
@@ -370,13 +411,15 @@ def run(args) -> int:
     enc, log = train_identity_encoder(tr_crops, tr_ids, out,
                                       IdentityConfig(args.size, args.width, args.embed_dim),
                                       IdentityTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                                                          threads=args.threads))
+                                                          threads=args.threads,
+                                                          checkpoint_every=getattr(args, "checkpoint_every",
+                                                                                   IdentityTrainConfig.checkpoint_every)))
     val = verification_scores(embed(enc, va_crops), va_ids)
     result = {"validation_heldout_identities": val, "train_identities": args.train_ids, "val_identities": args.val_ids,
               "per_identity": args.per_id, "render_seconds": round(render_s, 1),
               "train_seconds": round(float(log["seconds"].iloc[-1]) if len(log) else 0.0, 1),
               "command": "syntfer identity " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                        if k not in ("func",))}
+                                                        if k not in ("func", "checkpoint_every"))}
     write_json(out / "validation.json", result)
     print(json.dumps(result, indent=2))
     return 0

@@ -48,7 +48,7 @@ from syntfer.core.images import load_image, split_fragment
 from syntfer.core.manifest import read_manifest, write_manifest
 from syntfer.sources.readers import read_dataset
 from syntfer.core.seeding import derive_seed
-from syntfer.core.storage import atomic_path, save_image, write_json
+from syntfer.core.storage import atomic_path, remove_stale_temporaries, save_image, write_json
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 LINK_MODES = ("hardlink", "copy", "symlink", "none")
@@ -356,6 +356,7 @@ def materialize(result: MixResult, out_dir: str | os.PathLike, link: str = "hard
         raise MixingError(f"link mode {link!r}: expected one of {LINK_MODES}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a killed run left half-written (its manifest's temporary, a copy's)
     frame = result.frame.copy()
     written = 0
     if link != "none":

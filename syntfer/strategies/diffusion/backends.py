@@ -25,7 +25,7 @@ from PIL import Image
 
 from syntfer.strategies.diffusion import prompts as P
 from syntfer.strategies.diffusion.fineface import load_fineface
-from syntfer.strategies.diffusion.model import WEIGHTS, load_checkpoint
+from syntfer.strategies.diffusion.model import WEIGHTS, load_checkpoint, require_finished
 from syntfer.strategies.diffusion.sampling import sample_images
 from syntfer.strategies.diffusion.text import adapt_prompt
 from syntfer.core.seeding import torch_generator
@@ -69,6 +69,7 @@ class EmbeddedBackend:
 
     def __post_init__(self) -> None:
         self.model = load_checkpoint(self.model_dir)
+        require_finished(self.model_dir)  # a max_minutes partial model is never sampled as complete
         if self.use_aus and not self.model.cfg.use_aus:
             raise BackendError(f"{self.model_dir}: checkpoint has no AU encoder; cannot run the AU variant")
         self.name = "embedded-au" if self.use_aus else "embedded"

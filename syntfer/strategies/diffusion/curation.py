@@ -27,7 +27,7 @@ from syntfer.core import labels as L
 from syntfer.core.images import load_image
 from syntfer.core.manifest import read_manifest, write_manifest
 from syntfer.core.seeding import derive_seed
-from syntfer.core.storage import atomic_path, write_json
+from syntfer.core.storage import atomic_path, remove_stale_temporaries, write_json
 
 Teacher = Callable[[Sequence[str]], np.ndarray]
 
@@ -150,6 +150,7 @@ def curate(frame: pd.DataFrame, out_dir: str | Path | None = None, *,
                                            removed.groupby(["label", "reason"]).size().items()}}
     if out_dir is not None:
         out = Path(out_dir)
+        remove_stale_temporaries(out)  # what a killed run left half-written
         new_paths = []
         for src, lab in zip(kept["path"], kept["label"]):
             dst = out / lab / Path(src).name

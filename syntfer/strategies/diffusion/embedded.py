@@ -44,8 +44,8 @@ Where each part lives: `model` (config, network, checkpoints), `captioned` (trai
 """
 from syntfer.strategies.diffusion.captioned import CaptionedImages, load_captioned
 from syntfer.strategies.diffusion.model import (ARCHS, CONFIG, PREDICTION_TYPES, TEXT_ENCODERS, VARIANTS, WEIGHTS, EmbeddedConfig,
-                                                EmbeddedDiffusion, count_parameters, default_config, load_checkpoint,
-                                                save_checkpoint)
+                                                EmbeddedDiffusion, PartialModelError, count_parameters, default_config,
+                                                load_checkpoint, require_finished, save_checkpoint)
 from syntfer.strategies.diffusion.sampling import CLIP_LATENT, SOLVERS, make_sampler, sample_images
 from syntfer.strategies.diffusion.text import (AGE_GENDER_WORDS, SPECIALS, EmbeddedModelError, WordPool, WordTokenizer,
                                                adapt_prompt, build_vocab, caption_words)
@@ -53,8 +53,8 @@ from syntfer.strategies.diffusion.training import LOG_COLUMNS, TrainConfig, trai
 
 __all__ = [
     "AGE_GENDER_WORDS", "ARCHS", "CLIP_LATENT", "CONFIG", "CaptionedImages", "EmbeddedConfig", "EmbeddedDiffusion",
-    "EmbeddedModelError", "LOG_COLUMNS", "PREDICTION_TYPES", "SOLVERS", "SPECIALS", "TEXT_ENCODERS", "TrainConfig",
+    "EmbeddedModelError", "LOG_COLUMNS", "PREDICTION_TYPES", "PartialModelError", "SOLVERS", "SPECIALS", "TEXT_ENCODERS", "TrainConfig",
     "VARIANTS", "WEIGHTS", "WordPool", "WordTokenizer", "adapt_prompt", "build_vocab", "caption_words",
-    "count_parameters", "default_config", "load_captioned", "load_checkpoint", "make_sampler", "sample_images",
-    "save_checkpoint", "train_embedded",
+    "count_parameters", "default_config", "load_captioned", "load_checkpoint", "make_sampler", "require_finished",
+    "sample_images", "save_checkpoint", "train_embedded",
 ]

@@ -255,6 +255,23 @@ def save_checkpoint(model: EmbeddedDiffusion, folder: str | Path, *, dtype: torc
     return folder
 
 
+class PartialModelError(EmbeddedModelError):
+    """A model whose training stopped before its steps (the `max_minutes` wall-time guard): not a finished model."""
+
+
+def require_finished(folder: str | Path) -> dict[str, Any]:
+    """`folder`'s config.json, or `PartialModelError` when it records a partial model: ``finished`` false, or
+    fewer ``steps`` than its training config asked for (a `max_minutes` run exports what it has; a rerun of the
+    same training resumes it). A config without training records (an outside checkpoint) passes."""
+    meta = json.loads((Path(folder) / CONFIG).read_text())
+    done, target = meta.get("steps"), (meta.get("train") or {}).get("steps")
+    if meta.get("finished") is False or (done is not None and target is not None and done < target):
+        raise PartialModelError(f"{Path(folder) / CONFIG}: a partial model ({done} of {target} training steps; "
+                                "the max_minutes wall-time guard stopped it); rerun the same training (it resumes "
+                                "from its state.pt) to finish it, or use a finished model")
+    return meta
+
+
 def load_checkpoint(folder: str | Path, device: str = "cpu") -> EmbeddedDiffusion:
     """Rebuild from config.json and load the state_dict (cast to float32; strict key match)."""
     folder = Path(folder)

@@ -245,7 +245,7 @@ def train_embedded(data: CaptionedImages, model_cfg: EmbeddedConfig, train_cfg: 
     ema_model.load_state_dict(model.state_dict())
     ema.copy_to(ema_model.trainable_parameters())
     save_checkpoint(ema_model, work_dir / "ema", dtype=torch.float32,
-                    extra={"steps": step, "train": dataclasses.asdict(train_cfg)})
+                    extra={"steps": step, "finished": not stopped_early, "train": dataclasses.asdict(train_cfg)})
     return {"steps": step, "finished": not stopped_early, "elapsed_s": el,
             "images_per_s": step * train_cfg.batch_size / max(el, 1e-9), "parameters": count_parameters(model)}
 
