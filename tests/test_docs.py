@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,24 @@ def test_relative_links_in_the_documents_resolve():
             if not (doc.parent / target).exists():
                 missing.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert not missing, "links to files that do not exist:\n" + "\n".join(missing)
+
+
+def test_the_published_run_is_in_git():
+    """reports/ is read on a git host without running anything: every file its index links to, and every link
+    into reports/ from the documents, is a file git tracks (a `.gitignore` rule such as `*.ipynb` must not keep
+    the executed notebooks out of the commit)."""
+    tracked = set(subprocess.run(["git", "ls-files", "reports"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    index = ROOT / "reports" / "README.md"
+    assert "reports/README.md" in tracked
+    links = [(index, t) for t in LINK.findall(index.read_text()) if not re.match(r"[a-z]+:", t)]
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        links += [(doc, t) for t in LINK.findall(doc.read_text()) if "reports/" in t and not re.match(r"[a-z]+:", t)]
+    assert len(links) > 10, "the reports index links to the executed notebooks"
+    untracked = sorted({f"{d.relative_to(ROOT)} -> {t}" for d, t in links
+                        if (d.parent / t).resolve().relative_to(ROOT).as_posix() not in tracked
+                        and not (d.parent / t).resolve().is_dir()})
+    assert not untracked, "links to published files git does not track:\n" + "\n".join(untracked)
 
 
 OUTSIDE = re.compile(r"\b(?:METHOD|STYLE)\.md\b")
