@@ -4,6 +4,8 @@
   (`intensity_curve`); the tables have the judge module's schema.
 - Identity: cosine similarity in the world identity encoder's space between source and edit, and between
   the edit and the hidden truth (the same identity re-rendered by the world with the target expression).
+- Sharpness: Laplacian variance of the face box in the edit over the same in its source (`sharpness_rows`), for
+  the older crop path (48-px edit scaled back up, pasted, repaired) and the full-resolution masked warp.
 - Seam: a distribution distance (Fréchet distance in a named feature space, `syntfer.instruments.distances`) between
   edited images and the untouched ffhq stand-in, before and after the domain-adaptation step, plus a direct
   seam-contrast statistic on the box border.
@@ -14,6 +16,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -21,7 +24,7 @@ import torch
 from syntfer.core import labels as L
 from syntfer.instruments.distances import frechet_distance
 from syntfer.strategies.gan.controls import ControlSpace
-from syntfer.strategies.gan.editing import clip_box, edit_images
+from syntfer.strategies.gan.editing import DegradeConfig, Restorer, clip_box, edit_images
 from syntfer.strategies.gan.networks import Generator
 from syntfer.strategies.gan.training import crop_square, face_frame, load_crops
 from syntfer.core.images import load_array
@@ -53,15 +56,63 @@ def edits_along_rho(editor: Generator, space: ControlSpace, rows: pd.DataFrame, 
     class-major, then ρ, then face order (what `intensity_curve` reads after the judge)."""
     imgs = [load_array(p, "RGB") for p in rows["source_path"]]
     boxes = [face_box(r, im) for (_, r), im in zip(rows.iterrows(), imgs)]
+    faces = [[float(r[k]) for k in ("face_x", "face_y", "face_width", "face_height")] for _, r in rows.iterrows()]
     crops, targets, rhos = [], [], []
     for c in classes:
         for rho in rho_grid:
             res = edit_images(imgs, boxes, [space.at(c, rho)] * len(imgs), editor, None, None,
-                              [np.random.default_rng(seed)] * len(imgs))
+                              [np.random.default_rng(seed)] * len(imgs), faces=faces)
             crops += list(res.pasted)
             targets += [c] * len(imgs)
             rhos += [rho] * len(imgs)
     return np.stack(crops), targets, rhos
+
+
+# ---- sharpness ----------------------------------------------------------------------------------------------
+def laplacian_variance(image: np.ndarray, box: Sequence[float]) -> float:
+    """Variance of the 3×3 Laplacian of the grey image inside `box` (x, y, w, h; clipped to the image): detail."""
+    x, y, w, h = clip_box(box, image.shape[1], image.shape[0], where="laplacian_variance")
+    g = image[y:y + h, x:x + w].astype(np.float64)
+    g = g.mean(2) if g.ndim == 3 else g
+    return float(cv2.Laplacian(g, cv2.CV_64F, ksize=1).var())
+
+
+SHARPNESS_PATHS = ("crop pasted", "crop repaired", "full")
+
+
+def sharpness_rows(editor: Generator, space: ControlSpace, rows: pd.DataFrame, classes: Sequence[str], seed: int,
+                   restorer: Restorer | None, degrade_cfg: DegradeConfig | None = None) -> pd.DataFrame:
+    """Every face of `rows` (a source pool) edited to each of `classes` at the F control (ρ = 1) by three paths:
+    'crop pasted' (the 48-px edit scaled back up and pasted), 'crop repaired' (then the seam repair with
+    `restorer`, as sets were written before full-resolution edits) and 'full' (the full-resolution masked warp).
+    One row per (face, class, path): Laplacian variance of the face box in the source and the edit, and their
+    ratio (1 = as much detail as the source)."""
+    out = []
+    for _, r in rows.iterrows():
+        img = load_array(r["source_path"], "RGB")
+        frame = face_box(r, img)
+        face = [float(r[k]) for k in ("face_x", "face_y", "face_width", "face_height")]
+        codes = [space.fixed(c) for c in classes]
+        k = len(codes)
+        rngs = [np.random.default_rng([seed, i]) for i in range(k)]
+        crop = edit_images([img] * k, [frame] * k, codes, editor, restorer, degrade_cfg, rngs, resolution="crop")
+        full = edit_images([img] * k, [frame] * k, codes, editor, None, None, rngs, faces=[face] * k,
+                           resolution="full")
+        lap_src = laplacian_variance(img, face)
+        for i, c in enumerate(classes):
+            for path, arr in (("crop pasted", crop.pasted[i]), ("crop repaired", crop.repaired[i]),
+                              ("full", full.pasted[i])):
+                lap = laplacian_variance(arr, face)
+                out.append({"source_path": r["source_path"], "target": c, "path": path, "lap_source": lap_src,
+                            "lap_edit": lap, "ratio": lap / max(lap_src, 1e-9)})
+    return pd.DataFrame(out)
+
+
+def sharpness_summary(sharp: pd.DataFrame) -> pd.DataFrame:
+    """Median sharpness ratio per path, overall (column 'all') and per target class."""
+    per_class = sharp.pivot_table(index="path", columns="target", values="ratio", aggfunc="median")
+    per_class.insert(0, "all", sharp.groupby("path")["ratio"].median())
+    return per_class.reindex([p for p in SHARPNESS_PATHS if p in per_class.index])
 
 
 def confusion_rows(probs: np.ndarray, targets: Sequence[str]) -> pd.DataFrame:
