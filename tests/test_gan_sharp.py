@@ -174,3 +174,43 @@ def test_render_edit_set_records_the_full_resolution_path(tmp_path):
         out = np.asarray(Image.open(r["path"]).convert("RGB"))
         mask = face_mask(src.shape[:2], FACE)
         assert np.array_equal(out[mask == 0], src[mask == 0])
+
+
+def test_compare_edit_paths_tables(tmp_path):
+    from PIL import Image
+
+    from syntfer.core import labels as L
+    from syntfer.instruments.identity_encoder import IdentityConfig, IdentityEncoder
+    from syntfer.instruments.judge import JudgeOutputs
+    from syntfer.strategies.gan.measurements import compare_edit_paths, laplacian_variance_at
+
+    class FakeJudge:  # reads every image as 'happy'; features: the image's mean colour and its spread
+        def outputs(self, images):
+            x = np.asarray(images, dtype=np.float32)
+            probs = np.full((len(x), L.NUM_CLASSES), 0.01)
+            probs[:, L.CLASS_TO_INDEX["happy"]] = 0.94
+            feats = np.concatenate([x.mean((1, 2)), x.std((1, 2))], 1) + np.random.default_rng(0).normal(0, 1, (len(x), 6))
+            return JudgeOutputs(probs, np.log(probs), feats)
+
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(_fine_texture(0.7 + 0.1 * i)).save(p)
+        paths.append(str(p))
+    pool = pd.DataFrame({"source_path": paths, "identity": list("abcde"), "face_x": FACE[0], "face_y": FACE[1],
+                         "face_width": FACE[2], "face_height": FACE[3]})
+    torch.manual_seed(0)
+    enc = IdentityEncoder(IdentityConfig()).eval()
+    summary, per_class = compare_edit_paths(FixedFlow(EditorConfig(**SMALL)), pool.iloc[:2], FakeJudge(), enc, 0,
+                                            restorer=None, reference=pool.iloc[2:])
+    assert summary["path"].tolist() == ["crop pasted", "crop repaired", "full"]
+    assert (summary["edits"] == 2 * L.NUM_CLASSES).all()
+    s = summary.set_index("path")
+    assert s.loc["full", "sharpness_ratio"] >= 0.8 > s.loc["crop pasted", "sharpness_ratio"]
+    assert s.loc["full", "sharpness_ratio_64px"] > s.loc["crop pasted", "sharpness_ratio_64px"]
+    assert np.isclose(s.loc["full", "fidelity_F"], 1 / L.NUM_CLASSES)  # only 'happy' is read right
+    assert per_class.loc["full", "happy"] == 1.0 and per_class.loc["full", "sad"] == 0.0
+    assert np.isfinite(s["fd_judge_to_unedited"]).all() and (s["identity_source_edit"] <= 1.0 + 1e-6).all()
+    img = _fine_texture(0.7)
+    assert laplacian_variance_at(img, FRAME, 128) == laplacian_variance(img, FRAME)  # at the box's own size: no resize
+    assert laplacian_variance_at(img, FACE, 64) != laplacian_variance(img, FACE)
