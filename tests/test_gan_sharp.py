@@ -133,6 +133,10 @@ def test_edit_path_choice_and_errors():
         warp_full(img, FRAME, torch.ones(2, 8, 8), np.zeros((10, 10), np.float32))
     with pytest.raises(ValueError, match="inner"):
         FaceMask(inner=1.0)
+    low = face_mask((160, 160), FACE, FaceMask(radius_top=0.3))  # a flatter top: the forehead stays still
+    full = face_mask((160, 160), FACE)
+    top, bottom = slice(0, int(FACE[1] + 0.55 * FACE[3])), slice(int(FACE[1] + 0.55 * FACE[3]) + 1, 160)
+    assert (low[top] <= full[top]).all() and low[top].sum() < full[top].sum() and np.array_equal(low[bottom], full[bottom])
 
 
 def test_sharpness_rows_and_summary(tmp_path):

@@ -92,16 +92,20 @@ class FaceMask:
     cheeks move and the hair, the head outline and everything around them stay where they are (the default
     ellipse touches the face box's sides, so nothing left or right of the box moves). Chosen on 40 faces × 7
     classes with the committed editor (models/gan/README.md): a tighter ellipse (0.42 / 0.42 / 0.6) cost judged
-    fidelity (0.64 against 0.66), no mask at all gives 0.69 — the judge partly reads the bent outline.
+    fidelity (0.64 against 0.66), no mask at all gives 0.69 — the judge partly reads the bent outline; keeping the
+    forehead and hairline still (`radius_top` 0.33, centre 0.58) costs more (0.61; anger 0.68 → 0.48: this editor
+    moves the forehead with the brows), so by default the top of the head moves a little with the brows.
     """
 
     centre_y: float = 0.55
     radius_x: float = 0.5
     radius_y: float = 0.5
     inner: float = 0.5
+    radius_top: float | None = None  # the semi-axis above the centre (forehead, hairline); None: radius_y
 
     def __post_init__(self) -> None:
-        if not (0 < self.radius_x and 0 < self.radius_y and 0 <= self.inner < 1):
+        if not (0 < self.radius_x and 0 < self.radius_y and 0 <= self.inner < 1
+                and (self.radius_top is None or self.radius_top > 0)):
             raise ValueError(f"FaceMask{dataclasses.astuple(self)}: expected radii > 0 and 0 <= inner < 1")
 
 
@@ -111,7 +115,8 @@ def face_mask(shape: tuple[int, int], face: Sequence[float], cfg: FaceMask = Fac
     x, y, w, h = (float(v) for v in face)
     cx, cy = x + w / 2.0, y + cfg.centre_y * h
     yy, xx = np.mgrid[0:hgt, 0:wid].astype(np.float32) + 0.5  # pixel centres
-    r = np.sqrt(((xx - cx) / (cfg.radius_x * w)) ** 2 + ((yy - cy) / (cfg.radius_y * h)) ** 2)
+    ry = np.where(yy < cy, cfg.radius_top if cfg.radius_top is not None else cfg.radius_y, cfg.radius_y) * h
+    r = np.sqrt(((xx - cx) / (cfg.radius_x * w)) ** 2 + ((yy - cy) / ry) ** 2)
     t = np.clip((1.0 - r) / (1.0 - cfg.inner), 0.0, 1.0)
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
