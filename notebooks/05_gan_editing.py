@@ -31,6 +31,13 @@
 # axis angle with ρ ~ U(0.5, 1.2) (see `syntfer.strategies.gan.controls`). CodeFormer (the paper's restorer) needs
 # weights that cannot be had offline; the default restorer is OpenCV non-local means + unsharp mask, and
 # this notebook measures what that choice does.
+#
+# **Full-resolution edits.** A flow editor computes its displacement field on the 48-px crop, but the field — not the
+# image — is what is scaled up: it is upsampled to the face frame's size in the source, multiplied by a soft face mask
+# (an ellipse inside the face box, so hair, head outline and background do not move) and the source is warped at its
+# own resolution (`syntfer.strategies.gan.editing.edit_images`, `resolution="full"`). Nothing is resized back, there is
+# no seam, so the sets get no seam repair; the `restorer` below acts on the older crop path (48-px edit scaled up and
+# pasted), which this notebook keeps as the "before" of the sharpness comparison and for pixel editors.
 
 # %% tags=["parameters"]
 seed = 0  # seeds the recipe, controls, degradation noise and the judge
@@ -84,6 +91,7 @@ from syntfer.instruments.identity_encoder import embed, load_identity_encoder
 from syntfer.instruments.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
 from syntfer.sources.readers import read_dataset
 from syntfer.core.seeding import seed_everything
+from syntfer.core.images import load_array
 from syntfer.core.storage import write_json
 
 assert recipe in ("10", "70", "RAF"), f"recipe {recipe!r}"
@@ -173,6 +181,37 @@ ax.set_yticks([h * (i + 0.5) for i in range(len(rtitles))], rtitles)
 ax.set_xticks([w * (i + 0.5) for i in range(7)], ctitles)
 ax.grid(False)
 figs.show(fig, "one_identity_grid")
+
+# %% [markdown]
+# ## Sharpness: the old crop path against the full-resolution warp
+# The first `seam_faces` source faces edited into the six expressions at the F control by both paths. Sharpness is the
+# Laplacian variance of the face box of the edit over that of its source (1 = as much fine detail as the photo it came
+# from); the old path is shown before (pasted) and after its seam repair (whose noise and unsharp mask raise the
+# Laplacian variance without restoring detail: look at the pictures). The pictures are full size, native pixels:
+# source | old path | new path | the pixels the new path changed (white; everything else is the source's, byte for byte).
+
+# %%
+sharp = E.sharpness_rows(editor, space, pool.iloc[:seam_faces], [c for c in L.CLASSES if c != "neutral"], seed,
+                         rest, dcfg)
+sharp.to_csv(out / "sharpness.csv", index=False)
+sharp_summary = E.sharpness_summary(sharp)
+display(sharp_summary.round(3))
+for path_name, ratio in sharp_summary["all"].items():
+    metrics[f"sharpness_ratio_{path_name.replace(' ', '_')}"] = float(ratio)
+set_ratio = [E.laplacian_variance(load_array(r["path"], "RGB"), [r[k] for k in E.FACE_BOX])
+             / max(E.laplacian_variance(load_array(r["source_path"], "RGB"), [r[k] for k in E.FACE_BOX]), 1e-9)
+             for _, r in sets["V"].head(seam_faces).iterrows()]
+metrics["sharpness_ratio_set_V"] = float(np.median(set_ratio))
+print(f"median sharpness ratio of the V set as written (first {len(set_ratio)} edits): {np.median(set_ratio):.3f}")
+ex_rows = pool.iloc[:4]
+ex_codes = [space.fixed(c) for c in ("happy", "sad", "surprise", "anger")]
+ex, titles = R.sharpness_examples(editor, ex_rows, ex_codes, rest, dcfg, seed)
+fig, ax = plt.subplots(figsize=(12, 12 * ex.shape[0] / ex.shape[1]))
+ax.imshow(ex, interpolation="nearest")
+ax.set_xticks([ex.shape[1] / len(titles) * (i + 0.5) for i in range(len(titles))], titles, fontsize=8)
+ax.set_yticks([])
+ax.grid(False)
+figs.show(fig, "sharpness_before_after")
 
 # %% [markdown]
 # ## The judge
@@ -275,8 +314,9 @@ figs.show(g.figure, "identity_per_class")
 
 # %% [markdown]
 # ## Seam repair: before/after and the distance to the source distribution
-# Columns: source, pasted edit, degraded (band + global, the paper's settings scaled to the image size),
-# then each restorer. The distance is a Fréchet distance between 1.5×-box context crops of edited images and
+# The paper's seam repair belongs to the crop path (an editor-resolution crop pasted back); the full-resolution warp has
+# no seam and is one more row of the table (`full-resolution warp`). Columns: source, pasted crop edit, degraded
+# (band + global, the paper's settings scaled to the image size), then each restorer. The distance is a Fréchet distance between 1.5×-box context crops of edited images and
 # of untouched ffhq-stand-in images, in two named feature spaces (the one judge's penultimate layer:
 # **FD-judge**; the identity encoder: **FD-identity**) — not FID. `seam_contrast` is the intensity step across
 # the box border over the step just inside it (≈1: invisible border).
@@ -294,6 +334,8 @@ ax.set_yticks([])
 ax.grid(False)
 figs.show(fig, "seam_before_after")
 variants = R.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=crop_size)
+variants.update(R.seam_variants(editor, srows, scodes, {"full-resolution warp": None}, dcfg, seed, size=crop_size,
+                                resolution="full"))
 ref_ctx = R.source_context_crops(pool.iloc[len(pool) // 2:], crop_size)  # untouched faces (other half)
 src_ctx = R.source_context_crops(srows.rename(columns={"edit_path": "path"}), crop_size)
 seam = E.seam_table(variants, src_ctx, ref_ctx, {"judge": lambda x: judge.outputs(x).features,

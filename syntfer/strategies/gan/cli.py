@@ -1,5 +1,6 @@
-"""`syntfer gan train|edit|classifier`: train a GANmut-style editor on a labeled set; write an edited training set;
-train the frozen classifier an editor's task loss reads (on crops framed as the editor frames faces)."""
+"""`syntfer gan train|edit|classifier|compare-paths`: train a GANmut-style editor on a labeled set; write an edited
+training set; train the frozen classifier an editor's task loss reads (on crops framed as the editor frames faces);
+compare the crop path with the full-resolution warp (sharpness, fidelity, identity)."""
 from __future__ import annotations
 
 import argparse
@@ -98,6 +99,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--out", required=True)
+    e.add_argument("--resolution", choices=("full", "crop"), default="full",
+                   help="flow editors: 'full' warps the source at its own resolution inside a face mask (no seam "
+                        "repair); 'crop' pastes the editor-resolution crop back and repairs the seam")
+    m = sub.add_parser("compare-paths", help="sharpness, judge fidelity and identity of the crop path against the "
+                       "full-resolution warp (issue #30), on a source pool's first faces x 7 classes at F")
+    m.add_argument("--editor", required=True, help="folder with generator.pt + editor.json")
+    m.add_argument("--intensity", choices=("learned", "interpolate"), default=None)
+    m.add_argument("--intensity-gamma", type=float, default=None)
+    m.add_argument("--boxes", required=True, help="source pool: boxes.csv (e.g. outputs/world/ffhq/boxes.csv)")
+    m.add_argument("--truth", help="truth.csv with identities for --boxes")
+    m.add_argument("--judge", required=True, help="judge checkpoint folder (outputs/instruments/judge/checkpoint)")
+    m.add_argument("--ceilings", help="the judge's ceiling.csv: adds F over the ceiling")
+    m.add_argument("--reference-domain", default="ref_ffhq")
+    m.add_argument("--identity", default="models/identity/world32", help="identity encoder folder")
+    m.add_argument("--faces", type=int, default=200, help="first N faces of the pool are edited")
+    m.add_argument("--restorer", choices=("none", "denoise"), default="denoise", help="the crop path's seam repair")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=1)
+    m.add_argument("--out", required=True, help="folder for compare_paths.csv and compare_paths_per_class.csv")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -163,10 +183,41 @@ def _edit(args: argparse.Namespace) -> int:
     plan = plan_recipe(pool, args.recipe, per_class=args.per_class, total=args.total, seed=args.seed)
     restorer = None if args.restorer == "paste" else make_restorer(args.restorer, args.codeformer_weights)
     m = render_edit_set(plan, gen, args.out, variant=args.variant, seed=args.seed, restorer=restorer,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, resolution=args.resolution)
     print(json.dumps({"images": len(m), "counts": L.counts(m["label"]), "shortfall": plan.shortfall}))
     return 0
 
 
+def _compare_paths(args: argparse.Namespace) -> int:
+    from syntfer.instruments.identity_encoder import load_identity_encoder
+    from syntfer.instruments.judge import Judge, judge_ceiling
+    from syntfer.strategies.gan.editing import DegradeConfig
+    from syntfer.strategies.gan.measurements import compare_edit_paths
+
+    torch.set_num_threads(args.threads)
+    gen = load_generator(args.editor, args.intensity, args.intensity_gamma)
+    pool = source_pool_from_boxes(args.boxes, args.truth)
+    rows = pool.iloc[:args.faces]
+    reference = pool.iloc[len(pool) // 2:len(pool) // 2 + 4 * len(rows)]  # untouched faces (the pool's other half)
+    if args.faces > len(pool) // 2:
+        raise SystemExit(f"--faces {args.faces}: at most half the pool ({len(pool) // 2}); the other half is the "
+                         "unedited reference")
+    t0 = time.time()
+    summary, per_class = compare_edit_paths(gen, rows, Judge.load(args.judge), load_identity_encoder(args.identity),
+                                            args.seed, make_restorer(args.restorer), DegradeConfig(), reference)
+    if args.ceilings:
+        summary["F_over_ceiling"] = summary["fidelity_F"] / judge_ceiling(args.ceilings, args.reference_domain)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "compare_paths.csv", index=False)
+    per_class.to_csv(out / "compare_paths_per_class.csv")
+    with pd.option_context("display.width", 200):
+        print(summary.round(3).to_string(index=False))
+        print(per_class.round(3).to_string())
+    print(f"{len(rows)} faces x 7 classes, {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    return {"train": _train, "edit": _edit, "classifier": _classifier}[args.action](args)
+    return {"train": _train, "edit": _edit, "classifier": _classifier,
+            "compare-paths": _compare_paths}[args.action](args)

@@ -16,6 +16,13 @@ from syntfer.strategies.gan.training import crop_square
 from syntfer.core.images import load_array
 
 
+FACE_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
+
+
+def _face(row: pd.Series) -> list[float]:
+    return [float(row[k]) for k in FACE_COLUMNS]
+
+
 def expression_grid(generator: Generator, row: pd.Series, rhos: Sequence[float], seed: int,
                     truth: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
     """One face × 7 classes (columns) × ρ values (rows) of pasted edits (no seam repair), plus a truth row.
@@ -28,7 +35,8 @@ def expression_grid(generator: Generator, row: pd.Series, rhos: Sequence[float],
     tiles, row_titles = [], []
     for rho in rhos:
         codes = [space.at(c, rho) if c != "neutral" else ControlValue("neutral", 0.0, 0.0, "manual") for c in L.CLASSES]
-        res = edit_images([img] * 7, [box] * 7, codes, generator, None, None, [np.random.default_rng(seed)] * 7)
+        res = edit_images([img] * 7, [box] * 7, codes, generator, None, None, [np.random.default_rng(seed)] * 7,
+                          faces=[_face(row)] * 7)
         tiles.append(np.concatenate(res.pasted, 1))
         row_titles.append(f"ρ={rho:g}")
     if truth is not None:
@@ -39,12 +47,14 @@ def expression_grid(generator: Generator, row: pd.Series, rhos: Sequence[float],
 
 def seam_examples(generator: Generator, rows: pd.DataFrame, codes: Sequence[ControlValue], restorers: dict[str, Restorer],
                   degrade_cfg: DegradeConfig, seed: int) -> tuple[np.ndarray, list[str]]:
-    """Columns: source, pasted edit, degraded, then each restorer's output; one row per example."""
+    """Columns: source, pasted edit, degraded, then each restorer's output; one row per example. The paper's seam
+    repair acts on the crop path (the editor-resolution crop pasted back), so that is the edit shown here."""
     lines, titles = [], ["source", "pasted", "degraded", *restorers]
     for (_, row), code in zip(rows.iterrows(), codes):
         img = load_array(row["source_path"], "RGB")
         box = face_box(row, img)
-        res = edit_images([img], [box], [code], generator, None, None, [np.random.default_rng(seed)])
+        res = edit_images([img], [box], [code], generator, None, None, [np.random.default_rng(seed)],
+                          resolution="crop")
         deg = degrade(res.pasted[0], box, degrade_cfg, np.random.default_rng(seed))
         outs = [img, res.pasted[0], deg] + [r(deg, box) for r in restorers.values()]
         lines.append(np.concatenate(outs, 1))
@@ -53,13 +63,17 @@ def seam_examples(generator: Generator, rows: pd.DataFrame, codes: Sequence[Cont
 
 def seam_variants(generator: Generator, rows: pd.DataFrame, codes: Sequence[ControlValue],
                   restorers: dict[str, Restorer | None], degrade_cfg: DegradeConfig, seed: int,
-                  size: int) -> dict[str, dict[str, np.ndarray]]:
-    """For each variant ('paste' = no repair, or a restorer): context crops (1.5× box) and face crops."""
+                  size: int, resolution: str = "crop") -> dict[str, dict[str, np.ndarray]]:
+    """For each variant ('paste' = no repair, or a restorer): context crops (1.5× box) and face crops.
+
+    `resolution`: the edit path (`edit_images`); 'crop' (default) is the one the paper's seam repair is for, 'full'
+    the full-resolution masked warp (pass ``{"full-resolution warp": None}``: it has no seam to repair)."""
     out: dict[str, dict[str, list]] = {k: {"context": [], "face": [], "seam": []} for k in restorers}
     for (_, row), code in zip(rows.iterrows(), codes):
         img = load_array(row["source_path"], "RGB")
         box = face_box(row, img)
-        res = edit_images([img], [box], [code], generator, None, None, [np.random.default_rng(seed)])
+        res = edit_images([img], [box], [code], generator, None, None, [np.random.default_rng(seed)],
+                          faces=[_face(row)], resolution=resolution)
         for name, restorer in restorers.items():
             if restorer is None:
                 final = res.pasted[0]
@@ -72,6 +86,30 @@ def seam_variants(generator: Generator, rows: pd.DataFrame, codes: Sequence[Cont
             out[name]["face"].append(crop_square(final, box, size))
             out[name]["seam"].append(seam_contrast(final, box))
     return {k: {kk: np.stack(vv) if kk != "seam" else np.array(vv) for kk, vv in v.items()} for k, v in out.items()}
+
+
+def sharpness_examples(generator: Generator, rows: pd.DataFrame, codes: Sequence[ControlValue], restorer: Restorer | None,
+                       degrade_cfg: DegradeConfig, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Full-size (native pixels, no resizing) crops of the face frame: source | old path (48-px edit pasted back,
+    then the seam repair with `restorer`) | new path (full-resolution masked warp) | where the new path changed
+    pixels (white) — one row per example; all rows are padded to the largest frame. Returns the tiled image and
+    the column titles (each row's Laplacian-variance ratios are in `sharpness_rows`)."""
+    tiles = []
+    for (_, row), code in zip(rows.iterrows(), codes):
+        img = load_array(row["source_path"], "RGB")
+        box = face_box(row, img)
+        rng = [np.random.default_rng(seed)]
+        old = edit_images([img], [box], [code], generator, restorer, degrade_cfg, rng, resolution="crop").repaired[0]
+        new = edit_images([img], [box], [code], generator, None, None, rng, faces=[_face(row)]).pasted[0]
+        changed = np.repeat(((new != img).any(2) * 255).astype(np.uint8)[..., None], 3, 2)
+        x, y, w, h = box
+        tiles.append([a[y:y + h, x:x + w] for a in (img, old, new, changed)])
+    hmax = max(t[0].shape[0] for t in tiles)
+    wmax = max(t[0].shape[1] for t in tiles)
+    pad = lambda a: np.pad(a, ((0, hmax - a.shape[0]), (0, wmax - a.shape[1]), (0, 0)))  # noqa: E731
+    grid = np.concatenate([np.concatenate([pad(a) for a in t], 1) for t in tiles], 0)
+    return grid, ["source", f"old: 48 px pasted + {getattr(restorer, 'name', 'no')} repair", "new: full-resolution warp",
+                  "pixels the new path changed"]
 
 
 def source_context_crops(rows: pd.DataFrame, size: int) -> np.ndarray:

@@ -258,6 +258,14 @@ class Generator(nn.Module):
         grid = F.affine_grid(theta, [b, 3, h, w], align_corners=False) + dense.permute(0, 2, 3, 1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
+    def flow_rgb01(self, faces: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """A flow editor's (B, 2, g, g) displacements for RGB faces in [0, 1] at the editor's size (channel order
+        handled); units as `flow`: fractions of the crop's half side, so they apply to the crop at any resolution."""
+        x = faces * 2 - 1
+        if self.cfg.channel_order == "BGR":
+            x = x.flip(1)
+        return self.flow(x, code)
+
     def edit_rgb01(self, faces: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Edit RGB faces in [0, 1] at the editor's size; returns RGB in [0, 1] (channel order handled)."""
         x = faces * 2 - 1

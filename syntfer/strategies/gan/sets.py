@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from syntfer.core import labels as L
 from syntfer.strategies.gan.controls import ControlSpace, ControlValue
-from syntfer.strategies.gan.editing import (BOX_NAMES, DegradeConfig, EditError, Restorer, clip_box, edit_images)
+from syntfer.strategies.gan.editing import (BOX_NAMES, DegradeConfig, EditError, Restorer, clip_box, edit_images,
+                                            edit_path)
 from syntfer.strategies.gan.networks import Generator
 from syntfer.strategies.gan.training import face_frame
 from syntfer.core.images import load_array
@@ -35,6 +36,7 @@ from syntfer.core.storage import remove_stale_temporaries, save_image, write_jso
 from syntfer.sources.world.presets import class_counts
 
 RECIPES = ("10", "70", "RAF")
+FULL_WARP = "none (full-resolution warp)"  # the manifest's `restorer` for full-resolution edits: nothing to repair
 MANIFEST_COLUMNS = ("path", "label", "source_path", "identity", "control_x", "control_y", "rho", "theta",
                     "variant", "seed", "restorer", "face_x", "face_y", "face_width", "face_height")
 
@@ -167,8 +169,12 @@ def _refuse_duplicate_outputs(paths: Sequence[str], rows: pd.DataFrame) -> None:
 
 def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *, variant: str, seed: int,
                     restorer: Restorer | None, degrade_cfg: DegradeConfig | None = None, batch_size: int = 32,
-                    progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True, resolution: str = "full") -> pd.DataFrame:
     """Edit every planned row, write PNGs under `out/images/<label>/` and `out/manifest.csv`; resumable.
+
+    `resolution` as in `edit_images`: a flow editor's 'full' edits warp the source at its own resolution inside a
+    soft face mask and run no seam repair (the manifest's `restorer` column then reads 'none (full-resolution
+    warp)'); 'crop' pastes the editor-resolution crop back and repairs the seam with `restorer`.
 
     Rows whose image exists are not re-edited (their control values are recomputed from the seed, so the
     manifest is identical). Sources that fail to load or whose box is unusable are counted in
@@ -177,6 +183,8 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
     out = Path(out)
     remove_stale_temporaries(out)  # what a killed run left half-written
     space = generator.control_space()
+    path = edit_path(generator, resolution)
+    repair = FULL_WARP if path == "full" else (restorer.name if restorer is not None else "paste")
     rows = plan.rows.reset_index(drop=True)
     records: list[dict] = []
     skipped: list[dict] = []
@@ -189,8 +197,7 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
         cv = control_for(space, r["label"], variant, s)
         rec = {"path": str(out / names[i]), "label": r["label"],
                "source_path": r["source_path"], "identity": r["identity"], **cv.as_row(), "seed": s,
-               "restorer": restorer.name if restorer is not None else "paste",
-               **{k: r[k] for k in BOX_NAMES}}
+               "restorer": repair, **{k: r[k] for k in BOX_NAMES}}
         records.append(rec)
         if not Path(rec["path"]).exists():
             todo.append((i, rec))
@@ -198,7 +205,7 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
     bar = tqdm(total=len(todo), desc=f"gan edits {plan.recipe}/{variant}", disable=not progress, mininterval=2.0)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        images, boxes, codes, rngs, keep = [], [], [], [], []
+        images, boxes, faces, codes, rngs, keep = [], [], [], [], [], []
         for i, rec in chunk:
             try:
                 img = load_array(rec["source_path"], "RGB")
@@ -210,10 +217,12 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
                 continue
             images.append(img)
             boxes.append(box)
+            faces.append([float(rec[k]) for k in BOX_NAMES])
             codes.append(ControlValue(rec["label"], rec["control_x"], rec["control_y"], rec["variant"]))
             rngs.append(np.random.default_rng(derive_seed(rec["seed"], "degrade")))
             keep.append(rec)
-        res = edit_images(images, boxes, codes, generator, restorer, degrade_cfg, rngs)
+        res = edit_images(images, boxes, codes, generator, restorer, degrade_cfg, rngs, faces=faces,
+                          resolution=resolution)
         for rec, arr in zip(keep, res.repaired):
             save_image(rec["path"], Image.fromarray(arr))
         bar.update(len(chunk))
@@ -226,7 +235,7 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
         "requested_per_class": plan.requested, "shortfall_per_class": plan.shortfall,
         "counts": L.counts(manifest["label"]), "skipped": skipped, "n_skipped": len(skipped),
         "control_space": space.to_dict(), "generator": generator.cfg.to_dict(),
-        "restorer": restorer.name if restorer is not None else "paste",
+        "restorer": repair, "edit_path": path,
         "degrade": dataclasses.asdict(degrade_cfg or DegradeConfig())})
     return manifest
 
