@@ -193,7 +193,9 @@ figs.show(fig, "one_identity_grid")
 # %%
 sharp = E.sharpness_rows(editor, space, pool.iloc[:seam_faces], [c for c in L.CLASSES if c != "neutral"], seed,
                          rest, dcfg)
-sharp.to_csv(out / "sharpness.csv", index=False)
+# stored relative to the FFHQ stand-in folder (no machine-specific path in a DVC-tracked output)
+sharp.assign(source_path=[Path(p).resolve().relative_to(ffhq.resolve()).as_posix() for p in sharp["source_path"]]
+             ).to_csv(out / "sharpness.csv", index=False)
 sharp_summary = E.sharpness_summary(sharp)
 display(sharp_summary.round(3))
 for path_name, ratio in sharp_summary["all"].items():
