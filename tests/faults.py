@@ -29,6 +29,7 @@ run (the README's Reliability figures).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import os
@@ -123,6 +124,25 @@ class FilesPresent:
 
 
 # --------------------------------------------------------------------------- the fault
+@contextlib.contextmanager
+def killed_group(proc: subprocess.Popen, log, tally: str):
+    """The body waits for the kill point; leaving it SIGKILLs the job's process group. On any exit the job is
+    stopped and `log` closed; after a kill, the job must have ended by SIGKILL with nothing of its group left
+    (`assert_group_gone`), and `tally` counts it."""
+    try:
+        yield
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL, f"job ended with {proc.returncode}, not by SIGKILL"
+    assert_group_gone(proc.pid)
+    TALLY[tally] += 1
+
+
 def kill_between_checkpoints(args: Sequence[str], progress: Callable[[], int], *, after: int, seed: int,
                              cwd: Path | None = None, timeout: float = 600, poll_s: float = 0.003) -> dict:
     """Run `args`; when `progress()` reaches `after`, wait a seeded random fraction (5-95 %) of the last
@@ -138,7 +158,7 @@ def kill_between_checkpoints(args: Sequence[str], progress: Callable[[], int], *
     t0 = time.monotonic()
     times: dict[int, float] = {}
     count = 0
-    try:
+    with killed_group(proc, log, "faults injected (SIGKILL)"):
         while count < after:
             if proc.poll() is not None:
                 log.seek(0)
@@ -161,16 +181,6 @@ def kill_between_checkpoints(args: Sequence[str], progress: Callable[[], int], *
         if proc.poll() is not None:
             raise FaultNotInjected(f"{' '.join(map(str, args))} exited {proc.returncode} before the kill "
                                    f"({delay:.3f} s after progress step {after})")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-    assert proc.returncode == -signal.SIGKILL, f"job ended with {proc.returncode}, not by SIGKILL"
-    assert_group_gone(proc.pid)
-    TALLY["faults injected (SIGKILL)"] += 1
     return {"after": after, "delay_s": round(delay, 4), "progress_now": progress(), "seconds": time.monotonic() - t0}
 
 
@@ -255,7 +265,7 @@ def kill_inside_rename(args: Sequence[str], name: str, k: int, marker: Path, *, 
     proc = subprocess.Popen(list(args), cwd=cwd, env={**job_env(), RENAME_PAUSE: f"{name}:{k}:{marker}"},
                             stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     t0 = time.monotonic()
-    try:
+    with killed_group(proc, log, "faults injected (SIGKILL between a checkpoint's write and rename)"):
         while not marker.exists():
             if proc.poll() is not None:
                 log.seek(0)
@@ -264,16 +274,6 @@ def kill_inside_rename(args: Sequence[str], name: str, k: int, marker: Path, *, 
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"write {k} of {name} did not happen within {timeout} s")
             time.sleep(0.003)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-    assert proc.returncode == -signal.SIGKILL, f"job ended with {proc.returncode}, not by SIGKILL"
-    assert_group_gone(proc.pid)
-    TALLY["faults injected (SIGKILL between a checkpoint's write and rename)"] += 1
 
 
 # --------------------------------------------------------------------------- comparison
