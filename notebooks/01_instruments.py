@@ -37,11 +37,10 @@
 # here are **world** numbers (rendered faces), never a RAF-DB/AffectNet result.
 
 # %% tags=["parameters"]
-world_dir = "outputs/world"  # the rendered world (reference domains included)
 teacher_train = "outputs/sets/real_affectnet/manifest.csv"  # the teacher's training data (AffectNet stand-in train)
 teacher_test = "outputs/tests/affectnet.csv"  # its in-domain held-out test split (touched once, here)
-judge_domains = "ref_web,ref_ffhq"  # reference domains the judge learns and is read against
-reader_domain = "ref_web"  # the attribute reader's domain (people drawn from prompt words)
+references = "ref_web:truth:outputs/world/ref_web,ref_ffhq:truth:outputs/world/ref_ffhq"  # each look's labeled faces (name:format:root): the judge learns their train splits, its ceilings their held-out splits
+reader_domain = "ref_web"  # the attribute reader's reference: needs demographic truth (a world domain), else skipped
 model = "cnn_tiny"  # registry model of all three instruments
 model_kwargs = '{"img_size": 48, "head": "flatten"}'
 teacher_epochs = 16
@@ -71,11 +70,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 
 from syntfer.instruments import attributes as A
 from syntfer.instruments import build as I
 from syntfer.engine.data import as_frame
 from syntfer.instruments.judge import Judge, judge_ceiling, label_indices, reliability
+from syntfer.core import provenance as P
 from syntfer.core.plots import show
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
@@ -86,9 +87,13 @@ seed_everything(seed)
 kwargs = json.loads(model_kwargs)
 if not isinstance(kwargs, dict):
     raise ValueError(f"model_kwargs={model_kwargs!r} is not a JSON object")
-domains = [d.strip() for d in judge_domains.split(",") if d.strip()]
-if not domains:
-    raise ValueError("judge_domains is empty")
+refs = I.parse_references(references)
+domains = list(refs)
+inputs = {"teacher_train": {"path": teacher_train, "kind": P.manifest_kind(teacher_train)},  # where its images are from
+          "teacher_test": {"path": teacher_test, "kind": P.manifest_kind(teacher_test)},
+          **P.describe({f"reference.{d}": root for d, (_, root) in refs.items()})}
+skipped: dict[str, str] = {}
+display(Markdown(P.banner(inputs, "01_instruments")))
 out = Path(out_dir)
 figures = out / "figures"
 figures.mkdir(parents=True, exist_ok=True)
@@ -141,11 +146,11 @@ show(fig, figures / "teacher_reliability.png")
 # score about this; a generated set's expression fidelity is read against it.
 
 # %%
-judge_train = pd.concat([I.reference_frame(world_dir, d, "train") for d in domains], ignore_index=True)
+judge_train = pd.concat([I.reference_frame(refs[d][1], "train", refs[d][0]) for d in domains], ignore_index=True)
 judge_info = I.train_instrument(config(judge_epochs), judge_train, out / "judge", name="judge",
                                 bins=reliability_bins)
 judge = Judge.load(out / "judge" / I.CHECKPOINT, name="judge")
-ceiling = I.measure_ceiling(judge, {d: I.reference_frame(world_dir, d, "test") for d in domains})
+ceiling = I.measure_ceiling(judge, {d: I.reference_frame(refs[d][1], "test", refs[d][0]) for d in domains})
 write_text(out / "judge" / "ceiling.csv", ceiling.to_csv(index=False))
 ceiling.pivot(index="class", columns="domain", values="fidelity").round(3)
 
@@ -155,17 +160,29 @@ ceiling.pivot(index="class", columns="domain", values="fidelity").round(3)
 # inside the race word's range (`syntfer.instruments.attributes`). The held-out accuracies are the demographic ceilings.
 
 # %%
-reader_train = I.reference_frame(world_dir, reader_domain, "train")
-reader_best = A.train_reader(reader_train, out / "reader", trunk=model, trunk_kwargs=kwargs, epochs=reader_epochs,
-                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
-reader = A.load_reader(out / "reader")
-reader_test = I.reference_frame(world_dir, reader_domain, "test")
-read = reader.predict(reader_test["path"].tolist())
-reader_ceiling = A.demographic_fidelity(read, reader_test)
-reader_ceiling.update({f"{a}_exact": float((read[a].astype(str) == reader_test[a].astype(str)).mean())
-                       for a in A.ATTRIBUTES})
-write_json(out / "reader" / "ceiling.json", reader_ceiling)
-pd.Series(reader_ceiling).round(3).to_frame(f"{reader_domain} test")
+reader_train = (I.reference_frame(refs[reader_domain][1], "train", refs[reader_domain][0])
+                if reader_domain in refs else None)
+reader_ceiling: dict[str, float] = {}
+if reader_train is None:
+    skipped["reader"] = f"reader_domain={reader_domain!r} is not one of the references {domains}"
+elif not set(A.ATTRIBUTES) <= set(reader_train.columns):
+    skipped["reader"] = (f"reference {reader_domain} ({refs[reader_domain][0]}: {refs[reader_domain][1]}) carries no "
+                         f"demographic truth ({', '.join(A.ATTRIBUTES)}): the attribute reader cannot be trained, "
+                         "so every demographic-fidelity measurement downstream is skipped")
+if "reader" in skipped:
+    print("SKIPPED the attribute reader:", skipped["reader"])
+else:
+    reader_best = A.train_reader(reader_train, out / "reader", trunk=model, trunk_kwargs=kwargs,
+                                 epochs=reader_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                 seed=seed)
+    reader = A.load_reader(out / "reader")
+    reader_test = I.reference_frame(refs[reader_domain][1], "test", refs[reader_domain][0])
+    read = reader.predict(reader_test["path"].tolist())
+    reader_ceiling = A.demographic_fidelity(read, reader_test)
+    reader_ceiling.update({f"{a}_exact": float((read[a].astype(str) == reader_test[a].astype(str)).mean())
+                           for a in A.ATTRIBUTES})
+    write_json(out / "reader" / "ceiling.json", reader_ceiling)
+pd.Series(reader_ceiling, dtype=float).round(3).to_frame(f"{reader_domain} test")
 
 # %% [markdown]
 # ## Summary and closing checks
@@ -179,7 +196,7 @@ metrics = {"teacher.temperature": teacher["temperature"], "teacher.ece_before": 
            "judge.temperature": judge_info["temperature"], "judge.ece_after": judge_info["ece_after"],
            **{f"judge.ceiling.{d}": v for d, v in mean_ceiling.items()},
            **{f"reader.ceiling.{k}": v for k, v in reader_ceiling.items()}}
-write_json(Path(metrics_file), metrics)
+write_json(Path(metrics_file), {**metrics, "inputs": inputs, "skipped": skipped})
 # the temperature minimises held-out NLL (T = 1 is among its candidates): the NLL cannot rise; ECE, a binned
 # summary, may move either way on a small split, so it is held to a bound instead
 assert teacher["nll_after"] <= teacher["nll_before"] + 1e-6, "temperature scaling raised the teacher's NLL"

@@ -26,15 +26,15 @@
 # public), FER2013 `PrivateTest`. Validation for checkpoint selection is a stratified held-out part of the
 # training manifest; test sets are touched once, at the end.
 #
-# With `data_kind="world"` the datasets are the procedural world's stand-ins: **every number here is then a
-# world result**, named `world_<set>`, never a RAF-DB/AffectNet/FER2013 number.
+# When the test sets are the procedural world's stand-ins (the default; the banner below reads each test set's kind
+# from its images), **every number here is a world result**, named `world_<set>`, never a RAF-DB/AffectNet/FER2013
+# number.
 
 # %% tags=["parameters"]
 train_set = "real_rafdb"  # name of the training set; real_<dataset> is that dataset's training split
 train_manifest = "outputs/sets/real_rafdb/manifest.csv"  # labelled manifest (path,label[,split])
 test_dir = "outputs/tests"  # holds <name>.csv test manifests
 test_sets = "rafdb,affectnet,fer2013"  # comma-separated test manifest names
-data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): labels every number
 model = "cnn_tiny"  # any registered model (syntfer.engine.models.list_models())
 model_kwargs = '{"img_size": 48, "head": "flatten"}'  # JSON object of builder options
 pretrained = ""  # weight file for the model builder (empty: random init)
@@ -72,18 +72,18 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import Markdown, display
 
 from syntfer.engine import evaluation as E
 from syntfer.core import labels as L
 from syntfer.engine.data import DecodedImages, as_frame, describe_frame
 from syntfer.core.manifest import read_manifest
+from syntfer.core import provenance as PV
 from syntfer.core.plots import show
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import LOG_COLUMNS, TrainConfig, step_matched_epochs, train, train_launched
 
-if data_kind not in ("world", "real"):
-    raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
 test_names = [t.strip() for t in test_sets.split(",") if t.strip()]
 if not test_names:
     raise ValueError("test_sets is empty")
@@ -93,6 +93,13 @@ if not seed_list or len(set(seed_list)) != len(seed_list):
 for path in [Path(train_manifest)] + [Path(test_dir) / f"{t}.csv" for t in test_names]:
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} not found (stage `manifests` writes them)")
+# where the numbers come from: each test set's images (and a real_<dataset> training split's), read from the data
+inputs = {f"test.{t}": {"path": str(Path(test_dir) / f"{t}.csv"),
+                        "kind": PV.manifest_kind(Path(test_dir) / f"{t}.csv")} for t in test_names}
+if train_set.startswith("real_"):
+    inputs["train"] = {"path": train_manifest, "kind": PV.manifest_kind(train_manifest)}
+data_kind = PV.run_kind(inputs)  # world | real | mixed
+display(Markdown(PV.banner(inputs, f"02_baseline ({train_set})")))
 balanced = bool(balanced) or train_set in {b.strip() for b in balanced_sets.split(",") if b.strip()}
 kwargs = json.loads(model_kwargs)
 if not isinstance(kwargs, dict):
@@ -257,7 +264,8 @@ show(fig, figures / "confusion.png")
 
 # %%
 metrics = {"seeds": seed_list, "n_seeds": len(seed_list), "train_images": int(len(frames["train"])),
-           "epochs": epochs_run, "step_matched_to": steps_source if matched_steps else ""}
+           "epochs": epochs_run, "step_matched_to": steps_source if matched_steps else "", "data_kind": data_kind,
+           "inputs": inputs}
 for r in agg.itertuples():
     metrics[f"{r.test_set}_{r.metric}"] = float(r.mean)
     metrics[f"{r.test_set}_{r.metric}_sd"] = None if np.isnan(r.sd) else float(r.sd)

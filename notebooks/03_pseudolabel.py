@@ -27,7 +27,7 @@
 # %% tags=["parameters"]
 source = "digiface"  # name of the unlabeled collection, written to the manifest's source column
 images = "outputs/world/digiface"  # a folder of unlabeled images (identity folders or flat) or a manifest CSV
-truth_csv = "outputs/world/digiface/truth.csv"  # world only, hidden true expressions; empty for real collections
+truth_csv = "outputs/world/digiface/truth.csv"  # true expressions (world truth or the user's annotation); empty: skipped
 teacher = "outputs/instruments/teacher/checkpoint"  # a (calibrated) checkpoint folder, onnx:PATH or minixception:PATH
 threshold = 0.3  # keep an image when its max probability > threshold
 per_class = 200  # keep the top K per class, 0 for no cap
@@ -48,10 +48,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from syntfer.core import labels as L
 from syntfer.core import plots
+from syntfer.core import provenance as PV
 from syntfer.strategies import pseudolabel as P
 from syntfer.core.manifest import read_manifest, write_manifest
 from syntfer.sources.readers import read_dataset
@@ -65,14 +66,25 @@ if link not in P.LINK_MODES:
     raise ValueError(f"link={link!r}: expected one of {P.LINK_MODES}")
 if not Path(images).exists():
     raise FileNotFoundError(f"images={images!r} not found (render the world or provide the collection)")
-world = bool(truth_csv)
-if world and not Path(truth_csv).is_file():
+if truth_csv and not Path(truth_csv).is_file():
     raise FileNotFoundError(f"truth_csv={truth_csv!r} not found")
+# the run's own teacher (01_instruments) is an output of this run, not an input; a given one (onnx:, minixception:) is
+inputs = PV.describe({"images": images, "truth": truth_csv,
+                      **({"teacher": teacher.split(":", 1)[1]} if ":" in teacher else {})})
+skipped: dict[str, str] = {}
+if not truth_csv:
+    skipped["precision"] = f"no truth_csv for {source}: {PV.NO_TRUTH}"
+elif inputs["images"]["kind"] == "real" and inputs["truth"]["kind"] == "world":
+    skipped["precision"] = (f"truth_csv={truth_csv!r} is a world render's truth, but images={images!r} are the user's "
+                            f"data: {PV.NO_TRUTH} (set pseudolabel.sources.{source}.truth to an annotation of these "
+                            "images, or leave it empty)")
+world = "precision" not in skipped  # a truth to measure against (the variable keeps its old name: world metrics)
+display(Markdown(PV.banner(inputs, f"03_pseudolabel ({source})")))
 seed_everything(seed)
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 out = Path(out_dir)
 figs = plots.Figures(out / "figures", dpi=120)  # every figure: out_dir/figures/<name>.png
-tag = "world" if world else "real"
+tag = inputs["images"]["kind"]
 print(f"source={source} ({tag}), teacher={teacher}, threshold={threshold}, per_class={per_class}, "
       f"thresholds={thresholds}")
 
@@ -150,7 +162,7 @@ else:  # header-only files keep the stage's declared plots present for real coll
         out / "precision_recall.csv", index=False)
     pd.DataFrame(columns=list(RELIABILITY_COLUMNS)).to_csv(
         out / "reliability.csv", index=False)
-    print("no truth_csv: a real collection, precision/recall cannot be measured")
+    print("SKIPPED precision/recall:", skipped["precision"])
 
 # %% [markdown]
 # ## World only: is the teacher calibrated? (reliability diagram)
@@ -162,6 +174,7 @@ if world:
     display(rel)
     figs.show(P.plot_reliability(rel, ece), "reliability")
     metrics.update(P.world_metrics(pr, threshold, ece))
+metrics.update(truth_csv=truth_csv if world else "", inputs=inputs, skipped=skipped)
 write_json(out / "metrics.json", metrics)
 print(json.dumps(metrics, indent=1))
 

@@ -23,15 +23,15 @@
 # Default = the **embedded** generator: a small text(+AU)-conditioned latent diffusion model trained offline on
 # the procedural world's captioned `web` domain, as aligned 48-px face crops (`syntfer.strategies.diffusion.embedded`,
 # variant `pool48`; committed under `models/diffusion/`, its training curve and rebuild command beside it). **Every
-# number here is a world result.** The paper's generator (Stable Diffusion "Realistic Vision v5.1", 50 steps,
+# number here is a world result** (the banner below lists each input's kind). The paper's generator (Stable Diffusion "Realistic Vision v5.1", 50 steps,
 # guidance 10, fp16, 512 px; FineFace on SD 2.1) runs through the same interface with `backends="sd"` /
 # `"fineface"` and local weights (`sd_model`). The measuring instruments (judge, attribute reader) come from
 # 01_instruments and never see the generator's gradients.
 
 # %% tags=["parameters"]
-world_root = "outputs/world"  # world domains: web/ (the generator's domain), ref_web/ (real reference faces)
+captioned = "outputs/world/web"  # captioned faces (captions.csv) the embedded model retrains on (only when train is True)
 model_dir = "models/diffusion/embedded"  # embedded checkpoint (model.safetensors + config.json, eval_log.csv)
-train = False  # True: retrain the embedded model on world_root/web here instead of using model_dir (slow)
+train = False  # True: retrain the embedded model on `captioned` here instead of using model_dir (slow)
 train_steps = 800  # training steps when retraining
 train_minutes = 0.0  # > 0: wall-time guard when retraining (checkpoint and stop; rerun resumes)
 train_batch_size = 256
@@ -48,9 +48,10 @@ batch_size = 70
 launcher = ""  # empty: generate in this kernel; e.g. "accelerate launch --multi_gpu --num_processes 4": 4 shards
 judge = "outputs/instruments/judge/checkpoint"  # the project's one judge (01_instruments)
 ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge's accuracy on held-out real faces per domain
-reference_domain = "ref_web"  # real faces of the generator's domain: ceiling and FD reference
+references = "ref_web:truth:outputs/world/ref_web,ref_ffhq:truth:outputs/world/ref_ffhq"  # name:format:root
+reference_domain = "ref_web"  # the reference of the generator's look (one of `references`): ceiling and FD reference
 real_train = "outputs/sets/real_rafdb/manifest.csv"  # the real training split the demographic finding compares with: read by the same reader
-reader = "outputs/instruments/reader"  # attribute reader (gender, age group, skin tone; 01_instruments)
+reader = "outputs/instruments/reader"  # attribute reader (gender, age, skin tone; 01_instruments); absent: demographics skipped
 dedup_bits = 4  # dHash Hamming distance counted as duplicate (-1: off)
 teacher_filter = False  # drop images the judge does not label as prompted
 min_confidence = 0.0  # drop images whose judge probability of the prompted class is below this
@@ -68,7 +69,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from syntfer.core import labels as L
 from syntfer.core import plots
@@ -80,7 +81,8 @@ from syntfer.strategies.diffusion import figures as R
 from syntfer.strategies.diffusion.backends import BACKENDS, create_backend
 from syntfer.strategies.diffusion.generation import generate, generate_launched
 from syntfer.instruments.distances import frechet_distance
-from syntfer.instruments.build import reference_frame
+from syntfer.instruments.build import parse_references, reference_frame
+from syntfer.core import provenance as PV
 from syntfer.instruments.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
 from syntfer.core.manifest import read_manifest
 from syntfer.core.seeding import numpy_rng, seed_everything
@@ -90,12 +92,25 @@ kinds = [b.strip() for b in backends.split(",") if b.strip()]
 bad = [b for b in kinds if b not in BACKENDS]
 if bad or not kinds:
     raise ValueError(f"backends={backends!r}: expected a comma list of {BACKENDS}")
-web_dir = Path(world_root) / "web"
-for what, path in (("captions", web_dir / "captions.csv"), ("judge", Path(judge)), ("ceilings", Path(ceilings)),
-                   ("reader", Path(reader)), ("reference", Path(world_root) / reference_domain),
-                   ("real training split", Path(real_train))):
+refs = parse_references(references)
+if reference_domain not in refs:
+    raise ValueError(f"reference_domain={reference_domain!r} is not one of the references {list(refs)}")
+web_dir = Path(captioned)
+for what, path in ((("captions", web_dir / "captions.csv"),) if train else ()) + (
+        ("judge", Path(judge)), ("ceilings", Path(ceilings)), ("reference", refs[reference_domain][1]),
+        ("real training split", Path(real_train))):
     if not path.exists():
         raise FileNotFoundError(f"{what}: {path} not found (world and instruments stages write it)")
+inputs = PV.describe({"captioned": captioned if train else "", f"reference.{reference_domain}": refs[reference_domain][1],
+                      "sd_model": sd_model if {"sd", "fineface"} & set(kinds) else "",
+                      "fineface_weights": fineface_weights if "fineface" in kinds else "",
+                      "embedded_model": model_dir if {"embedded", "embedded-au"} & set(kinds) else ""})
+skipped: dict[str, str] = {}
+has_reader = (Path(reader) / "ceiling.json").is_file()
+if not has_reader:
+    skipped["demographic_fidelity"] = (f"{reader}: no attribute reader (01_instruments skipped it: no reference with "
+                                       "demographic truth), so who was drawn is not read")
+display(Markdown(PV.banner(inputs, "04_diffusion")))
 seed_everything(seed)
 torch.set_num_threads(threads)
 out = Path(out_dir)
@@ -189,8 +204,9 @@ display(pd.DataFrame(speed))
 
 # %%
 for kind, man in manifests.items():
-    figs.show(R.sample_grid(man, f"{kind}: emotion × (age, gender) — world result"), f"grid_{kind}")
-real = reference_frame(world_root, reference_domain, "test")
+    figs.show(R.sample_grid(man, f"{kind}: emotion × (age, gender) — {PV.run_kind(inputs)} inputs"), f"grid_{kind}")
+real = reference_frame(refs[reference_domain][1], "test", refs[reference_domain][0])
+real_demographics = {"age", "gender"} <= set(real.columns)  # world references carry truth; the user's faces do not
 figs.show(R.sample_grid(real, f"real {reference_domain} faces (held out): emotion × (age, gender)"), "grid_real")
 
 # %% [markdown]
@@ -219,7 +235,7 @@ fid = pd.concat(tables, ignore_index=True)
 display(fid.pivot(index="class", columns="set", values="fidelity").round(3))
 mean_fid = {k: mean_class_fidelity(fid[fid["set"] == k]) for k in kinds}
 print({k: f"{v:.3f} = {v / ceiling:.2f} of the ceiling {ceiling:.3f}" for k, v in mean_fid.items()})
-figs.show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} (world result)"), "fidelity")
+figs.show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} ({PV.run_kind(inputs)} inputs)"), "fidelity")
 
 # %% [markdown]
 # ## Demographic fidelity: who was drawn
@@ -231,15 +247,21 @@ figs.show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} (wor
 # generator can show age better than the reader reads real faces.
 
 # %%
-reader_ = load_reader(reader)
 demo_rows = []
-for kind, man in manifests.items():
-    read = reader_.predict(man["path"].tolist())
-    demo_rows.append({"set": kind, **demographic_fidelity(read, man)})
-    read.to_csv(out / f"attributes_{kind}.csv", index=False)  # per image: the report's demographic finding
-real_read = reader_.predict(real["path"].tolist())
-demo_rows.append({"set": f"real {reference_domain} (ceiling)", **demographic_fidelity(real_read, real)})
-demographics = pd.DataFrame(demo_rows).set_index("set")
+if has_reader:
+    reader_ = load_reader(reader)
+    for kind, man in manifests.items():
+        read = reader_.predict(man["path"].tolist())
+        demo_rows.append({"set": kind, **demographic_fidelity(read, man)})
+        read.to_csv(out / f"attributes_{kind}.csv", index=False)  # per image: the report's demographic finding
+    if real_demographics:
+        real_read = reader_.predict(real["path"].tolist())
+        demo_rows.append({"set": f"real {reference_domain} (ceiling)", **demographic_fidelity(real_read, real)})
+    else:
+        skipped["demographic_ceiling"] = f"reference {reference_domain}: {PV.NO_TRUTH}"
+else:
+    print("SKIPPED:", skipped["demographic_fidelity"])
+demographics = pd.DataFrame(demo_rows, columns=["set", "gender", "age", "race"]).set_index("set")
 display(demographics.round(3))
 
 # %% [markdown]
@@ -290,9 +312,12 @@ figs.show(R.balance_plot(bal, f"{first}: demographic balance of the kept set (pr
 
 # %%
 real_train_frame = read_manifest(real_train, required=("path", "label"), check_labels=False)
-real_train_read = reader_.predict(real_train_frame["path"].tolist())
-real_train_read.to_csv(out / "attributes_real_train.csv", index=False)
-display(real_train_read[["gender", "age", "skin_tone"]].apply(lambda c: c.value_counts(normalize=True)).round(3))
+if has_reader:
+    real_train_read = reader_.predict(real_train_frame["path"].tolist())
+    real_train_read.to_csv(out / "attributes_real_train.csv", index=False)
+    display(real_train_read[["gender", "age", "skin_tone"]].apply(lambda c: c.value_counts(normalize=True)).round(3))
+else:
+    print("SKIPPED:", skipped["demographic_fidelity"])
 
 # %% [markdown]
 # ## Metrics and closing checks
@@ -302,13 +327,13 @@ metrics = {"prompts": len(prompts), "judge": judge_.describe()["judge"], "judge_
 for kind in kinds:
     metrics[f"expression_fidelity.{kind}"] = mean_fid[kind]
     metrics[f"fidelity_over_ceiling.{kind}"] = mean_fid[kind] / ceiling
-    for a in ("gender", "age", "race"):
+    for a in ("gender", "age", "race") if kind in demographics.index else ():
         metrics[f"demographic_fidelity.{kind}.{a}"] = float(demographics.loc[kind, a])
 for r in dist.to_dict("records"):
     metrics[f"fd_judge.{r['set'] if r['set'] in kinds else 'real_halves'}"] = r["fd_judge"]
 for k, m in curated.items():
     metrics[f"kept.{k}"] = len(m)
-write_json(out / "metrics.json", metrics)
+write_json(out / "metrics.json", {**metrics, "inputs": inputs, "skipped": skipped})
 fid.to_csv(out / "fidelity.csv", index=False)
 dist.to_csv(out / "distances.csv", index=False)
 demographics.reset_index().to_csv(out / "demographics.csv", index=False)
@@ -317,11 +342,12 @@ set_name = {"embedded": "diffusion_embedded", "embedded-au": "diffusion_embedded
             "fineface": "diffusion_fineface"}
 # next to each demographic fidelity, the reader's ceiling (the same reading of held-out real faces of the domain):
 # a generator cannot show an attribute more legibly than the reader reads it on real faces
-reader_ceiling = demographics.loc[f"real {reference_domain} (ceiling)"]
+ceiling_row = f"real {reference_domain} (ceiling)"
 write_json(out / "synthetic.json", {set_name[k]: {**{f"demographic_fidelity.{a}": float(demographics.loc[k, a])
-                                                     for a in ("gender", "age", "race")},
-                                                  **{f"demographic_ceiling.{a}": float(reader_ceiling[a])
-                                                     for a in ("gender", "age", "race")},
+                                                     for a in ("gender", "age", "race") if k in demographics.index},
+                                                  **{f"demographic_ceiling.{a}": float(demographics.loc[ceiling_row, a])
+                                                     for a in ("gender", "age", "race")
+                                                     if ceiling_row in demographics.index},
                                                   "fd_judge_domain": float(dist.set_index("set").loc[k, "fd_judge"])}
                                     for k in kinds})
 print(json.dumps(metrics, indent=1))
@@ -336,7 +362,7 @@ for kind, m in curated.items():
     assert len(m) > 0, f"{kind}: curation kept nothing"
     if balance:
         assert m["label"].value_counts().nunique() == 1, f"{kind}: kept set not balanced"
-assert len(real_train_read) == len(real_train_frame), "the reader skipped real training faces"
+assert not has_reader or len(real_train_read) == len(real_train_frame), "the reader skipped real training faces"
 assert np.isfinite(mean_fid[kinds[0]]) and mean_fid[kinds[0]] >= min_fidelity, (
     f"fidelity {mean_fid[kinds[0]]:.3f} < min_fidelity {min_fidelity}")
 assert np.isfinite(dist["fd_judge"]).all(), "non-finite FD"

@@ -41,8 +41,9 @@
 
 # %% tags=["parameters"]
 seed = 0  # seeds the recipe, controls, degradation noise and the judge
-ffhq_dir = "outputs/world/ffhq"  # source faces: boxes.csv (+ truth.csv on the world)
-affectnet_dir = "outputs/world/affectnet"  # labeled set: editor (re)training and the judge
+ffhq_dir = "outputs/world/ffhq"  # source faces: images + boxes.csv, or images only (dlib finds faces; misses counted)
+affectnet_dir = "outputs/world/affectnet"  # labeled set the editor retrains on (retrain_steps > 0 only) ...
+affectnet_format = "affectnet"  # ... in this format
 editor_dir = "models/gan/world_flow48"  # committed editor (generator.pt + editor.json + log.csv)
 intensity = "interpolate"  # flow editors: learned (ρ goes to the network) | interpolate (ρ scales neutral -> full flow)
 intensity_gamma = 0.5  # interpolate only: the strength is ρ to the power intensity_gamma
@@ -76,7 +77,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from syntfer.core import labels as L
 from syntfer.core import plots
@@ -85,7 +86,9 @@ from syntfer.strategies.gan import measurements as E
 from syntfer.strategies.gan.controls import ControlValue
 from syntfer.strategies.gan.editing import DegradeConfig, make_restorer
 from syntfer.strategies.gan.networks import EditorConfig, load_generator, load_official_generator
-from syntfer.strategies.gan.sets import plan_recipe, render_edit_set, source_pool_from_boxes
+from syntfer.strategies.gan.editing import DlibDetector
+from syntfer.strategies.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
+from syntfer.core import provenance as PV
 from syntfer.strategies.gan.training import TrainConfig, load_crops, select_per_class, train_editor
 from syntfer.instruments.identity_encoder import embed, load_identity_encoder
 from syntfer.instruments.judge import Judge, fidelity_table, judge_ceiling, mean_class_fidelity
@@ -107,6 +110,12 @@ for p in (ffhq_dir, identity_dir):
         raise FileNotFoundError(f"{p}: required input missing")
 sns.set_theme(style="whitegrid")
 metrics: dict[str, float] = {}
+inputs = PV.describe({"gan_faces": ffhq_dir, "editor": official_checkpoint or editor_dir,
+                      "editor_train_data": affectnet_dir if retrain_steps > 0 and not official_checkpoint else "",
+                      "codeformer_weights": codeformer_weights if restorer == "codeformer" else "",
+                      "identity_encoder": identity_dir})
+skipped: dict[str, str] = {}
+display(Markdown(PV.banner(inputs, "05_gan_editing")))
 
 # %% [markdown]
 # ## The editor
@@ -120,7 +129,7 @@ if official_checkpoint:
     train_log = None
 elif retrain_steps > 0:
     committed = json.loads((Path(editor_dir) / "train_config.json").read_text())
-    frame = select_per_class(read_dataset("affectnet", affectnet_dir, split="train", check="exists").frame,
+    frame = select_per_class(read_dataset(affectnet_format, affectnet_dir, split="train", check="exists").frame,
                              retrain_per_class_cap)
     labels_t = torch.tensor([L.CLASS_TO_INDEX[c] for c in frame["label"]])
     cfg = EditorConfig(**committed["config"])
@@ -148,7 +157,21 @@ if train_log is not None:
 # %%
 ffhq = Path(ffhq_dir)
 truth_csv = ffhq / "truth.csv"
-pool = source_pool_from_boxes(ffhq / "boxes.csv", truth_csv if truth_csv.exists() else None)
+has_truth = PV.input_kind(ffhq) == "world" and truth_csv.is_file()  # hidden truth exists only for world renders
+if (ffhq / "boxes.csv").is_file():
+    pool = source_pool_from_boxes(ffhq / "boxes.csv", truth_csv if has_truth else None)
+    pool_skipped = []
+else:  # a folder of photos (real FFHQ): dlib finds each face; those it misses are counted, not edited
+    photos = read_dataset("unlabeled", ffhq, check="exists").frame["path"].tolist()
+    pool, pool_skipped = detect_pool(photos, DlibDetector())
+    print(f"{len(pool)} faces detected in {len(photos)} photos; {len(pool_skipped)} without a face left out")
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(pool_skipped, columns=["source_path", "reason"]).to_csv(out / "pool_skipped.csv", index=False)
+metrics["pool_faces"] = int(len(pool))
+metrics["pool_skipped_no_face"] = len(pool_skipped)
+if not has_truth:
+    skipped["truth"] = (f"{ffhq}: {PV.NO_TRUTH} — no hidden-truth row in the grid, no truth↔edit identity "
+                        "similarity")
 plan = plan_recipe(pool, recipe, per_class=per_class, total=total, seed=seed)
 rest = make_restorer(restorer, codeformer_weights or None)
 dcfg = DegradeConfig()
@@ -165,7 +188,7 @@ metrics.update({f"images_{v}": int(len(m)) for v, m in sets.items()})
 # light re-rendered with each target expression.
 
 # %%
-truth_meta = pd.read_csv(truth_csv) if truth_csv.exists() else None
+truth_meta = pd.read_csv(truth_csv) if has_truth else None
 row0 = pool.iloc[0]
 truth_imgs = None
 if truth_meta is not None:
@@ -350,8 +373,8 @@ metrics.update(E.seam_metrics(seam))
 # ## Closing checks
 
 # %%
-write_json(out / "metrics.json", {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                  for k, v in metrics.items()})
+write_json(out / "metrics.json", {**{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                                     for k, v in metrics.items()}, "inputs": inputs, "skipped": skipped})
 fid.to_csv(out / "fidelity.csv", index=False)
 ident.to_csv(out / "identity.csv", index=False)
 for v, mm in sets.items():

@@ -27,22 +27,20 @@
 #    identity embedding), flagged above a calibrated threshold;
 # 5. **demographics** — gender, age and skin tone per set and class (docs/method.md §6 audit).
 #
-# With `data_kind = "world"` every input is rendered by the procedural face world: **every number here is a
-# procedural-world number** — it says how the methods behave on rendered faces, not what they give on
-# DigiFace-1M, DCFace, EmoNet-Face, FFHQ or RAF-DB.
+# When every input is rendered by the procedural face world (the default; the banner below lists each input's kind),
+# **every number here is a procedural-world number** — it says how the methods behave on rendered faces, not what they
+# give on DigiFace-1M, DCFace, EmoNet-Face, FFHQ or RAF-DB.
 
 # %% tags=["parameters"]
 sets_dir = "outputs/sets"  # one folder per training set, each with manifest.csv
 synthetic = "pseudolabel_digiface,pseudolabel_dcface,pseudolabel_emonet_face,diffusion_embedded,diffusion_embedded_au,gan_f,gan_v,mixed_syn"  # comma list of set names under sets_dir
-reference = "outputs/world/ffhq"  # FD/KID reference: a folder of face images (the FFHQ stand-in)
+reference = "outputs/world/ffhq"  # FD/KID reference: a folder of face images (params datasets.gan_faces)
 real_train = "outputs/sets/real_rafdb/manifest.csv"  # real training faces for the privacy nearest-neighbour check
 judge = "outputs/instruments/judge/checkpoint"  # the one judge (syntfer.instruments.judge): fidelity and the judge feature space
 ceilings = "outputs/instruments/judge/ceiling.csv"  # the judge on held-out real faces per domain (01_instruments)
 set_domains = "diffusion_:ref_web,gan_:ref_ffhq"  # set-name prefix: the domain its generator imitates
 identity_dir = "models/identity/world32"  # identity encoder: 'identity' space, privacy embedding, identity similarity
 clip_weights = ""  # optional local CLIP folder (docs/method.md §8 space 'clip'); empty: not measured
-world_root = "outputs/world"  # world domains with truth.csv (demographic audit when data_kind is world)
-data_kind = "world"  # world | real: labels every table and figure
 max_images = 600  # per set and for the reference: seeded subset for FD, KID and privacy (0: all images)
 privacy_threshold = 0.0  # > 0: flag similarity above this; 0: calibrate on the real training faces
 privacy_quantile = 0.99  # calibration quantile of real faces' nearest-other-face similarity
@@ -61,11 +59,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import Markdown, display
 
 from syntfer.instruments import audit as A
 from syntfer.instruments import distances as D
 from syntfer.instruments import identity_encoder as I
 from syntfer.core import labels as L
+from syntfer.core import provenance as PV
 from syntfer.core import plots
 from syntfer.instruments import setmetrics as S
 from syntfer.study import summary as SU
@@ -82,8 +82,6 @@ if not names:
     raise ValueError(f"synthetic={synthetic!r}: no set names")
 if len(set(names)) != len(names):
     raise ValueError(f"synthetic={synthetic!r}: a set is named twice")
-if data_kind not in ("world", "real"):
-    raise ValueError(f"data_kind={data_kind!r}: expected 'world' or 'real'")
 manifest_files = {n: Path(sets_dir) / n / "manifest.csv" for n in names}
 missing = [str(f) for f in manifest_files.values() if not f.is_file()]
 if missing:
@@ -92,10 +90,12 @@ for what, p in (("reference", reference), ("real_train", real_train), ("judge", 
                 ("identity_dir", identity_dir)):
     if not Path(p).exists():
         raise FileNotFoundError(f"{what}={p!r} not found")
-world = data_kind == "world"
-if world and not Path(world_root).is_dir():
-    raise FileNotFoundError(f"world_root={world_root!r} not found (data_kind is world)")
-where = "procedural world" if world else "real data"
+inputs = PV.describe({"reference": reference, "identity_encoder": identity_dir, "clip_weights": clip_weights})
+inputs["real_train"] = {"path": real_train, "kind": PV.manifest_kind(real_train)}  # where its images come from
+data_kind = PV.run_kind(inputs)
+where = {"world": "procedural world", "real": "real data", "mixed": "part world, part real inputs"}[data_kind]
+skipped: dict[str, str] = {}
+display(Markdown(PV.banner(inputs, "06_sets")))
 seed_everything(seed)
 torch.set_num_threads(threads)
 out = Path(out_dir)
@@ -306,9 +306,11 @@ figs.show(g.figure, "privacy_similarity")
 # real data no attribute model ships, so only prompted rows can be audited there. The `basis` column says which.
 
 # %%
-if world:
-    demographics = A.audit_sets(frames, A.read_world_truth(world_root))
+world_truth = A.world_truth_for(frames)  # None: no set image comes from a rendered world (no truth exists)
+if world_truth is not None:
+    demographics = A.audit_sets(frames, world_truth)
 else:
+    skipped["demographics_truth_basis"] = f"the sets' source images: {PV.NO_TRUTH}; prompted rows only"
     prompted = {}
     for name, frame in frames.items():
         if all(c in frame.columns for c in A.PROMPT_COLUMNS):
@@ -357,7 +359,7 @@ synthetic_table = pd.DataFrame(rows, columns=["set", "metric", "value"])
 T.write_csv(synthetic_table, out / "synthetic.csv")
 T.show(synthetic_table.pivot(index="set", columns="metric", values="value").loc[names],
        f"per-set metrics — {where}")
-metrics = {"data_kind": data_kind, "n_sets": len(names), "judge_model": judge_.cfg.name,
+metrics = {"data_kind": data_kind, "inputs": inputs, "skipped": skipped, "n_sets": len(names), "judge_model": judge_.cfg.name,
            "max_images": max_images, "n_reference": len(ref_frame), "privacy_threshold": threshold,
            "identity_similarity_measured": len(names) - n_idsim_skipped,
            "identity_similarity_skipped": n_idsim_skipped}

@@ -24,7 +24,8 @@
 # set or an oracle, with the real split's own class shares for a real one (`stratify`) — and each draw is
 # trained with every seed by the grid's recipe (`02_baseline`'s knobs) and tested once on the primary test set.
 # The size-N point of every source and the full real split are the grid's own runs (`train@<set>`); the report
-# joins them to these. With `data_kind="world"` **every number here is a world result**.
+# joins them to these. When the test set is the world's stand-in (the default; the banner says, from its images)
+# **every number here is a world result**.
 
 # %% tags=["parameters"]
 source = "real_rafdb"  # the source's name: its set is outputs/sets/<source>
@@ -33,7 +34,6 @@ sizes = "280,700,2100"  # comma list of training-set sizes (each at most the set
 stratify = True  # True: keep the source's class shares (a real split); False: class-balanced, size / 7 per class
 test_set = "rafdb"  # the primary test set (test_dir/<name>.csv)
 test_dir = "outputs/tests"
-data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): labels every number
 model = "cnn_tiny"
 model_kwargs = '{"img_size": 48, "head": "flatten"}'
 pretrained = ""
@@ -64,7 +64,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import Markdown, display
 
+from syntfer.core import provenance as PV
 from syntfer.engine import evaluation as E
 from syntfer.core import labels as L
 from syntfer.core import plots
@@ -75,8 +77,6 @@ from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import TrainConfig, train
 
-if data_kind not in ("world", "real"):
-    raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
 size_list = sorted({int(s) for s in str(sizes).split(",") if s.strip()})
 if not size_list or min(size_list) <= 0:
     raise ValueError(f"sizes={sizes!r}: expected a comma list of positive set sizes")
@@ -87,6 +87,11 @@ test_file = Path(test_dir) / f"{test_set}.csv"
 for path in (Path(source_manifest), test_file):
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} not found (the manifests / set stages write it)")
+inputs = {f"test.{test_set}": {"path": str(test_file), "kind": PV.manifest_kind(test_file)}}
+if source.startswith("real_"):
+    inputs["source"] = {"path": source_manifest, "kind": PV.manifest_kind(source_manifest)}
+data_kind = PV.run_kind(inputs)  # world | real | mixed, read from the images
+display(Markdown(PV.banner(inputs, f"07_scaling ({source})")))
 kwargs = json.loads(model_kwargs)
 torch.set_num_threads(threads)
 prefix = "world_" if data_kind == "world" else ""
@@ -192,6 +197,7 @@ if not keep_runs:
     heavy = sorted(str(p) for p in out.rglob("*") if p.suffix == ".pt" or p.name == "split.csv")
     assert not heavy, f"keep_runs=False but run files were kept: {heavy[:3]}"
 write_json(out / "metrics.json", {"source": source, "sizes": size_list, "seeds": seed_list, "data_kind": data_kind,
+                                  "inputs": inputs,
                                   **{f"n{n}_balanced_accuracy": float(g["balanced_accuracy"].mean())
                                      for n, g in curve.groupby("size")}})
 print("checks passed")

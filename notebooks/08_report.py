@@ -34,15 +34,13 @@ summary_dir = "outputs/results/summary"  # syntfer summarize: metrics.json, eval
 sets_dir = "outputs/results/sets"  # notebook 06: synthetic.csv, fidelity_per_class.csv, privacy_summary.csv, demographics.csv (each optional)
 train_sets_dir = "outputs/sets"  # one folder per training set holding its manifest.csv
 runs_glob = "outputs/train/*/cross_dataset.csv"  # one tidy CSV per training set; s<seed>/confusion_<test>.csv beside it
-data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): must match metrics.json
 model = "cnn_tiny"  # backbone to report (the training grid's model); empty: the only model in eval.csv
 primary_test = "rafdb"  # test set of the per-class recall, minority-gain and confusion sections
 reference_set = "real_rafdb"  # real training set the minority-class gains are measured against
 minority_classes = "disgust,fear,anger"  # comma-separated classes of the minority-gain table
 min_seeds = 1  # closing check: every training set x test set cell has at least this many seeds (paper tables: 3)
 train_dir = "outputs/train"  # per training set: s<seed>/confusion_<test>.csv, the findings' per-image predictions
-pseudolabel_dirs = "outputs/sets"  # pseudolabel_<source>/scores.csv: the threshold finding (world truth needed)
-world_root = "outputs/world"  # truth of the unlabeled sources and of the real training faces (world only)
+pseudolabel_dirs = "outputs/sets"  # pseudolabel_<source>/scores.csv + metrics.json (its truth file): the threshold finding
 diffusion_dir = "outputs/diffusion"  # attributes_<backend>.csv: what the diffusion sets show (demographic finding)
 threshold = 0.3  # the pseudo-label threshold τ of the run ...
 strict_threshold = 0.9  # ... and the stricter one it is compared with
@@ -70,6 +68,7 @@ from IPython.display import Markdown, display
 from syntfer.instruments import audit as A
 from syntfer.engine import evaluation as E
 from syntfer.core import labels as L
+from syntfer.core import provenance as PV
 from syntfer.core import plots
 from syntfer.study import report as REP
 from syntfer.study import summary as S
@@ -80,15 +79,12 @@ from syntfer.strategies.diffusion import STRATEGY as DIFFUSION
 from syntfer.engine.data import as_frame, describe_frame
 from syntfer.core.storage import write_json
 
-if data_kind not in ("world", "real"):
-    raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
 minority = [L.canonical(c) for c in minority_classes.split(",") if c.strip()]
 if not minority:
     raise ValueError("minority_classes is empty")
 out = Path(out_dir)
 figs = plots.Figures(out / "figures")  # every figure: out_dir/figures/<name>.png
 summary, sets = Path(summary_dir), Path(sets_dir)
-kind_note = "procedural-world stand-ins" if data_kind == "world" else "licensed real data"
 sns.set_theme(style="whitegrid", context="notebook")
 
 # Set names say their strategy (syntfer.study.report.STRATEGIES: the prefix written by the strategies' stages)
@@ -98,15 +94,16 @@ sections = REP.Sections()  # every section and whether this run produced its inp
 
 metrics_path = T.require_file(summary / "metrics.json", "summary metrics (written by `syntfer summarize`)")
 metrics = json.loads(metrics_path.read_text())
-if metrics.get("data_kind") != data_kind:
-    raise ValueError(f"{metrics_path}: data_kind {metrics.get('data_kind')!r}, but this report was asked for "
-                     f"data_kind={data_kind!r}: the numbers would be mislabelled")
+# where the numbers come from: every stage's inputs and their kinds, merged by `syntfer summarize` (world, real or
+# mixed; syntfer.core.provenance reads each input's kind from the data itself)
+if not isinstance(metrics.get("inputs"), dict) or metrics.get("data_kind") not in ("world", "real", "mixed"):
+    raise ValueError(f"{metrics_path}: no inputs/data_kind (run `syntfer summarize --inputs …`): the numbers would "
+                     "have no provenance")
+data_kind, inputs, skipped_by_stage = metrics["data_kind"], metrics["inputs"], metrics.get("skipped", {})
+kind_note = {"world": "procedural-world stand-ins", "real": "the user's real data",
+             "mixed": "part world, part real inputs"}[data_kind]
 if "eval" not in metrics:
     raise ValueError(f"{metrics_path}: no 'eval' section (was `syntfer summarize` given --eval files?)")
-sets_metrics = sets / "metrics.json"  # notebook 06 labels its tables too
-if sets_metrics.is_file() and json.loads(sets_metrics.read_text()).get("data_kind") != data_kind:
-    raise ValueError(f"{sets_metrics}: data_kind {json.loads(sets_metrics.read_text()).get('data_kind')!r}, but "
-                     f"this report was asked for data_kind={data_kind!r}")
 eval_path = T.require_file(summary / "eval.csv", "aggregated cross-dataset table (syntfer summarize)")
 cross_path = T.require_file(summary / "cross_dataset.csv", "per-seed cross-dataset table (syntfer summarize)")
 eval_all = T.read_table(eval_path, ["train_set", "model", "test_set", "metric", "mean", "sd", "n_seeds"])
@@ -159,15 +156,28 @@ finding_parts.append(REP.training_findings(train_dir, [t for t in trained if t !
                                            minority=minority, draws=draws, seed=0))
 for scores_file in sorted(Path(pseudolabel_dirs).glob("pseudolabel_*/scores.csv")):
     source = scores_file.parent.name.removeprefix("pseudolabel_")
-    truth_file = Path(world_root) / source / "truth.csv"
-    if data_kind == "world" and truth_file.is_file():
+    pl_metrics = json.loads((scores_file.parent / "metrics.json").read_text())
+    truth_file = pl_metrics.get("truth_csv", "")  # what 03 measured precision against; empty: no truth (skipped)
+    if truth_file:
         scores = attach_truth(read_scores(scores_file), truth_file)
         scores["path"] = scores["path"].astype(str)
         finding_parts.append(REP.pseudolabel_finding(scores, source, tau_low=threshold, tau_high=strict_threshold,
                                                      per_class=per_class or None, draws=draws, seed=0))
+    else:
+        finding_parts.append(REP.skipped_finding(
+            REP.pseudolabel_claim(source, threshold, strict_threshold), "pseudo-label threshold",
+            "precision_vs_truth", f"pseudolabel_{source}", f"pseudolabel_{source}",
+            pl_metrics.get("skipped", {}).get("precision", f"no truth for {source}")))
 # demographic balance: generated and real faces read by the same instrument (the attribute reader, notebook 04)
 real_reads = Path(diffusion_dir) / "attributes_real_train.csv"
-if real_reads.is_file():
+if not real_reads.is_file():  # no attribute reader (01 skipped it): each diffusion set's claims, skipped with why
+    why = skipped_by_stage.get("diffusion", {}).get("demographic_fidelity", f"{real_reads} not written")
+    for name in (t for t in trained if t.startswith(DIFFUSION.prefix)):
+        for attribute in READ_ATTRIBUTES:
+            finding_parts.append(REP.skipped_finding(REP.demographic_claim(name, attribute, reference_set),
+                                                     "demographic balance", f"normalized_entropy_{attribute}", name,
+                                                     reference_set, why))
+else:
     real_read = pd.read_csv(real_reads, keep_default_na=False)
     for reads in sorted(Path(diffusion_dir).glob("attributes_*.csv")):
         kind = reads.stem.removeprefix("attributes_")
@@ -206,10 +216,12 @@ display(Markdown(
     f"contradicted, {(findings['verdict'] == 'inconclusive').sum()} inconclusive** by the raw intervals; after Holm "
     f"over {findings['p_value'].notna().sum()} claims: {(findings['verdict_holm'] == 'supported').sum()} supported, "
     f"{(findings['verdict_holm'] == 'contradicted').sum()} contradicted, "
-    f"{(findings['verdict_holm'] == 'inconclusive').sum()} inconclusive ({kind_note}; "
+    f"{(findings['verdict_holm'] == 'inconclusive').sum()} inconclusive"
+    + (f"; {(findings['verdict'] == REP.SKIPPED).sum()} claims not tested by this run (their rows say why)"
+       if (findings["verdict"] == REP.SKIPPED).any() else "") + f" ({kind_note}; "
     f"{int(findings['n_seeds'].max()) if len(findings) else 0} seeds per training set)"))
 shown[["claim", "effect", "interval", "verdict", "p_holm", "verdict_holm", "n_a", "steps_a", "n_b", "steps_b",
-       "test_set", "n_seeds"]].style.format({"effect": "{:+.3f}", "p_holm": "{:.4f}", "n_a": "{:.0f}",
+       "test_set", "n_seeds", *(["reason"] if (findings["verdict"] == REP.SKIPPED).any() else [])]].style.format({"effect": "{:+.3f}", "p_holm": "{:.4f}", "n_a": "{:.0f}",
                                              "steps_a": "{:.0f}", "n_b": "{:.0f}", "steps_b": "{:.0f}"},
                                             na_rep="—").hide(axis="index")
 
@@ -225,10 +237,20 @@ if data_kind == "world":
               "FER2013: **no number here is a RAF-DB, AffectNet or FER2013 result**, and none can be compared "
               "with the paper's tables. They show that the pipeline runs end to end and how the study's "
               "comparisons behave on data whose truth is known.")
+elif data_kind == "real":
+    banner = ("> **Every input of this run is the user's own data** (`data_kind = real`; no world render among "
+              "them): its numbers are real-data results.")
 else:
-    banner = ("> **The numbers in this report come from the licensed real datasets** (`data_kind = real`) "
-              "read by the manifests stage.")
+    banner = ("> ⚠️ **This run's inputs are part world stand-ins, part real data** (`data_kind = mixed`): a number "
+              "resting on a world input is a world result. The table says which input is which.")
+banner += "\n>\n" + PV.banner(inputs, "this run").split("\n>\n", 1)[1]  # the per-input table
 display(Markdown(banner))
+skipped_table = pd.DataFrame([{"stage": st, "measurement": what, "reason": why}
+                              for st, d in skipped_by_stage.items() for what, why in d.items()],
+                             columns=["stage", "measurement", "reason"])
+T.write_csv(skipped_table, out / "skipped.csv")
+if len(skipped_table):
+    T.show(skipped_table.set_index(["stage", "measurement"]), "measurements this run skipped, and why")
 seeds = cross.groupby(["train_set", "test_set"])["seed"].nunique()
 provenance = pd.DataFrame([
     {"input": str(metrics_path), "what": "summary metrics", "detail": f"sections {sorted(metrics)}"},

@@ -325,3 +325,20 @@ def test_scaling_metrics_flat_keys_and_null_for_never_reached():
     assert m["scaling.gan_f.n280.balanced_accuracy"] == 0.3
     assert m["exchange.gan_f.real1400.equivalent_images"] is None and m["exchange.gan_f.real1400.ci_low"] == 900.0
     assert m["exchange.gan_f.real1400.share_not_reached"] == 0.8
+
+
+def test_a_claim_this_run_cannot_test_is_a_row_with_its_reason():
+    """Skipped claims are rows (verdict `skipped`, a reason), kept out of Holm's family and out of the effects."""
+    tested = pd.DataFrame([R._row("a beats b", "k", (0.1, 0.05, 0.15, 2, 100, 0.001), ">", "balanced_accuracy", "rafdb",
+                                  "a", "b")], columns=list(R.FINDING_COLUMNS))
+    skipped = R.skipped_finding(R.pseudolabel_claim("digiface", 0.3, 0.9), "pseudo-label threshold",
+                                "precision_vs_truth", "pseudolabel_digiface", "pseudolabel_digiface", "no truth")
+    both = R.adjust(pd.concat([tested, skipped], ignore_index=True))
+    assert list(both["verdict_holm"]) == ["supported", "skipped"] and list(both["reason"]) == ["", "no truth"]
+    assert both.loc[0, "p_holm"] == pytest.approx(0.001)  # one claim in the family: the skipped one does not count
+    m = R.findings_metrics(both)
+    assert m["skipped"] == 1 and m["supported"] == 1 and not any("pseudolabel_digiface" in k for k in m)
+    assert "1 not tested by this run (no truth)" in " ".join(R.conclusions(skipped.assign(verdict_holm="skipped"),
+                                                                          "real"))
+    with pytest.raises(R.ReportError, match="a reason is required"):
+        R.skipped_finding("c", "k", "m", "a", "b", "")

@@ -123,16 +123,20 @@ def make_inputs(tmp_path: Path, train_sets=TRAIN_SETS) -> dict:
                                                                          "precision": 0.8}))
         pl.append(str(tmp_path / "pl" / src / "metrics.json"))
     summary = tmp_path / "results" / "summary"
+    (tmp_path / "st").mkdir()  # the notebooks' inputs, as 01-07 list them in their metrics (all world here)
+    (tmp_path / "st" / "instruments.json").write_text(json.dumps(
+        {"inputs": {"reference.ref_web": {"path": "outputs/world/ref_web", "kind": "world"}}, "skipped": {}}))
     S.collect(summary, eval_files=sorted(map(str, train.glob("*/cross_dataset.csv"))),
               synthetic_files=[str(sets_dir / "synthetic.csv")], pseudolabel_files=pl,
               privacy_files=[str(sets_dir / "privacy_summary.csv")], primary_model=MODEL, data_kind="world",
+              input_files=[str(tmp_path / "st" / "instruments.json")],
               matched_real="real_rafdb_matched" if "real_rafdb_matched" in train_sets else None,
               set_domains={"gan_": "ref_ffhq", "diffusion_": "ref_web"})
     return {"summary_dir": str(summary), "sets_dir": str(sets_dir),
             "train_sets_dir": str(_manifests(tmp_path, train_sets)),
-            "runs_glob": str(train / "*" / "cross_dataset.csv"), "data_kind": "world", "model": MODEL,
+            "runs_glob": str(train / "*" / "cross_dataset.csv"), "model": MODEL,
             "primary_test": "rafdb", "reference_set": "real_rafdb", "min_seeds": 2, "train_dir": str(train),
-            "pseudolabel_dirs": str(tmp_path / "pl"), "world_root": str(tmp_path / "no_world"),
+            "pseudolabel_dirs": str(tmp_path / "pl"),
             "diffusion_dir": str(tmp_path / "no_diffusion"), "draws": 100,
             "findings_metrics": str(tmp_path / "findings.json"), "out_dir": str(tmp_path / "report"),
             "set_size": 420, "scaling_dir": str(_scaling(tmp_path) if "gan_f" in train_sets else tmp_path / "none")}
@@ -145,7 +149,7 @@ def inputs(tmp_path):
 
 def test_parameters_are_plain_literals():
     _, values = parameters_cell(read_notebook(NB))
-    assert {"summary_dir", "sets_dir", "train_sets_dir", "runs_glob", "data_kind", "primary_test",
+    assert {"summary_dir", "sets_dir", "train_sets_dir", "runs_glob", "primary_test",
             "out_dir"} <= set(values)
 
 
@@ -174,11 +178,17 @@ def test_report_runs_and_exports_its_figures(inputs, tmp_path):
     findings = pd.read_csv(report / "findings.csv")
     assert set(findings["set_a"]) == set(TRAIN_SETS) - REAL_SETS  # every non-real set
     assert {"synthetic vs real, equal size", "synthetic vs oracle", "oracle vs real, equal size"} <= set(findings["kind"])
-    assert set(findings["verdict_holm"]) <= {"supported", "contradicted", "inconclusive"}
+    assert set(findings["verdict_holm"]) <= {"supported", "contradicted", "inconclusive", "skipped"}
+    # no attribute reading of the diffusion set in this study (no diffusion_dir): its demographic claims are rows that
+    # say why they were not tested, never a silent absence
+    skipped = findings[findings["verdict"] == "skipped"]
+    assert set(skipped["set_a"]) == {"diffusion_embedded"} and len(skipped) == 3
+    assert skipped["reason"].str.contains("attributes_real_train.csv not written").all()
+    assert (findings.loc[findings["verdict"] != "skipped", "reason"].fillna("") == "").all()
     rates = pd.read_csv(report / "exchange_rates.csv")
     assert set(rates["source"]) == {"gan_f"} and set(rates["real_images"]) == {100, 200, 420, 3050}
     assert (report / "ratios.csv").is_file() and "## 9 · Conclusions" in nb.read_text()
-    assert set(findings["verdict"]) <= {"supported", "contradicted", "inconclusive"}
+    assert set(findings["verdict"]) <= {"supported", "contradicted", "inconclusive", "skipped"}
     assert json.loads(Path(inputs["findings_metrics"]).read_text())["supported"] == (
         findings["verdict"] == "supported").sum()
     gains = pd.read_csv(report / "minority_gains.csv")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from syntfer.core import labels as L
+from syntfer.core import provenance as PV
 from syntfer.study import summary as SU
 from syntfer.core.manifest import read_manifest, write_manifest
 from syntfer.study.mixing import materialize, mix_sources, whole_set
@@ -93,10 +95,10 @@ def study(tmp_path_factory) -> dict:
               "real_train": str(sets / "real_rafdb" / "manifest.csv"), "judge": str(judge),
               "ceilings": str(tmp / "ceiling.csv"),
               "identity_dir": str(ROOT / "models" / "identity" / "world32"), "clip_weights": str(tmp / "clip"),
-              "world_root": str(world), "data_kind": "world", "max_images": 12, "seed": 0,
+              "max_images": 12, "seed": 0,
               "out_dir": str(tmp / "results")}
     sizes = {n: len(read_manifest(sets / n / "manifest.csv")) for n in names}
-    return {"tmp": tmp, "params": params, "names": names, "sizes": sizes}
+    return {"tmp": tmp, "params": params, "names": names, "sizes": sizes, "world": world}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,11 @@ def test_fidelity_demographics_metrics_and_figures(study, results):
     # GAN rows are matched to their source face's truth, pseudo-labeled rows by path
     assert (demo["n_unmatched"] == 0).all()
     metrics = json.loads((results / "metrics.json").read_text())
-    assert metrics["data_kind"] == "world" and metrics["identity_similarity_skipped"] == 3
+    assert metrics["identity_similarity_skipped"] == 3
+    # the world's images and encoder are world inputs; the CLIP weights this test made are not: a mixed run, per input
+    assert {k: v["kind"] for k, v in metrics["inputs"].items()} == {
+        "reference": "world", "identity_encoder": "world", "clip_weights": "real", "real_train": "world"}
+    assert metrics["data_kind"] == "mixed" and metrics["skipped"] == {}
     # expression fidelity is the mean over classes (each class as much as any other), not the share of all images
     per_class = fid[(fid["set"] == "gan_f") & fid["class"].isin(L.CLASSES)]["fidelity"]
     assert metrics["expression_fidelity.gan_f"] == pytest.approx(per_class.mean())
@@ -160,7 +166,9 @@ def test_fidelity_demographics_metrics_and_figures(study, results):
             "demographics_gender", "demographics_age", "demographics_skin_tone"} <= figs
     cells = json.loads((study["tmp"] / "nb" / "06_sets.ipynb").read_text())["cells"]
     outputs = json.dumps([c.get("outputs", []) for c in cells], ensure_ascii=False)
-    assert "— procedural world" in outputs and "real data" not in outputs
+    # the titles say what the inputs are: here part world (the images), part real (the CLIP weights this test made)
+    assert "— part world, part real inputs" in outputs and "— procedural world" not in outputs
+    assert "real data — clip_weights" in outputs  # the banner names each input's kind
 
 
 def test_missing_set_is_an_error_naming_its_manifest(study, tmp_path):
@@ -170,9 +178,22 @@ def test_missing_set_is_an_error_naming_its_manifest(study, tmp_path):
 
 
 def test_real_data_kind_audits_prompted_rows_only(study, tmp_path):
-    # no world truth on real data: only rows with prompt words get a demographic basis; titles say 'real data'
-    params = dict(study["params"], data_kind="real", world_root="", clip_weights="", out_dir=str(tmp_path / "res"))
-    nb = run_notebook(NB, tmp_path / "nb", params, html=False)
+    # The same images without the world's markers are the user's data (provenance is read from the data): no world
+    # truth, so only rows with prompt words get a demographic basis, the truth basis is skipped with its reason, and
+    # the titles say 'real data'. The identity encoder is a copy without its world-trained marker (else: mixed).
+    markers = [*study["world"].rglob(PV.DOMAIN_MARKER), study["world"] / PV.WORLD_MARKER]
+    encoder = shutil.copytree(ROOT / "models" / "identity" / "world32", tmp_path / "encoder",
+                              ignore=shutil.ignore_patterns(PV.TRAINED_MARKER))
+    params = dict(study["params"], identity_dir=str(encoder), clip_weights="", out_dir=str(tmp_path / "res"))
+    hidden = [m.rename(m.with_name(m.name + ".hidden")) for m in markers]
+    try:
+        nb = run_notebook(NB, tmp_path / "nb", params, html=False)
+    finally:
+        for h in hidden:
+            h.rename(h.with_name(h.name.removesuffix(".hidden")))
+    metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
+    assert metrics["data_kind"] == "real" and {v["kind"] for v in metrics["inputs"].values()} <= {"real", "unused"}
+    assert "real data" in metrics["skipped"]["demographics_truth_basis"]
     demo = pd.read_csv(tmp_path / "res" / "demographics.csv")
     assert set(demo["basis"]) == {"prompt"} and set(demo["set"]) == {"diffusion_embedded", "mixed_syn"}
     syn = SU.read_synthetic(tmp_path / "res" / "synthetic.csv")

@@ -134,18 +134,49 @@ def test_loud_failures(inputs, tmp_path):
         S.expand([str(tmp_path / "nope" / "*.csv")])
 
 
+def _stage_metrics(root, world_dir, real_dir):
+    """Two notebooks' metrics: one read a world domain, one the user's folder (and skipped a measurement)."""
+    (root / "st" / "gan").mkdir(parents=True)
+    (root / "st" / "gan" / "metrics.json").write_text(json.dumps(
+        {"fidelity_F": 0.7, "inputs": {"gan_faces": {"path": str(real_dir), "kind": "real"},
+                                       "codeformer_weights": {"path": "", "kind": "unused"}},
+         "skipped": {"truth": "real data: no truth"}}))
+    (root / "st" / "instruments.json").write_text(json.dumps(
+        {"inputs": {"reference.ref_web": {"path": str(world_dir), "kind": "world"},
+                    "gan_faces": {"path": str(world_dir), "kind": "world"}}, "skipped": {}}))
+
+
 def test_cli_with_globs(inputs, tmp_path):
     parser = argparse.ArgumentParser()
     S.add_arguments(parser)
     root = tmp_path
+    _stage_metrics(root, root / "w", root / "r")
     args = parser.parse_args(["--eval", str(root / "train" / "*" / "cross_dataset.csv"),
                               "--synthetic", str(root / "syn" / "*"), "--pseudolabel", str(root / "pl" / "**" / "*.json"),
-                              "--privacy", str(root / "privacy.csv"), "--out", str(root / "summary")])
+                              "--privacy", str(root / "privacy.csv"), "--inputs", str(root / "st" / "**" / "*.json"),
+                              "--out", str(root / "summary")])
     assert S.run(args) == 0
     m = json.loads((root / "summary" / "metrics.json").read_text())
-    assert sorted(m) == ["data_kind", "eval", "identity_similarity", "privacy", "pseudolabel", "synthetic"]
-    assert m["data_kind"] == "world"  # every number says where it came from
+    assert sorted(m) == ["data_kind", "eval", "identity_similarity", "inputs", "privacy", "pseudolabel", "skipped",
+                         "synthetic"]
+    assert m["data_kind"] == "mixed"  # every number says where it came from: here part world, part real
+    # one name, two paths: listed per stage; unused inputs are not listed; skipped measurements travel with the reason
+    assert m["inputs"] == {"gan_faces": {"path": str(root / "r"), "kind": "real"},
+                           "instruments.gan_faces": {"path": str(root / "w"), "kind": "world"},
+                           "reference.ref_web": {"path": str(root / "w"), "kind": "world"}}
+    assert m["skipped"] == {"gan": {"truth": "real data: no truth"}}
     assert sorted(m["eval"]) == ["gan_f", "real_rafdb"]
+
+
+def test_inputs_are_required_and_data_kind_must_agree(inputs, tmp_path):
+    _stage_metrics(tmp_path, tmp_path / "w", tmp_path / "r")
+    files = S.expand([str(tmp_path / "st" / "**" / "*.json")])
+    with pytest.raises(S.SummaryError, match="given, but the inputs are 'mixed'"):
+        S.collect(tmp_path / "o", eval_files=inputs["eval"], input_files=files, data_kind="world")
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"fidelity": 0.5}))
+    with pytest.raises(S.SummaryError, match=r"bare.json: no 'inputs'"):
+        S.collect(tmp_path / "o", eval_files=inputs["eval"], input_files=[str(bare)])
 
 
 def test_pseudolabel_source_from_set_folder(tmp_path):

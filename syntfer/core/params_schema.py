@@ -145,10 +145,13 @@ SCHEMA: dict[str, Rule] = {
     "world.min_gap": FLOAT(-1.0, 1.0),   # a negative gap turns the check off (smoke worlds)
     "world.share_tolerance": PROB,
 
-    "datasets.kind": STR(choices=("world", "real")),
     "datasets.labeled.*.format": NAME,
     "datasets.labeled.*.root": PATH,
     "datasets.labeled.*.test_split": NAME,
+    "datasets.gan_faces": PATH,
+    "datasets.references.*.format": NAME,
+    "datasets.references.*.root": PATH,
+    "datasets.captioned": PATH,
 
     "train.sets": LIST(NAME),
     "train.seeds": LIST(INT(0)),
@@ -178,7 +181,6 @@ SCHEMA: dict[str, Rule] = {
     "instruments.judge": PATH,
     "instruments.teacher": PATH,
     "instruments.reader": PATH,
-    "instruments.judge_domains": CSV(),
     "instruments.reader_domain": NAME,
     "instruments.model": NAME,
     "instruments.model_kwargs": JSON_OBJECT,
@@ -193,6 +195,7 @@ SCHEMA: dict[str, Rule] = {
     "study.set_size": INT(7),
     "study.synthetic.*.manifest": PATH,
     "study.synthetic.*.stage": PATH,
+    "study.oracles.*.format": NAME,
     "study.oracles.*.root": PATH,
     "study.matched_real": NAME,
     "study.mixed_sources": CSV(),
@@ -226,7 +229,7 @@ SCHEMA: dict[str, Rule] = {
     "pseudolabel.reliability_bins": INT(1),
     "pseudolabel.min_world_precision": PROB,
     "pseudolabel.sources.*.images": PATH,
-    "pseudolabel.sources.*.truth": PATH,
+    "pseudolabel.sources.*.truth": OPTIONAL_PATH,   # empty: no truth for the collection (real data)
 
     "gan.editor_dir": PATH,
     "gan.intensity": STR(choices=("learned", "interpolate")),

@@ -36,6 +36,7 @@ import pandas as pd
 from PIL import Image
 
 from syntfer.core import labels as L
+from syntfer.core import provenance as PV
 from syntfer.instruments.distances import callable_space, extract_features
 from syntfer.instruments.identity_encoder import identity_embedding  # noqa: F401 (used by embedding_from_spec; re-exported)
 from syntfer.core.images import load_image
@@ -88,6 +89,24 @@ def read_world_truth(world_root: str | os.PathLike, domains: Sequence[str] | Non
         t.insert(1, "domain", d)
         frames.append(t)
     return pd.concat(frames, ignore_index=True)
+
+
+def world_truth_for(sets: Mapping[str, pd.DataFrame]) -> pd.DataFrame | None:
+    """The world truth of the images the sets come from, found from the images themselves: the ``truth.csv`` of
+    every world domain a row's ``path``, ``origin_path`` or ``source_path`` lies in (`syntfer.core.provenance`),
+    read as `read_world_truth` does. None when no row comes from a rendered world — the user's data has no truth."""
+    folders: set[str] = set()
+    for frame in sets.values():
+        for column in ("path", "origin_path", "source_path"):
+            if column in frame.columns:
+                folders |= {str(Path(str(p).split("#", 1)[0]).parent) for p in frame[column].fillna("") if str(p)}
+    files = {PV.world_truth_file(f) for f in sorted(folders) if Path(f).is_dir()} - {None}
+    if not files:
+        return None
+    by_root: dict[Path, list[str]] = {}
+    for f in sorted(files):
+        by_root.setdefault(f.parent.parent, []).append(f.parent.name)
+    return pd.concat([read_world_truth(root, domains) for root, domains in by_root.items()], ignore_index=True)
 
 
 def _attribute_column(frame: pd.DataFrame, attribute: str) -> str | None:

@@ -37,6 +37,7 @@ from syntfer.engine.data import as_frame, split_validation
 from syntfer.instruments.judge import (Judge, calibrate_temperature, fidelity_table, judge_ceiling, label_indices,
                                        mean_class_fidelity, reliability)
 from syntfer.core.manifest import read_manifest
+from syntfer.sources.readers import read_dataset
 from syntfer.engine.models.checkpoint import read_checkpoint_config, save_checkpoint
 from syntfer.engine.models.ensemble import Ensemble
 from syntfer.engine.models.softmax import probabilities
@@ -119,20 +120,51 @@ def train_instrument(config: TrainConfig, train_data: pd.DataFrame | str | os.Pa
     return summary
 
 
-def reference_frame(world_dir: str | os.PathLike, domain: str, split: str) -> pd.DataFrame:
-    """A reference domain's split (`syntfer.sources.world`: ref_web, ref_ffhq) as a manifest frame: absolute ``path``,
-    ``label`` (the expression the face shows), ``split`` and the identity attributes (gender, age group, skin
-    tone, and the race word for web people)."""
-    file = Path(world_dir) / domain / "truth.csv"
+# the split each format holds out for testing (AffectNet's is its validation set)
+HELD_OUT_SPLIT = {"affectnet": "val"}
+
+
+def parse_references(spec: str) -> dict[str, tuple[str, Path]]:
+    """``"ref_web:truth:outputs/world/ref_web,ref_ffhq:rafdb:data/x"`` -> ``{name: (format, root)}``: the labeled
+    faces of each generator's look (params.yaml `datasets.references`), in any format `read_dataset` reads."""
+    out: dict[str, tuple[str, Path]] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        fields = [f.strip() for f in part.split(":", 2)]
+        if len(fields) != 3 or not all(fields):
+            raise InstrumentError(f"references entry {part!r}: expected name:format:root "
+                                  "(e.g. ref_web:truth:outputs/world/ref_web)")
+        name, fmt, root = fields
+        if name in out:
+            raise InstrumentError(f"references: {name!r} given twice in {spec!r}")
+        out[name] = (fmt, Path(root))
+    if not out:
+        raise InstrumentError("references is empty: the judge needs labeled faces of at least one generator's look")
+    return out
+
+
+def reference_frame(root: str | os.PathLike, split: str, fmt: str = "truth") -> pd.DataFrame:
+    """Labeled faces of one generator's look, one split, as a manifest frame with absolute ``path``, ``label``
+    (the expression the face shows) and ``split``. A world reference domain (`fmt="truth"`: ref_web, ref_ffhq of
+    `syntfer.sources.world`) also carries the identity attributes from the world's truth (gender, age group, skin
+    tone, and the race word for web people) — what the attribute reader learns; the user's own data (any other
+    format) carries none. `split="test"` reads the format's held-out split (AffectNet: val)."""
+    if fmt != "truth":
+        frame = read_dataset(fmt, root, split=HELD_OUT_SPLIT.get(fmt, split) if split == "test" else split,
+                             check="exists").frame
+        if frame.empty:
+            raise InstrumentError(f"{root}: no {fmt} images in split {split!r}")
+        return pd.DataFrame({"path": [str(Path(p).resolve()) if "#" not in str(p) else str(p) for p in frame["path"]],
+                             "label": frame["label"].to_numpy(), "split": split})
+    file = Path(root) / "truth.csv"
     if not file.is_file():
         raise InstrumentError(f"{file}: no truth file; the world stage renders reference domains when the "
-                              "preset's ref_per_class > 0")
+                              "preset's ref_per_class > 0 (for your own faces give another format, e.g. rafdb:PATH)")
     t = pd.read_csv(file, keep_default_na=False)
     t = t[t["split"].astype(str) == split]
     if t.empty:
         raise InstrumentError(f"{file}: no rows with split {split!r}")
-    root = Path(world_dir).resolve() / domain  # absolute: manifests written from it resolve relative to themselves
-    frame = pd.DataFrame({"path": [str(root / p) for p in t["path"]],
+    base = Path(root).resolve()  # absolute: manifests written from it resolve relative to themselves
+    frame = pd.DataFrame({"path": [str(base / p) for p in t["path"]],
                           "label": t["expression"].to_numpy(), "split": split,
                           "gender": t["id_gender"].to_numpy(), "age": t["id_age"].to_numpy(),
                           "skin_tone": t["id_skin_tone"].astype(str).to_numpy()})
@@ -173,10 +205,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_recipe("fast", model=args.model, model_kwargs=json.loads(args.model_kwargs),
                                   epochs=args.epochs, label_smoothing=0.0, smoothing_weight=0.0, seed=args.seed,
                                   progress=False)
-    frame = pd.concat([reference_frame(args.world, d, "train") for d in domains], ignore_index=True)
+    frame = pd.concat([reference_frame(Path(args.world) / d, "train") for d in domains], ignore_index=True)
     summary = train_instrument(cfg, frame, args.out, name="judge")
     judge = Judge.load(Path(args.out) / CHECKPOINT, name="judge")
-    ceiling = measure_ceiling(judge, {d: reference_frame(args.world, d, "test") for d in domains})
+    ceiling = measure_ceiling(judge, {d: reference_frame(Path(args.world) / d, "test") for d in domains})
     write_text(Path(args.out) / "ceiling.csv", ceiling.to_csv(index=False))
     print(json.dumps({"temperature": summary["temperature"], "ece_after": summary["ece_after"],
                       **{f"ceiling.{d}": judge_ceiling(ceiling, d) for d in domains}}, indent=1))

@@ -32,8 +32,9 @@ from syntfer.study.summary import oracle_of
 
 FINDING_COLUMNS = ("claim", "kind", "effect", "ci_low", "ci_high", "verdict", "p_value", "p_holm", "verdict_holm",
                    "expected", "metric", "test_set", "set_a", "set_b", "n_a", "steps_a", "n_b", "steps_b", "n_seeds",
-                   "n_images")
+                   "n_images", "reason")
 VERDICTS = ("supported", "contradicted", "inconclusive")
+SKIPPED = "skipped"  # a claim this run cannot test (e.g. it needs world truth the user's data has not): `reason` says why
 
 
 class ReportError(ValueError):
@@ -393,7 +394,26 @@ def _row(claim: str, kind: str, effect: tuple, expected: str, metric: str, test:
     return {"claim": claim, "kind": kind, "effect": e, "ci_low": lo, "ci_high": hi, "verdict": verdict(lo, hi, expected),
             "p_value": p, "p_holm": np.nan, "verdict_holm": "", "expected": expected, "metric": metric,
             "test_set": test, "set_a": a, "set_b": b, "n_a": budget_a[0], "steps_a": budget_a[1], "n_b": budget_b[0],
-            "steps_b": budget_b[1], "n_seeds": n_seeds, "n_images": n_images}
+            "steps_b": budget_b[1], "n_seeds": n_seeds, "n_images": n_images, "reason": ""}
+
+
+def skipped_finding(claim: str, kind: str, metric: str, set_a: str, set_b: str, reason: str) -> pd.DataFrame:
+    """One row for a claim this run cannot test: verdict `skipped` and the reason, never a silent absence."""
+    if not reason:
+        raise ReportError(f"skipped finding {claim!r}: a reason is required")
+    row = _row(claim, kind, (np.nan, np.nan, np.nan, 0, 0, np.nan), ">", metric, "", set_a, set_b)
+    row.update(verdict=SKIPPED, verdict_holm=SKIPPED, reason=reason)
+    return pd.DataFrame([row], columns=list(FINDING_COLUMNS))
+
+
+def pseudolabel_claim(source: str, tau_low: float, tau_high: float) -> str:
+    """The pseudo-label threshold claim's words (one text whether it is tested or skipped)."""
+    return f"{pretty(f'pseudolabel_{source}')}: a stricter threshold (τ {tau_high} vs {tau_low}) gives more precise labels"
+
+
+def demographic_claim(set_name: str, attribute: str, real_name: str) -> str:
+    """The demographic balance claim's words (one text whether it is tested or skipped)."""
+    return f"{pretty(set_name)} is more balanced in {attribute.replace('_', ' ')} than {pretty(real_name)}"
 
 
 def adjust(findings: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
@@ -406,7 +426,9 @@ def adjust(findings: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     out["p_holm"] = holm(out["p_value"].to_numpy(dtype=float)) if len(out) else []
     verdicts = []
     for r in out.itertuples():
-        if not np.isfinite(r.p_holm) or r.p_holm > alpha:
+        if getattr(r, "verdict", "") == SKIPPED:
+            verdicts.append(SKIPPED)
+        elif not np.isfinite(r.p_holm) or r.p_holm > alpha:
             verdicts.append("inconclusive")
         else:
             verdicts.append("supported" if (r.effect > 0) == (r.expected == ">") else "contradicted")
@@ -518,7 +540,7 @@ def pseudolabel_finding(scores: pd.DataFrame, source: str, *, tau_low: float = 0
         prec = (w @ r_hi) / (w @ k_hi) - (w @ r_lo) / (w @ k_lo)
     lo, hi = np.nanpercentile(prec[1:], [2.5, 97.5]) if np.isfinite(prec[1:]).any() else (np.nan, np.nan)
     name = f"pseudolabel_{source}"
-    rows = [_row(f"{pretty(name)}: a stricter threshold (τ {tau_high} vs {tau_low}) gives more precise labels",
+    rows = [_row(pseudolabel_claim(source, tau_low, tau_high),
                  "pseudo-label threshold", (float(prec[0]), float(lo), float(hi), 0, n, bootstrap_p(prec[1:])), ">",
                  "precision_vs_truth", "", name, name, (float(k_hi.sum()), np.nan), (float(k_lo.sum()), np.nan))]
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
@@ -549,7 +571,7 @@ def demographic_finding(generated: pd.DataFrame, real: pd.DataFrame, set_name: s
         hr = normalized_entropy(r, cats, _weights(len(r), draws, rng))
         boot = hg[1:] - hr[1:]
         lo, hi = np.percentile(boot, [2.5, 97.5])
-        rows.append(_row(f"{pretty(set_name)} is more balanced in {attr.replace('_', ' ')} than {pretty(real_name)}",
+        rows.append(_row(demographic_claim(set_name, attr, real_name),
                          "demographic balance", (float(hg[0] - hr[0]), float(lo), float(hi), 0, len(g),
                                                  bootstrap_p(boot)), ">",
                          f"normalized_entropy_{attr}", "", set_name, real_name, (float(len(g)), np.nan),
@@ -564,6 +586,8 @@ def findings_metrics(findings: pd.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {}
     code = {"supported": 1, "contradicted": -1, "inconclusive": 0}
     for r in findings.itertuples():
+        if getattr(r, "verdict", "") == SKIPPED:  # no effect to report; counted below
+            continue
         key = "_".join(p for p in (r.set_a, "vs", r.set_b, r.metric, r.test_set) if p)
         out[f"{key}.effect"] = r.effect
         out[f"{key}.ci_low"] = r.ci_low
@@ -574,7 +598,7 @@ def findings_metrics(findings: pd.DataFrame) -> dict[str, float]:
             v = getattr(r, col, np.nan)
             if v is not None and np.isfinite(v):
                 out[f"{key}.{col}"] = float(v)
-    for v in VERDICTS:
+    for v in (*VERDICTS, SKIPPED):
         out[v] = int((findings["verdict"] == v).sum())
         if "verdict_holm" in findings.columns:
             out[f"{v}_holm"] = int((findings["verdict_holm"] == v).sum())
@@ -706,8 +730,11 @@ def conclusions(findings: pd.DataFrame, data_kind: str) -> list[str]:
         held = g[g[col] == "supported"]
         against = g[g[col] == "contradicted"]
         open_ = g[g[col] == "inconclusive"]
+        skipped = g[g[col] == SKIPPED]
         parts = [f"**{kind}** ({len(g)} claim{'s' if len(g) != 1 else ''}): {len(held)} supported, "
-                 f"{len(against)} contradicted, {len(open_)} inconclusive after Holm's correction."]
+                 f"{len(against)} contradicted, {len(open_)} inconclusive after Holm's correction"
+                 + (f"; {len(skipped)} not tested by this run ({skipped['reason'].iloc[0]})" if len(skipped) else "")
+                 + "."]
         for label, rows in (("Holds", held), ("Contradicted", against)):
             for r in rows.itertuples():
                 parts.append(f"{label}: {r.claim} — effect {r.effect:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
@@ -719,4 +746,7 @@ def conclusions(findings: pd.DataFrame, data_kind: str) -> list[str]:
     if data_kind == "world":
         lines.append("All of this is measured on the procedural world: it says how the study's comparisons behave on "
                      "data whose truth is known, not what the strategies would score on RAF-DB, AffectNet or FER2013.")
+    elif data_kind == "mixed":
+        lines.append("This run's inputs are part world stand-ins, part real data (section 1 lists each): read each "
+                     "claim with the kind of the inputs it rests on.")
     return lines

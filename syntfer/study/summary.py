@@ -44,6 +44,7 @@ from typing import Any
 
 import pandas as pd
 
+from syntfer.core.provenance import run_kind
 from syntfer.core.storage import atomic_path, write_json
 
 METRIC_KEYS: dict[str, str] = {"accuracy": "acc", "acc": "acc", "balanced_accuracy": "balanced_acc",
@@ -321,14 +322,46 @@ def expand(patterns: Iterable[str]) -> list[str]:
     return files
 
 
+def _stage_label(file: Path) -> str:
+    """`outputs/gan/metrics.json` -> gan; `outputs/results/instruments.json` -> instruments."""
+    return file.parent.name if file.name == "metrics.json" else file.stem
+
+
+def merge_inputs(files: Sequence[str | os.PathLike]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """Every stage's ``inputs`` (name -> {path, kind}, `syntfer.core.provenance`) and ``skipped`` (what -> reason)
+    from the notebooks' metrics JSONs, merged: an input named alike with the same path is listed once, under its
+    name; one named alike with another path is listed per stage (``<stage>.<name>``). A file without ``inputs``
+    raises naming it (every notebook writes them)."""
+    inputs: dict[str, dict[str, str]] = {}
+    skipped: dict[str, dict[str, str]] = {}
+    for f in sorted(Path(x) for x in files):
+        d = json.loads(f.read_text())
+        if not isinstance(d.get("inputs"), Mapping):
+            raise SummaryError(f"{f}: no 'inputs' (name -> path, kind); the notebook that wrote it lists its inputs")
+        label = _stage_label(f)
+        for name, info in d["inputs"].items():
+            if info.get("kind") == "unused":
+                continue
+            if name not in inputs or inputs[name]["path"] == info["path"]:
+                inputs.setdefault(name, {"path": str(info["path"]), "kind": str(info["kind"])})
+            else:
+                inputs[f"{label}.{name}"] = {"path": str(info["path"]), "kind": str(info["kind"])}
+        if d.get("skipped"):
+            skipped[label] = {str(k): str(v) for k, v in d["skipped"].items()}
+    return dict(sorted(inputs.items())), skipped
+
+
 def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synthetic_files: Sequence[str] = (),
             pseudolabel_files: Sequence[str] = (), privacy_files: Sequence[str] = (),
             primary_model: str | None = None, min_seeds: int = 1, data_kind: str | None = None,
             matched_real: str | None = None, set_domains: Mapping[str, str] | None = None,
-            ratio_test: str = "rafdb") -> dict[str, Any]:
+            ratio_test: str = "rafdb", input_files: Sequence[str] = ()) -> dict[str, Any]:
     """Read every input file, build the summary, write it under `out_dir`; returns the metrics dict.
 
-    `data_kind` ('world' or 'real') is written as a top-level key so every number says where it came from.
+    `input_files`: the notebooks' metrics JSONs; their inputs (each with its kind, world or real) and skipped
+    measurements are merged into the metrics (`merge_inputs`), and ``data_kind`` — world, real or mixed — is read
+    from them (`data_kind`, if also given, must agree). It is written as a top-level key so every number says where
+    it came from.
     """
     cross = None
     if eval_files:
@@ -339,7 +372,14 @@ def collect(out_dir: str | os.PathLike, *, eval_files: Sequence[str] = (), synth
     metrics, tables = build_summary(cross_dataset=cross, synthetic=synthetic, pseudolabel=pseudo, privacy=privacy,
                                     primary_model=primary_model, min_seeds=min_seeds, matched_real=matched_real,
                                     set_domains=set_domains, ratio_test=ratio_test)
-    if data_kind is not None:
+    if input_files:
+        inputs, skipped = merge_inputs(input_files)
+        derived = run_kind(inputs)
+        if data_kind is not None and data_kind != derived:
+            raise SummaryError(f"data_kind {data_kind!r} given, but the inputs are {derived!r}: "
+                               + ", ".join(f"{k} {v['kind']}" for k, v in inputs.items()))
+        metrics = {"data_kind": derived, "inputs": inputs, "skipped": skipped, **metrics}
+    elif data_kind is not None:
         metrics = {"data_kind": data_kind, **metrics}
     write_summary(out_dir, metrics, tables)
     return metrics
@@ -354,8 +394,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--privacy", action="append", default=[], metavar="GLOB", help="privacy summary CSVs")
     parser.add_argument("--primary-model", default=None, help="model whose results go under 'eval'")
     parser.add_argument("--min-seeds", type=int, default=1)
-    parser.add_argument("--data-kind", default="world", choices=("world", "real"),
-                        help="where the numbers come from: the procedural world or licensed real data")
+    parser.add_argument("--inputs", action="append", default=[], metavar="GLOB",
+                        help="the notebooks' metrics JSONs: their inputs and kinds (world/real) give data_kind")
     parser.add_argument("--matched-real", default="", metavar="SET",
                         help="the size-matched real split: synthetic.<set>.real_ratio, oracle.<oracle>.real_ratio")
     parser.add_argument("--set-domains", default="", metavar="PREFIX:DOMAIN[,…]",
@@ -378,7 +418,8 @@ def parse_pairs(text: str, sep: str = "=") -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     metrics = collect(args.out, eval_files=expand(args.eval), synthetic_files=expand(args.synthetic),
                       pseudolabel_files=expand(args.pseudolabel), privacy_files=expand(args.privacy),
-                      primary_model=args.primary_model, min_seeds=args.min_seeds, data_kind=args.data_kind,
+                      primary_model=args.primary_model, min_seeds=args.min_seeds,
+                      input_files=expand(args.inputs),
                       matched_real=args.matched_real or None, set_domains=parse_pairs(args.set_domains, ":"),
                       ratio_test=args.ratio_test)
     print(f"wrote {Path(args.out) / 'metrics.json'} with sections {sorted(metrics)}")

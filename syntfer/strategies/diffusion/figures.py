@@ -17,7 +17,8 @@ GROUPS: tuple[tuple[str, str], ...] = tuple((a, g) for g in ("male", "female")
 
 def sample_grid(manifest: pd.DataFrame, title: str = "", columns: Sequence[tuple[str, str]] = GROUPS,
                 zoom: float = 0.9):
-    """Emotion (rows) x (age, gender) (columns) grid, first image of each cell; empty cells stay blank."""
+    """Emotion (rows) x (age, gender) (columns) grid, first image of each cell; empty cells stay blank. A manifest
+    without age/gender columns shows each class's first faces instead (the column titles then do not apply)."""
     fig, axes = plt.subplots(len(L.CLASSES), len(columns),
                              figsize=(zoom * len(columns), zoom * len(L.CLASSES) + 0.6), squeeze=False)
     for r, cls in enumerate(L.CLASSES):
@@ -25,7 +26,10 @@ def sample_grid(manifest: pd.DataFrame, title: str = "", columns: Sequence[tuple
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            cell = manifest[(manifest["label"] == cls) & (manifest["age"] == age) & (manifest["gender"] == gender)]
+            if {"age", "gender"} <= set(manifest.columns):
+                cell = manifest[(manifest["label"] == cls) & (manifest["age"] == age) & (manifest["gender"] == gender)]
+            else:  # faces without demographic truth (the user's own data): the class's c-th face
+                cell = manifest[manifest["label"] == cls].iloc[c:c + 1]
             if len(cell):
                 ax.imshow(load_array(cell["path"].iloc[0]))
             if c == 0:
