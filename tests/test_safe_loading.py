@@ -79,9 +79,12 @@ def test_load_torch_refuses_a_hostile_global_and_names_the_file(tmp_path):
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])  # a truncated file (a disk that filled up)
     with pytest.raises(StateFileError, match=r"cut.pt: state is not a readable torch file"):
         load_torch(tmp_path / "cut.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a torch file at all")
-    with pytest.raises(StateFileError, match=r"junk.pt: state holds more than tensors"):
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file at all")  # not a pickle: no global to refuse
+    with pytest.raises(StateFileError, match=r"junk.pt: state is not a readable torch file"):
         load_torch(tmp_path / "junk.pt")
+    (tmp_path / "notes.pt").write_text("hello")  # text: torch's unpickler raised a bare KeyError
+    with pytest.raises(StateFileError, match=r"notes.pt: state is not a readable torch file"):
+        load_torch(tmp_path / "notes.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt: state file not found"):
         load_torch(tmp_path / "missing.pt")
     numpy_state = tmp_path / "numpy.pt"

@@ -133,31 +133,41 @@ class StateFileError(ValueError):
     """A torch file that holds something other than tensors and plain Python values (refused, not unpickled)."""
 
 
-def load_torch(path: str | os.PathLike, what: str = "state") -> Any:
+def load_torch(path: str | os.PathLike, what: str = "state", *, expected: str | None = None,
+               map_location: Any = "cpu") -> Any:
     """`torch.load` with ``weights_only=True``: tensors, dicts, lists, tuples, numbers, strings and bools only.
 
     A file that would run other code while unpickling (a custom class, a function) is refused with
-    `StateFileError` naming the file and the refused global; nothing of it is executed. `what` names the
-    file's role in the message (``resume state``, ``--init-from state``, ``--cache``).
+    `StateFileError` naming the file and the refused global; nothing of it is executed. A file that is not a
+    torch file at all (text, an image, a truncated archive) raises `StateFileError` too. `what` names the
+    file's role in the message (``resume state``, ``--init-from state``, ``--cache``); `expected` says what the
+    file should be (default: a file written by syntfer, which can be deleted to start over).
     """
     import pickle
 
     import torch  # lazy: storage is a foundation module that loads without torch
 
     path = Path(path)
+    if path.is_dir():
+        raise StateFileError(f"{path}: {what} is a folder; expected {expected or 'a file written by syntfer'}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1] if lines else "")
         detail = detail.removeprefix("WeightsUnpickler error: ").split(". Please use")[0].rstrip(".")
-        raise StateFileError(f"{path}: {what} holds more than tensors and plain values ({detail}); expected a "
-                               "file written by syntfer (weights_only load refused it, nothing was run)") from None
-    except (RuntimeError, EOFError) as e:
-        raise StateFileError(f"{path}: {what} is not a readable torch file ({e}); expected a file written by "
-                               "syntfer (delete it to start over)") from None
+        if "GLOBAL" in detail:
+            raise StateFileError(f"{path}: {what} holds more than tensors and plain values ({detail}); expected "
+                                 f"{expected or 'a file written by syntfer'} (weights_only load refused it, "
+                                 "nothing was run)") from None
+        reason = detail  # not a pickle at all ("Unsupported operand <byte>"): an unreadable file, as below
+    except Exception as e:  # noqa: BLE001 - on bytes that are no torch file (text, an image, a cut archive) the
+        # weights-only unpickler fails with whatever its parser hits: RuntimeError, EOFError, KeyError, IndexError...
+        reason = str(e) if isinstance(e, RuntimeError) and str(e) else f"{type(e).__name__}: {e}"
+    raise StateFileError(f"{path}: {what} is not a readable torch file ({reason}); expected "
+                         f"{expected or 'a file written by syntfer (delete it to start over)'}") from None
 
 
 def save_image(path: str | os.PathLike, image, **save_kw) -> None:

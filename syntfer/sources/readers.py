@@ -7,7 +7,8 @@ which case each bad row is recorded in ``ReadResult.skipped`` (never dropped sil
 
 Formats
 - ``rafdb``: ``EmoLabel/list_patition_label.txt`` (``train_00001.jpg 5``, RAF-DB 1-based codes) and
-  ``Image/aligned/<stem>_aligned.jpg``; splits train/test by name prefix.
+  ``Image/aligned/<stem>_aligned.jpg``; splits train/test by name prefix. The root may also be the folder
+  holding the official download's ``basic/`` tree (``basic/EmoLabel/...`` + ``basic/Image/aligned/``).
 - ``affectnet``: ``training.csv`` (split train) / ``validation.csv`` (split val) with face boxes; images
   under ``Manually_Annotated_Images/``. Paths carry the face box (``img.jpg#box=x,y,w,h``) so the loader
   crops it. Codes 7–10 are outside the 7-class space: they are excluded and counted in ``excluded``
@@ -22,7 +23,9 @@ Formats
   generator of a look). Identity columns ``id_gender,id_age,id_skin_tone`` come along as
   ``gender,age,skin_tone``.
 - ``unlabeled``: every image below root (identity folders such as DigiFace/DCFace, or flat folders such
-  as EmoNet-Face/FFHQ); ``identity`` = the image's folder relative to root ('' when flat).
+  as EmoNet-Face/FFHQ); ``identity`` = the image's folder relative to root ('' when flat). Files without an
+  image suffix (a LICENSE.txt, the world's truth.csv) are listed in ``ignored``, never read; a root with no
+  image at all raises.
 """
 from __future__ import annotations
 
@@ -37,12 +40,14 @@ from pathlib import Path
 import pandas as pd
 
 from syntfer.core import labels as L
-from syntfer.core.images import ImageError, box_path, csv_row_path, load_image, pixels_to_array
+from syntfer.core.images import ImageError, box_path, csv_row_path, load_image, pixels_to_array, split_fragment
 from syntfer.core.manifest import write_manifest
 
 FORMATS = ("rafdb", "affectnet", "fer2013", "folder", "truth", "unlabeled")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 RAFDB_LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
+RAFDB_IMAGES = Path("Image") / "aligned"
+RAFDB_NESTED = "basic"  # the official download nests the tree: basic/EmoLabel/..., basic/Image/aligned/
 AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                      "facial_landmarks", "expression", "valence", "arousal")
 AFFECTNET_FILES = {"train": "training.csv", "val": "validation.csv"}
@@ -55,11 +60,13 @@ class ReaderError(ValueError):
 
 @dataclasses.dataclass
 class ReadResult:
-    """A manifest frame plus what was skipped (bad rows, with skip_bad) or excluded (by design)."""
+    """A manifest frame plus what was skipped (bad rows, with skip_bad), excluded (by design) or ignored (files
+    below an unlabeled root that are not images)."""
 
     frame: pd.DataFrame
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     excluded: dict[str, int] = dataclasses.field(default_factory=dict)
+    ignored: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"{len(self.frame)} images"]
@@ -69,6 +76,8 @@ class ReadResult:
                                                    for c in (*L.CLASSES, L.CONTEMPT) if c in counts or c in L.CLASSES))
         for reason, n in sorted(self.excluded.items()):
             lines.append(f"excluded by design: {n} ({reason})")
+        if self.ignored:
+            lines.append(f"ignored {len(self.ignored)} file(s) that are not images, e.g. {self.ignored[0]}")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} bad row(s):")
             lines += [f"  {where}: {why}" for where, why in self.skipped[:20]]
@@ -85,6 +94,7 @@ class _Rows:
         self.rows: list[dict] = []
         self.skipped: list[tuple[str, str]] = []
         self.excluded: dict[str, int] = {}
+        self.ignored: list[str] = []
 
     def bad(self, where: str, why: str) -> None:
         if not self.skip_bad:
@@ -96,7 +106,7 @@ class _Rows:
 
     def result(self, columns: Iterable[str] = ("path", "label", "split")) -> ReadResult:
         frame = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=list(columns))
-        return ReadResult(frame.reset_index(drop=True), self.skipped, self.excluded)
+        return ReadResult(frame.reset_index(drop=True), self.skipped, self.excluded, self.ignored)
 
 
 def _numbered_lines(file: Path) -> Iterable[tuple[str, str]]:
@@ -116,9 +126,15 @@ def _check_split(split: str | None, allowed: Iterable[str], fmt: str) -> None:
 # --- RAF-DB ---------------------------------------------------------------------------------
 def read_rafdb(root: Path, split: str | None, rows: _Rows) -> None:
     _check_split(split, ("train", "test"), "rafdb")
+    if not (root / RAFDB_LABEL_FILE).is_file() and (root / RAFDB_NESTED / RAFDB_LABEL_FILE).is_file():
+        root = root / RAFDB_NESTED  # the official download's basic/ tree
     label_file = root / RAFDB_LABEL_FILE
-    if not label_file.exists():
-        raise ReaderError(f"{label_file}: RAF-DB label file not found (expected <root>/{RAFDB_LABEL_FILE})")
+    if not label_file.is_file():
+        raise ReaderError(f"{label_file}: RAF-DB label file not found (expected <root>/{RAFDB_LABEL_FILE} and "
+                          f"<root>/{RAFDB_IMAGES}/, or the official <root>/{RAFDB_NESTED}/{RAFDB_LABEL_FILE} tree)")
+    if not (root / RAFDB_IMAGES).is_dir():
+        raise ReaderError(f"{root / RAFDB_IMAGES}: RAF-DB image folder not found (expected the aligned images "
+                          f"<stem>_aligned.jpg in <root>/{RAFDB_IMAGES}/, next to {RAFDB_LABEL_FILE})")
     for where, line in _numbered_lines(label_file):
         parts = line.split()
         if len(parts) != 2:
@@ -137,7 +153,7 @@ def read_rafdb(root: Path, split: str | None, rows: _Rows) -> None:
         if split is not None and prefix != split:
             continue
         stem = Path(name).stem
-        image = root / "Image" / "aligned" / f"{stem}_aligned.jpg"
+        image = root / RAFDB_IMAGES / f"{stem}_aligned.jpg"
         rows.rows.append({"path": str(image.resolve()), "label": label, "split": prefix,
                           "source": "rafdb", "_where": where})
 
@@ -219,7 +235,8 @@ def read_fer2013(root: Path, split: str | None, rows: _Rows) -> None:
     df = pd.read_csv(csv, dtype=str, keep_default_na=False)
     missing = [c for c in ("emotion", "pixels", "Usage") if c not in df.columns]
     if missing:
-        raise ReaderError(f"{csv}: missing column(s) {missing}; expected emotion, pixels, Usage")
+        raise ReaderError(f"{csv}: missing column(s) {missing}; expected emotion, pixels, Usage "
+                          f"(Kaggle's fer2013.csv header), has {list(df.columns)}")
     usage_to_split = {v: k for k, v in FER2013_USAGE.items()}
     csv_abs = csv.resolve()
     for i, (code, pixels, usage) in enumerate(zip(df["emotion"], df["pixels"], df["Usage"])):
@@ -270,10 +287,16 @@ def read_unlabeled(root: Path, split: str | None, rows: _Rows) -> None:
         d = Path(dirpath)
         identity = "" if d == root else str(d.relative_to(root))
         for f in sorted(filenames):
-            if Path(f).suffix.lower() in IMAGE_SUFFIXES:
-                p = d / f
-                rows.rows.append({"path": str(p.resolve()), "label": "", "split": split or "",
-                                  "source": source, "identity": identity, "_where": str(p)})
+            p = d / f
+            if p.suffix.lower() not in IMAGE_SUFFIXES:  # not a candidate image: listed, never read
+                rows.ignored.append(str(p))
+                continue
+            rows.rows.append({"path": str(p.resolve()), "label": "", "split": split or "",
+                              "source": source, "identity": identity, "_where": str(p)})
+    if not rows.rows:
+        found = f"{len(rows.ignored)} other file(s), e.g. {rows.ignored[0]}" if rows.ignored else "nothing"
+        raise ReaderError(f"{root}: no image files below it (expected {', '.join(IMAGE_SUFFIXES)} files, flat or "
+                          f"in identity folders; found {found})")
 
 
 TRUTH_COLUMNS = ("path", "expression", "split")
@@ -303,6 +326,14 @@ def read_truth(root: Path, split: str | None, rows: _Rows) -> None:
                           "source": root.name, **{v: r[k] for k, v in extra.items() if k in r}, "_where": where})
 
 
+LAYOUTS: dict[str, str] = {  # what each format's root holds, for messages
+    "rafdb": f"{RAFDB_LABEL_FILE} + {RAFDB_IMAGES}/, or {RAFDB_NESTED}/{RAFDB_LABEL_FILE} + {RAFDB_NESTED}/{RAFDB_IMAGES}/",
+    "affectnet": "training.csv, validation.csv, Manually_Annotated_Images/",
+    "fer2013": "fer2013.csv, or Kaggle train/ and test/ class folders",
+    "folder": "<class>/ folders of images (optionally under <split>/)",
+    "truth": "truth.csv and the images it lists",
+    "unlabeled": "images, flat or in identity folders",
+}
 READERS: dict[str, Callable[..., None]] = {
     "rafdb": read_rafdb, "affectnet": read_affectnet, "fer2013": read_fer2013,
     "folder": read_folder, "truth": read_truth, "unlabeled": read_unlabeled,
@@ -330,13 +361,17 @@ def _verify_images(rows: _Rows, check: str, workers: int) -> None:
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         problems = list(pool.map(probe, rows.rows))
-    kept = []
-    for row, problem in zip(rows.rows, problems):
-        if problem is None:
-            kept.append(row)
-        else:
-            rows.bad(row["_where"], problem)
-    rows.rows = kept
+    # a folder row's `where` is its image, which the problem already names first
+    bad = [(row, problem.removeprefix(f"{row['_where']}: ")) for row, problem in zip(rows.rows, problems)
+           if problem is not None]
+    if bad and not rows.skip_bad:
+        row, problem = bad[0]
+        missing = sum(not os.path.isfile(split_fragment(r["path"])[0]) for r, _ in bad)
+        raise ReaderError(f"{row['_where']}: {problem} ({missing} of the {len(rows.rows)} listed images are missing"
+                          f", {len(bad) - missing} unreadable; --skip-bad skips and lists them)")
+    for row, problem in bad:
+        rows.bad(row["_where"], problem)
+    rows.rows = [row for row, problem in zip(rows.rows, problems) if problem is None]
 
 
 def read_dataset(fmt: str, root: str | os.PathLike, split: str | None = None, *, skip_bad: bool = False,
@@ -350,7 +385,7 @@ def read_dataset(fmt: str, root: str | os.PathLike, split: str | None = None, *,
         raise ReaderError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     root = Path(root)
     if not root.exists():
-        raise ReaderError(f"{root}: dataset root not found")
+        raise ReaderError(f"{root}: dataset root not found (expected the {fmt} folder: {LAYOUTS[fmt]})")
     rows = _Rows(skip_bad)
     READERS[fmt](root, split, rows, **options)
     _verify_images(rows, check, workers)

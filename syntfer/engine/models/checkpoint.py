@@ -6,7 +6,10 @@
 - `load_pretrained(model, path)` loads a published checkpoint by tensor name and shape: it unwraps
   ``state_dict`` / ``model_state_dict`` / ``model`` containers, strips ``module.`` (DataParallel) and
   ``backbone.`` prefixes when that makes a name match, and returns a `LoadReport` of matched and skipped
-  tensors. A checkpoint that matches nothing raises.
+  tensors. A checkpoint that fills less than ``min_loaded`` (default half) of the model's tensors is weights
+  of another architecture and raises, naming the file, the count and the architecture; ``min_loaded=0``
+  loads a part on purpose (a checkpoint matching nothing always raises). A file that is not a torch
+  state dict (text, an image, a bare tensor) raises `CheckpointError` naming it.
 """
 from __future__ import annotations
 
@@ -21,12 +24,13 @@ import torch
 from torch import nn
 
 from syntfer.engine.models.registry import ModelConfig, create_model
-from syntfer.core.storage import save_torch, write_json
+from syntfer.core.storage import StateFileError, load_torch, save_torch, write_json
 
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model")
 STRIP_PREFIXES = ("module.", "backbone.", "model.")
+MIN_LOADED = 0.5  # load_pretrained: least share of the model's tensors a checkpoint must fill
 
 
 class CheckpointError(ValueError):
@@ -86,8 +90,10 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     model = create_model(cfg.name, num_classes=cfg.num_classes, **cfg.kwargs)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: checkpoint weights missing")
-    state = torch.load(weights, map_location=map_location, weights_only=True)
+        raise FileNotFoundError(f"{weights}: checkpoint weights missing (a checkpoint folder holds {CONFIG_FILE} and "
+                                f"{WEIGHTS_FILE}, as save_checkpoint writes them)")
+    state = load_torch(weights, "checkpoint weights", expected=f"the {cfg.name} state dict save_checkpoint writes",
+                       map_location=map_location)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -101,17 +107,22 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     return model.to(map_location)
 
 
-def read_state_dict(source: str | os.PathLike | Mapping[str, Any],
-                    map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """A flat name → tensor dict from a file or mapping, unwrapping ``state_dict``/``model_state_dict``/``model``."""
+def read_state_dict(source: str | os.PathLike | Mapping[str, Any], map_location: str | torch.device = "cpu",
+                    expected: str = "a state dict of tensors saved with torch.save") -> dict[str, torch.Tensor]:
+    """A flat name → tensor dict from a file or mapping, unwrapping ``state_dict``/``model_state_dict``/``model``.
+
+    `expected` (what the file should be) goes into the message when the file is not a torch file."""
     if isinstance(source, Mapping):
         obj: Any = source
         where = "<state dict>"
     else:
         where = str(source)
-        if not Path(source).is_file():
+        if not Path(source).exists():
             raise FileNotFoundError(f"{where}: checkpoint file not found")
-        obj = torch.load(source, map_location=map_location, weights_only=True)
+        try:
+            obj = load_torch(source, "weight file", expected=expected, map_location=map_location)
+        except StateFileError as e:
+            raise CheckpointError(str(e)) from None
     for _ in range(3):  # containers nest at most a couple of levels in published files
         if isinstance(obj, Mapping):
             inner = next((obj[k] for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
@@ -120,10 +131,12 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, Any],
                 continue
         break
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{where}: expected a state dict (mapping of tensors), got {type(obj).__name__}")
+        raise CheckpointError(f"{where}: holds a {type(obj).__name__}, not a mapping of names to tensors; "
+                              f"expected {expected}")
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state:
-        raise CheckpointError(f"{where}: contains no tensors (top-level keys: {sorted(map(str, obj))[:10]})")
+        raise CheckpointError(f"{where}: contains no tensors (top-level keys: {sorted(map(str, obj))[:10]}); "
+                              f"expected {expected}")
     return state
 
 
@@ -142,16 +155,26 @@ def _candidates(key: str) -> list[str]:
     return out
 
 
+def architecture(model: nn.Module) -> str:
+    """The registry name and class of a model (``ir_tiny (IRClassifier)``), or its class alone (a sub-module)."""
+    target = _unwrap_module(model)
+    cfg = getattr(target, "cfg", None)
+    name = type(target).__name__
+    return f"{cfg.name} ({name})" if isinstance(cfg, ModelConfig) else name
+
+
 def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping[str, Any], strict: bool = False,
-                    map_location: str | torch.device = "cpu") -> LoadReport:
+                    map_location: str | torch.device = "cpu", min_loaded: float = MIN_LOADED) -> LoadReport:
     """Copy tensors whose names (after prefix stripping) and shapes match the model's; report the rest.
 
-    ``strict=True`` also raises when any checkpoint tensor or model tensor is left out. A checkpoint that
-    matches no model tensor always raises `CheckpointError`.
+    ``strict=True`` also raises when any checkpoint tensor or model tensor is left out. A checkpoint that fills
+    less than `min_loaded` of the model's tensors (weights of another architecture) raises `CheckpointError`;
+    ``min_loaded=0`` allows a partial load, but a checkpoint matching no model tensor always raises.
     """
     where = "<state dict>" if isinstance(source, Mapping) else str(source)
-    state = read_state_dict(source, map_location)
     target = _unwrap_module(model)
+    arch = architecture(target)
+    state = read_state_dict(source, map_location, expected=f"{arch} weights (a state dict saved with torch.save)")
     model_state = target.state_dict()
     matched: dict[str, str] = {}
     unexpected: list[str] = []
@@ -172,9 +195,15 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping[str, A
     report = LoadReport(where, matched, sorted(unexpected), mismatch, missing)
     if not matched:
         raise CheckpointError(
-            f"{where}: no tensor matches {type(target).__name__} by name and shape "
+            f"{where}: no tensor matches {arch} by name and shape: 0 of its {len(model_state)} tensors would load "
             f"(checkpoint keys e.g. {sorted(state)[:3]}, model keys e.g. {sorted(model_state)[:3]}, "
-            f"{len(mismatch)} name matches with wrong shapes)")
+            f"{len(mismatch)} name matches with wrong shapes); expected {arch} weights")
+    if len(new_values) < min_loaded * len(model_state):
+        raise CheckpointError(
+            f"{where}: only {len(new_values)} of the {len(model_state)} tensors of {arch} match by name and shape "
+            f"({len(unexpected)} checkpoint tensors have no such name, {len(mismatch)} another shape): expected "
+            f"{arch} weights filling at least {min_loaded:.0%} of its tensors (weights of another architecture?); "
+            "min_loaded=0 loads a part on purpose")
     if strict and (unexpected or mismatch or missing):
         raise CheckpointError(f"{report.summary()} (strict): unexpected {report.unexpected[:5]}, "
                               f"wrong shapes {list(mismatch.items())[:3]}, not loaded {missing[:5]}")

@@ -37,6 +37,8 @@ BACKENDS = ("embedded", "embedded-au", "sd", "fineface")
 SD_DEFAULTS = {"steps": 50, "guidance": 10.0, "height": 512, "width": 512}
 FINEFACE_DEFAULTS = {"steps": 50, "guidance": P.FINEFACE_GUIDANCE, "height": 512, "width": 512}
 EMBEDDED_DEFAULTS = {"steps": 20, "guidance": 3.0}
+SD_FOLDER = ("a diffusers Stable Diffusion folder: model_index.json with unet/, vae/, text_encoder/, tokenizer/ and "
+             "scheduler/ beside it (as save_pretrained writes it, e.g. Realistic Vision v5.1)")
 
 
 class BackendError(ValueError):
@@ -131,13 +133,20 @@ class StableDiffusionBackend:
             self.dtype = "float16" if self.device.startswith("cuda") else "float32"
         tdtype = getattr(torch, self.dtype)
         if self.pipeline is None:
+            self._check_model_folder()
             from diffusers import StableDiffusionPipeline  # lazy: importing diffusers takes seconds
 
             if self.local_files_only:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            self.pipeline = StableDiffusionPipeline.from_pretrained(
-                self.model_id, revision=self.revision, torch_dtype=tdtype, safety_checker=None,
-                requires_safety_checker=False, local_files_only=self.local_files_only)
+            try:
+                self.pipeline = StableDiffusionPipeline.from_pretrained(
+                    self.model_id, revision=self.revision, torch_dtype=tdtype, safety_checker=None,
+                    requires_safety_checker=False, local_files_only=self.local_files_only)
+            except (OSError, ValueError) as e:  # diffusers' "no file named ...", "not a valid repo id", not cached
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise BackendError(f"{self.model_id}: cannot load a Stable Diffusion pipeline ({reason}); expected "
+                                   f"{SD_FOLDER}, or a hub id already in the local cache (nothing is downloaded)"
+                                   ) from None
         pipe = self.pipeline
         if self.scheduler:
             import diffusers  # lazy: importing diffusers takes seconds
@@ -152,6 +161,17 @@ class StableDiffusionBackend:
         if self.fineface_weights:
             self.adapter = load_fineface(pipe.unet, self.fineface_weights).to(self.device, tdtype)
         self.name = "fineface" if self.adapter is not None else "sd"
+
+    def _check_model_folder(self) -> None:
+        """A local model path must be a diffusers folder with model_index.json (the message says what it holds)."""
+        if not str(self.model_id).strip():
+            raise BackendError(f"backend sd/fineface needs a model (diffusion.sd_model, --model): {SD_FOLDER}")
+        local = Path(self.model_id)
+        if local.is_file():
+            raise BackendError(f"{local}: is a single file; expected {SD_FOLDER} (convert a single-file checkpoint "
+                               "with diffusers' from_single_file + save_pretrained)")
+        if local.is_dir() and not (local / "model_index.json").is_file():
+            raise BackendError(f"{local}: no model_index.json in this folder; expected {SD_FOLDER}")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model_id": str(self.model_id), "revision": self.revision or "",

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from syntfer.core.storage import StateFileError, load_torch
 from syntfer.strategies.diffusion.prompts import FINEFACE_AUS
 
 
@@ -142,7 +143,12 @@ def load_fineface(unet: nn.Module, weights: str | os.PathLike | None, n_tokens: 
         if path.suffix == ".safetensors":
             sd = load_file(str(path))
         else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                sd = load_torch(path, "FineFace adapter weights", expected="FineFace's AU adapter state dict")
+            except StateFileError as e:
+                raise FineFaceError(str(e)) from None
+        if not isinstance(sd, dict):
+            raise FineFaceError(f"{path}: holds a {type(sd).__name__}; expected FineFace's AU adapter state dict")
         own = adapter.state_dict()
         missing = [k for k in own if k not in sd]
         unexpected = [k for k in sd if k not in own]

@@ -27,7 +27,7 @@ from torch import nn
 
 from syntfer.core import labels as L
 from syntfer.strategies.gan.controls import GANMUT_ORDER, ControlError, ControlSpace, paper_space
-from syntfer.core.storage import save_torch, write_json
+from syntfer.core.storage import StateFileError, load_torch, save_torch, write_json
 
 
 class CheckpointError(ValueError):
@@ -381,6 +381,10 @@ def infer_official_config(state: dict[str, torch.Tensor], image_size: int = 128)
                         channel_order="BGR", source="official")
 
 
+OFFICIAL_EXPECTED = ("an official GANmut generator *-G.ckpt (StarGAN names: main.0.weight with "
+                     "5 input channels, and axes.weight or mu.weight)")
+
+
 def load_official_generator(path_or_state: str | os.PathLike | dict[str, torch.Tensor], image_size: int = 128) -> Generator:
     """Load an official GANmut generator (``*-G.ckpt``, StarGAN naming); control model and sizes are inferred.
 
@@ -394,9 +398,15 @@ def load_official_generator(path_or_state: str | os.PathLike | dict[str, torch.T
         p = Path(path_or_state)
         if not p.exists():
             raise CheckpointError(f"{p}: GANmut generator checkpoint not found")
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            state = load_torch(p, "GANmut generator checkpoint", expected=OFFICIAL_EXPECTED)
+        except StateFileError as e:
+            raise CheckpointError(str(e)) from None
     state = _unwrap(state, where)
-    cfg = infer_official_config(state, image_size)
+    try:
+        cfg = infer_official_config(state, image_size)
+    except CheckpointError as e:
+        raise CheckpointError(f"{where}: {e}; expected {OFFICIAL_EXPECTED}") from None
     g = Generator(cfg)
     _load_strict(g, state, where)
     return g.eval()

@@ -36,6 +36,7 @@ from torch import nn
 
 from syntfer.core import labels as L
 from syntfer.instruments.judge import Judge
+from syntfer.engine.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from syntfer.engine.models.registry import ModelConfig
 from syntfer.engine.models.softmax import probabilities
 from syntfer.core.storage import sha256_file, write_bytes
@@ -549,6 +550,11 @@ class CheckpointTeacher(Teacher):
         if not self.directory.is_dir():
             raise TeacherError(f"{self.directory}: checkpoint directory not found (or use onnx:PATH / "
                                "minixception:PATH)")
+        absent = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (self.directory / f).is_file()]
+        if absent:
+            raise TeacherError(f"{self.directory}: not a syntfer checkpoint folder, {' and '.join(absent)} missing "
+                               f"(expected {CONFIG_FILE} + {WEIGHTS_FILE} as `syntfer train` writes them in best/; "
+                               "or use onnx:PATH / minixception:PATH)")
         self.judge = Judge.load(self.directory)
         if device != "cpu":
             self.judge.model.to(device)
