@@ -62,7 +62,7 @@ from syntfer.core.plots import show
 from syntfer.sources.readers import read_dataset
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json
-from syntfer.sources.world import report as R
+from syntfer.sources.world import report as WREP
 from syntfer.sources.world.presets import get_preset
 from syntfer.sources.world.writers import DOMAIN_NAMES, plan_domain
 
@@ -85,7 +85,7 @@ metrics: dict[str, float | int] = {}
 # (for the unlabeled sources this is hidden from the pipeline).
 
 # %%
-summary = R.summary_table(world)
+summary = WREP.summary_table(world)
 summary.to_csv(out / "summary.csv")
 display(summary)
 
@@ -96,8 +96,8 @@ display(summary)
 # should look different from each other.
 
 # %%
-grid, rows, cols = R.domain_expression_grid(world, cell=grid_cell, seed=seed)
-show(R.show_grid(grid, rows, cols, title="world samples (true expression)"), figures / "domain_expression_grid.png")
+grid, rows, cols = WREP.domain_expression_grid(world, cell=grid_cell, seed=seed)
+show(WREP.show_grid(grid, rows, cols, title="world samples (true expression)"), figures / "domain_expression_grid.png")
 
 # %% [markdown]
 # ## What a classifier sees: the same grid at its input size
@@ -106,9 +106,9 @@ show(R.show_grid(grid, rows, cols, title="world samples (true expression)"), fig
 # study can tell it.
 
 # %%
-small, rows_s, cols_s = R.domain_expression_grid(world, cell=classifier_size, seed=seed)
+small, rows_s, cols_s = WREP.domain_expression_grid(world, cell=classifier_size, seed=seed)
 enlarged = np.asarray(Image.fromarray(small).resize((small.shape[1] * 2, small.shape[0] * 2), Image.NEAREST))
-show(R.show_grid(enlarged, rows_s, cols_s, title=f"at {classifier_size} px (what the classifier sees)"),
+show(WREP.show_grid(enlarged, rows_s, cols_s, title=f"at {classifier_size} px (what the classifier sees)"),
      figures / "domain_expression_grid_classifier_size.png")
 
 # %% [markdown]
@@ -121,7 +121,7 @@ show(R.show_grid(enlarged, rows_s, cols_s, title=f"at {classifier_size} px (what
 # blur, resolution), which is what the classifiers measure.
 
 # %%
-oracle = R.oracle_table(world, split=None)
+oracle = WREP.oracle_table(world, split=None)
 oracle.to_csv(out / "oracle.csv")
 display(oracle.round(3))
 metrics.update({f"oracle_{d}": float(r["oracle_vs_label_balanced"]) for d, r in oracle.iterrows()})
@@ -133,9 +133,9 @@ metrics.update({f"label_noise_{d}": float(r["label_noise"]) for d, r in oracle.i
 # (GAN editing and identity metrics depend on this).
 
 # %%
-grid_id, identities = R.identity_expression_grid(n_identities, size=grid_cell * 4 // 3, seed=seed, ss=2,
+grid_id, identities = WREP.identity_expression_grid(n_identities, size=grid_cell * 4 // 3, seed=seed, ss=2,
                                                  face_scale=1.2, background="studio")
-fig = R.show_grid(grid_id, [f"{i.gender}, {i.age}, tone {i.skin_tone}" for i in identities], list(L.CLASSES),
+fig = WREP.show_grid(grid_id, [f"{i.gender}, {i.age}, tone {i.skin_tone}" for i in identities], list(L.CLASSES),
                   title="same identity, class prototypes")
 show(fig, figures / "identity_expression_grid.png")
 
@@ -145,8 +145,8 @@ show(fig, figures / "identity_expression_grid.png")
 # as in real data. Here one identity's `sad` and `surprise` from 0 to 1.25 × the prototype.
 
 # %%
-strips = np.concatenate([R.intensity_strip(identities[0], c, size=grid_cell) for c in ("sad", "surprise")], 0)
-fig = R.show_grid(strips, ["sad", "surprise"], [f"{s:.2f}" for s in np.linspace(0, 1.25, 6)],
+strips = np.concatenate([WREP.intensity_strip(identities[0], c, size=grid_cell) for c in ("sad", "surprise")], 0)
+fig = WREP.show_grid(strips, ["sad", "surprise"], [f"{s:.2f}" for s in np.linspace(0, 1.25, 6)],
                   title="intensity × prototype")
 show(fig, figures / "intensity_strip.png")
 
@@ -155,9 +155,9 @@ show(fig, figures / "intensity_strip.png")
 # Labeled splits draw their per-class counts from the real datasets' training shares (docs/method.md §2).
 
 # %%
-shares = R.class_share_table(world)
+shares = WREP.class_share_table(world)
 shares.to_csv(out / "class_shares.csv", index=False)
-show(R.plot_class_shares(shares), figures / "class_shares.png")
+show(WREP.plot_class_shares(shares), figures / "class_shares.png")
 display(shares.pivot(index="class", columns="dataset", values="world_n"))
 
 # %% [markdown]
@@ -166,8 +166,8 @@ display(shares.pivot(index="class", columns="dataset", values="world_n"))
 # stand-in after per-image intensity, jitter, blends and spurious activations.
 
 # %%
-show(R.plot_heatmap(R.au_prototype_table(), "AU prototypes (0-5)"), figures / "au_prototypes.png")
-show(R.plot_heatmap(R.au_means_table(world, "rafdb"), "rafdb: mean rendered AU per true class"),
+show(WREP.plot_heatmap(WREP.au_prototype_table(), "AU prototypes (0-5)"), figures / "au_prototypes.png")
+show(WREP.plot_heatmap(WREP.au_means_table(world, "rafdb"), "rafdb: mean rendered AU per true class"),
      figures / "au_means_rafdb.png")
 
 # %% [markdown]
@@ -176,9 +176,9 @@ show(R.plot_heatmap(R.au_means_table(world, "rafdb"), "rafdb: mean rendered AU p
 
 # %%
 for attr in ("id_gender", "id_age", "id_skin_tone"):
-    tab = R.attribute_table(world, attr)
+    tab = WREP.attribute_table(world, attr)
     tab.to_csv(out / f"attributes_{attr}.csv")
-    show(R.plot_heatmap(tab, f"{attr} share per domain", fmt=".2f", cmap="mako"), figures / f"attributes_{attr}.png")
+    show(WREP.plot_heatmap(tab, f"{attr} share per domain", fmt=".2f", cmap="mako"), figures / f"attributes_{attr}.png")
 
 # %% [markdown]
 # ## Read back through the real readers

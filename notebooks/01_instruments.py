@@ -72,11 +72,11 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from syntfer.instruments import attributes as A
-from syntfer.instruments import build as I
+from syntfer.instruments import attributes as ATTR
+from syntfer.instruments import build as INST
 from syntfer.engine.data import as_frame
 from syntfer.instruments.judge import Judge, judge_ceiling, label_indices, reliability
-from syntfer.core import provenance as P
+from syntfer.core import provenance as PV
 from syntfer.core.plots import show
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
@@ -87,13 +87,13 @@ seed_everything(seed)
 kwargs = json.loads(model_kwargs)
 if not isinstance(kwargs, dict):
     raise ValueError(f"model_kwargs={model_kwargs!r} is not a JSON object")
-refs = I.parse_references(references)
+refs = INST.parse_references(references)
 domains = list(refs)
-inputs = {"teacher_train": {"path": teacher_train, "kind": P.manifest_kind(teacher_train)},  # where its images are from
-          "teacher_test": {"path": teacher_test, "kind": P.manifest_kind(teacher_test)},
-          **P.describe({f"reference.{d}": root for d, (_, root) in refs.items()})}
+inputs = {"teacher_train": {"path": teacher_train, "kind": PV.manifest_kind(teacher_train)},  # where its images are from
+          "teacher_test": {"path": teacher_test, "kind": PV.manifest_kind(teacher_test)},
+          **PV.describe({f"reference.{d}": root for d, (_, root) in refs.items()})}
 skipped: dict[str, str] = {}
-display(Markdown(P.banner(inputs, "01_instruments")))
+display(Markdown(PV.banner(inputs, "01_instruments")))
 out = Path(out_dir)
 figures = out / "figures"
 figures.mkdir(parents=True, exist_ok=True)
@@ -115,9 +115,9 @@ def config(epochs: int, balanced: bool = False) -> TrainConfig:
 # temperature.
 
 # %%
-teacher = I.train_instrument(config(teacher_epochs, balanced=True), teacher_train, out / "teacher", name="teacher",
+teacher = INST.train_instrument(config(teacher_epochs, balanced=True), teacher_train, out / "teacher", name="teacher",
                              bins=reliability_bins, members=teacher_members, mirror=teacher_mirror)
-teacher_judge = Judge.load(out / "teacher" / I.CHECKPOINT, name="teacher")
+teacher_judge = Judge.load(out / "teacher" / INST.CHECKPOINT, name="teacher")
 test = as_frame(teacher_test)
 probs = teacher_judge.probs(test["path"].tolist())
 y = label_indices(test["label"].tolist(), teacher_test)
@@ -146,11 +146,11 @@ show(fig, figures / "teacher_reliability.png")
 # score about this; a generated set's expression fidelity is read against it.
 
 # %%
-judge_train = pd.concat([I.reference_frame(refs[d][1], "train", refs[d][0]) for d in domains], ignore_index=True)
-judge_info = I.train_instrument(config(judge_epochs), judge_train, out / "judge", name="judge",
+judge_train = pd.concat([INST.reference_frame(refs[d][1], "train", refs[d][0]) for d in domains], ignore_index=True)
+judge_info = INST.train_instrument(config(judge_epochs), judge_train, out / "judge", name="judge",
                                 bins=reliability_bins)
-judge = Judge.load(out / "judge" / I.CHECKPOINT, name="judge")
-ceiling = I.measure_ceiling(judge, {d: I.reference_frame(refs[d][1], "test", refs[d][0]) for d in domains})
+judge = Judge.load(out / "judge" / INST.CHECKPOINT, name="judge")
+ceiling = INST.measure_ceiling(judge, {d: INST.reference_frame(refs[d][1], "test", refs[d][0]) for d in domains})
 write_text(out / "judge" / "ceiling.csv", ceiling.to_csv(index=False))
 ceiling.pivot(index="class", columns="domain", values="fidelity").round(3)
 
@@ -160,27 +160,27 @@ ceiling.pivot(index="class", columns="domain", values="fidelity").round(3)
 # inside the race word's range (`syntfer.instruments.attributes`). The held-out accuracies are the demographic ceilings.
 
 # %%
-reader_train = (I.reference_frame(refs[reader_domain][1], "train", refs[reader_domain][0])
+reader_train = (INST.reference_frame(refs[reader_domain][1], "train", refs[reader_domain][0])
                 if reader_domain in refs else None)
 reader_ceiling: dict[str, float] = {}
 if reader_train is None:
     skipped["reader"] = f"reader_domain={reader_domain!r} is not one of the references {domains}"
-elif not set(A.ATTRIBUTES) <= set(reader_train.columns):
+elif not set(ATTR.ATTRIBUTES) <= set(reader_train.columns):
     skipped["reader"] = (f"reference {reader_domain} ({refs[reader_domain][0]}: {refs[reader_domain][1]}) carries no "
-                         f"demographic truth ({', '.join(A.ATTRIBUTES)}): the attribute reader cannot be trained, "
+                         f"demographic truth ({', '.join(ATTR.ATTRIBUTES)}): the attribute reader cannot be trained, "
                          "so every demographic-fidelity measurement downstream is skipped")
 if "reader" in skipped:
     print("SKIPPED the attribute reader:", skipped["reader"])
 else:
-    reader_best = A.train_reader(reader_train, out / "reader", trunk=model, trunk_kwargs=kwargs,
+    reader_best = ATTR.train_reader(reader_train, out / "reader", trunk=model, trunk_kwargs=kwargs,
                                  epochs=reader_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                  seed=seed)
-    reader = A.load_reader(out / "reader")
-    reader_test = I.reference_frame(refs[reader_domain][1], "test", refs[reader_domain][0])
+    reader = ATTR.load_reader(out / "reader")
+    reader_test = INST.reference_frame(refs[reader_domain][1], "test", refs[reader_domain][0])
     read = reader.predict(reader_test["path"].tolist())
-    reader_ceiling = A.demographic_fidelity(read, reader_test)
+    reader_ceiling = ATTR.demographic_fidelity(read, reader_test)
     reader_ceiling.update({f"{a}_exact": float((read[a].astype(str) == reader_test[a].astype(str)).mean())
-                           for a in A.ATTRIBUTES})
+                           for a in ATTR.ATTRIBUTES})
     write_json(out / "reader" / "ceiling.json", reader_ceiling)
 pd.Series(reader_ceiling, dtype=float).round(3).to_frame(f"{reader_domain} test")
 

@@ -74,7 +74,7 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from syntfer.engine import evaluation as E
+from syntfer.engine import evaluation as EV
 from syntfer.core import labels as L
 from syntfer.engine.data import DecodedImages, as_frame, describe_frame
 from syntfer.core.manifest import read_manifest
@@ -171,7 +171,7 @@ for seed in seed_list:
     else:
         result = train(config_for(seed), train_frame, out / f"s{seed}" / "train", val_data=val_frame,
                        image_cache=images)
-    evaluated = E.evaluate(result.model, tests, batch_size=eval_batch_size, num_workers=num_workers,
+    evaluated = EV.evaluate(result.model, tests, batch_size=eval_batch_size, num_workers=num_workers,
                            progress=progress, image_cache=images)
     runs[seed] = {"result": result, "evaluated": evaluated}
     # no wall time here: this notebook is a tracked output (`syntfer notebook` prints the stage's time)
@@ -198,25 +198,25 @@ show(g, figures / "learning_curves.png")
 # Overall accuracy, mean-class (balanced) accuracy and macro-F1 of each seed's selected model, then the mean ± sd.
 
 # %%
-tidy = pd.concat([E.tidy_rows(train_set, model, s, {k.removeprefix(prefix): m for k, (_, m) in r["evaluated"].items()})
+tidy = pd.concat([EV.tidy_rows(train_set, model, s, {k.removeprefix(prefix): m for k, (_, m) in r["evaluated"].items()})
                   for s, r in runs.items()], ignore_index=True)
 write_text(out / "cross_dataset.csv", tidy.to_csv(index=False))
 for s, r in runs.items():
     for name, (pred, _) in r["evaluated"].items():
         write_text(out / f"s{s}" / f"confusion_{name.removeprefix(prefix)}.csv",
-                   E.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
+                   EV.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
 for name in tests:  # all seeds' predictions together: the confusion DVC plots (counts summed over seeds)
     short = name.removeprefix(prefix)
-    rows = pd.concat([E.confusion_rows(r["evaluated"][name][0].y_true, r["evaluated"][name][0].y_pred)
+    rows = pd.concat([EV.confusion_rows(r["evaluated"][name][0].y_true, r["evaluated"][name][0].y_pred)
                       for r in runs.values()], ignore_index=True)
     write_text(out / f"confusion_{short}.csv", rows.to_csv(index=False))
-agg = E.aggregate_seeds(tidy)
-headline = agg[agg["metric"].isin(E.HEADLINE_METRICS)].pivot(index="test_set", columns="metric",
+agg = EV.aggregate_seeds(tidy)
+headline = agg[agg["metric"].isin(EV.HEADLINE_METRICS)].pivot(index="test_set", columns="metric",
                                                               values=["mean", "sd"]).round(3)
 headline
 
 # %%
-ax = E.plot_cross_dataset(tidy, metric="accuracy")
+ax = EV.plot_cross_dataset(tidy, metric="accuracy")
 ax.set_title(f"accuracy ({data_kind} data), mean ± sd over {len(seed_list)} seed(s)")
 ax.figure.tight_layout()
 show(ax.figure, figures / "cross_dataset_accuracy.png")
@@ -232,7 +232,7 @@ train_counts = counts.loc[f"{prefix}{train_set} train", list(L.CLASSES)].astype(
 recall_means = {name.removeprefix(prefix): {f"recall_{c}": float(np.nanmean([r["evaluated"][name][1][f"recall_{c}"]
                                                                                 for r in runs.values()]))
                                             for c in L.CLASSES} for name in tests}
-rvf = pd.concat([E.recall_vs_frequency(m, train_counts).assign(test_set=name) for name, m in recall_means.items()],
+rvf = pd.concat([EV.recall_vs_frequency(m, train_counts).assign(test_set=name) for name, m in recall_means.items()],
                 ignore_index=True)
 rvf.to_csv(out / "recall_vs_frequency.csv", index=False)
 fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -254,7 +254,7 @@ fig, axes = plt.subplots(1, len(tests), figsize=(5.2 * len(tests), 4.4))
 for ax, name in zip(np.atleast_1d(axes), tests):
     y_true = np.concatenate([r["evaluated"][name][0].y_true for r in runs.values()])
     y_pred = np.concatenate([r["evaluated"][name][0].y_pred for r in runs.values()])
-    E.plot_confusion(y_true, y_pred, ax=ax, title=f"test: {name}")
+    EV.plot_confusion(y_true, y_pred, ax=ax, title=f"test: {name}")
 fig.suptitle(f"trained on {prefix}{train_set} · {model} · seeds {seed_list}")
 fig.tight_layout()
 show(fig, figures / "confusion.png")
@@ -284,7 +284,7 @@ for s, r in runs.items():
         leaked = set(f["path"]) & set(split["path"])
         assert not leaked, f"{len(leaked)} test images of {name} were used in training/validation"
         m = r["evaluated"][name][1]
-        for k in E.HEADLINE_METRICS:
+        for k in EV.HEADLINE_METRICS:
             assert 0.0 <= m[k] <= 1.0, (s, name, k, m[k])
         assert m["n"] == len(f), f"{name}: scored {m['n']} of {len(f)} images"
 home = train_set.removeprefix("real_")

@@ -53,7 +53,7 @@ from IPython.display import Markdown, display
 from syntfer.core import labels as L
 from syntfer.core import plots
 from syntfer.core import provenance as PV
-from syntfer.strategies import pseudolabel as P
+from syntfer.strategies import pseudolabel as PL
 from syntfer.core.manifest import read_manifest, write_manifest
 from syntfer.sources.readers import read_dataset
 from syntfer.core.seeding import seed_everything
@@ -61,9 +61,9 @@ from syntfer.core.storage import write_json
 from syntfer.instruments.judge import RELIABILITY_COLUMNS
 
 thresholds = sorted({float(t) for t in sweep.split(",") if t.strip()} | {float(threshold)})
-P.check_rule(threshold, per_class or None)
-if link not in P.LINK_MODES:
-    raise ValueError(f"link={link!r}: expected one of {P.LINK_MODES}")
+PL.check_rule(threshold, per_class or None)
+if link not in PL.LINK_MODES:
+    raise ValueError(f"link={link!r}: expected one of {PL.LINK_MODES}")
 if not Path(images).exists():
     raise FileNotFoundError(f"images={images!r} not found (render the world or provide the collection)")
 if truth_csv and not Path(truth_csv).is_file():
@@ -110,7 +110,7 @@ print(f"{len(frame)} images")
 # top K per class by p with ties broken by path.
 
 # %%
-result = P.pseudolabel(teacher, input_manifest, out, threshold=threshold, per_class=per_class or None,
+result = PL.pseudolabel(teacher, input_manifest, out, threshold=threshold, per_class=per_class or None,
                        source=source, link=link, batch_size=batch_size, shard_size=shard_size, skip_bad=True)
 print(result.scores.summary())
 counts = result.selection.counts
@@ -122,23 +122,23 @@ print("short of K:", counts["short_classes"] or "none", counts["shortfall"])
 # ## Teacher confidence per predicted class
 
 # %%
-scores = P.read_scores(out / "scores.csv")
-figs.show(P.plot_score_distributions(scores, threshold), "score_distributions")
+scores = PL.read_scores(out / "scores.csv")
+figs.show(PL.plot_score_distributions(scores, threshold), "score_distributions")
 
 # %% [markdown]
 # ## What survives per class as τ varies (top-K cap applied)
 
 # %%
-surv = P.survivors(scores, thresholds, per_class or None)
+surv = PL.survivors(scores, thresholds, per_class or None)
 display(surv.pivot(index="threshold", columns="label", values="n")[list(L.CLASSES)])
-figs.show(P.plot_survivors(surv), "survivors")
+figs.show(PL.plot_survivors(surv), "survivors")
 
 # %% [markdown]
 # ## Sample of the selected images per class (number = teacher probability)
 
 # %%
 manifest = read_manifest(out / "manifest.csv")
-figs.show(P.plot_sample_grid(manifest, per_class=8, seed=seed), "samples")
+figs.show(PL.plot_sample_grid(manifest, per_class=8, seed=seed), "samples")
 
 # %% [markdown]
 # ## World only: pseudo-label precision and recall against the hidden truth
@@ -151,12 +151,12 @@ metrics = {"n_images": counts["n_images"], "n_unreadable": counts["n_unreadable"
            "n_short_classes": len(counts["short_classes"]),
            **{f"selected_{c}": counts["selected"][c] for c in L.CLASSES}}
 if world:
-    truth_scores = P.attach_truth(scores, truth_csv)
-    pr = P.precision_recall(truth_scores, thresholds, per_class or None)
+    truth_scores = PL.attach_truth(scores, truth_csv)
+    pr = PL.precision_recall(truth_scores, thresholds, per_class or None)
     pr.to_csv(out / "precision_recall.csv", index=False)
     display(pr[np.isclose(pr["threshold"], threshold)].set_index("label")[
         ["selected", "correct", "true_total", "precision", "recall"]])
-    figs.show(P.plot_precision_recall(pr), "precision_recall")
+    figs.show(PL.plot_precision_recall(pr), "precision_recall")
 else:  # header-only files keep the stage's declared plots present for real collections too
     pd.DataFrame(columns=["threshold", "label", "selected", "correct", "true_total", "precision", "recall"]).to_csv(
         out / "precision_recall.csv", index=False)
@@ -169,11 +169,11 @@ else:  # header-only files keep the stage's declared plots present for real coll
 
 # %%
 if world:
-    rel, ece = P.reliability(truth_scores, bins=reliability_bins)
+    rel, ece = PL.reliability(truth_scores, bins=reliability_bins)
     rel.to_csv(out / "reliability.csv", index=False)
     display(rel)
-    figs.show(P.plot_reliability(rel, ece), "reliability")
-    metrics.update(P.world_metrics(pr, threshold, ece))
+    figs.show(PL.plot_reliability(rel, ece), "reliability")
+    metrics.update(PL.world_metrics(pr, threshold, ece))
 metrics.update(truth_csv=truth_csv if world else "", inputs=inputs, skipped=skipped)
 write_json(out / "metrics.json", metrics)
 print(json.dumps(metrics, indent=1))
@@ -184,7 +184,7 @@ print(json.dumps(metrics, indent=1))
 # %%
 assert len(manifest) == counts["n_selected"] > 0, "nothing was selected"
 assert (manifest["score"] > threshold).all(), "an image at or below the threshold was kept"
-probs = manifest[list(P.PROB_COLUMNS)].to_numpy(dtype=float)
+probs = manifest[list(PL.PROB_COLUMNS)].to_numpy(dtype=float)
 assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-6), "probabilities do not sum to 1"
 assert (np.asarray(L.CLASSES)[probs.argmax(axis=1)] == manifest["label"].to_numpy()).all(), "label != argmax"
 assert np.allclose(probs.max(axis=1), manifest["score"].astype(float)), "score != max probability"

@@ -73,11 +73,12 @@ from IPython.display import Markdown, display
 
 from syntfer.core import labels as L
 from syntfer.core import plots
-from syntfer.strategies.diffusion import prompts as P
+from syntfer.strategies.diffusion import STRATEGY
+from syntfer.strategies.diffusion import prompts as PROMPTS
 from syntfer.instruments.attributes import demographic_fidelity, load_reader
-from syntfer.strategies.diffusion import curation as C
-from syntfer.strategies.diffusion import embedded as E
-from syntfer.strategies.diffusion import figures as R
+from syntfer.strategies.diffusion import curation as CUR
+from syntfer.strategies.diffusion import embedded as EMB
+from syntfer.strategies.diffusion import figures as DFIG
 from syntfer.strategies.diffusion.backends import BACKENDS, create_backend
 from syntfer.strategies.diffusion.generation import generate, generate_launched
 from syntfer.instruments.distances import frechet_distance
@@ -122,8 +123,8 @@ figs = plots.Figures(out / "figures", dpi=130)  # every figure: out_dir/figures/
 # without the checkpoint's tokenizer; the SD backend re-checks with its own tokenizer and refuses overflow).
 
 # %%
-grid = P.prompt_grid()
-prompts = P.check_prompt_lengths(P.stratified_subset(grid, per_emotion, seed=seed))
+grid = PROMPTS.prompt_grid()
+prompts = PROMPTS.check_prompt_lengths(PROMPTS.stratified_subset(grid, per_emotion, seed=seed))
 display(prompts.groupby(["label", "gender"]).size().unstack())
 print(f"{len(prompts)} of {len(grid)} prompts; max {prompts['n_tokens'].max()} tokens")
 
@@ -138,18 +139,18 @@ print(f"{len(prompts)} of {len(grid)} prompts; max {prompts['n_tokens'].max()} t
 
 # %%
 if train:
-    data = E.load_captioned(web_dir / "captions.csv", 48, align=True)
-    mcfg = E.default_config(E.build_vocab(data.captions), use_aus=True, au_scale=5.0, variant="pool48")
-    tcfg = E.TrainConfig(steps=train_steps, batch_size=train_batch_size, lr=train_lr, seed=seed, threads=threads,
+    data = EMB.load_captioned(web_dir / "captions.csv", 48, align=True)
+    mcfg = EMB.default_config(EMB.build_vocab(data.captions), use_aus=True, au_scale=5.0, variant="pool48")
+    tcfg = EMB.TrainConfig(steps=train_steps, batch_size=train_batch_size, lr=train_lr, seed=seed, threads=threads,
                          max_minutes=train_minutes or None, warmup=500, ema_decay=0.999, word_dropout=0.15,
                          filler_words=tuple(w for w in train_filler_words.split(",") if w), filler_max=train_filler_max)
-    E.train_embedded(data, mcfg, tcfg, out / "train")
+    EMB.train_embedded(data, mcfg, tcfg, out / "train")
     model_path = out / "train" / "ema"
     logs = out / "train"
 else:
     model_path = logs = Path(model_dir)
 # a train_minutes (max_minutes) run that stopped early exports a partial model: refused here, never used as complete
-meta = E.require_finished(model_path)
+meta = EMB.require_finished(model_path)
 train_log = pd.read_csv(logs / "train_log.csv")
 eval_log = pd.read_csv(logs / "eval_log.csv") if (logs / "eval_log.csv").is_file() else None
 finetuned_at = None
@@ -204,10 +205,10 @@ display(pd.DataFrame(speed))
 
 # %%
 for kind, man in manifests.items():
-    figs.show(R.sample_grid(man, f"{kind}: emotion × (age, gender) — {PV.run_kind(inputs)} inputs"), f"grid_{kind}")
+    figs.show(DFIG.sample_grid(man, f"{kind}: emotion × (age, gender) — {PV.run_kind(inputs)} inputs"), f"grid_{kind}")
 real = reference_frame(refs[reference_domain][1], "test", refs[reference_domain][0])
 real_demographics = {"age", "gender"} <= set(real.columns)  # world references carry truth; the user's faces do not
-figs.show(R.sample_grid(real, f"real {reference_domain} faces (held out): emotion × (age, gender)"), "grid_real")
+figs.show(DFIG.sample_grid(real, f"real {reference_domain} faces (held out): emotion × (age, gender)"), "grid_real")
 
 # %% [markdown]
 # ## Expression fidelity against the judge's ceiling
@@ -235,7 +236,7 @@ fid = pd.concat(tables, ignore_index=True)
 display(fid.pivot(index="class", columns="set", values="fidelity").round(3))
 mean_fid = {k: mean_class_fidelity(fid[fid["set"] == k]) for k in kinds}
 print({k: f"{v:.3f} = {v / ceiling:.2f} of the ceiling {ceiling:.3f}" for k, v in mean_fid.items()})
-figs.show(R.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} ({PV.run_kind(inputs)} inputs)"), "fidelity")
+figs.show(DFIG.fidelity_plot(fid, f"expression fidelity, judge = {judge_.name} ({PV.run_kind(inputs)} inputs)"), "fidelity")
 
 # %% [markdown]
 # ## Demographic fidelity: who was drawn
@@ -287,7 +288,7 @@ display(dist.round(3))
 # %%
 curated, removed_tables = {}, []
 for kind, man in manifests.items():
-    res = C.curate(man, out / "curated" / kind, teacher=(lambda paths: judge_.probs(list(paths)))
+    res = CUR.curate(man, out / "curated" / kind, teacher=(lambda paths: judge_.probs(list(paths)))
                    if (teacher_filter or min_confidence) else None, require_agreement=teacher_filter,
                    min_confidence=min_confidence, dedup_bits=None if dedup_bits < 0 else dedup_bits,
                    per_class=(balance if balance in ("", "min") else int(balance)) or None, seed=seed)
@@ -299,9 +300,9 @@ display(pd.DataFrame({k: L.counts(m["label"]) for k, m in curated.items()}))
 
 # %%
 first = kinds[0]
-bal = R.demographic_balance(curated[first])
+bal = DFIG.demographic_balance(curated[first])
 display(bal.groupby(["attribute", "value"])["n"].sum().unstack(0))
-figs.show(R.balance_plot(bal, f"{first}: demographic balance of the kept set (prompted attributes)"), "balance")
+figs.show(DFIG.balance_plot(bal, f"{first}: demographic balance of the kept set (prompted attributes)"), "balance")
 
 # %% [markdown]
 # ## Whom the real training split shows, read by the same reader
@@ -338,8 +339,7 @@ fid.to_csv(out / "fidelity.csv", index=False)
 dist.to_csv(out / "distances.csv", index=False)
 demographics.reset_index().to_csv(out / "demographics.csv", index=False)
 # per curated set, what the summary stage reads (`syntfer summarize --synthetic`): set names of the study
-set_name = {"embedded": "diffusion_embedded", "embedded-au": "diffusion_embedded_au", "sd": "diffusion_sd",
-            "fineface": "diffusion_fineface"}
+set_name = {k: STRATEGY.prefix + k.replace("-", "_") for k in kinds}  # backend embedded-au -> diffusion_embedded_au
 # next to each demographic fidelity, the reader's ceiling (the same reading of held-out real faces of the domain):
 # a generator cannot show an attribute more legibly than the reader reads it on real faces
 ceiling_row = f"real {reference_domain} (ceiling)"

@@ -81,8 +81,8 @@ from IPython.display import Markdown, display
 
 from syntfer.core import labels as L
 from syntfer.core import plots
-from syntfer.strategies.gan import figures as R
-from syntfer.strategies.gan import measurements as E
+from syntfer.strategies.gan import figures as GFIG
+from syntfer.strategies.gan import measurements as GMEAS
 from syntfer.strategies.gan.controls import ControlValue
 from syntfer.strategies.gan.editing import DegradeConfig, make_restorer
 from syntfer.strategies.gan.networks import EditorConfig, load_generator, load_official_generator
@@ -194,9 +194,9 @@ truth_imgs = None
 if truth_meta is not None:
     idx0 = int(truth_meta.loc[truth_meta["path"] == Path(row0["source_path"]).relative_to(ffhq.resolve()).as_posix(),
                               "index"].iloc[0])
-    truth_imgs = {c: E.truth_rerender(idx0, c, seed, max_render=truth_max_render or None, ss=truth_ss)[0]
+    truth_imgs = {c: GMEAS.truth_rerender(idx0, c, seed, max_render=truth_max_render or None, ss=truth_ss)[0]
                   for c in L.CLASSES}
-grid, rtitles, ctitles = R.expression_grid(editor, row0, rho_grid, seed, truth_imgs)
+grid, rtitles, ctitles = GFIG.expression_grid(editor, row0, rho_grid, seed, truth_imgs)
 fig, ax = plt.subplots(figsize=(14, 2 * len(rtitles)))
 ax.imshow(grid)
 h, w = grid.shape[0] / len(rtitles), grid.shape[1] / 7
@@ -214,23 +214,23 @@ figs.show(fig, "one_identity_grid")
 # source | old path | new path | the pixels the new path changed (white; everything else is the source's, byte for byte).
 
 # %%
-sharp = E.sharpness_rows(editor, space, pool.iloc[:seam_faces], [c for c in L.CLASSES if c != "neutral"], seed,
+sharp = GMEAS.sharpness_rows(editor, space, pool.iloc[:seam_faces], [c for c in L.CLASSES if c != "neutral"], seed,
                          rest, dcfg)
 # stored relative to the FFHQ stand-in folder (no machine-specific path in a DVC-tracked output)
 sharp.assign(source_path=[Path(p).resolve().relative_to(ffhq.resolve()).as_posix() for p in sharp["source_path"]]
              ).to_csv(out / "sharpness.csv", index=False)
-sharp_summary = E.sharpness_summary(sharp)
+sharp_summary = GMEAS.sharpness_summary(sharp)
 display(sharp_summary.round(3))
 for path_name, ratio in sharp_summary["all"].items():
     metrics[f"sharpness_ratio_{path_name.replace(' ', '_')}"] = float(ratio)
-set_ratio = [E.laplacian_variance(load_array(r["path"], "RGB"), [r[k] for k in E.FACE_BOX])
-             / max(E.laplacian_variance(load_array(r["source_path"], "RGB"), [r[k] for k in E.FACE_BOX]), 1e-9)
+set_ratio = [GMEAS.laplacian_variance(load_array(r["path"], "RGB"), [r[k] for k in GMEAS.FACE_BOX])
+             / max(GMEAS.laplacian_variance(load_array(r["source_path"], "RGB"), [r[k] for k in GMEAS.FACE_BOX]), 1e-9)
              for _, r in sets["V"].head(seam_faces).iterrows()]
 metrics["sharpness_ratio_set_V"] = float(np.median(set_ratio))
 print(f"median sharpness ratio of the V set as written (first {len(set_ratio)} edits): {np.median(set_ratio):.3f}")
 ex_rows = pool.iloc[:4]
 ex_codes = [space.fixed(c) for c in ("happy", "sad", "surprise", "anger")]
-ex, titles = R.sharpness_examples(editor, ex_rows, ex_codes, rest, dcfg, seed)
+ex, titles = GFIG.sharpness_examples(editor, ex_rows, ex_codes, rest, dcfg, seed)
 fig, ax = plt.subplots(figsize=(12, 12 * ex.shape[0] / ex.shape[1]))
 ax.imshow(ex, interpolation="nearest")
 ax.set_xticks([ex.shape[1] / len(titles) * (i + 0.5) for i in range(len(titles))], titles, fontsize=8)
@@ -265,7 +265,7 @@ for v, m in sets.items():
     probs = judge.probs(m["path"].tolist())
     tab = fidelity_table(probs, m["label"].tolist(), f"GAN {v}").assign(variant=v)
     fid_rows.append(tab)
-    conf.append(E.confusion_rows(probs, m["label"]).assign(variant=v))
+    conf.append(GMEAS.confusion_rows(probs, m["label"]).assign(variant=v))
     metrics[f"fidelity_{v}"] = mean_class_fidelity(tab)
     metrics[f"fidelity_over_ceiling_{v}"] = mean_class_fidelity(tab) / ceiling
 floor = fidelity_table(src_probs, sets["V"]["label"].tolist(), "sources").assign(variant="source (no edit)")
@@ -287,9 +287,9 @@ pd.concat(conf).to_csv(out / "confusion.csv", index=False)
 # network as it is, and this editor then makes almost the full edit at every ρ (`models/gan/README.md`).
 
 # %%
-cur_crops, cur_t, cur_rho = E.edits_along_rho(editor, space, pool.iloc[: curve_faces],
+cur_crops, cur_t, cur_rho = GMEAS.edits_along_rho(editor, space, pool.iloc[: curve_faces],
                                               [c for c in L.CLASSES if c != "neutral"], rho_grid, seed)
-curve = E.intensity_curve(judge.probs(cur_crops), cur_t, cur_rho)
+curve = GMEAS.intensity_curve(judge.probs(cur_crops), cur_t, cur_rho)
 curve.to_csv(out / "intensity_curve.csv", index=False)
 g = sns.relplot(data=curve, x="rho", y="p_target", hue="target", kind="line", marker="o", height=3.5, aspect=1.6)
 figs.show(g.figure, "intensity_curve")
@@ -306,16 +306,16 @@ val = json.loads((Path(identity_dir) / "validation.json").read_text())["validati
 display(pd.DataFrame([val]).round(3))
 metrics["identity_encoder_val_auc"] = val["auc"]
 m = sets["V"]
-e_src = embed(enc, E.manifest_crops(m, enc.cfg.image_size, path_column="source_path"))
-e_edit = embed(enc, E.manifest_crops(m, enc.cfg.image_size))
+e_src = embed(enc, GMEAS.manifest_crops(m, enc.cfg.image_size, path_column="source_path"))
+e_edit = embed(enc, GMEAS.manifest_crops(m, enc.cfg.image_size))
 sim_edit = (e_src * e_edit).sum(1)  # embeddings are L2-normalised: dot = cosine
 sim_truth = sim_src_truth = None
 if truth_meta is not None:
-    e_truth = embed(enc, E.truth_crops(m, truth_meta, ffhq, seed, enc.cfg.image_size,
+    e_truth = embed(enc, GMEAS.truth_crops(m, truth_meta, ffhq, seed, enc.cfg.image_size,
                                        max_render=truth_max_render or None, ss=truth_ss))
     sim_truth = (e_truth * e_edit).sum(1)
     sim_src_truth = (e_truth * e_src).sum(1)
-ident = E.identity_rows(sim_edit, sim_truth, m["label"])
+ident = GMEAS.identity_rows(sim_edit, sim_truth, m["label"])
 if sim_src_truth is not None:
     ident = ident.merge(pd.DataFrame({"target": m["label"], "ref": sim_src_truth}).groupby("target", as_index=False)
                         .agg(sim_source_truth_mean=("ref", "mean")), on="target")
@@ -350,7 +350,7 @@ figs.show(g.figure, "identity_per_class")
 srows = sets["V"].head(seam_faces).rename(columns={"path": "edit_path"})
 scodes = [ControlValue(r["label"], r["control_x"], r["control_y"], "V") for _, r in srows.iterrows()]
 restorers = {"paste": None, "degrade only": make_restorer("none"), restorer: rest}
-ex, titles = R.seam_examples(editor, srows.head(3), scodes[:3], {k: v for k, v in restorers.items() if v is not None},
+ex, titles = GFIG.seam_examples(editor, srows.head(3), scodes[:3], {k: v for k, v in restorers.items() if v is not None},
                              dcfg, seed)
 fig, ax = plt.subplots(figsize=(15, 6))
 ax.imshow(ex)
@@ -358,16 +358,16 @@ ax.set_xticks([ex.shape[1] / len(titles) * (i + 0.5) for i in range(len(titles))
 ax.set_yticks([])
 ax.grid(False)
 figs.show(fig, "seam_before_after")
-variants = R.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=crop_size)
-variants.update(R.seam_variants(editor, srows, scodes, {"full-resolution warp": None}, dcfg, seed, size=crop_size,
+variants = GFIG.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=crop_size)
+variants.update(GFIG.seam_variants(editor, srows, scodes, {"full-resolution warp": None}, dcfg, seed, size=crop_size,
                                 resolution="full"))
-ref_ctx = R.source_context_crops(pool.iloc[len(pool) // 2:], crop_size)  # untouched faces (other half)
-src_ctx = R.source_context_crops(srows.rename(columns={"edit_path": "path"}), crop_size)
-seam = E.seam_table(variants, src_ctx, ref_ctx, {"judge": lambda x: judge.outputs(x).features,
+ref_ctx = GFIG.source_context_crops(pool.iloc[len(pool) // 2:], crop_size)  # untouched faces (other half)
+src_ctx = GFIG.source_context_crops(srows.rename(columns={"edit_path": "path"}), crop_size)
+seam = GMEAS.seam_table(variants, src_ctx, ref_ctx, {"judge": lambda x: judge.outputs(x).features,
                                                  "identity": lambda x: embed(enc, x)})
 display(seam.round(3))
 seam.to_csv(out / "seam.csv", index=False)
-metrics.update(E.seam_metrics(seam))
+metrics.update(GMEAS.seam_metrics(seam))
 
 # %% [markdown]
 # ## Closing checks

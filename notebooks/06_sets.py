@@ -61,14 +61,14 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from syntfer.instruments import audit as A
-from syntfer.instruments import distances as D
-from syntfer.instruments import identity_encoder as I
+from syntfer.instruments import audit as AUDIT
+from syntfer.instruments import distances as DIST
+from syntfer.instruments import identity_encoder as IDENT
 from syntfer.core import labels as L
 from syntfer.core import provenance as PV
 from syntfer.core import plots
-from syntfer.instruments import setmetrics as S
-from syntfer.study import summary as SU
+from syntfer.instruments import setmetrics as SETM
+from syntfer.study import summary as SUM
 from syntfer.core import tables as T
 from syntfer.strategies.gan.measurements import manifest_crops
 from syntfer.core.manifest import read_manifest, write_manifest
@@ -124,7 +124,7 @@ for name, file in manifest_files.items():
         raise ValueError(f"{file}: set {name!r} has no images")
     label_indices(frame["label"].tolist(), f"{file}")  # raises on empty or non-canonical labels
     frames[name] = frame
-    positions[name] = S.subset_positions(len(frame), max_images, seed, name)
+    positions[name] = SETM.subset_positions(len(frame), max_images, seed, name)
     subsets[name] = frame.iloc[positions[name]].reset_index(drop=True)
 counts = pd.DataFrame({n: L.counts(f["label"]) for n, f in frames.items()}).T
 counts["all"] = counts.sum(axis=1)
@@ -132,7 +132,7 @@ counts["measured (FD/KID/privacy)"] = [len(subsets[n]) for n in counts.index]
 T.show(counts, f"images per class — {where}")
 
 ref_frame = read_dataset("unlabeled", reference, check="exists").frame
-ref_frame = ref_frame.iloc[S.subset_positions(len(ref_frame), max_images, seed, "reference")]
+ref_frame = ref_frame.iloc[SETM.subset_positions(len(ref_frame), max_images, seed, "reference")]
 real_frame = read_manifest(real_train)
 print(f"reference: {len(ref_frame)} images from {reference}; real training faces: {len(real_frame)} from {real_train}")
 
@@ -195,23 +195,23 @@ T.show(against_ceiling, f"expression fidelity against the ceiling — {where}")
 # same n (the table shows n).
 
 # %%
-identity_embed = A.identity_embedding(identity_dir)
+identity_embed = AUDIT.identity_embedding(identity_dir)
 # each set's embeddings cached where audit.privacy_check looks for them: the privacy check below reuses them
 spaces = {"judge": (judge_feats, ref_judge)}
-spaces["identity"] = ({n: A.embed_set(identity_embed, s["path"].tolist(), space="identity", name=n,
+spaces["identity"] = ({n: AUDIT.embed_set(identity_embed, s["path"].tolist(), space="identity", name=n,
                                       cache_dir=features_dir, batch_size=batch_size) for n, s in subsets.items()},
-                      A.embed_set(identity_embed, ref_frame["path"].tolist(), space="identity", batch_size=batch_size))
+                      AUDIT.embed_set(identity_embed, ref_frame["path"].tolist(), space="identity", batch_size=batch_size))
 if clip_weights:
-    clip = D.clip_space(clip_weights, name="clip")
-    spaces["clip"] = ({n: D.extract_features(clip, s["path"].tolist(), batch_size=batch_size, progress=False)
+    clip = DIST.clip_space(clip_weights, name="clip")
+    spaces["clip"] = ({n: DIST.extract_features(clip, s["path"].tolist(), batch_size=batch_size, progress=False)
                        for n, s in subsets.items()},
-                      D.extract_features(clip, ref_frame["path"].tolist(), batch_size=batch_size, progress=False))
+                      DIST.extract_features(clip, ref_frame["path"].tolist(), batch_size=batch_size, progress=False))
 dist_rows = []
 for space, (feats, ref) in spaces.items():
     for name in names:
         whole = len(feats[name]) == len(ref) <= 2000  # every KID subset would be both whole sets
         kid_subsets = 1 if whole else 100
-        d = D.distribution_distances(feats[name], ref, space, n_subsets=kid_subsets, subset_size=2000, seed=seed)
+        d = DIST.distribution_distances(feats[name], ref, space, n_subsets=kid_subsets, subset_size=2000, seed=seed)
         dist_rows.append({"set": name, "space": space, "n": d["n"], "n_reference": d["n_reference"],
                           "fd": d[f"fd_{space}"], "kid": d[f"kid_{space}"], "kid_sd": d[f"kid_{space}_sd"],
                           "kid_subset_size": d[f"kid_{space}_subset_size"], "kid_subsets": kid_subsets,
@@ -238,17 +238,17 @@ figs.show(g.figure, "distances")
 # pseudo-labeled images are copies of their `source_path`, and a mix holds edits only in part.
 
 # %%
-encoder = I.load_identity_encoder(identity_dir)
+encoder = IDENT.load_identity_encoder(identity_dir)
 size = int(encoder.cfg.image_size)
 idsim_rows, idsim_status = [], []
 for name, frame in frames.items():
-    sources, why = S.edit_sources(frame)
+    sources, why = SETM.edit_sources(frame)
     if sources is None:
         idsim_status.append({"set": name, "identity_similarity": "skipped", "n": 0, "reason": why})
         continue
-    e_edit = I.embed(encoder, manifest_crops(frame, size))
-    e_src = I.embed(encoder, manifest_crops(frame.assign(source_face=sources), size, path_column="source_face"))
-    sim = I.cosine(e_edit, e_src)
+    e_edit = IDENT.embed(encoder, manifest_crops(frame, size))
+    e_src = IDENT.embed(encoder, manifest_crops(frame.assign(source_face=sources), size, path_column="source_face"))
+    sim = IDENT.cosine(e_edit, e_src)
     idsim_rows.append(pd.DataFrame({"set": name, "path": frame["path"], "source_face": sources,
                                     "label": frame["label"], "similarity": sim.astype(np.float64)}))
     idsim_status.append({"set": name, "identity_similarity": "measured", "n": len(frame), "reason": ""})
@@ -281,20 +281,20 @@ if len(idsim):
 
 # %%
 real_paths = real_frame["path"].tolist()
-real_feats = A.embed_set(identity_embed, real_paths, space="identity", name=A.REAL_TRAIN, cache_dir=features_dir,
+real_feats = AUDIT.embed_set(identity_embed, real_paths, space="identity", name=AUDIT.REAL_TRAIN, cache_dir=features_dir,
                          batch_size=batch_size)
 if privacy_threshold > 0:
     threshold, threshold_basis = float(privacy_threshold), "given"
 else:
-    threshold = A.leave_one_out_threshold(real_feats, privacy_quantile)
+    threshold = AUDIT.leave_one_out_threshold(real_feats, privacy_quantile)
     threshold_basis = f"real leave-one-out q{privacy_quantile}"
-privacy = A.privacy_check({n: s["path"].tolist() for n, s in subsets.items()}, real_paths, identity_embed,
+privacy = AUDIT.privacy_check({n: s["path"].tolist() for n, s in subsets.items()}, real_paths, identity_embed,
                           space="identity", threshold=threshold, batch_size=batch_size, cache_dir=features_dir)
 T.write_csv(privacy.summary, out / "privacy_summary.csv")
 write_manifest(privacy.table, out / "privacy_images.csv", path_columns=("path", "nn_path"))
 print(f"threshold {threshold:.4f} ({threshold_basis})")
 T.show(privacy.summary.set_index("set"), f"nearest real training face (identity space) — {where}")
-g = A.plot_privacy(privacy.table, threshold)
+g = AUDIT.plot_privacy(privacy.table, threshold)
 g.figure.suptitle(f"similarity to the nearest real training face — {where}", y=1.03)
 figs.show(g.figure, "privacy_similarity")
 
@@ -306,19 +306,19 @@ figs.show(g.figure, "privacy_similarity")
 # real data no attribute model ships, so only prompted rows can be audited there. The `basis` column says which.
 
 # %%
-world_truth = A.world_truth_for(frames)  # None: no set image comes from a rendered world (no truth exists)
+world_truth = AUDIT.world_truth_for(frames)  # None: no set image comes from a rendered world (no truth exists)
 if world_truth is not None:
-    demographics = A.audit_sets(frames, world_truth)
+    demographics = AUDIT.audit_sets(frames, world_truth)
 else:
     skipped["demographics_truth_basis"] = f"the sets' source images: {PV.NO_TRUTH}; prompted rows only"
     prompted = {}
     for name, frame in frames.items():
-        if all(c in frame.columns for c in A.PROMPT_COLUMNS):
-            keep = frame[list(A.PROMPT_COLUMNS)].astype(str).ne("").all(axis=1)
+        if all(c in frame.columns for c in AUDIT.PROMPT_COLUMNS):
+            keep = frame[list(AUDIT.PROMPT_COLUMNS)].astype(str).ne("").all(axis=1)
             if keep.any():
                 prompted[name] = frame[keep]
     print("no demographic basis (real data, no prompt attributes):", sorted(set(names) - set(prompted)) or "none")
-    demographics = (A.audit_sets(prompted) if prompted else
+    demographics = (AUDIT.audit_sets(prompted) if prompted else
                     pd.DataFrame(columns=["set", "basis", "label", "attribute", "value", "count", "share",
                                           "n_unmatched"]))
 T.write_csv(demographics, out / "demographics.csv")
@@ -329,7 +329,7 @@ for attribute in sorted(demographics["attribute"].unique()):
     T.show(shares.pivot_table(index=["set", "basis"], columns="value", values="share", fill_value=0.0),
            f"{attribute}: share of images per set — {where}")
     # one bar per set and basis (a mix is audited on prompts for its diffusion rows, on truth for the rest)
-    g = A.plot_demographics(demographics.assign(set=demographics["set"] + " · " + demographics["basis"]), attribute)
+    g = AUDIT.plot_demographics(demographics.assign(set=demographics["set"] + " · " + demographics["basis"]), attribute)
     for ax in g.axes.flat:
         plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     g.figure.suptitle(f"{attribute} by set · basis — {where}", y=1.05)
@@ -388,8 +388,8 @@ assert privacy.summary["share_flagged"].between(0, 1).all() and (privacy.summary
 sums = demographics.groupby(["set", "basis", "label", "attribute"])["share"].sum()
 assert np.allclose(sums, 1.0), "demographic shares do not sum to 1"
 # what the summary stage reads must read back, with valid key names
-read_back = SU.read_synthetic(out / "synthetic.csv")
+read_back = SUM.read_synthetic(out / "synthetic.csv")
 assert len(read_back) == len(synthetic_table), "synthetic.csv does not read back"
-summary_metrics, _ = SU.build_summary(synthetic=read_back, privacy=SU.read_privacy(out / "privacy_summary.csv"))
+summary_metrics, _ = SUM.build_summary(synthetic=read_back, privacy=SUM.read_privacy(out / "privacy_summary.csv"))
 assert set(summary_metrics["synthetic"]) == set(names), "summary does not see every set"
 print("checks passed")

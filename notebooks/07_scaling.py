@@ -67,7 +67,7 @@ import torch
 from IPython.display import Markdown, display
 
 from syntfer.core import provenance as PV
-from syntfer.engine import evaluation as E
+from syntfer.engine import evaluation as EV
 from syntfer.core import labels as L
 from syntfer.core import plots
 from syntfer.engine.data import DecodedImages, as_frame
@@ -143,7 +143,7 @@ for n, frame in draws.items():
         conf_file = run_dir / f"confusion_{test_set}.csv"
         if conf_file.is_file():  # finished before an interruption: read it back, do not retrain
             conf = pd.read_csv(conf_file)
-            m = E.compute_metrics([L.index(c) for c in conf["actual"]], [L.index(c) for c in conf["predicted"]])
+            m = EV.compute_metrics([L.index(c) for c in conf["actual"]], [L.index(c) for c in conf["predicted"]])
             summary = json.loads((run_dir / "train" / "summary.json").read_text())
             best_epoch = int(summary["best_epoch"])
         else:
@@ -151,14 +151,14 @@ for n, frame in draws.items():
             split = read_manifest(run_dir / "train" / "split.csv")
             leaked = set(split["path"]) & set(test["path"])
             assert not leaked, f"n{n} s{s}: {len(leaked)} test images entered training, e.g. {sorted(leaked)[:3]}"
-            (pred, m), = E.evaluate(result.model, {test_set: test}, batch_size=eval_batch_size,
+            (pred, m), = EV.evaluate(result.model, {test_set: test}, batch_size=eval_batch_size,
                                     num_workers=num_workers, progress=progress, image_cache=images).values()
             summary = json.loads((run_dir / "train" / "summary.json").read_text())
             best_epoch = result.best_epoch
             if not keep_runs:  # before the confusion file, so a file left behind means "not finished"
                 for heavy in ("state.pt", "split.csv", "best/weights.pt"):
                     (run_dir / "train" / heavy).unlink(missing_ok=True)
-            write_text(conf_file, E.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
+            write_text(conf_file, EV.confusion_rows(pred.y_true, pred.y_pred).to_csv(index=False))
         steps = summary["optimizer_steps"]
         rows.append({"source": source, "size": n, "seed": s, "test_set": test_set, "accuracy": m["accuracy"],
                      "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"],

@@ -65,13 +65,13 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from syntfer.instruments import audit as A
-from syntfer.engine import evaluation as E
+from syntfer.instruments import audit as AUDIT
+from syntfer.engine import evaluation as EV
 from syntfer.core import labels as L
 from syntfer.core import provenance as PV
 from syntfer.core import plots
 from syntfer.study import report as REP
-from syntfer.study import summary as S
+from syntfer.study import summary as SUM
 from syntfer.core import tables as T
 from syntfer.instruments.attributes import ATTRIBUTES as READ_ATTRIBUTES
 from syntfer.strategies.pseudolabel import attach_truth, read_scores
@@ -107,7 +107,7 @@ if "eval" not in metrics:
 eval_path = T.require_file(summary / "eval.csv", "aggregated cross-dataset table (syntfer summarize)")
 cross_path = T.require_file(summary / "cross_dataset.csv", "per-seed cross-dataset table (syntfer summarize)")
 eval_all = T.read_table(eval_path, ["train_set", "model", "test_set", "metric", "mean", "sd", "n_seeds"])
-cross_all = E.read_cross_dataset([cross_path])
+cross_all = EV.read_cross_dataset([cross_path])
 models = sorted(eval_all["model"].unique())
 if model and model not in models:
     raise ValueError(f"{eval_path}: no results for model {model!r}; models: {models}")
@@ -148,7 +148,7 @@ print(f"model {chosen}; {len(train_sets)} training sets × {len(test_sets)} test
 # %%
 finding_parts = []
 trained = sorted(p.name for p in Path(train_dir).iterdir() if (p / "cross_dataset.csv").is_file())
-domains = S.parse_pairs(set_domains, ":")
+domains = SUM.parse_pairs(set_domains, ":")
 finding_parts.append(REP.training_findings(train_dir, [t for t in trained if t != reference_set],
                                            real=reference_set, matched_real=matched_real, set_domains=domains,
                                            primary_test=primary_test,
@@ -412,14 +412,14 @@ if not run_files:
                             "cross_dataset.csv per run)")
 runs, confusion = [], {}
 for f in run_files:  # one file per training set: every seed's rows (notebook 02); each seed's confusion in s<seed>/
-    run = E.read_cross_dataset([f])
+    run = EV.read_cross_dataset([f])
     runs.append(run)
     for (train_set, run_model, seed), _ in run.groupby(["train_set", "model", "seed"]):
         if run_model != chosen:
             continue
         conf_path = Path(f).parent / f"s{seed}" / f"confusion_{primary_test}.csv"
         rows = T.read_table(conf_path, ["actual", "predicted"], what=f"confusion rows of {train_set} seed {seed}")
-        table = E.confusion_table(rows["actual"].map(L.index), rows["predicted"].map(L.index))
+        table = EV.confusion_table(rows["actual"].map(L.index), rows["predicted"].map(L.index))
         confusion[(train_set, int(seed))] = (table, conf_path)
 runs = pd.concat(runs, ignore_index=True)
 n_cols = min(4, len(train_sets))
@@ -620,7 +620,7 @@ if sections.record("demographic audit", demo_path, demo is not None and len(demo
         print("images without a truth match (counted as 'unknown'):",
               demo.groupby("set")["n_unmatched"].max().loc[lambda v: v.astype(int) > 0].to_dict())
     for attribute in overall["attribute"].unique():
-        g = A.plot_demographics(demo, attribute)
+        g = AUDIT.plot_demographics(demo, attribute)
         g.figure.suptitle(f"{attribute} by set ({kind_note}) — basis: "
                           f"{', '.join(sorted(overall.loc[overall['attribute'] == attribute, 'basis'].unique()))}",
                           y=1.03)
@@ -630,7 +630,7 @@ if sections.record("demographic audit", demo_path, demo is not None and len(demo
 # %%
 priv_path = sections.optional(sets / "privacy_summary.csv", "privacy check")
 if priv_path is not None:
-    priv = S.read_privacy(priv_path)
+    priv = SUM.read_privacy(priv_path)
     display(priv.set_index(["set", "space"]).round(4))
     priv_long = priv.melt(id_vars=["set", "space"], value_vars=["similarity_mean", "share_flagged"],
                           var_name="measure")
@@ -682,7 +682,7 @@ for s in train_sets:
         assert (cell["n_seeds"] >= min_seeds).all(), f"{s} × {t}: {cell['n_seeds'].min()} seeds < {min_seeds}"
 assert len(headline) == len(train_sets) * len(test_sets) and headline[list(HEADLINE.values())].notna().all().all()
 # eval.csv is the seed aggregate of cross_dataset.csv, and metrics.json holds the same means
-again = S.aggregate_eval(cross_all).merge(eval_all, on=["train_set", "model", "test_set", "metric"],
+again = SUM.aggregate_eval(cross_all).merge(eval_all, on=["train_set", "model", "test_set", "metric"],
                                           suffixes=("", "_csv"), how="outer", indicator=True)
 assert (again["_merge"] == "both").all(), again[again["_merge"] != "both"].head()
 assert np.allclose(again["mean"], again["mean_csv"], equal_nan=True), "eval.csv disagrees with cross_dataset.csv"
@@ -724,7 +724,7 @@ if fpc_path is not None and have_fid:  # a set's expression fidelity is the mean
     assert np.allclose(mean_class_fid[common], wide.loc[common, "expression_fidelity"], equal_nan=True), (
         f"{fpc_path} (mean of the class rows) and {syn_path} (expression_fidelity) disagree")
 if priv_path is not None and (summary / "privacy.csv").is_file():
-    m = priv.merge(S.read_privacy(summary / "privacy.csv"), on=["set", "space"], suffixes=("", "_summary"))
+    m = priv.merge(SUM.read_privacy(summary / "privacy.csv"), on=["set", "space"], suffixes=("", "_summary"))
     assert np.allclose(m["similarity_mean"], m["similarity_mean_summary"]), "privacy tables disagree"
 if demo is not None and len(demo):
     total_share = demo.groupby(["set", "basis", "label", "attribute"])["share"].sum()
