@@ -43,7 +43,7 @@ teacher_test = "outputs/tests/affectnet.csv"  # its in-domain held-out test spli
 judge_domains = "ref_web,ref_ffhq"  # reference domains the judge learns and is read against
 reader_domain = "ref_web"  # the attribute reader's domain (people drawn from prompt words)
 model = "cnn_tiny"  # registry model of all three instruments
-model_kwargs = '{"img_size": 48, "head": "flatten"}'
+model_kwargs = '{"cnn_tiny": {"img_size": 48, "head": "flatten"}, "ir50": {}, "poster": {}}'  # per model; `model`'s entry is used
 teacher_epochs = 16
 teacher_members = 3  # the teacher: an ensemble of this many models (mean logits), calibrated as one ...
 teacher_mirror = True  # ... each also reading the face's horizontal mirror (test-time flip)
@@ -64,7 +64,6 @@ metrics_file = "outputs/results/instruments.json"  # the instruments' summary (D
 out_dir = "outputs/instruments"  # teacher/, judge/, reader/, figures/
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -80,12 +79,11 @@ from syntfer.core.plots import show
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import TrainConfig
+from syntfer.engine.models import model_options
 
 torch.set_num_threads(threads)
 seed_everything(seed)
-kwargs = json.loads(model_kwargs)
-if not isinstance(kwargs, dict):
-    raise ValueError(f"model_kwargs={model_kwargs!r} is not a JSON object")
+kwargs = model_options(model, model_kwargs)  # the chosen model's options, checked against its builder
 domains = [d.strip() for d in judge_domains.split(",") if d.strip()]
 if not domains:
     raise ValueError("judge_domains is empty")

@@ -35,7 +35,7 @@ test_set = "rafdb"  # the primary test set (test_dir/<name>.csv)
 test_dir = "outputs/tests"
 data_kind = "world"  # world (procedural stand-ins) | real (licensed datasets): labels every number
 model = "cnn_tiny"
-model_kwargs = '{"img_size": 48, "head": "flatten"}'
+model_kwargs = '{"cnn_tiny": {"img_size": 48, "head": "flatten"}, "ir50": {}, "poster": {}}'  # per model; `model`'s entry is used
 pretrained = ""
 recipe = "fast"
 epochs = 24
@@ -74,6 +74,7 @@ from syntfer.study.mixing import sized_set
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import TrainConfig, train
+from syntfer.engine.models import model_options
 
 if data_kind not in ("world", "real"):
     raise ValueError(f"data_kind={data_kind!r}; expected 'world' or 'real'")
@@ -87,7 +88,7 @@ test_file = Path(test_dir) / f"{test_set}.csv"
 for path in (Path(source_manifest), test_file):
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} not found (the manifests / set stages write it)")
-kwargs = json.loads(model_kwargs)
+kwargs = model_options(model, model_kwargs)  # the chosen model's options, checked against its builder
 torch.set_num_threads(threads)
 prefix = "world_" if data_kind == "world" else ""
 out = Path(out_dir)

@@ -124,6 +124,22 @@ def JSON_OBJECT(v: Any) -> str | None:
         return "a JSON object in a string"
 
 
+def MODEL_OPTIONS(v: Any) -> str | None:
+    """Builder options per model (``train.model_kwargs``): a JSON object in a string whose keys name models and
+    whose values are JSON objects of that model's options. Which names are models and which options each takes is
+    checked where the models are (syntfer.engine.models.model_options, in the notebook)."""
+    want = ('a JSON object in a string of model name -> JSON object of its options, e.g. '
+            '\'{"cnn_tiny": {"img_size": 48}, "ir50": {}}\'')
+    try:
+        parsed = json.loads(v)
+    except (TypeError, ValueError):
+        return want
+    if not isinstance(parsed, dict) or not all(isinstance(k, str) and k.strip() and isinstance(o, dict)
+                                               for k, o in parsed.items()):
+        return want
+    return None
+
+
 CLASSES = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # syntfer.core.labels.CLASSES (tested)
 RECIPES = ("fast", "poster", "upstream_ir50")  # syntfer.engine.training.RECIPES (tested)
 LINK_MODES = ("copy", "hardlink", "symlink", "none")  # syntfer.strategies.pseudolabel.dataset.LINK_MODES (tested)
@@ -153,7 +169,7 @@ SCHEMA: dict[str, Rule] = {
     "train.sets": LIST(NAME),
     "train.seeds": LIST(INT(0)),
     "train.model": NAME,
-    "train.model_kwargs": JSON_OBJECT,
+    "train.model_kwargs": MODEL_OPTIONS,
     "train.pretrained": OPTIONAL_PATH,
     "train.recipe": STR(choices=RECIPES),
     "train.epochs": INT(1),
@@ -181,7 +197,7 @@ SCHEMA: dict[str, Rule] = {
     "instruments.judge_domains": CSV(),
     "instruments.reader_domain": NAME,
     "instruments.model": NAME,
-    "instruments.model_kwargs": JSON_OBJECT,
+    "instruments.model_kwargs": MODEL_OPTIONS,
     "instruments.teacher_epochs": INT(1),
     "instruments.teacher_members": INT(1),
     "instruments.teacher_mirror": BOOL,
@@ -275,8 +291,8 @@ SCHEMA: dict[str, Rule] = {
 
 
 RULE_NAMES: dict[str, Any] = {"INT": INT, "FLOAT": FLOAT, "STR": STR, "BOOL": BOOL, "LIST": LIST, "CSV": CSV,
-                              "JSON_OBJECT": JSON_OBJECT, "PROB": PROB, "POSITIVE": POSITIVE, "PATH": PATH,
-                              "OPTIONAL_PATH": OPTIONAL_PATH, "NAME": NAME}
+                              "JSON_OBJECT": JSON_OBJECT, "MODEL_OPTIONS": MODEL_OPTIONS, "PROB": PROB,
+                              "POSITIVE": POSITIVE, "PATH": PATH, "OPTIONAL_PATH": OPTIONAL_PATH, "NAME": NAME}
 """What a declared rule's text may name (`rule_from_text`)."""
 
 
