@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,22 @@ import yaml
 
 # a rule returns None when the value is fine, else what was expected ("an integer > 0")
 Rule = Callable[[Any], "str | None"]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads YAML 1.2 floats: ``4e-05``, ``1e5``, ``1.5e5``."""
+
+
+# DVC writes params.yaml with ruamel (YAML 1.2): `dvc exp run -S train.lr=4e-5` stores `lr: 4e-05`, which PyYAML's
+# YAML 1.1 rules read as the *string* '4e-05' (they want a dot and a signed exponent)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, with YAML 1.2's exponent floats read as numbers (as DVC, which writes params.yaml, reads
+    them): the one reader of params.yaml and of notebook parameter values."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 class ParamsError(ValueError):
@@ -390,7 +407,7 @@ def check_params_file(path: str | os.PathLike = "params.yaml") -> dict[str, Any]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: params file not found")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = load_yaml(path.read_text())
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     check_params(params, str(path))
