@@ -14,7 +14,7 @@ export PYTHONHASHSEED := 0
 export OMP_WAIT_POLICY := PASSIVE
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro scaling test test-fast bench lab browser numbers publish
+.PHONY: setup repro scaling test test-fast bench lab browser numbers publish paper
 
 setup: $(STAMP)
 
@@ -37,6 +37,13 @@ scaling: setup
 	$(VENV)/bin/dvc repro
 	$(VENV)/bin/dvc repro --force --single-item $$($(VENV)/bin/dvc stage list --name-only | grep '^scaling@')
 	$(VENV)/bin/dvc repro
+
+# The paper's setting (presets/paper.yaml; PRESET=paper_poster for POSTER v1) as one `dvc exp run`, with the files
+# only you have: make paper SET="--set train.pretrained=/w/ir50.pth --set diffusion.sd_model=/w/rv51 ..."
+# (`syntfer preset paper` without them lists what to give; docs/real-data.md, "The paper's scale: presets")
+PRESET ?= paper
+paper: setup
+	$(VENV)/bin/syntfer preset $(PRESET) $(SET) --run
 
 test: setup browser
 	$(PY) -m pytest -q -m "not gpu"

@@ -42,7 +42,7 @@ teacher_test = "outputs/tests/affectnet.csv"  # its in-domain held-out test spli
 references = "ref_web:truth:outputs/world/ref_web,ref_ffhq:truth:outputs/world/ref_ffhq"  # each look's labeled faces (name:format:root): the judge learns their train splits, its ceilings their held-out splits
 reader_domain = "ref_web"  # the attribute reader's reference: needs demographic truth (a world domain), else skipped
 model = "cnn_tiny"  # registry model of all three instruments
-model_kwargs = '{"img_size": 48, "head": "flatten"}'
+model_kwargs = '{"cnn_tiny": {"img_size": 48, "head": "flatten"}, "ir50": {}, "poster": {}}'  # per model; `model`'s entry is used
 teacher_epochs = 16
 teacher_members = 3  # the teacher: an ensemble of this many models (mean logits), calibrated as one ...
 teacher_mirror = True  # ... each also reading the face's horizontal mirror (test-time flip)
@@ -63,7 +63,6 @@ metrics_file = "outputs/results/instruments.json"  # the instruments' summary (D
 out_dir = "outputs/instruments"  # teacher/, judge/, reader/, figures/
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -81,12 +80,11 @@ from syntfer.core.plots import show
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import TrainConfig
+from syntfer.engine.models import model_options
 
 torch.set_num_threads(threads)
 seed_everything(seed)
-kwargs = json.loads(model_kwargs)
-if not isinstance(kwargs, dict):
-    raise ValueError(f"model_kwargs={model_kwargs!r} is not a JSON object")
+kwargs = model_options(model, model_kwargs)  # the chosen model's options, checked against its builder
 refs = INST.parse_references(references)
 domains = list(refs)
 inputs = {"teacher_train": {"path": teacher_train, "kind": PV.manifest_kind(teacher_train)},  # where its images are from

@@ -36,7 +36,7 @@ train_manifest = "outputs/sets/real_rafdb/manifest.csv"  # labelled manifest (pa
 test_dir = "outputs/tests"  # holds <name>.csv test manifests
 test_sets = "rafdb,affectnet,fer2013"  # comma-separated test manifest names
 model = "cnn_tiny"  # any registered model (syntfer.engine.models.list_models())
-model_kwargs = '{"img_size": 48, "head": "flatten"}'  # JSON object of builder options
+model_kwargs = '{"cnn_tiny": {"img_size": 48, "head": "flatten"}, "ir50": {}, "poster": {}}'  # per model; `model`'s entry is used
 pretrained = ""  # weight file for the model builder (empty: random init)
 recipe = "fast"  # fast | upstream_ir50 | poster (syntfer.engine.training.RECIPES); knobs below override it
 epochs = 24
@@ -83,6 +83,7 @@ from syntfer.core.plots import show
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import LOG_COLUMNS, TrainConfig, step_matched_epochs, train, train_launched
+from syntfer.engine.models import model_options
 
 test_names = [t.strip() for t in test_sets.split(",") if t.strip()]
 if not test_names:
@@ -101,9 +102,7 @@ if train_set.startswith("real_"):
 data_kind = PV.run_kind(inputs)  # world | real | mixed
 display(Markdown(PV.banner(inputs, f"02_baseline ({train_set})")))
 balanced = bool(balanced) or train_set in {b.strip() for b in balanced_sets.split(",") if b.strip()}
-kwargs = json.loads(model_kwargs)
-if not isinstance(kwargs, dict):
-    raise ValueError(f"model_kwargs={model_kwargs!r} is not a JSON object")
+kwargs = model_options(model, model_kwargs)  # the chosen model's options, checked against its builder
 prefix = "world_" if data_kind == "world" else ""
 torch.set_num_threads(threads)
 

@@ -35,7 +35,7 @@ stratify = True  # True: keep the source's class shares (a real split); False: c
 test_set = "rafdb"  # the primary test set (test_dir/<name>.csv)
 test_dir = "outputs/tests"
 model = "cnn_tiny"
-model_kwargs = '{"img_size": 48, "head": "flatten"}'
+model_kwargs = '{"cnn_tiny": {"img_size": 48, "head": "flatten"}, "ir50": {}, "poster": {}}'  # per model; `model`'s entry is used
 pretrained = ""
 recipe = "fast"
 epochs = 24
@@ -76,6 +76,7 @@ from syntfer.study.mixing import sized_set
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import TrainConfig, train
+from syntfer.engine.models import model_options
 
 size_list = sorted({int(s) for s in str(sizes).split(",") if s.strip()})
 if not size_list or min(size_list) <= 0:
@@ -92,7 +93,7 @@ if source.startswith("real_"):
     inputs["source"] = {"path": source_manifest, "kind": PV.manifest_kind(source_manifest)}
 data_kind = PV.run_kind(inputs)  # world | real | mixed, read from the images
 display(Markdown(PV.banner(inputs, f"07_scaling ({source})")))
-kwargs = json.loads(model_kwargs)
+kwargs = model_options(model, model_kwargs)  # the chosen model's options, checked against its builder
 torch.set_num_threads(threads)
 prefix = "world_" if data_kind == "world" else ""
 out = Path(out_dir)

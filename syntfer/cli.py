@@ -36,6 +36,7 @@ BASE_COMMANDS: dict[str, tuple[str, str]] = {
     "summarize": ("syntfer.study.summary", "collect fan-out metrics into one metrics.json"),
     "numbers": ("syntfer.study.docs_numbers", "regenerate (or --check) the documents' numbers from the result files"),
     "publish": ("syntfer.study.publish", "copy the run's executed notebooks into reports/ (display size, stamped)"),
+    "preset": ("syntfer.tools.preset", "a params preset (presets/<name>.yaml: the paper's) as one dvc exp run"),
 }
 
 

@@ -99,6 +99,9 @@ CASES: list[tuple[str, Callable[[Path], list], Callable[[Path], list[str]]]] = [
      lambda t: [str(t / "nowhere"), "no such folder"]),
     ("numbers-unclosed-block", lambda t: ["numbers", "--root", _unclosed(t)],
      lambda t: ["README.md", "'glance'", "no end marker"]),
+    ("preset-missing-files", lambda t: ["preset", "paper", "--print", "--params", ROOT / "params.yaml",
+                                        "--presets-dir", ROOT / "presets"],
+     lambda t: ["presets/paper.yaml", "--set train.pretrained=PATH", "--set diffusion.sd_model=PATH"]),
     ("summarize-no-match", lambda t: ["summarize", "--eval", str(t / "none*.csv"), "--out", t / "o"],
      lambda t: [str(t / "none*.csv")]),
 ]

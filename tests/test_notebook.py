@@ -40,6 +40,9 @@ def test_parse_value_types_by_default():
     assert parse_value("3", 1) == 3 and parse_value("3", 1.0) == 3.0 and isinstance(parse_value("3", 1.0), float)
     assert parse_value("[1, 2]", [0]) == [1, 2]
     assert parse_value("true", False) is True
+    # DVC writes `dvc exp run -S train.lr=4e-5` as `lr: 4e-05` (YAML 1.2), which YAML 1.1 reads as a string
+    assert parse_value("4e-05", 0.002) == 4e-05 and parse_value("1e3", 1.0) == 1000.0
+    assert parse_value("4e-05", "x") == "4e-05"
 
 
 @pytest.mark.slow

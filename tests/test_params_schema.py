@@ -44,6 +44,9 @@ BAD = [  # (dotted key, bad value or "<delete>", fragment of the expected messag
     ("train.seeds", [0, "one"], "train.seeds = [0, 'one']; expected a list of an integer >= 0 (item 'one')"),
     ("train.val_fraction", 1.0, "train.val_fraction = 1.0; expected a number > 0.0 and < 1.0"),
     ("train.model_kwargs", "{img_size: 48}", "train.model_kwargs = '{img_size: 48}'; expected a JSON object"),
+    ("train.model_kwargs", '{"img_size": 48}', "expected a JSON object in a string of model name -> JSON object"),
+    ("instruments.model_kwargs", '{"cnn_tiny": 48}', "instruments.model_kwargs = '{\"cnn_tiny\": 48}'; expected a "
+                                                     "JSON object in a string of model name"),
     ("train.recipe", "quick", "train.recipe = 'quick'; expected one of ['fast', 'poster', 'upstream_ir50']"),
     ("train.balanced", "yes", "train.balanced = 'yes'; expected true or false"),
     ("world.max_probe_accuracy", 1.5, "world.max_probe_accuracy = 1.5; expected a number >= 0.0 and <= 1.0"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,22 @@ import yaml
 
 # a rule returns None when the value is fine, else what was expected ("an integer > 0")
 Rule = Callable[[Any], "str | None"]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads YAML 1.2 floats: ``4e-05``, ``1e5``, ``1.5e5``."""
+
+
+# DVC writes params.yaml with ruamel (YAML 1.2): `dvc exp run -S train.lr=4e-5` stores `lr: 4e-05`, which PyYAML's
+# YAML 1.1 rules read as the *string* '4e-05' (they want a dot and a signed exponent)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, with YAML 1.2's exponent floats read as numbers (as DVC, which writes params.yaml, reads
+    them): the one reader of params.yaml and of notebook parameter values."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 class ParamsError(ValueError):
@@ -124,6 +141,22 @@ def JSON_OBJECT(v: Any) -> str | None:
         return "a JSON object in a string"
 
 
+def MODEL_OPTIONS(v: Any) -> str | None:
+    """Builder options per model (``train.model_kwargs``): a JSON object in a string whose keys name models and
+    whose values are JSON objects of that model's options. Which names are models and which options each takes is
+    checked where the models are (syntfer.engine.models.model_options, in the notebook)."""
+    want = ('a JSON object in a string of model name -> JSON object of its options, e.g. '
+            '\'{"cnn_tiny": {"img_size": 48}, "ir50": {}}\'')
+    try:
+        parsed = json.loads(v)
+    except (TypeError, ValueError):
+        return want
+    if not isinstance(parsed, dict) or not all(isinstance(k, str) and k.strip() and isinstance(o, dict)
+                                               for k, o in parsed.items()):
+        return want
+    return None
+
+
 CLASSES = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # syntfer.core.labels.CLASSES (tested)
 RECIPES = ("fast", "poster", "upstream_ir50")  # syntfer.engine.training.RECIPES (tested)
 LINK_MODES = ("copy", "hardlink", "symlink", "none")  # syntfer.strategies.pseudolabel.dataset.LINK_MODES (tested)
@@ -156,7 +189,7 @@ SCHEMA: dict[str, Rule] = {
     "train.sets": LIST(NAME),
     "train.seeds": LIST(INT(0)),
     "train.model": NAME,
-    "train.model_kwargs": JSON_OBJECT,
+    "train.model_kwargs": MODEL_OPTIONS,
     "train.pretrained": OPTIONAL_PATH,
     "train.recipe": STR(choices=RECIPES),
     "train.epochs": INT(1),
@@ -183,7 +216,7 @@ SCHEMA: dict[str, Rule] = {
     "instruments.reader": PATH,
     "instruments.reader_domain": NAME,
     "instruments.model": NAME,
-    "instruments.model_kwargs": JSON_OBJECT,
+    "instruments.model_kwargs": MODEL_OPTIONS,
     "instruments.teacher_epochs": INT(1),
     "instruments.teacher_members": INT(1),
     "instruments.teacher_mirror": BOOL,
@@ -278,8 +311,8 @@ SCHEMA: dict[str, Rule] = {
 
 
 RULE_NAMES: dict[str, Any] = {"INT": INT, "FLOAT": FLOAT, "STR": STR, "BOOL": BOOL, "LIST": LIST, "CSV": CSV,
-                              "JSON_OBJECT": JSON_OBJECT, "PROB": PROB, "POSITIVE": POSITIVE, "PATH": PATH,
-                              "OPTIONAL_PATH": OPTIONAL_PATH, "NAME": NAME}
+                              "JSON_OBJECT": JSON_OBJECT, "MODEL_OPTIONS": MODEL_OPTIONS, "PROB": PROB,
+                              "POSITIVE": POSITIVE, "PATH": PATH, "OPTIONAL_PATH": OPTIONAL_PATH, "NAME": NAME}
 """What a declared rule's text may name (`rule_from_text`)."""
 
 
@@ -377,7 +410,7 @@ def check_params_file(path: str | os.PathLike = "params.yaml") -> dict[str, Any]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: params file not found")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = load_yaml(path.read_text())
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     check_params(params, str(path))

@@ -53,7 +53,8 @@ from syntfer.engine.data import (UPSTREAM_NOISE_STD, BatchAugment, BatchCollate,
 from syntfer.engine.evaluation import compute_metrics
 from syntfer.engine.launch import run_launched
 from syntfer.core.manifest import write_manifest
-from syntfer.engine.models import create_model
+from syntfer.engine.models import create_model, list_models, model_options
+from syntfer.engine.models.registry import check_model_options
 from syntfer.engine.models.checkpoint import load_checkpoint, save_checkpoint
 from syntfer.core.seeding import derive_seed, seed_everything
 from syntfer.core.storage import remove_stale_temporaries, save_torch, write_json, write_text
@@ -144,6 +145,8 @@ class TrainConfig:
             raise TrainError(f"TrainConfig.gamma = {self.gamma!r}; expected within (0, 1]")
         if not 0 <= self.val_fraction < 1:
             raise TrainError(f"TrainConfig.val_fraction = {self.val_fraction!r}; expected within [0, 1)")
+        if self.model in list_models():  # an unregistered name fails in create_model, naming the registered ones
+            check_model_options(self.model, self.model_kwargs, "TrainConfig.model_kwargs")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -621,7 +624,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "run's config.json (its 'train' entry is used); the options below override it")
     p.add_argument("--recipe", default=None, choices=sorted(RECIPES), help="preset without --config (default: fast)")
     p.add_argument("--model", default=None, help="registered model name (default: the recipe's)")
-    p.add_argument("--model-kwargs", default=None, help="JSON object of model builder options")
+    p.add_argument("--model-kwargs", default=None, help="JSON object of the model's builder options, flat "
+                   "('{\"img_size\": 112}') or per model as params.yaml's train.model_kwargs")
     p.add_argument("--pretrained", default=None, help="weight file for the model builder")
     for name, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float), ("rho", float),
                       ("gamma", float), ("label-smoothing", float), ("smoothing-weight", float),
@@ -648,11 +652,8 @@ def run(args: argparse.Namespace) -> int:
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in fields and k not in ("recipe", "model_kwargs")}
-    if args.model_kwargs:
-        kw = json.loads(args.model_kwargs)
-        if not isinstance(kw, dict):
-            raise TrainError(f"--model-kwargs {args.model_kwargs!r} is not a JSON object")
-        overrides["model_kwargs"] = kw
+    if args.model_kwargs:  # flat (this model's options) or per model; read once the model is known, below
+        overrides["model_kwargs"] = {}
     if args.config:
         base = json.loads(Path(args.config).read_text())
         if isinstance(base.get("train"), dict):  # a run's config.json: {"train": TrainConfig, "model": ..., ...}
@@ -666,6 +667,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.validated()
     else:
         cfg = TrainConfig.from_recipe(args.recipe or "fast", **overrides)
+    if args.model_kwargs:
+        cfg = dataclasses.replace(cfg, model_kwargs=model_options(cfg.model, args.model_kwargs, "--model-kwargs"))
+        cfg = cfg.validated()
     result = train(cfg, args.train, args.out, val_data=args.val, split=args.split)
     if not PartialState().is_main_process:  # under a launcher: one report, from the process that wrote the files
         return 0

@@ -40,6 +40,7 @@ from syntfer.core.manifest import read_manifest
 from syntfer.sources.readers import read_dataset
 from syntfer.engine.models.checkpoint import read_checkpoint_config, save_checkpoint
 from syntfer.engine.models.ensemble import Ensemble
+from syntfer.engine.models.registry import model_options
 from syntfer.engine.models.softmax import probabilities
 from syntfer.core.storage import write_json, write_text
 from syntfer.engine.training import TrainConfig, train
@@ -194,7 +195,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domains", default="ref_web,ref_ffhq", help="reference domains the judge learns")
     parser.add_argument("--out", required=True, help="instrument folder (checkpoint/, calibration.json, ceiling.csv)")
     parser.add_argument("--model", default="cnn_tiny")
-    parser.add_argument("--model-kwargs", default='{"img_size": 48, "head": "flatten"}')
+    parser.add_argument("--model-kwargs", default='{"cnn_tiny": {"img_size": 48, "head": "flatten"}}',
+                        help="builder options, per model (as params.yaml's instruments.model_kwargs) or flat")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -202,7 +204,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train and calibrate the judge as the pipeline's `instruments` stage does, and write its ceilings."""
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
-    cfg = TrainConfig.from_recipe("fast", model=args.model, model_kwargs=json.loads(args.model_kwargs),
+    cfg = TrainConfig.from_recipe("fast", model=args.model,
+                                  model_kwargs=model_options(args.model, args.model_kwargs, "--model-kwargs"),
                                   epochs=args.epochs, label_smoothing=0.0, smoothing_weight=0.0, seed=args.seed,
                                   progress=False)
     frame = pd.concat([reference_frame(Path(args.world) / d, "train") for d in domains], ignore_index=True)

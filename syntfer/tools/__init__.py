@@ -1,1 +1,1 @@
-"""Layer 5, the project's tooling: the notebook runner, JupyterLab setup, asset fetching."""
+"""Layer 5, the project's tooling: the notebook runner, JupyterLab setup, asset fetching, params presets."""

@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from syntfer.core.params_schema import load_yaml
 from syntfer.core.storage import write_text
 
 KERNEL = "syntfer"
@@ -57,7 +56,7 @@ def parse_value(text: str, default: Any = None) -> Any:
     """
     if isinstance(default, str):
         return text
-    value = yaml.safe_load(text)
+    value = load_yaml(text)  # 4e-05 is a float, as DVC writes it
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -294,7 +293,7 @@ def params_value(key: str, params_file: str | os.PathLike = PARAMS_FILE) -> Any:
     path = Path(params_file)
     if not path.is_file():
         raise NotebookError(f"{path}: params file not found (needed for -P {key})")
-    value: Any = yaml.safe_load(path.read_text())
+    value: Any = load_yaml(path.read_text())
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             raise NotebookError(f"{path}: no key {key!r} (failed at {part!r})")

@@ -35,7 +35,7 @@ def build_timm(arch: str, num_classes: int, pretrained: str | None, img_size: in
     return model
 
 
-@register_model
+@register_model(open_options=True)  # unknown options go to timm.create_model
 def timm(num_classes: int = 7, pretrained: str | None = None, arch: str | None = None, img_size: int = 112,
          **timm_kwargs: Any) -> nn.Module:
     """Any timm architecture: ``create_model("timm", arch="convnext_atto")``."""
@@ -44,14 +44,14 @@ def timm(num_classes: int = 7, pretrained: str | None = None, arch: str | None =
     return build_timm(arch, num_classes, pretrained, img_size, "timm", **timm_kwargs)
 
 
-@register_model
+@register_model(open_options=True)  # unknown options go to timm.create_model
 def timm_resnet18(num_classes: int = 7, pretrained: str | None = None, img_size: int = 112,
                   **timm_kwargs: Any) -> nn.Module:
     """timm ResNet-18."""
     return build_timm("resnet18", num_classes, pretrained, img_size, "timm_resnet18", **timm_kwargs)
 
 
-@register_model
+@register_model(open_options=True)  # unknown options go to timm.create_model
 def timm_mobilenetv3_small(num_classes: int = 7, pretrained: str | None = None, img_size: int = 112,
                            **timm_kwargs: Any) -> nn.Module:
     """timm MobileNetV3-Small (width 1.0)."""
