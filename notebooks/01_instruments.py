@@ -167,7 +167,8 @@ elif not set(ATTR.ATTRIBUTES) <= set(reader_train.columns):
     skipped["reader"] = (f"reference {reader_domain} ({refs[reader_domain][0]}: {refs[reader_domain][1]}) carries no "
                          f"demographic truth ({', '.join(ATTR.ATTRIBUTES)}): the attribute reader cannot be trained, "
                          "so every demographic-fidelity measurement downstream is skipped")
-if "reader" in skipped:
+if "reader" in skipped:  # the folder says why it holds no reader (04 reads it; DVC tracks it)
+    write_json(out / "reader" / "skipped.json", {"reason": skipped["reader"]})
     print("SKIPPED the attribute reader:", skipped["reader"])
 else:
     reader_best = ATTR.train_reader(reader_train, out / "reader", trunk=model, trunk_kwargs=kwargs,

@@ -110,7 +110,8 @@ def test_native_format_trees_through_dvc_repro_to_the_findings(tmp_path):
         assert "real data" in pl["skipped"]["precision"] and not any(k.startswith("world_") for k in pl)
         assert pl["truth_csv"] == "" and skipped[f"pseudolabel_{n}"]["precision"] == pl["skipped"]["precision"]
     assert "demographic truth" in skipped["instruments"]["reader"]
-    assert not (out / "instruments" / "reader").exists()
+    assert json.loads((out / "instruments/reader/skipped.json").read_text())["reason"] == skipped["instruments"]["reader"]
+    assert not (out / "instruments/reader/ceiling.json").exists()
     assert "demographic_fidelity" in skipped["diffusion"] and "truth" in skipped["gan"]
     gan = json.loads((out / "gan/metrics.json").read_text())
     assert gan["pool_faces"] + gan["pool_skipped_no_face"] == len(list(trees["ffhq"].glob("*.png")))
