@@ -160,8 +160,8 @@ def test_cli_with_globs(inputs, tmp_path):
     assert sorted(m) == ["data_kind", "eval", "identity_similarity", "inputs", "privacy", "pseudolabel", "skipped",
                          "synthetic"]
     assert m["data_kind"] == "mixed"  # every number says where it came from: here part world, part real
-    # one name, two paths: listed per stage; unused inputs are not listed; skipped measurements travel with the reason
-    assert m["inputs"] == {"gan_faces": {"path": str(root / "r"), "kind": "real"},
+    # one name, two paths: listed per stage, each; unused inputs are not listed; skipped measurements travel with the reason
+    assert m["inputs"] == {"gan.gan_faces": {"path": str(root / "r"), "kind": "real"},
                            "instruments.gan_faces": {"path": str(root / "w"), "kind": "world"},
                            "reference.ref_web": {"path": str(root / "w"), "kind": "world"}}
     assert m["skipped"] == {"gan": {"truth": "real data: no truth"}}

@@ -329,25 +329,24 @@ def _stage_label(file: Path) -> str:
 
 def merge_inputs(files: Sequence[str | os.PathLike]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
     """Every stage's ``inputs`` (name -> {path, kind}, `syntfer.core.provenance`) and ``skipped`` (what -> reason)
-    from the notebooks' metrics JSONs, merged: an input named alike with the same path is listed once, under its
-    name; one named alike with another path is listed per stage (``<stage>.<name>``). A file without ``inputs``
+    from the notebooks' metrics JSONs, merged: an input named alike with the same path everywhere is listed once,
+    under its name; a name given to several paths is listed per stage (``<stage>.<name>``) for each of them. A file without ``inputs``
     raises naming it (every notebook writes them)."""
-    inputs: dict[str, dict[str, str]] = {}
+    seen: list[tuple[str, str, dict[str, str]]] = []  # (stage, name, {path, kind})
     skipped: dict[str, dict[str, str]] = {}
     for f in sorted(Path(x) for x in files):
         d = json.loads(f.read_text())
         if not isinstance(d.get("inputs"), Mapping):
             raise SummaryError(f"{f}: no 'inputs' (name -> path, kind); the notebook that wrote it lists its inputs")
         label = _stage_label(f)
-        for name, info in d["inputs"].items():
-            if info.get("kind") == "unused":
-                continue
-            if name not in inputs or inputs[name]["path"] == info["path"]:
-                inputs.setdefault(name, {"path": str(info["path"]), "kind": str(info["kind"])})
-            else:
-                inputs[f"{label}.{name}"] = {"path": str(info["path"]), "kind": str(info["kind"])}
+        seen += [(label, name, {"path": str(info["path"]), "kind": str(info["kind"])})
+                 for name, info in d["inputs"].items() if info.get("kind") != "unused"]
         if d.get("skipped"):
             skipped[label] = {str(k): str(v) for k, v in d["skipped"].items()}
+    paths: dict[str, set[str]] = {}
+    for _, name, info in seen:
+        paths.setdefault(name, set()).add(info["path"])
+    inputs = {(name if len(paths[name]) == 1 else f"{label}.{name}"): info for label, name, info in seen}
     return dict(sorted(inputs.items())), skipped
 
 
