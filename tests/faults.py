@@ -20,8 +20,9 @@ killed again after a seeded number of its own checkpoints); `kill_inside_rename`
 harness) that pauses the k-th atomic write of a named file after its temporary is complete and before the
 rename, and kills the job there — the one instant a random kill almost never hits.
 
-Images drawn in other batches (a resumed generation regroups what is left) may differ by
-`syntfer.strategies.diffusion.generation.BATCH_GROUPING_GREY_LEVELS`: `assert_same_outputs(grey_levels=...)`, nothing else.
+Images drawn in other batches (a resumed diffusion generation or GAN edit set regroups what is left) may differ
+by `syntfer.strategies.diffusion.generation.BATCH_GROUPING_GREY_LEVELS`: `assert_same_outputs(grey_levels=...)`,
+nothing else.
 
 `TALLY` counts faults injected, resumes compared and bad inputs tried; tests/conftest.py prints it after a
 run (the README's Reliability figures).
@@ -127,10 +128,13 @@ class FilesPresent:
 @contextlib.contextmanager
 def killed_group(proc: subprocess.Popen, log, tally: str):
     """The body waits for the kill point; leaving it SIGKILLs the job's process group. On any exit the job is
-    stopped and `log` closed; after a kill, the job must have ended by SIGKILL with nothing of its group left
-    (`assert_group_gone`), and `tally` counts it."""
+    stopped and `log` closed; after a kill, the job must have ended by SIGKILL with nothing of its group left, nor
+    any process that descended from it at the kill, nor any member of their process groups (`assert_tree_gone`:
+    a Jupyter kernel runs in a session of its own), and `tally` counts it."""
+    tree: list[tuple[int, int]] = []
     try:
         yield
+        tree = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
@@ -140,21 +144,24 @@ def killed_group(proc: subprocess.Popen, log, tally: str):
         log.close()
     assert proc.returncode == -signal.SIGKILL, f"job ended with {proc.returncode}, not by SIGKILL"
     assert_group_gone(proc.pid)
+    assert_tree_gone(tree)
     TALLY[tally] += 1
 
 
 def kill_between_checkpoints(args: Sequence[str], progress: Callable[[], int], *, after: int, seed: int,
-                             cwd: Path | None = None, timeout: float = 600, poll_s: float = 0.003) -> dict:
-    """Run `args`; when `progress()` reaches `after`, wait a seeded random fraction (5-95 %) of the last
-    progress interval, then SIGKILL the process. Returns where it was killed (progress count, seconds)."""
+                             cwd: Path | None = None, timeout: float = 600, poll_s: float = 0.003,
+                             env: Mapping[str, str] | None = None) -> dict:
+    """Run `args` (in `job_env()`, `env` over it); when `progress()` reaches `after`, wait a seeded random
+    fraction (5-95 %) of the last progress interval, then SIGKILL the process group. Returns where it was killed
+    (progress count, seconds)."""
     if after < 2:
         raise ValueError("after must be >= 2: the delay is a fraction of the interval between two progress steps")
     frac = random.Random(seed).uniform(0.05, 0.95)
     log = tempfile.TemporaryFile("w+")  # not a pipe: a job that fills a pipe nobody reads would block
     # its own process group (session): the kill reaches the job's workers too (the world render's pool, loader
     # workers), and `assert_group_gone` checks that nothing of it survives
-    proc = subprocess.Popen(list(args), cwd=cwd, env=job_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(list(args), cwd=cwd, env={**job_env(), **(env or {})}, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     t0 = time.monotonic()
     times: dict[int, float] = {}
     count = 0
@@ -184,9 +191,9 @@ def kill_between_checkpoints(args: Sequence[str], progress: Callable[[], int], *
     return {"after": after, "delay_s": round(delay, 4), "progress_now": progress(), "seconds": time.monotonic() - t0}
 
 
-def group_members(pgid: int) -> list[tuple[int, str]]:
-    """(pid, state) of the live (not zombie) processes whose process group is `pgid` (Linux /proc)."""
-    out = []
+def _processes() -> dict[int, tuple[str, int, int]]:
+    """{pid: (state, parent pid, process group)} of every process (Linux /proc)."""
+    out = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -195,8 +202,30 @@ def group_members(pgid: int) -> list[tuple[int, str]]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append((int(d.name), fields[0]))
+        out[int(d.name)] = (fields[0], int(fields[1]), int(fields[2]))
+    return out
+
+
+def group_members(pgid: int) -> list[tuple[int, str]]:
+    """(pid, state) of the live (not zombie) processes whose process group is `pgid` (Linux /proc)."""
+    return [(pid, st) for pid, (st, _, pg) in _processes().items() if pg == pgid and st != "Z"]
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, process group) of every live process below `pid` (children, their children, ...), whatever their
+    session: the process tree at one instant (Linux /proc; empty elsewhere)."""
+    if not Path("/proc/self/stat").exists():
+        return []
+    procs = _processes()
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for p, (st, ppid, _) in procs.items():
+        if st != "Z":
+            children[ppid].append(p)
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append((c, procs[c][2]))
+            todo.append(c)
     return out
 
 
@@ -210,6 +239,32 @@ def assert_group_gone(pgid: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
     assert not left, f"processes of the killed job's group {pgid} survived the SIGKILL: {left}"
     TALLY["process groups checked empty after a kill"] += 1
+
+
+def assert_tree_gone(tree: Sequence[tuple[int, int]], timeout: float = 10.0) -> None:
+    """No process of `tree` (`descendants` just before the kill) is alive, and no process is left in any of their
+    process groups (which also holds what they started after that instant). A process that runs in a group or
+    session of its own (a Jupyter kernel, what a kernel launched) is not reached by the kill of the job's group:
+    it must end because its parent did."""
+    if not tree:
+        return
+    pids, groups = {p for p, _ in tree}, {g for _, g in tree}
+    t0 = time.monotonic()
+    while True:
+        left = sorted((p, pg) for p, (st, _, pg) in _processes().items() if st != "Z" and (p in pids or pg in groups))
+        if not left or time.monotonic() - t0 > timeout:
+            break
+        time.sleep(0.05)
+    assert not left, (f"processes that descended from the killed job (or share a process group with one) survived "
+                      f"the SIGKILL by {timeout:.0f} s: {[(p, g, _cmdline(p)) for p, g in left]}")
+    TALLY["process trees checked empty after a kill"] += 1
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+    except OSError:
+        return "?"
 
 
 def crash_and_resume(args: Sequence[str], work: Path, reference: Path, progress: Callable[[], int], *,
@@ -341,7 +396,7 @@ def assert_same_outputs(reference: Path, got: Path, *, volatile: Mapping[str, Se
     `volatile` maps a file name (relative path or bare name; a trailing '*' matches a prefix) to the timing
     columns (CSV) or dotted keys (JSON, .pt) that may differ. `ignore`: file names not compared at all.
     `grey_levels`: a differing PNG may differ by at most this many 8-bit levels per pixel and channel (same size
-    and mode); only generation that regroups batches on resume passes one, and then
+    and mode); only a job that regroups batches on resume (diffusion sampling, GAN edits) passes one, and then
     `syntfer.strategies.diffusion.generation.BATCH_GROUPING_GREY_LEVELS`. Returns the number of files compared."""
     volatile = dict(volatile or {})
     ra, rb = _files(reference), _files(got)

@@ -188,5 +188,7 @@ def test_gan_editing_killed_between_images_resumes_identically(tmp_path, smoke_w
                "--batch-size", "2", "--seed", "4", "--out", out)
     crash_and_resume(args, out, tmp_path / "reference", FilesPresent(out / "images", "*.png"), after=3,
                      seed=ord(variant))
-    assert_same_outputs(tmp_path / "reference", out)
+    # the resume edits the images left in new batches: the one batch-grouping tolerance, as for batched vs single
+    # edits (tests/test_gan_sharp.py) and resumed diffusion sampling
+    assert_same_outputs(tmp_path / "reference", out, grey_levels=BATCH_GROUPING_GREY_LEVELS)
     assert json.loads((out / "summary.json").read_text())["images"] == 7

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from syntfer.strategies.diffusion.generation import BATCH_GROUPING_GREY_LEVELS
 from syntfer.strategies.gan import controls as C
 from syntfer.strategies.gan.editing import (EditError, FaceMask, edit_images, edit_path, face_mask, warp_full)
 from syntfer.strategies.gan.measurements import (laplacian_variance, sharpness_rows, sharpness_summary)
@@ -113,8 +114,9 @@ def test_full_resolution_edits_are_deterministic():
 
     a, b = run(3), run(3)
     assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
-    # alone or in a batch: the editor's batched convolutions may round differently, by one grey level at most
-    assert np.abs(run(1)[0].astype(int) - a[0]).max() <= 1
+    # alone or in a batch: the editor's batched convolutions may round differently, by the one batch-grouping
+    # tolerance at most (the GAN edit set's resume test allows the same)
+    assert np.abs(run(1)[0].astype(int) - a[0]).max() <= BATCH_GROUPING_GREY_LEVELS
     assert not np.array_equal(a[0], imgs[0])
 
 

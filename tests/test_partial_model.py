@@ -132,3 +132,31 @@ def test_notebook_04_checks_the_model_before_it_reads_or_samples_it():
     train = line_of(lambda n: isinstance(n.func, ast.Attribute) and n.func.attr == "train_embedded")
     assert train < check < first_generate
     assert "meta = E.require_finished(model_path)" in src  # the config the notebook prints is the checked one
+
+
+@pytest.mark.slow  # three `syntfer diffusion train` subprocesses
+def test_a_kill_between_an_exports_weights_and_config_leaves_no_config_that_vouches_for_them(tmp_path):
+    """A finished run's `ema/` says `finished: true`. Its work folder is trained on (`--steps` raised) under a
+    wall-time guard, which exports a partial model; the SIGKILL lands after the partial weights replaced the
+    finished ones and before the new config.json (`finished: false`) is renamed into place. The folder must not
+    pass as finished then (the old config.json would vouch for partial weights): no config, so it is refused,
+    and the rerun (resuming from the state the killed run saved at step 4) exports its partial model as partial."""
+    from faults import kill_inside_rename
+
+    _captioned(tmp_path / "web")
+    work = tmp_path / "work"
+    base = cli("diffusion", "train", "--captions", tmp_path / "web" / "captions.csv", "--work", work,
+               "--image-size", "16", "--batch-size", "4", "--seed", "1", "--threads", "1", "--checkpoint-every", "3")
+    run_ok([*base, "--steps", "3"])
+    assert E.require_finished(work / "ema")["steps"] == 3
+    longer = [*base, "--steps", "9", "--max-minutes", "1e-9"]  # stops (and exports) after its first step
+    kill_inside_rename(longer, "config.json", 1, tmp_path / "marker")
+    assert len(list((work / "ema").glob(".config.json.*.tmp"))) == 1  # the killed export's config, never renamed
+    with pytest.raises((E.PartialModelError, FileNotFoundError)):
+        E.require_finished(work / "ema")
+    with pytest.raises(E.EmbeddedModelError, match="missing config.json"):
+        create_backend("embedded", str(work / "ema"), steps=2)
+    run_ok(longer)
+    with pytest.raises(E.PartialModelError, match=r"\(5 of 9 training steps"):
+        E.require_finished(work / "ema")
+    TALLY["bad inputs tried"] += 3

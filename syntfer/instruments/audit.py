@@ -41,7 +41,7 @@ from syntfer.instruments.distances import callable_space, extract_features
 from syntfer.instruments.identity_encoder import identity_embedding  # noqa: F401 (used by embedding_from_spec; re-exported)
 from syntfer.core.images import load_image
 from syntfer.core.manifest import read_manifest, write_manifest
-from syntfer.core.storage import atomic_path, write_json
+from syntfer.core.storage import atomic_path, remove_stale_temporaries, write_json
 
 UNKNOWN = "unknown"
 ATTRIBUTES: tuple[str, ...] = ("gender", "age", "skin_tone")
@@ -433,6 +433,7 @@ def run(args) -> int:
         sets[name] = read_manifest(file, check_labels=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a killed run left half-written (a feature cache's temporary)
     truth = read_world_truth(args.world) if args.world else None
     demo = audit_sets(sets, truth)
     with atomic_path(out / "demographics.csv") as tmp:

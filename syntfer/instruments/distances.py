@@ -44,6 +44,7 @@ from syntfer.core.images import load_image, split_fragment
 from syntfer.instruments.judge import Judge
 from syntfer.core.manifest import read_manifest, relative_path
 from syntfer.core.storage import atomic_path, module_fingerprint, write_json  # noqa: F401 (re-exported)
+from syntfer.core.storage import remove_stale_temporaries
 
 SPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -392,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
     ref_name, ref_paths = _named_manifest(args.reference)
     sets = dict(_named_manifest(s) for s in args.set)
     out = Path(args.out)
+    remove_stale_temporaries(out)  # what a killed run left half-written (a feature cache's temporary)
     table = compare_sets(space, sets, ref_paths, reference_name=ref_name, n_subsets=args.n_subsets,
                          subset_size=args.subset_size, seed=args.seed, batch_size=args.batch_size,
                          cache_dir=out / "features")

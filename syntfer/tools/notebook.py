@@ -17,6 +17,13 @@ The executed notebook is a DVC-tracked output, so it is made a function of its i
 object reprs, and no stderr stream (warnings and progress bars go to the console instead, where `dvc repro`
 shows them). Two runs of a stage in two checkouts then write the same bytes, and a clean clone's
 `dvc repro` leaves `dvc.lock` as committed.
+
+The kernel dies with the runner (`leashed`). jupyter_client starts a kernel in a session of its own, so a kill of
+the stage's process group (``kill -9 -- -PGID``, a CI timeout, the fault tests) reached the runner but not the
+kernel, nor what the kernel had started in turn (a ``train.launcher`` process training into the stage's outputs);
+ipykernel noticed its parent's death only within a second, and its children not at all. Here the kernel runs
+under a small supervisor (`leash_main`) that gets a signal from Linux the moment the runner dies and then kills
+its own process group: the kernel and everything it started there.
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ import ast
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -241,6 +250,58 @@ def export_html(ipynb: Path, html: Path, code: bool = False) -> None:
     write_text(html, body)
 
 
+# --------------------------------------------------------------------------- the kernel's leash
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when the thread that started it ends
+
+
+def leashed(cmd: list[str]) -> list[str]:
+    """`cmd` (a kernel's command line) run under `leash_main`, tied to this process (Linux; elsewhere `cmd`)."""
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-c", "from syntfer.tools.notebook import leash_main; leash_main()", str(os.getpid()),
+            *cmd]
+
+
+def leash_main(argv: list[str] | None = None) -> None:
+    """``PARENT_PID CMD...``: run CMD (the kernel) in this process's group until it exits, and kill the group when
+    the parent (the runner, which started this process from its main thread) dies.
+
+    jupyter_client starts this process as the leader of a new session; the kernel and whatever it starts without a
+    session of its own share its process group. Linux sends SIGTERM here when the runner dies
+    (``prctl(PR_SET_PDEATHSIG)``), whatever killed it; SIGTERM from anyone (jupyter_client's own escalation when a
+    kernel is slow to shut down) does the same: SIGKILL to the whole group, this process included. SIGINT is
+    ignored here: jupyter_client interrupts a kernel by signalling its process group, and the interrupt is the
+    kernel's. The exit status is the kernel's (128 + N when signal N ended it)."""
+    import ctypes
+
+    argv = sys.argv[1:] if argv is None else argv
+    parent, cmd = int(argv[0]), argv[1:]
+
+    def stop(*_) -> None:
+        os.killpg(0, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, stop)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # the runner died before the signal was armed
+        stop()
+    # the kernel's own parent poller (ipykernel) then watches this process, not the runner it never knew
+    kernel = subprocess.Popen(cmd, env={**os.environ, "JPY_PARENT_PID": str(os.getpid())})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = kernel.wait()
+    sys.exit(code if code >= 0 else 128 - code)
+
+
+def _kernel_manager_class():
+    """jupyter_client's async kernel manager (nbclient's default), its kernel command `leashed`."""
+    from jupyter_client.manager import AsyncKernelManager  # lazy: Jupyter stack
+
+    class LeashedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return leashed(super().format_kernel_cmd(extra_arguments))
+
+    return LeashedKernelManager
+
+
 def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict[str, Any] | None = None,
                  kernel: str = KERNEL, html: bool = True) -> Path:
     """Execute `notebook` with `parameters`; returns the executed .ipynb path. Raises NotebookError on failure."""
@@ -266,6 +327,7 @@ def run_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike, parame
         try:
             pm.execute_notebook(str(src), str(out_nb), parameters=parameters, kernel_name=kernel,
                                 cwd=os.getcwd(), progress_bar=False, log_output=False,
+                                kernel_manager_class=_kernel_manager_class(),
                                 config=Config({"KernelManager": {"transport_encryption": TRANSPORT_ENCRYPTION}}))
         except pm.PapermillExecutionError as e:
             raise NotebookError(f"{notebook}: cell {e.exec_count} failed:\n{e.ename}: {e.evalue}\n"

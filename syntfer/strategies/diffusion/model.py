@@ -244,10 +244,15 @@ CONFIG = "config.json"
 
 def save_checkpoint(model: EmbeddedDiffusion, folder: str | Path, *, dtype: torch.dtype = torch.float16,
                     extra: dict[str, Any] | None = None) -> Path:
-    """Write `model.safetensors` (state_dict in `dtype`) and `config.json` atomically."""
+    """Write `model.safetensors` (state_dict in `dtype`) and `config.json` atomically.
+
+    A config.json already there is deleted before the new weights replace the old ones: a kill between the two
+    writes then leaves weights without a config (refused when loaded), never new weights under the previous
+    run's config (whose ``finished: true`` would vouch for a partial model)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    (folder / CONFIG).unlink(missing_ok=True)
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(sd, str(tmp))
     write_json(folder / CONFIG, {"model": model.cfg.to_dict(), "weights_dtype": str(dtype).replace("torch.", ""),
