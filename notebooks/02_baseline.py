@@ -138,8 +138,9 @@ counts
 # ## Training, one seed after another
 # Validation = a seeded stratified `val_fraction` of the training split (a different one per seed); the best
 # epoch by 0.67·macro-F1 + 0.33·accuracy on it is kept (`s<seed>/train/best/`: state_dict + JSON config).
-# Every seed's model is tested once on every test split. Rerun after an interruption and each seed resumes
-# from its `s<seed>/train/state.pt` (finished seeds are reloaded, not retrained). With a `launcher` the
+# Every seed's model is tested once on every test split. Rerun by `syntfer notebook` (or in JupyterLab) after an
+# interruption and each seed resumes from its `s<seed>/train/state.pt` (finished seeds are reloaded, not retrained);
+# under `dvc repro` the stage reruns from scratch (docs/decisions/resume-under-dvc.md). With a `launcher` the
 # trainer runs data-parallel in the processes it starts (several GPUs or nodes) and writes the same files.
 
 # %%

@@ -131,7 +131,7 @@ def test_notebook_04_checks_the_model_before_it_reads_or_samples_it():
     first_generate = line_of(lambda n: isinstance(n.func, ast.Name) and n.func.id in ("generate", "generate_launched"))
     train = line_of(lambda n: isinstance(n.func, ast.Attribute) and n.func.attr == "train_embedded")
     assert train < check < first_generate
-    assert "meta = E.require_finished(model_path)" in src  # the config the notebook prints is the checked one
+    assert "meta = EMB.require_finished(model_path)" in src  # the config the notebook prints is the checked one
 
 
 @pytest.mark.slow  # three `syntfer diffusion train` subprocesses

@@ -15,9 +15,7 @@ from world files the user does not have.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +24,7 @@ import yaml
 
 from syntfer.sources.readers import IMAGE_SUFFIXES
 from syntfer.sources.world import render_world
-from test_repro import _checkout, _run
+from pipeline_copy import DVC, checkout, repro_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 UNLABELED = ("digiface", "dcface", "emonet_face")
@@ -70,10 +68,8 @@ def native_trees(world: Path, data: Path) -> dict[str, Path]:
 
 
 def test_native_format_trees_through_dvc_repro_to_the_findings(tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    repo = _checkout(tmp_path / "repo", env)
+    env = repro_env()
+    repo = checkout(tmp_path / "repo", env)
     source = tmp_path / "rendered"  # another world (seed 1): the "licensed data" the user holds
     render_world(source, "smoke", seed=1, workers=2, progress=False)
     trees = native_trees(source, tmp_path / "data")  # outside the project
@@ -91,8 +87,7 @@ def test_native_format_trees_through_dvc_repro_to_the_findings(tmp_path):
     params["pseudolabel"]["sources"] = {n: {"images": str(trees[n]), "truth": ""} for n in UNLABELED}
     params["train"]["seeds"] = [0]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dvc = str(Path(sys.executable).parent / "dvc")
-    _run([dvc, "repro"], repo, env)
+    run([DVC, "repro"], repo, env)
 
     out = repo / "outputs"
     summary = json.loads((out / "results/summary/metrics.json").read_text())
