@@ -77,3 +77,57 @@ def test_thresholds_in_params_yaml_can_fire(key, healthy, broken, suggested):
     assert value <= healthy, f"{key} = {value} would fail the measured healthy value {healthy}"
     if not value > broken:
         pytest.xfail(f"{key} = {value} passes a chance-level run ({broken}); suggested: {suggested}")
+
+
+def test_world_probe_checks_fire():
+    """00_world: the probe must learn the world, not solve it, and lose accuracy off-domain (a cross-dataset gap)."""
+    limits = {"probe_train": "rafdb/train", "min_probe_accuracy": 0.3, "max_probe_accuracy": 0.99, "min_gap": 0.03}
+    healthy = {"probe_in_domain_accuracy": 0.62, "probe_gap": 0.12}  # illustrative: above chance, below perfect, a gap
+    for broken, says in (({"probe_in_domain_accuracy": 0.14}, "outside"), ({"probe_in_domain_accuracy": 1.0}, "outside"),
+                         ({"probe_gap": 0.0}, "cross-domain gap")):
+        ok: list[str] = []
+        run_check("00_world.py", "min_gap", problems=ok, metrics=healthy, **limits)
+        assert ok == []
+        fired: list[str] = []
+        run_check("00_world.py", "min_gap", problems=fired, metrics={**healthy, **broken}, **limits)
+        assert fired and says in fired[0]
+        _fired()
+
+
+def test_instrument_checks_fire():
+    """01_instruments: the judge must read real faces of every domain, the calibrated teacher must be calibrated."""
+    run_check("01_instruments.py", "min_judge_ceiling", min_judge_ceiling=0.6, mean_ceiling={"ref_web": 0.86})
+    with pytest.raises(AssertionError, match="the judge reads real ref_ffhq faces at 0.200 < 0.6"):
+        run_check("01_instruments.py", "min_judge_ceiling", min_judge_ceiling=0.6,
+                  mean_ceiling={"ref_web": 0.86, "ref_ffhq": 0.2})
+    _fired()
+    run_check("01_instruments.py", "max_teacher_ece", max_teacher_ece=0.08, teacher={"ece_after": 0.03})
+    with pytest.raises(AssertionError, match="teacher ECE 0.250 > 0.08"):
+        run_check("01_instruments.py", "max_teacher_ece", max_teacher_ece=0.08, teacher={"ece_after": 0.25})
+    _fired()
+
+
+def test_in_domain_accuracy_check_fires():
+    """02_baseline: a real split's model must beat the class prior on its own test split."""
+    ns = {"prefix": "world_", "tests": {"world_rafdb"}, "home": "rafdb", "min_in_domain_accuracy": 0.2,
+          "min_in_domain_balanced_accuracy": 0.17}
+    run_check("02_baseline.py", "min_in_domain_balanced_accuracy",
+              metrics={"rafdb_accuracy": 0.83, "rafdb_balanced_accuracy": 0.75}, **ns)
+    with pytest.raises(AssertionError, match="did not learn beyond the class prior"):
+        run_check("02_baseline.py", "min_in_domain_balanced_accuracy",
+                  metrics={"rafdb_accuracy": 0.39, "rafdb_balanced_accuracy": 0.143}, **ns)
+    _fired()
+
+
+def test_report_seed_check_fires():
+    """08_report: every training x test cell holds the asked-for number of seeds."""
+    import pandas as pd
+
+    rows = [{"train_set": "real_rafdb", "test_set": "rafdb", "metric": m, "mean": 0.8, "n_seeds": 2}
+            for m in ("acc", "balanced_acc")]
+    ns = {"ev": pd.DataFrame(rows), "train_sets": ["real_rafdb"], "test_sets": ["rafdb"],
+          "HEADLINE": {"acc": "", "balanced_acc": ""}}
+    run_check("08_report.py", "min_seeds", min_seeds=2, **ns)
+    with pytest.raises(AssertionError, match="2 seeds < 3"):
+        run_check("08_report.py", "min_seeds", min_seeds=3, **ns)
+    _fired()
