@@ -102,3 +102,88 @@ def test_gan_editor_critic_and_generator_learn(tmp_path, control):
     # generator measured: class loss 2.55 -> 2.08 and 3.5 -> 3.3, target accuracy 0.16 -> 0.21, chance 1/7)
     assert game["g_cls"].iloc[-1] < 0.5 * game["g_cls"].iloc[0], log.to_string()
     assert game["d_acc_fake_trg"].iloc[-1] > 0.5, log.to_string()
+
+
+def test_embedded_diffusion_draws_what_the_prompt_asks(tmp_path):
+    """Conditioning is learned, not only denoising: on a toy set where the caption decides the colour ("a red man"
+    is red, "a blue man" blue), samples of the two prompts, from the same seeds, come out in the asked-for colour.
+    A model that ignored its text (or classifier-free guidance that did nothing) draws the same images for both."""
+    from syntfer.strategies.diffusion import embedded as E
+    from syntfer.strategies.diffusion import prompts as P
+
+    folder = tmp_path / "web"
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    colours = {"red": np.array([220, 30, 30]), "blue": np.array([30, 30, 220])}
+    rows = []
+    for i in range(32):
+        word = ("red", "blue")[i % 2]
+        img = np.clip(colours[word] + rng.normal(0, 12, (16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / "images" / f"{i}.png")
+        rows.append({"path": f"images/{i}.png", "caption": f"a {word} man", **{a: 0.0 for a in P.FINEFACE_AUS}})
+    pd.DataFrame(rows).to_csv(folder / "captions.csv", index=False)
+    data = E.load_captioned(folder / "captions.csv", 16)
+    cfg = E.default_config(E.build_vocab(data.captions), tiny=True)
+    E.train_embedded(data, cfg, E.TrainConfig(steps=800, batch_size=16, lr=3e-3, warmup=10, log_every=50,
+                                              checkpoint_every=1000, threads=1), tmp_path / "work")
+    model = E.load_checkpoint(tmp_path / "work" / "ema")
+    seeds = list(range(6))
+    drawn = {w: E.sample_images(model, [f"a {w} man"] * len(seeds), seeds, steps=10, guidance=3.0)[0]
+             .reshape(len(seeds), -1, 3).mean(1) for w in colours}  # mean RGB per sample
+    red_minus_blue = {w: d[:, 0] - d[:, 2] for w, d in drawn.items()}
+    # every red sample redder than blue, every blue sample bluer than red; and the two samples of one seed (the same
+    # initial noise) apart by a clear margin (measured: 137-196 grey levels of R - B; a model ignoring its text: 0)
+    assert (red_minus_blue["red"] > 0).all() and (red_minus_blue["blue"] < 0).all(), red_minus_blue
+    assert (red_minus_blue["red"] - red_minus_blue["blue"] > 60).all(), red_minus_blue
+
+
+def _bar_faces(n_per_class: int = 8, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uint8 crops whose class is a geometry a warp can change: a bright bar, 2 rows high, whose row is the class
+    (class k at rows 5 + k, 6 + k), on a noisy dark ground."""
+    g = torch.Generator().manual_seed(0)
+    crops, labels = [], []
+    for k in range(L.NUM_CLASSES):
+        x = 30 + 8 * torch.randn(n_per_class, 3, size, size, generator=g)
+        x[:, :, 4 + k:6 + k, 3:size - 3] = 230
+        crops.append(x.clamp(0, 255).to(torch.uint8))
+        labels += [k] * n_per_class
+    return torch.cat(crops), torch.tensor(labels)
+
+
+def _bar_class(images01: torch.Tensor) -> torch.Tensor:
+    """An independent reader of the toy world: the class is where the bar is (its brightest pair of rows)."""
+    rows = images01.mean(dim=(1, 3))  # (B, S)
+    pair = rows[:, :-1] + rows[:, 1:]
+    return (pair.argmax(1) - 4).clamp(0, L.NUM_CLASSES - 1)
+
+
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-07: the flow editor fools its critic by erasing the bar instead "
+                   "of moving it (after 600 steps the critic reads 0.35 of edits as the target, the bar reader 0.00; "
+                   "bars of classes 0-3 are warped away): issue #30. strict: this fails once the editor learns it")
+def test_flow_editor_moves_faces_towards_the_target(tmp_path):
+    """The flow editor learns to draw the asked-for class with a warp alone: on a toy set whose class is a bar's row,
+    the share of edits an independent reader (the bar's row, not the critic) reads as the target rises from the
+    untrained editor's (the identity map: chance) to far above it, and a larger ρ moves the bar further."""
+    from syntfer.strategies.gan.networks import EditorConfig, Generator, load_generator
+    from syntfer.strategies.gan.training import TrainConfig as GanConfig
+    from syntfer.strategies.gan.training import train_editor
+
+    crops, labels = _bar_faces()
+    cfg = EditorConfig(image_size=16, conv_dim=8, repeat_num=1, d_conv_dim=8, d_repeat_num=2, flow_grid=4,
+                       flow_max=0.4)
+    tcfg = GanConfig(steps=300, batch_size=16, n_critic=2, d_warmup_steps=40, log_every=50, ckpt_every=1000,
+                     g_lr=2e-3, d_lr=1e-3, seed=0, threads=1, lambda_flow_tv=1.0)
+    faces = crops.float() / 255
+    targets = (labels + 3) % L.NUM_CLASSES  # every face asked for a class three rows away
+
+    def fidelity(g: Generator, rho: float = 1.0) -> float:
+        with torch.no_grad():
+            edits = g.edit_rgb01(faces, g.class_code(targets, rho))
+        return float((_bar_class(edits) == targets).float().mean())
+
+    assert (_bar_class(faces) == labels).all()  # the reader reads the real crops right
+    before = fidelity(Generator(cfg).eval())
+    train_editor(crops, labels, tmp_path / "editor", cfg, tcfg, progress=False)
+    g = load_generator(tmp_path / "editor")
+    after = fidelity(g)
+    assert before <= 0.2 and after >= 0.5, (before, after)
