@@ -16,8 +16,9 @@ from PIL import Image
 
 from syntfer.core import labels as L
 from syntfer.strategies.gan.editing import edit_images, face_mask
-from syntfer.strategies.gan.networks import (APPEARANCE_PALETTE, APPEARANCE_REGIONS, EditorConfig, Generator,
-                                             appearance_mask, load_generator, save_generator)
+from syntfer.strategies.gan.networks import (APPEARANCE_KINDS, APPEARANCE_PALETTE, APPEARANCE_REGIONS, EditorConfig,
+                                             Generator, appearance_mask, appearance_masks, load_generator,
+                                             region_mask, save_generator)
 from syntfer.strategies.gan.training import EditorTrainer, TrainConfig, train_editor
 
 torch.set_num_threads(1)
@@ -36,23 +37,34 @@ def _loud(g: Generator) -> Generator:
 
 
 # ---- the mask and the bound -----------------------------------------------------------------------------------
-def test_mask_is_soft_inside_its_ellipses_and_exactly_zero_outside():
-    m = appearance_mask("mouth_eyes", 48)
+@pytest.mark.parametrize("region", sorted(APPEARANCE_REGIONS))
+def test_masks_are_soft_inside_their_ellipses_and_exactly_zero_outside(region):
+    m = region_mask(region, 48)
     assert m.shape == (48, 48) and float(m.min()) == 0.0 and float(m.max()) == 1.0
     c = (torch.arange(48) + 0.5) / 48
     yy, xx = torch.meshgrid(c, c, indexing="ij")
     inside = torch.zeros(48, 48, dtype=torch.bool)
-    for cx, cy, rx, ry in APPEARANCE_REGIONS["mouth_eyes"]:
+    for cx, cy, rx, ry in APPEARANCE_REGIONS[region]:
         inside |= ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
     assert bool((m[~inside] == 0).all()) and bool((m[inside] > 0).all())
     assert m[:15].sum() == 0 and m[:, :6].sum() == 0 and m[44:].sum() == 0  # forehead, sides, chin: never
-    assert 0.1 < float((m > 0).float().mean()) < 0.25  # a small share of the crop
-    assert torch.equal(appearance_mask("mouth_eyes_rgb", 48), m)
+    assert 0.05 < float((m > 0).float().mean()) < 0.25  # a small share of the crop
+    with pytest.raises(ValueError, match="region"):
+        region_mask("cheeks", 48)
+
+
+def test_the_dark_colour_is_for_the_mouth_only_and_the_union_bounds_every_kind():
+    dark, light = appearance_masks("mouth_eyes", 48)
+    assert dark[:28].sum() == 0 and light[:28].sum() > 0  # no darkening above the mouth: eyes only lighten
+    assert torch.equal(dark, region_mask("mouth", 48))
+    for kind in APPEARANCE_KINDS:
+        d, li = appearance_masks(kind, 48)
+        assert torch.equal(appearance_mask(kind, 48), torch.maximum(d, li))
     with pytest.raises(ValueError, match="appearance"):
-        appearance_mask("cheeks", 48)
+        appearance_masks("stripes", 48)
 
 
-@pytest.mark.parametrize("kind", ["mouth_eyes", "mouth_eyes_rgb"])
+@pytest.mark.parametrize("kind", sorted(APPEARANCE_KINDS))
 @pytest.mark.parametrize("intensity", ["learned", "interpolate"])
 def test_residual_is_zero_outside_the_mask_and_bounded_on_random_inputs(intensity, kind):
     torch.manual_seed(0)
@@ -70,13 +82,13 @@ def test_residual_is_zero_outside_the_mask_and_bounded_on_random_inputs(intensit
         assert float(res.abs().max()) > 0.05  # the head does change pixels inside
         warped = Generator.warp(x, flow)
         assert torch.equal(y[:, :, mask == 0], warped[:, :, mask == 0])  # outside: the warp alone, exactly
-        if kind == "mouth_eyes":  # only a blend of the warped pixel toward the dark or the light colour
+        if APPEARANCE_KINDS[kind][2] == "palette":  # only a blend of the warped pixel toward the dark or light colour
             pal = torch.tensor([APPEARANCE_PALETTE["dark"], APPEARANCE_PALETTE["light"]]) * 2 - 1
             ok = res.abs().amax(1) < 1e-6
-            for colour in pal:
+            for colour, m in zip(pal, (g.app_mask_dark[0, 0], g.app_mask_light[0, 0])):
                 frac = res / (colour[None, :, None, None] - warped)  # the same fraction in all three channels
                 spread = frac.amax(1) - frac.amin(1)
-                ok |= (spread.abs() < 1e-4) & (frac.mean(1) >= -1e-6) & (frac.mean(1) <= mask + 1e-6)
+                ok |= (spread.abs() < 1e-4) & (frac.mean(1) >= -1e-6) & (frac.mean(1) <= m + 1e-6)
             assert bool(ok.all())
         g.use_appearance = False
         with torch.no_grad():
@@ -172,6 +184,13 @@ def test_fine_tuning_a_warp_editor_adds_the_head_and_refuses_other_editors(tmp_p
     g_rows = [r for r in rows if "g_app_l1" in r]
     assert g_rows and all(r["g_app_outside"] == 0.0 for r in g_rows)
     assert float(t.G.appearance_head[-1].weight.detach().abs().sum()) > 0  # the head learns from the first generator step
+    frozen = EditorTrainer(cfg, TrainConfig(init_from=str(tmp_path / "warp"), freeze_warp=True, **KW), crops, labels)
+    for _ in range(4):
+        frozen.step()
+    assert all(torch.equal(v, frozen.G.state_dict()[k]) for k, v in base["G"].items())  # the warp as loaded
+    assert float(frozen.G.appearance_head[-1].weight.detach().abs().sum()) > 0
+    with pytest.raises(ValueError, match="freeze_warp"):
+        EditorTrainer(warp_cfg, TrainConfig(freeze_warp=True, **KW), crops, labels)
     with pytest.raises(ValueError, match="besides the appearance residual"):
         EditorTrainer(EditorConfig(appearance="mouth_eyes", **{**TINY, "flow_grid": 8}),
                       TrainConfig(init_from=str(tmp_path / "warp"), **KW), crops, labels)

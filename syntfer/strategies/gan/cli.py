@@ -64,9 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lambda-flow-tv", type=float, default=0.0, help="flow editor: total variation of the flow")
     t.add_argument("--lambda-fold", type=float, default=0.0, help="flow editor: penalty on folds (det J < margin)")
     t.add_argument("--fold-margin", type=float, default=0.3)
-    t.add_argument("--appearance", choices=("none", "mouth_eyes", "mouth_eyes_rgb"), default="none",
+    t.add_argument("--appearance", default="none",
+                   choices=("none", "mouth_eyes", "mouth_two_eyes", "mouth_eyes_band", "mouth_eyes_rgb"),
                    help="flow editor: add a masked appearance residual after the warp (issue #30, experimental; "
-                        "mouth_eyes: blends toward a mouth cavity's dark or eye whites' light colour only)")
+                        "mouth_eyes / mouth_two_eyes: blends toward a mouth cavity's dark colour (mouth) or eye whites' "
+                        "and teeth's light one (eyes, mouth) only; syntfer.strategies.gan.networks.APPEARANCE_KINDS)")
+    t.add_argument("--freeze-warp", action="store_true",
+                   help="appearance editors: train the residual head only (the --init-from warp stays as it is)")
     t.add_argument("--appearance-max", type=float, default=0.5, help="the residual's bound ([-1, 1] image units)")
     t.add_argument("--lambda-app-l1", type=float, default=0.0, help="appearance residual: L1 (area) penalty")
     t.add_argument("--lambda-app-l2", type=float, default=0.0, help="appearance residual: L2 (energy) penalty")
@@ -168,7 +172,7 @@ def _train(args: argparse.Namespace) -> int:
                        lambda_flow_tv=args.lambda_flow_tv, lambda_fold=args.lambda_fold,
                        fold_margin=args.fold_margin, aux_intensity=args.aux_intensity, init_from=args.init_from,
                        lambda_app_l1=args.lambda_app_l1, lambda_app_l2=args.lambda_app_l2,
-                       lambda_app_tv=args.lambda_app_tv)
+                       lambda_app_tv=args.lambda_app_tv, freeze_warp=args.freeze_warp)
     t0 = time.time()
     r = train_editor(crops, labels, args.out, cfg, tcfg)
     print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))

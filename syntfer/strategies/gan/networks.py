@@ -62,9 +62,9 @@ class EditorConfig:
     # pixel-period pattern can be drawn), multiplied by a fixed soft mask of the aligned crop around the eyes and the
     # mouth (`appearance_mask`: zero everywhere else) and bounded by ±appearance_max ([-1, 1] image units) — what a
     # warp cannot draw: an open mouth's interior, eye whites. 'mouth_eyes': the change can only blend the warped
-    # pixel toward one of two fixed colours (`APPEARANCE_PALETTE`: a mouth cavity's dark red, the off-white of eye
-    # whites and teeth) by a fraction in [0, mask]; 'mouth_eyes_rgb': any RGB change (it painted purple and orange
-    # blobs that fooled the judge too: models/gan/README.md; kept to reproduce that failure)
+    # pixel toward one of two fixed colours (`APPEARANCE_PALETTE`: a mouth cavity's dark red — in the mouth only —,
+    # the off-white of eye whites and teeth) by a fraction in [0, mask]; 'mouth_eyes_band' the same in a wider
+    # region, 'mouth_eyes_rgb' any RGB change there (`APPEARANCE_KINDS`; both failed: models/gan/README.md)
     appearance: str = "none"
     appearance_max: float = 0.5
 
@@ -133,15 +133,27 @@ class EditorConfig:
 # fractions of the editor's crop (the square frame around the face box, `training.face_frame`). Measured on the 6,000
 # training faces of the default world's AffectNet stand-in (5 landmarks each, in crop fractions): eyes at y 0.46
 # (sd 0.05), x 0.36 / 0.64 (sd 0.08, mostly yaw), mouth centre (0.50, 0.76) (sd 0.085 / 0.047), mouth width 0.21.
-# The eye band covers both eyes of 90 % of the faces (x 0.23-0.77, y 0.38-0.54) and the lids above them, the mouth ellipse the mouth corners
-# and an opened jaw below them.
+# 'band': an eye band over both eyes of 90 % of the faces (x 0.23-0.77, y 0.38-0.54) with the lids above and the
+# cheeks' top below them, and the mouth ellipse (the corners and an opened jaw below them); 'mouth': that ellipse
+# alone; 'eyes_mouth': a narrower eye band (y 0.40-0.52: eyes, not cheeks) and the mouth ellipse; 'two_eyes_mouth':
+# one ellipse per eye (x 0.22-0.50 and 0.50-0.78, zero on a frontal face's nose bridge) and the mouth ellipse.
+MOUTH_ELLIPSE = (0.5, 0.775, 0.22, 0.115)
 APPEARANCE_REGIONS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
-    "mouth_eyes": ((0.5, 0.455, 0.34, 0.095), (0.5, 0.775, 0.22, 0.115)),
+    "band": ((0.5, 0.455, 0.34, 0.095), MOUTH_ELLIPSE),
+    "mouth": (MOUTH_ELLIPSE,),
+    "eyes_mouth": ((0.5, 0.46, 0.33, 0.06), MOUTH_ELLIPSE),
+    "two_eyes_mouth": ((0.357, 0.46, 0.14, 0.06), (0.643, 0.46, 0.14, 0.06), MOUTH_ELLIPSE),
 }
 APPEARANCE_INNER = 0.5  # the mask is 1 inside half of each ellipse's radius, smoothstep to exactly 0 at its edge
-# EditorConfig.appearance -> (its region of APPEARANCE_REGIONS, how the change is drawn: 'palette' or 'rgb')
-APPEARANCE_KINDS: dict[str, tuple[str, str]] = {"mouth_eyes": ("mouth_eyes", "palette"),
-                                                "mouth_eyes_rgb": ("mouth_eyes", "rgb")}
+# EditorConfig.appearance -> (region toward dark / of an RGB change, region toward light, how the change is drawn):
+# 'mouth_eyes': dark only in the mouth (its cavity), light in the eyes and the mouth (eye whites, teeth) — it
+# lightened a band across the nose bridge; 'mouth_two_eyes': the same with one ellipse per eye;
+# 'mouth_eyes_band': either colour anywhere in the 'band' region (it lightened the cheeks below the eyes);
+# 'mouth_eyes_rgb': any RGB change in the 'band' region (it painted purple and orange blobs)
+APPEARANCE_KINDS: dict[str, tuple[str, str, str]] = {"mouth_eyes": ("mouth", "eyes_mouth", "palette"),
+                                                     "mouth_two_eyes": ("mouth", "two_eyes_mouth", "palette"),
+                                                     "mouth_eyes_band": ("band", "band", "palette"),
+                                                     "mouth_eyes_rgb": ("band", "band", "rgb")}
 # the 'palette' change's two colours (RGB in [0, 1]): dark (s < 0) — an open mouth's cavity; light (s > 0) — eye
 # whites and teeth. Generic face colours; they are also close to what the world's renderer draws (cavity 0.12 0.03
 # 0.04, sclera 0.93 0.92 0.90, teeth 0.93 0.91 0.86: syntfer/sources/world/render.py), a prior read from the
@@ -149,20 +161,33 @@ APPEARANCE_KINDS: dict[str, tuple[str, str]] = {"mouth_eyes": ("mouth_eyes", "pa
 APPEARANCE_PALETTE = {"dark": (0.12, 0.04, 0.04), "light": (0.92, 0.91, 0.88)}
 
 
-def appearance_mask(kind: str, size: int) -> torch.Tensor:
-    """(size, size) float mask in [0, 1]: the union (max) of `APPEARANCE_REGIONS[kind]`'s soft ellipses, exactly 0
-    outside them."""
-    kind = APPEARANCE_KINDS[kind][0] if kind in APPEARANCE_KINDS else kind
-    if kind not in APPEARANCE_REGIONS:
-        raise ValueError(f"appearance {kind!r}; expected one of {sorted(APPEARANCE_REGIONS)}")
+def region_mask(region: str, size: int) -> torch.Tensor:
+    """(size, size) float mask in [0, 1]: the union (max) of `APPEARANCE_REGIONS[region]`'s soft ellipses, exactly
+    0 outside them."""
+    if region not in APPEARANCE_REGIONS:
+        raise ValueError(f"appearance region {region!r}; expected one of {sorted(APPEARANCE_REGIONS)}")
     c = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres in crop fractions
     yy, xx = torch.meshgrid(c, c, indexing="ij")
     m = torch.zeros(size, size)
-    for cx, cy, rx, ry in APPEARANCE_REGIONS[kind]:
+    for cx, cy, rx, ry in APPEARANCE_REGIONS[region]:
         r = (((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2).sqrt()
         t = ((1.0 - r) / (1.0 - APPEARANCE_INNER)).clamp(0, 1)
         m = torch.maximum(m, t * t * (3 - 2 * t))
     return m
+
+
+def appearance_masks(kind: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dark, light) masks of an `EditorConfig.appearance` kind (an 'rgb' kind: the same mask twice)."""
+    if kind not in APPEARANCE_KINDS:
+        raise ValueError(f"appearance {kind!r}; expected one of {sorted(APPEARANCE_KINDS)}")
+    dark, light, _ = APPEARANCE_KINDS[kind]
+    return region_mask(dark, size), region_mask(light, size)
+
+
+def appearance_mask(kind: str, size: int) -> torch.Tensor:
+    """(size, size) mask where an `EditorConfig.appearance` kind may change pixels at all: its masks' union."""
+    dark, light = appearance_masks(kind, size)
+    return torch.maximum(dark, light)
 
 
 class InstanceNorm(nn.InstanceNorm2d):
@@ -220,14 +245,16 @@ class Generator(nn.Module):
         self.use_appearance = True  # runtime switch (not saved): False gives the warp alone, for comparisons
         if cfg.appearance != "none":
             # the trunk's last features and the warped crop -> an RGB change; last conv zero: starts as the warp alone
-            self.app_draw = APPEARANCE_KINDS[cfg.appearance][1]
+            self.app_draw = APPEARANCE_KINDS[cfg.appearance][2]
             self.appearance_head = nn.Sequential(nn.Conv2d(d + 3, d, 3, 1, 1), nn.ReLU(inplace=True),
                                                  nn.Conv2d(d, 1 if self.app_draw == "palette" else 3, 3, 1, 1))
             nn.init.zeros_(self.appearance_head[-1].weight)
             nn.init.zeros_(self.appearance_head[-1].bias)
             # not in the state dict: a function of the config, so weights of a warp editor load into it
-            self.register_buffer("app_mask", appearance_mask(cfg.appearance, cfg.image_size)[None, None],
-                                 persistent=False)
+            dark, light = appearance_masks(cfg.appearance, cfg.image_size)
+            self.register_buffer("app_mask", torch.maximum(dark, light)[None, None], persistent=False)
+            self.register_buffer("app_mask_dark", dark[None, None], persistent=False)
+            self.register_buffer("app_mask_light", light[None, None], persistent=False)
             palette = torch.tensor([APPEARANCE_PALETTE["dark"], APPEARANCE_PALETTE["light"]]) * 2 - 1  # [-1, 1]
             if cfg.channel_order == "BGR":
                 palette = palette.flip(1)
@@ -353,13 +380,14 @@ class Generator(nn.Module):
 
     def _draw(self, s: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
         """The masked, bounded change for head output `s` (clipped to [-1, 1]) on the warped crop."""
-        s = s.clamp(-1, 1) * self.app_mask
+        s = s.clamp(-1, 1)
         bound = self.app_mask * self.cfg.appearance_max
         if self.app_draw == "palette":  # s < 0: toward the dark colour by |s|; s > 0: toward the light one by s
+            s = s * torch.where(s >= 0, self.app_mask_light, self.app_mask_dark)
             res = s * torch.where(s >= 0, self.app_palette[1] - warped, warped - self.app_palette[0])
             # a smaller blend where a channel would change by more than the bound (still toward the same colour)
             return res * (bound / res.abs().amax(1, keepdim=True).clamp(min=1e-12)).clamp(max=1)
-        res = s * self.cfg.appearance_max
+        res = s * self.app_mask * self.cfg.appearance_max
         return torch.maximum(torch.minimum(res, bound), -bound)
 
     def edit_parts(self, x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

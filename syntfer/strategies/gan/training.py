@@ -86,6 +86,9 @@ class TrainConfig:
     lambda_app_l1: float = 0.0
     lambda_app_l2: float = 0.0
     lambda_app_tv: float = 0.0
+    # appearance editors: train the residual head only (the warp, its trunk and the control axes stay as loaded,
+    # e.g. from init_from), so the warp alone is the loaded editor's exactly
+    freeze_warp: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -205,7 +208,16 @@ class EditorTrainer:
         self.weights = (1.0 / counts.clamp(min=1))[labels.long()] if tcfg.balanced else torch.ones(len(labels))
         torch.manual_seed(tcfg.seed)
         self.G, self.D = Generator(cfg), Discriminator(cfg)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), tcfg.g_lr, (tcfg.beta1, tcfg.beta2))
+        g_params = list(self.G.parameters())
+        if tcfg.freeze_warp:
+            if cfg.appearance == "none":
+                raise ValueError("freeze_warp trains the appearance residual only; this editor has none "
+                                 "(EditorConfig.appearance='none')")
+            head = {id(p) for p in self.G.appearance_head.parameters()}
+            for p in g_params:
+                p.requires_grad_(id(p) in head)
+            g_params = list(self.G.appearance_head.parameters())
+        self.opt_g = torch.optim.Adam(g_params, tcfg.g_lr, (tcfg.beta1, tcfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), tcfg.d_lr, (tcfg.beta1, tcfg.beta2))
         self.gen = torch.Generator().manual_seed(tcfg.seed)
         self.step_no = 0
