@@ -65,10 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lambda-fold", type=float, default=0.0, help="flow editor: penalty on folds (det J < margin)")
     t.add_argument("--fold-margin", type=float, default=0.3)
     t.add_argument("--appearance", default="none",
-                   choices=("none", "mouth_eyes", "mouth_two_eyes", "mouth_eyes_band", "mouth_eyes_rgb"),
+                   choices=("none", "mouth_only", "mouth_eyes", "mouth_two_eyes", "mouth_eyes_band",
+                            "mouth_eyes_rgb"),
                    help="flow editor: add a masked appearance residual after the warp (issue #30, experimental; "
-                        "mouth_eyes / mouth_two_eyes: blends toward a mouth cavity's dark colour (mouth) or eye whites' "
-                        "and teeth's light one (eyes, mouth) only; syntfer.strategies.gan.networks.APPEARANCE_KINDS)")
+                        "mouth_only / mouth_eyes / mouth_two_eyes: blends toward a mouth cavity's dark colour (mouth) or "
+                        "teeth's and eye whites' light one (mouth; eyes) only; "
+                        "syntfer.strategies.gan.networks.APPEARANCE_KINDS)")
     t.add_argument("--freeze-warp", action="store_true",
                    help="appearance editors: train the residual head only (the --init-from warp stays as it is)")
     t.add_argument("--appearance-max", type=float, default=0.5, help="the residual's bound ([-1, 1] image units)")

@@ -147,11 +147,13 @@ APPEARANCE_REGIONS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
 APPEARANCE_INNER = 0.5  # the mask is 1 inside half of each ellipse's radius, smoothstep to exactly 0 at its edge
 # EditorConfig.appearance -> (region toward dark / of an RGB change, region toward light, how the change is drawn):
 # 'mouth_eyes': dark only in the mouth (its cavity), light in the eyes and the mouth (eye whites, teeth) — it
-# lightened a band across the nose bridge; 'mouth_two_eyes': the same with one ellipse per eye;
+# lightened a band across the nose bridge; 'mouth_two_eyes': the same with one ellipse per eye (it lightened the skin
+# beside the eyes); 'mouth_only': both colours in the mouth only (a cavity, teeth), the eyes left to the warp;
 # 'mouth_eyes_band': either colour anywhere in the 'band' region (it lightened the cheeks below the eyes);
 # 'mouth_eyes_rgb': any RGB change in the 'band' region (it painted purple and orange blobs)
 APPEARANCE_KINDS: dict[str, tuple[str, str, str]] = {"mouth_eyes": ("mouth", "eyes_mouth", "palette"),
                                                      "mouth_two_eyes": ("mouth", "two_eyes_mouth", "palette"),
+                                                     "mouth_only": ("mouth", "mouth", "palette"),
                                                      "mouth_eyes_band": ("band", "band", "palette"),
                                                      "mouth_eyes_rgb": ("band", "band", "rgb")}
 # the 'palette' change's two colours (RGB in [0, 1]): dark (s < 0) — an open mouth's cavity; light (s > 0) — eye
