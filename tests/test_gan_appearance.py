@@ -246,3 +246,23 @@ def test_appearance_preview_shows_source_then_warp_and_appearance_per_class(tmp_
                          "face_width": [44, 40], "face_height": [50, 46]})
     grid = appearance_preview(g, rows, L.CLASSES[:3], seed=0, tile=20)
     assert grid.shape == (2 * 20, (1 + 2 * 3) * 20, 3) and g.use_appearance
+
+
+APP = COMMITTED.parent / "world_flow48_app"
+
+
+@pytest.mark.skipif(not (APP / "state.pt").is_file(), reason="the experimental appearance editor is not checked out")
+def test_committed_appearance_editor_keeps_the_warp_and_changes_only_the_mouth():
+    from syntfer.core.storage import load_torch
+
+    g = load_generator(APP)
+    assert g.cfg.appearance == "mouth_only" and g.cfg.without_appearance() == load_generator(COMMITTED).cfg
+    state, warp = load_torch(APP / "state.pt"), load_torch(COMMITTED / "state.pt")
+    # trained with --freeze-warp: the resume state's warp is the committed editor's, bit for bit
+    assert all(torch.equal(v, state["G"][k]) for k, v in warp["G"].items())
+    x = torch.rand(4, 3, 48, 48, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    code = g.class_code(torch.arange(4) + 2, 1.0)
+    with torch.no_grad():
+        _, res = g.edit_parts(x, code)
+    assert bool((res[:, :, g.app_mask[0, 0] == 0] == 0).all()) and float(res.abs().max()) <= g.cfg.appearance_max
+    assert g.app_mask[0, 0, :30].sum() == 0  # nothing above the mouth
