@@ -1,6 +1,7 @@
-"""`syntfer gan train|edit|classifier|compare-paths`: train a GANmut-style editor on a labeled set; write an edited
-training set; train the frozen classifier an editor's task loss reads (on crops framed as the editor frames faces);
-compare the crop path with the full-resolution warp (sharpness, fidelity, identity)."""
+"""`syntfer gan train|edit|classifier|compare-paths|compare-editors`: train a GANmut-style editor on a labeled set;
+write an edited training set; train the frozen classifier an editor's task loss reads (on crops framed as the editor
+frames faces); compare the crop path with the full-resolution warp (sharpness, fidelity, identity); compare an
+appearance editor with its warp alone and a baseline editor (issue #30, experimental)."""
 from __future__ import annotations
 
 import argparse
@@ -63,6 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lambda-flow-tv", type=float, default=0.0, help="flow editor: total variation of the flow")
     t.add_argument("--lambda-fold", type=float, default=0.0, help="flow editor: penalty on folds (det J < margin)")
     t.add_argument("--fold-margin", type=float, default=0.3)
+    t.add_argument("--appearance", default="none",
+                   choices=("none", "mouth_only", "mouth_eyes", "mouth_two_eyes", "mouth_eyes_band",
+                            "mouth_eyes_rgb"),
+                   help="flow editor: add a masked appearance residual after the warp (issue #30, experimental; "
+                        "mouth_only / mouth_eyes / mouth_two_eyes: blends toward a mouth cavity's dark colour (mouth) or "
+                        "teeth's and eye whites' light one (mouth; eyes) only; "
+                        "syntfer.strategies.gan.networks.APPEARANCE_KINDS)")
+    t.add_argument("--freeze-warp", action="store_true",
+                   help="appearance editors: train the residual head only (the --init-from warp stays as it is)")
+    t.add_argument("--appearance-max", type=float, default=0.5, help="the residual's bound ([-1, 1] image units)")
+    t.add_argument("--lambda-app-l1", type=float, default=0.0, help="appearance residual: L1 (area) penalty")
+    t.add_argument("--lambda-app-l2", type=float, default=0.0, help="appearance residual: L2 (energy) penalty")
+    t.add_argument("--lambda-app-tv", type=float, default=0.0, help="appearance residual: total variation penalty")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (rerun to resume)")
@@ -118,6 +132,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, default=1)
     m.add_argument("--out", required=True, help="folder for compare_paths.csv and compare_paths_per_class.csv")
+    a = sub.add_parser("compare-editors", help="an appearance editor (issue #30, experimental) against its warp alone "
+                       "and a baseline editor: judge fidelity, identity, sharpness on a pool's first faces x 7 classes")
+    a.add_argument("--editor", required=True, help="an appearance editor folder (EditorConfig.appearance)")
+    a.add_argument("--baseline", help="another editor folder measured the same way (e.g. models/gan/world_flow48)")
+    a.add_argument("--intensity", choices=("learned", "interpolate"), default=None)
+    a.add_argument("--intensity-gamma", type=float, default=None)
+    a.add_argument("--boxes", required=True, help="source pool: boxes.csv (e.g. outputs/world/ffhq/boxes.csv)")
+    a.add_argument("--truth", help="truth.csv with identities for --boxes")
+    a.add_argument("--judge", required=True, help="the independent judge's checkpoint folder (never the editor's "
+                   "training classifier)")
+    a.add_argument("--ceilings", help="the judge's ceiling.csv: adds F over the ceiling")
+    a.add_argument("--reference-domain", default="ref_ffhq")
+    a.add_argument("--aux", help="the editor's training classifier (checkpoint folder): its fidelity on the same "
+                   "edits, read against the judge's")
+    a.add_argument("--identity", default="models/identity/world32", help="identity encoder folder")
+    a.add_argument("--faces", type=int, default=200, help="first N faces of the pool are edited")
+    a.add_argument("--preview-faces", type=int, default=6, help="faces in preview.png (0: none)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--out", required=True, help="folder for compare_editors.csv, compare_editors_per_class.csv, "
+                   "preview.png")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -129,7 +164,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = EditorConfig(control=args.control, image_size=args.size, conv_dim=args.conv_dim, repeat_num=args.repeat_num,
                        d_conv_dim=args.d_conv_dim, d_repeat_num=args.d_repeat_num,
                        residual=args.residual and not args.flow_grid, flow_grid=args.flow_grid,
-                       flow_max=args.flow_max)
+                       flow_max=args.flow_max, appearance=args.appearance, appearance_max=args.appearance_max)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, n_critic=args.n_critic, g_lr=args.lr,
                        d_lr=args.lr, d_warmup_steps=args.d_warmup_steps, lambda_cls=args.lambda_cls,
                        lambda_rec=args.lambda_rec, seed=args.seed, threads=args.threads,
@@ -137,7 +172,9 @@ def _train(args: argparse.Namespace) -> int:
                        max_minutes=args.max_minutes, aux_classifier=args.aux_classifier,
                        lambda_aux=args.lambda_aux, aux_lowpass=args.aux_lowpass, lambda_tv=args.lambda_tv,
                        lambda_flow_tv=args.lambda_flow_tv, lambda_fold=args.lambda_fold,
-                       fold_margin=args.fold_margin, aux_intensity=args.aux_intensity, init_from=args.init_from)
+                       fold_margin=args.fold_margin, aux_intensity=args.aux_intensity, init_from=args.init_from,
+                       lambda_app_l1=args.lambda_app_l1, lambda_app_l2=args.lambda_app_l2,
+                       lambda_app_tv=args.lambda_app_tv, freeze_warp=args.freeze_warp)
     t0 = time.time()
     r = train_editor(crops, labels, args.out, cfg, tcfg)
     print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))
@@ -218,6 +255,49 @@ def _compare_paths(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_editors(args: argparse.Namespace) -> int:
+    from syntfer.instruments.identity_encoder import load_identity_encoder
+    from syntfer.instruments.judge import Judge, judge_ceiling
+    from syntfer.strategies.gan.measurements import appearance_preview, compare_editors
+
+    torch.set_num_threads(args.threads)
+    app = load_generator(args.editor, args.intensity, args.intensity_gamma)
+    if app.cfg.appearance == "none":
+        raise SystemExit(f"--editor {args.editor}: not an appearance editor (editor.json has no 'appearance')")
+    warp_only = load_generator(args.editor, args.intensity, args.intensity_gamma)
+    warp_only.use_appearance = False
+    editors = {}
+    if args.baseline:
+        editors["baseline: " + Path(args.baseline).name] = load_generator(args.baseline, args.intensity,
+                                                                          args.intensity_gamma)
+    editors[Path(args.editor).name + ": warp only"] = warp_only
+    editors[Path(args.editor).name + ": warp + appearance"] = app
+    pool = source_pool_from_boxes(args.boxes, args.truth)
+    if args.faces > len(pool) // 2:
+        raise SystemExit(f"--faces {args.faces}: at most half the pool ({len(pool) // 2}); the other half is the "
+                         "unedited reference")
+    rows = pool.iloc[:args.faces]
+    reference = pool.iloc[len(pool) // 2:len(pool) // 2 + 4 * len(rows)]
+    t0 = time.time()
+    aux = Judge.load(args.aux) if args.aux else None
+    summary, per_class = compare_editors(editors, rows, Judge.load(args.judge), load_identity_encoder(args.identity),
+                                         args.seed, reference, aux=aux, aux_size=app.cfg.image_size)
+    if args.ceilings:
+        summary["F_over_ceiling"] = summary["fidelity_F"] / judge_ceiling(args.ceilings, args.reference_domain)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "compare_editors.csv", index=False)
+    per_class.to_csv(out / "compare_editors_per_class.csv")
+    if args.preview_faces:
+        grid = appearance_preview(app, pool.iloc[:args.preview_faces], L.CLASSES, args.seed)
+        save_image(out / "preview.png", Image.fromarray(grid))
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(summary.round(3).to_string(index=False))
+        print(per_class.round(3).to_string())
+    print(f"{len(rows)} faces x 7 classes x {len(editors)} editors, {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     return {"train": _train, "edit": _edit, "classifier": _classifier,
-            "compare-paths": _compare_paths}[args.action](args)
+            "compare-paths": _compare_paths, "compare-editors": _compare_editors}[args.action](args)

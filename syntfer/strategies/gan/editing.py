@@ -154,6 +154,26 @@ def warp_full(image: np.ndarray, frame: Box, flow: torch.Tensor, mask: np.ndarra
     return out
 
 
+def add_residual_full(image: np.ndarray, frame: Box, residual: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    """`image` (uint8 H×W×3, e.g. the full-resolution warp) plus an appearance editor's crop-space `residual`
+    (3, S, S; RGB, [-1, 1] image units, as `Generator.edit_parts_rgb01` gives it) upsampled bilinearly to the crop
+    `frame` and multiplied by `mask` (H, W). Pixels outside the frame or where the mask is 0 are returned unchanged;
+    an all-zero residual returns the image itself."""
+    hgt, wid = image.shape[:2]
+    x, y, w, h = frame
+    if mask.shape != (hgt, wid):
+        raise EditError(f"add_residual_full: mask {mask.shape} does not match the image {(hgt, wid)}")
+    if not torch.any(residual != 0):
+        return image.copy()
+    up = F.interpolate(residual[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+    delta = np.zeros((hgt, wid, 3), np.float32)
+    delta[y:y + h, x:x + w] = up.permute(1, 2, 0).numpy() * 127.5  # [-1, 1] units → 0..255
+    out = np.clip(np.rint(image.astype(np.float32) + delta * mask[..., None]), 0, 255).astype(np.uint8)
+    keep = mask <= 0
+    out[keep] = image[keep]
+    return out
+
+
 # ---- degradation + restoration ---------------------------------------------------------------------
 @dataclasses.dataclass
 class DegradeConfig:
@@ -363,12 +383,18 @@ def edit_images(images: Sequence[np.ndarray], boxes: Sequence[Box], codes: Seque
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
     code = torch.tensor([[c.x, c.y] for c in codes], dtype=torch.float32)
     if path == "full":
-        flows = generator.flow_rgb01(x, code)
-        y = generator.warp(x * 2 - 1, flows)  # the editor-resolution crop, for figures and checks only
+        if generator.appearance_active:  # warp, then the masked appearance residual (EditorConfig.appearance)
+            flows, residuals = generator.edit_parts_rgb01(x, code)
+            y = (generator.warp(x * 2 - 1, flows) + residuals).clamp(-1, 1)
+        else:
+            flows, residuals = generator.flow_rgb01(x, code), None
+            y = generator.warp(x * 2 - 1, flows)  # the editor-resolution crop, for figures and checks only
         edited = (((y + 1) / 2).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         fboxes = faces if faces is not None else boxes
-        out = [warp_full(im, b, f, face_mask(im.shape[:2], fb, mask_cfg))
-               for im, b, f, fb in zip(images, boxes, flows, fboxes)]
+        masks = [face_mask(im.shape[:2], fb, mask_cfg) for im, fb in zip(images, fboxes)]
+        out = [warp_full(im, b, f, m) for im, b, f, m in zip(images, boxes, flows, masks)]
+        if residuals is not None:
+            out = [add_residual_full(o, b, r, m) for o, b, r, m in zip(out, boxes, residuals, masks)]
         return EditResult(out, list(out), list(edited), path)
     y = generator.edit_rgb01(x, code)
     edited = (y * 255).round().byte().permute(0, 2, 3, 1).numpy()

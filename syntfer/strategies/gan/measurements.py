@@ -281,3 +281,86 @@ def identity_rows(sim_edit: np.ndarray, sim_truth: np.ndarray | None, labels: Se
     agg = df.groupby("target").agg(["mean", "std", "size"])
     agg.columns = [f"{a}_{b}" for a, b in agg.columns]
     return agg.reset_index()
+
+
+# ---- appearance residual (issue #30, experimental) --------------------------------------------------------
+def compare_editors(editors: Mapping[str, Generator], rows: pd.DataFrame, judge, enc, seed: int,
+                    reference: pd.DataFrame | None = None, aux=None, aux_size: int = 48
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Several editors (e.g. the warp alone and the warp + appearance residual) on the same faces: every face of
+    `rows` (a source pool) edited into all seven classes at the F control by the full-resolution path. Returns
+    (summary, per-class fidelity) with `compare_edit_paths`' columns (sharpness ratios, the judge's mean-class F,
+    identity source → edit, judge-space FD to the untouched `reference` faces) and, when `aux` (another reader,
+    e.g. the editor's frozen training classifier) is given, its mean-class fidelity on the editor's crops
+    (`aux_size` px): an edit the training classifier reads far better than the independent judge is suspect."""
+    from syntfer.instruments.identity_encoder import embed
+    from syntfer.instruments.judge import fidelity_table, mean_class_fidelity
+
+    imgs = [load_array(r["source_path"], "RGB") for _, r in rows.iterrows()]
+    frames = [face_box(r, im) for (_, r), im in zip(rows.iterrows(), imgs)]
+    fboxes = [[float(r[k]) for k in FACE_BOX] for _, r in rows.iterrows()]
+    k = len(L.CLASSES)
+    srcs = [im for im in imgs for _ in range(k)]
+    faces = [f for f in fboxes for _ in range(k)]
+    labels = list(L.CLASSES) * len(imgs)
+    size = enc.cfg.image_size
+    e_src = embed(enc, np.stack([crop_square(im, f, size) for im, f in zip(srcs, faces)]))
+    lap_src = np.array([laplacian_variance(im, f) for im, f in zip(srcs, faces)])
+    lap64_src = np.array([laplacian_variance_at(im, f, 64) for im, f in zip(srcs, faces)])
+    ref_feat = None
+    if reference is not None:
+        ref_feat = judge.outputs(np.stack([load_array(p, "RGB") for p in reference["source_path"]])).features
+    summary, per_class = [], {}
+    for name, editor in editors.items():
+        space = editor.control_space()
+        codes = [space.fixed(c) for c in L.CLASSES]
+        arrs: list[np.ndarray] = []
+        for i, (img, frame, face) in enumerate(zip(imgs, frames, fboxes)):
+            rngs = [np.random.default_rng([seed, i, j]) for j in range(k)]
+            arrs += edit_images([img] * k, [frame] * k, codes, editor, None, None, rngs, faces=[face] * k).pasted
+        o = judge.outputs(np.stack(arrs))
+        tab = fidelity_table(o.probs, labels, name)
+        per_class[name] = tab.set_index("class")["fidelity"]
+        e = embed(enc, np.stack([crop_square(a, f, size) for a, f in zip(arrs, faces)]))
+        lap = np.array([laplacian_variance(a, f) for a, f in zip(arrs, faces)])
+        lap64 = np.array([laplacian_variance_at(a, f, 64) for a, f in zip(arrs, faces)])
+        row = {"editor": name, "edits": len(arrs),
+               "sharpness_ratio": float(np.median(lap / np.maximum(lap_src, 1e-9))),
+               "sharpness_ratio_64px": float(np.median(lap64 / np.maximum(lap64_src, 1e-9))),
+               "fidelity_F": mean_class_fidelity(tab),
+               "identity_source_edit": float((e_src * e).sum(1).mean()),
+               "fd_judge_to_unedited": frechet_distance(o.features, ref_feat) if ref_feat is not None else float("nan"),
+               "changed_pixels": float(np.mean([(a != s).any(2).mean() for a, s in zip(arrs, srcs)]))}
+        if aux is not None:
+            pa = aux.probs(np.stack([crop_square(a, f, aux_size) for a, f in zip(arrs, faces)]))
+            atab = fidelity_table(pa, labels, f"{name} (aux)")
+            row["aux_fidelity_F"] = mean_class_fidelity(atab)
+            per_class[f"{name} [aux reader]"] = atab.set_index("class")["fidelity"]
+        summary.append(row)
+    return pd.DataFrame(summary), pd.DataFrame(per_class).T.rename_axis("editor")
+
+
+def appearance_preview(editor: Generator, rows: pd.DataFrame, classes: Sequence[str], seed: int,
+                       tile: int = 96) -> np.ndarray:
+    """One line per face of `rows`: the source crop, then per class of `classes` the warp alone and the warp +
+    appearance residual (`editor.use_appearance` off / on), full-resolution edits at the F control, each tile the
+    editor's square frame resized to `tile` px; (H, W, 3) uint8."""
+    space = editor.control_space()
+    codes = [space.fixed(c) for c in classes]
+    k, lines, was = len(codes), [], editor.use_appearance
+    try:
+        for i, (_, r) in enumerate(rows.iterrows()):
+            img = load_array(r["source_path"], "RGB")
+            frame, face = face_box(r, img), [float(r[c]) for c in FACE_BOX]
+            rngs = [np.random.default_rng([seed, i, j]) for j in range(k)]
+            outs = {}
+            for on in (False, True):
+                editor.use_appearance = on
+                outs[on] = edit_images([img] * k, [frame] * k, codes, editor, None, None, rngs, faces=[face] * k).pasted
+            tiles = [crop_square(img, face, tile)]
+            for j in range(k):
+                tiles += [crop_square(outs[False][j], face, tile), crop_square(outs[True][j], face, tile)]
+            lines.append(np.concatenate(tiles, 1))
+    finally:
+        editor.use_appearance = was
+    return np.concatenate(lines, 0)

@@ -57,6 +57,16 @@ class EditorConfig:
     # interpolate only: strength = ρ ** intensity_gamma (1: linear in ρ). The control's scale is a choice: γ < 1
     # makes a mild ρ already a readable expression (GANmut's V draws ρ from 0.5; models/gan/README.md: measured)
     intensity_gamma: float = 1.0
+    # flow editors: an appearance residual added after the warp (issue #30, experimental). 'none' (default): a warp
+    # only. Otherwise a small head on the trunk's last features predicts a change at half the crop's resolution (no
+    # pixel-period pattern can be drawn), multiplied by a fixed soft mask of the aligned crop around the eyes and the
+    # mouth (`appearance_mask`: zero everywhere else) and bounded by ±appearance_max ([-1, 1] image units) — what a
+    # warp cannot draw: an open mouth's interior, eye whites. 'mouth_eyes': the change can only blend the warped
+    # pixel toward one of two fixed colours (`APPEARANCE_PALETTE`: a mouth cavity's dark red — in the mouth only —,
+    # the off-white of eye whites and teeth) by a fraction in [0, mask]; 'mouth_eyes_band' the same in a wider
+    # region, 'mouth_eyes_rgb' any RGB change there (`APPEARANCE_KINDS`; both failed: models/gan/README.md)
+    appearance: str = "none"
+    appearance_max: float = 0.5
 
     def __post_init__(self) -> None:
         if self.control not in ("linear", "gaussian"):
@@ -83,6 +93,14 @@ class EditorConfig:
                              f"only; intensity is {self.intensity!r}")
         if self.image_size % (2 ** self.d_repeat_num):
             raise ValueError(f"image_size {self.image_size} not divisible by 2**d_repeat_num ({2 ** self.d_repeat_num})")
+        if self.appearance not in ("none",) + tuple(APPEARANCE_KINDS):
+            raise ValueError(f"EditorConfig.appearance={self.appearance!r}; expected 'none' or one of "
+                             f"{sorted(APPEARANCE_KINDS)}")
+        if self.appearance != "none" and not self.flow_grid:
+            raise ValueError("EditorConfig.appearance needs a flow editor (flow_grid > 0): the residual is added "
+                             "after the warp")
+        if not 0 < self.appearance_max <= 2:
+            raise ValueError(f"EditorConfig.appearance_max={self.appearance_max}; expected in (0, 2]")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -93,7 +111,14 @@ class EditorConfig:
             d.pop("intensity")
         if self.intensity_gamma == 1.0:
             d.pop("intensity_gamma")
+        if self.appearance == "none":  # editors without the residual keep their files byte for byte
+            d.pop("appearance")
+            d.pop("appearance_max")
         return d
+
+    def without_appearance(self) -> "EditorConfig":
+        """This config with no appearance residual (the warp editor it fine-tunes from)."""
+        return dataclasses.replace(self, appearance="none", appearance_max=EditorConfig.appearance_max)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EditorConfig":
@@ -102,6 +127,69 @@ class EditorConfig:
         if unknown:
             raise ValueError(f"unknown EditorConfig field(s) {unknown}; expected a subset of {sorted(known)}")
         return cls(**d)
+
+
+# Where the appearance residual may change pixels, as soft ellipses (centre x, centre y, semi-axis x, semi-axis y) in
+# fractions of the editor's crop (the square frame around the face box, `training.face_frame`). Measured on the 6,000
+# training faces of the default world's AffectNet stand-in (5 landmarks each, in crop fractions): eyes at y 0.46
+# (sd 0.05), x 0.36 / 0.64 (sd 0.08, mostly yaw), mouth centre (0.50, 0.76) (sd 0.085 / 0.047), mouth width 0.21.
+# 'band': an eye band over both eyes of 90 % of the faces (x 0.23-0.77, y 0.38-0.54) with the lids above and the
+# cheeks' top below them, and the mouth ellipse (the corners and an opened jaw below them); 'mouth': that ellipse
+# alone; 'eyes_mouth': a narrower eye band (y 0.40-0.52: eyes, not cheeks) and the mouth ellipse; 'two_eyes_mouth':
+# one ellipse per eye (x 0.22-0.50 and 0.50-0.78, zero on a frontal face's nose bridge) and the mouth ellipse.
+MOUTH_ELLIPSE = (0.5, 0.775, 0.22, 0.115)
+APPEARANCE_REGIONS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
+    "band": ((0.5, 0.455, 0.34, 0.095), MOUTH_ELLIPSE),
+    "mouth": (MOUTH_ELLIPSE,),
+    "eyes_mouth": ((0.5, 0.46, 0.33, 0.06), MOUTH_ELLIPSE),
+    "two_eyes_mouth": ((0.357, 0.46, 0.14, 0.06), (0.643, 0.46, 0.14, 0.06), MOUTH_ELLIPSE),
+}
+APPEARANCE_INNER = 0.5  # the mask is 1 inside half of each ellipse's radius, smoothstep to exactly 0 at its edge
+# EditorConfig.appearance -> (region toward dark / of an RGB change, region toward light, how the change is drawn):
+# 'mouth_eyes': dark only in the mouth (its cavity), light in the eyes and the mouth (eye whites, teeth) — it
+# lightened a band across the nose bridge; 'mouth_two_eyes': the same with one ellipse per eye (it lightened the skin
+# beside the eyes); 'mouth_only': both colours in the mouth only (a cavity, teeth), the eyes left to the warp;
+# 'mouth_eyes_band': either colour anywhere in the 'band' region (it lightened the cheeks below the eyes);
+# 'mouth_eyes_rgb': any RGB change in the 'band' region (it painted purple and orange blobs)
+APPEARANCE_KINDS: dict[str, tuple[str, str, str]] = {"mouth_eyes": ("mouth", "eyes_mouth", "palette"),
+                                                     "mouth_two_eyes": ("mouth", "two_eyes_mouth", "palette"),
+                                                     "mouth_only": ("mouth", "mouth", "palette"),
+                                                     "mouth_eyes_band": ("band", "band", "palette"),
+                                                     "mouth_eyes_rgb": ("band", "band", "rgb")}
+# the 'palette' change's two colours (RGB in [0, 1]): dark (s < 0) — an open mouth's cavity; light (s > 0) — eye
+# whites and teeth. Generic face colours; they are also close to what the world's renderer draws (cavity 0.12 0.03
+# 0.04, sclera 0.93 0.92 0.90, teeth 0.93 0.91 0.86: syntfer/sources/world/render.py), a prior read from the
+# renderer's code, not a paired training signal
+APPEARANCE_PALETTE = {"dark": (0.12, 0.04, 0.04), "light": (0.92, 0.91, 0.88)}
+
+
+def region_mask(region: str, size: int) -> torch.Tensor:
+    """(size, size) float mask in [0, 1]: the union (max) of `APPEARANCE_REGIONS[region]`'s soft ellipses, exactly
+    0 outside them."""
+    if region not in APPEARANCE_REGIONS:
+        raise ValueError(f"appearance region {region!r}; expected one of {sorted(APPEARANCE_REGIONS)}")
+    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres in crop fractions
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    m = torch.zeros(size, size)
+    for cx, cy, rx, ry in APPEARANCE_REGIONS[region]:
+        r = (((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2).sqrt()
+        t = ((1.0 - r) / (1.0 - APPEARANCE_INNER)).clamp(0, 1)
+        m = torch.maximum(m, t * t * (3 - 2 * t))
+    return m
+
+
+def appearance_masks(kind: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dark, light) masks of an `EditorConfig.appearance` kind (an 'rgb' kind: the same mask twice)."""
+    if kind not in APPEARANCE_KINDS:
+        raise ValueError(f"appearance {kind!r}; expected one of {sorted(APPEARANCE_KINDS)}")
+    dark, light, _ = APPEARANCE_KINDS[kind]
+    return region_mask(dark, size), region_mask(light, size)
+
+
+def appearance_mask(kind: str, size: int) -> torch.Tensor:
+    """(size, size) mask where an `EditorConfig.appearance` kind may change pixels at all: its masks' union."""
+    dark, light = appearance_masks(kind, size)
+    return torch.maximum(dark, light)
 
 
 class InstanceNorm(nn.InstanceNorm2d):
@@ -156,6 +244,23 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers)
         if cfg.residual or cfg.flow_grid:  # start exactly at the identity map; edits grow from there
             nn.init.zeros_(self.main[-2].weight)
+        self.use_appearance = True  # runtime switch (not saved): False gives the warp alone, for comparisons
+        if cfg.appearance != "none":
+            # the trunk's last features and the warped crop -> an RGB change; last conv zero: starts as the warp alone
+            self.app_draw = APPEARANCE_KINDS[cfg.appearance][2]
+            self.appearance_head = nn.Sequential(nn.Conv2d(d + 3, d, 3, 1, 1), nn.ReLU(inplace=True),
+                                                 nn.Conv2d(d, 1 if self.app_draw == "palette" else 3, 3, 1, 1))
+            nn.init.zeros_(self.appearance_head[-1].weight)
+            nn.init.zeros_(self.appearance_head[-1].bias)
+            # not in the state dict: a function of the config, so weights of a warp editor load into it
+            dark, light = appearance_masks(cfg.appearance, cfg.image_size)
+            self.register_buffer("app_mask", torch.maximum(dark, light)[None, None], persistent=False)
+            self.register_buffer("app_mask_dark", dark[None, None], persistent=False)
+            self.register_buffer("app_mask_light", light[None, None], persistent=False)
+            palette = torch.tensor([APPEARANCE_PALETTE["dark"], APPEARANCE_PALETTE["light"]]) * 2 - 1  # [-1, 1]
+            if cfg.channel_order == "BGR":
+                palette = palette.flip(1)
+            self.register_buffer("app_palette", palette[:, :, None, None], persistent=False)
         if cfg.control == "linear":
             self.axes = nn.Linear(2, cfg.c_dim - 1)  # rows: GANMUT_ORDER[1:]
             with torch.no_grad():
@@ -221,6 +326,9 @@ class Generator(nn.Module):
 
     # ---- image path ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        if self.appearance_active:
+            flow, res = self.edit_parts(x, code)
+            return (self.warp(x, flow) + res).clamp(-1, 1)
         if self.cfg.flow_grid:
             return self.warp(x, self.flow(x, code))
         y = self._trunk(x, code)
@@ -248,6 +356,75 @@ class Generator(nn.Module):
 
     def _flow(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(self._trunk(x, code), self.cfg.flow_grid) * (2 * self.cfg.flow_max)
+
+    # ---- appearance residual (EditorConfig.appearance) -------------------------------------------
+    @property
+    def appearance_active(self) -> bool:
+        return self.cfg.appearance != "none" and self.use_appearance
+
+    def _features(self, x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the trunk's last features, the flow) for one code: `main` split before its last conv."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"Generator expects (B, 3, H, W) images; got {tuple(x.shape)}")
+        if code.shape != (x.shape[0], 2):
+            raise ValueError(f"Generator expects codes of shape ({x.shape[0]}, 2); got {tuple(code.shape)}")
+        tiled = code[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        h = self.main[:-2](torch.cat([x, tiled], 1))
+        flow = F.adaptive_avg_pool2d(self.main[-2:](h), self.cfg.flow_grid) * (2 * self.cfg.flow_max)
+        return h, flow
+
+    def _head(self, h: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        """The head's unmasked output in [-1, 1], computed at half resolution and upsampled bilinearly: 'palette' one
+        channel (the blend toward the dark or the light colour), 'rgb' three (the change / appearance_max)."""
+        raw = self.appearance_head(torch.cat([h, warped], 1))
+        low = F.avg_pool2d(raw, 2)
+        return torch.tanh(F.interpolate(low, size=raw.shape[-2:], mode="bilinear", align_corners=False))
+
+    def _draw(self, s: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        """The masked, bounded change for head output `s` (clipped to [-1, 1]) on the warped crop."""
+        s = s.clamp(-1, 1)
+        bound = self.app_mask * self.cfg.appearance_max
+        if self.app_draw == "palette":  # s < 0: toward the dark colour by |s|; s > 0: toward the light one by s
+            s = s * torch.where(s >= 0, self.app_mask_light, self.app_mask_dark)
+            res = s * torch.where(s >= 0, self.app_palette[1] - warped, warped - self.app_palette[0])
+            # a smaller blend where a channel would change by more than the bound (still toward the same colour)
+            return res * (bound / res.abs().amax(1, keepdim=True).clamp(min=1e-12)).clamp(max=1)
+        res = s * self.app_mask * self.cfg.appearance_max
+        return torch.maximum(torch.minimum(res, bound), -bound)
+
+    def edit_parts(self, x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """An appearance editor's (flow (B, 2, g, g), masked residual (B, 3, S, S)) for images `x` in [-1, 1]: the
+        edit is ``clamp(warp(x, flow) + residual, -1, 1)``. The residual is 0 where `app_mask` is 0 and at most
+        appearance_max × the mask elsewhere (also when 'interpolate' extrapolates ρ > 1); with `use_appearance`
+        False it is all zeros."""
+        if self.cfg.appearance == "none":
+            raise ValueError("edit_parts() needs an appearance editor (EditorConfig.appearance != 'none')")
+        if self.cfg.intensity == "interpolate":
+            rho = code.norm(dim=1)
+            unit = code / rho.clamp(min=1e-8)[:, None]
+            h0, f0 = self._features(x, torch.zeros_like(code))
+            h1, f1 = self._features(x, unit)
+            s = (rho ** self.cfg.intensity_gamma)[:, None, None, None]
+            flow = f0 + s * (f1 - f0)
+            if not self.use_appearance:
+                return flow, torch.zeros_like(x)
+            warped = self.warp(x, flow)
+            a0, a1 = self._head(h0, warped), self._head(h1, warped)
+            return flow, self._draw(a0 + s * (a1 - a0), warped)
+        h, flow = self._features(x, code)
+        if not self.use_appearance:
+            return flow, torch.zeros_like(x)
+        warped = self.warp(x, flow)
+        return flow, self._draw(self._head(h, warped), warped)
+
+    def edit_parts_rgb01(self, faces: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`edit_parts` for RGB faces in [0, 1] (channel order handled): the flow in `flow` units and the residual
+        in RGB, [-1, 1] image units (half of it in [0, 1] units)."""
+        x = faces * 2 - 1
+        if self.cfg.channel_order == "BGR":
+            x = x.flip(1)
+        flow, res = self.edit_parts(x, code)
+        return flow, (res.flip(1) if self.cfg.channel_order == "BGR" else res)
 
     @staticmethod
     def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

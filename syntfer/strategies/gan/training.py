@@ -81,6 +81,14 @@ class TrainConfig:
     # start G and D from another editor folder's ``state.pt`` (same EditorConfig; optimisers and step start
     # afresh, the critic's warm-up is skipped): fine-tuning a trained editor with different losses
     init_from: str = ""
+    # appearance editors (EditorConfig.appearance): penalties on the masked residual r (in [-1, 1] units, means over
+    # the whole crop): L1 (area: a sparse change), L2 (energy) and total variation (no texture, no stripes)
+    lambda_app_l1: float = 0.0
+    lambda_app_l2: float = 0.0
+    lambda_app_tv: float = 0.0
+    # appearance editors: train the residual head only (the warp, its trunk and the control axes stay as loaded,
+    # e.g. from init_from), so the warp alone is the loaded editor's exactly
+    freeze_warp: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,7 +208,16 @@ class EditorTrainer:
         self.weights = (1.0 / counts.clamp(min=1))[labels.long()] if tcfg.balanced else torch.ones(len(labels))
         torch.manual_seed(tcfg.seed)
         self.G, self.D = Generator(cfg), Discriminator(cfg)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), tcfg.g_lr, (tcfg.beta1, tcfg.beta2))
+        g_params = list(self.G.parameters())
+        if tcfg.freeze_warp:
+            if cfg.appearance == "none":
+                raise ValueError("freeze_warp trains the appearance residual only; this editor has none "
+                                 "(EditorConfig.appearance='none')")
+            head = {id(p) for p in self.G.appearance_head.parameters()}
+            for p in g_params:
+                p.requires_grad_(id(p) in head)
+            g_params = list(self.G.appearance_head.parameters())
+        self.opt_g = torch.optim.Adam(g_params, tcfg.g_lr, (tcfg.beta1, tcfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), tcfg.d_lr, (tcfg.beta1, tcfg.beta2))
         self.gen = torch.Generator().manual_seed(tcfg.seed)
         self.step_no = 0
@@ -214,8 +231,19 @@ class EditorTrainer:
             if not file.is_file():
                 raise FileNotFoundError(f"{file}: init_from needs an editor folder with a resume state")
             init = load_torch(file, "init_from state")
-            self._check_editor(init["config"], f"{file} (init_from)")
-            self.G.load_state_dict(init["G"])
+            init_cfg = EditorConfig.from_dict(init["config"])
+            if cfg.appearance != "none" and init_cfg.appearance == "none":
+                # a warp editor fine-tuned with an appearance residual: everything but the new head loads
+                if init_cfg.to_dict() != cfg.without_appearance().to_dict():
+                    raise ValueError(f"{file} (init_from): editor {init['config']} differs from this run's "
+                                     f"{cfg.without_appearance().to_dict()} (besides the appearance residual)")
+                missing, unexpected = self.G.load_state_dict(init["G"], strict=False)
+                if unexpected or any(not k.startswith("appearance_head.") for k in missing):
+                    raise ValueError(f"{file} (init_from): generator keys do not fit: missing {missing}, "
+                                     f"unexpected {unexpected}")
+            else:
+                self._check_editor(init["config"], f"{file} (init_from)")
+                self.G.load_state_dict(init["G"])
             self.D.load_state_dict(init["D"])
 
     # ---- state --------------------------------------------------------------------------------
@@ -321,8 +349,13 @@ class EditorTrainer:
         # generator
         if (self.step_no + 1) % t.n_critic == 0:
             trg, code, has_cls = self._targets(x_real.shape[0])  # fresh codes: G parameters (axes/mu) get gradients
-            flow = G.flow(x_real, code) if self.cfg.flow_grid else None
-            x_fake = G.warp(x_real, flow) if flow is not None else G(x_real, code)
+            res = None
+            if G.appearance_active:
+                flow, res = G.edit_parts(x_real, code)
+                x_fake = (G.warp(x_real, flow) + res).clamp(-1, 1)
+            else:
+                flow = G.flow(x_real, code) if self.cfg.flow_grid else None
+                x_fake = G.warp(x_real, flow) if flow is not None else G(x_real, code)
             adv, cls_fake, code_hat = D(x_fake)
             if self.cfg.control == "linear":
                 g_cls = F.cross_entropy(cls_fake[has_cls], trg[has_cls]) if has_cls.any() else cls_fake.sum() * 0
@@ -354,6 +387,18 @@ class EditorTrainer:
                 g_loss = g_loss + t.lambda_flow_tv * g_flow_tv + t.lambda_fold * g_fold
                 row.update({"g_flow_tv": g_flow_tv.item(), "g_fold": g_fold.item(),
                             "g_flow": flow.abs().mean().item()})
+            if res is not None:
+                g_app_l1, g_app_l2 = res.abs().mean(), res.pow(2).mean()
+                g_app_tv = ((res[..., 1:, :] - res[..., :-1, :]).abs().mean()
+                            + (res[..., :, 1:] - res[..., :, :-1]).abs().mean())
+                g_loss = g_loss + t.lambda_app_l1 * g_app_l1 + t.lambda_app_l2 * g_app_l2 + t.lambda_app_tv * g_app_tv
+                with torch.no_grad():
+                    big = res.abs().amax(1)  # (B, S, S): the largest channel change per pixel
+                    row.update({"g_app_l1": g_app_l1.item(), "g_app_l2": g_app_l2.item(), "g_app_tv": g_app_tv.item(),
+                                "g_app_max": big.max().item(),
+                                # share of the crop where the residual changes a channel by more than 0.05
+                                "g_app_area": (big > 0.05).float().mean().item(),
+                                "g_app_outside": big[:, G.app_mask[0, 0] <= 0].max().item()})
             if self.aux is not None and has_cls.any():
                 aux_logits = self.aux(self._aux_view(x_fake[has_cls]))
                 aux_trg = CODE_TO_CANON[trg[has_cls]]
