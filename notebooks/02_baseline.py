@@ -97,8 +97,8 @@ for path in [Path(train_manifest)] + [Path(test_dir) / f"{t}.csv" for t in test_
 # where the numbers come from: each test set's images (and a real_<dataset> training split's), read from the data
 inputs = {f"test.{t}": {"path": str(Path(test_dir) / f"{t}.csv"),
                         "kind": PV.manifest_kind(Path(test_dir) / f"{t}.csv")} for t in test_names}
-if train_set.startswith("real_"):
-    inputs["train"] = {"path": train_manifest, "kind": PV.manifest_kind(train_manifest)}
+if train_set.removeprefix("real_") in test_names:  # a labeled dataset's own training split (a draw of one, such as
+    inputs["train"] = {"path": train_manifest, "kind": PV.manifest_kind(train_manifest)}  # real_rafdb_matched, is not)
 data_kind = PV.run_kind(inputs)  # world | real | mixed
 display(Markdown(PV.banner(inputs, f"02_baseline ({train_set})")))
 balanced = bool(balanced) or train_set in {b.strip() for b in balanced_sets.split(",") if b.strip()}
