@@ -25,18 +25,25 @@ from syntfer.core.manifest import read_manifest  # noqa: E402
 torch.set_num_threads(1)
 
 
-def tiny_sd_pipeline():
-    """A StableDiffusionPipeline of tiny random components (16x16 images, char-level CLIP tokenizer)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def char_tokenizer():
+    """A char-level CLIP tokenizer (no download): its vocab and the tokenizer."""
+    from transformers import CLIPTokenizer
 
-    torch.manual_seed(0)
     chars = string.ascii_lowercase + string.digits + ",.()'-"
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for c in chars:
         vocab[c] = len(vocab)
         vocab[c + "</w>"] = len(vocab)
-    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    return vocab, CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def tiny_sd_pipeline():
+    """A StableDiffusionPipeline of tiny random components (16x16 images, char-level CLIP tokenizer)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    vocab, tok = char_tokenizer()
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37,
                                         num_hidden_layers=2, num_attention_heads=4, bos_token_id=0, eos_token_id=1,
                                         pad_token_id=1, max_position_embeddings=77))

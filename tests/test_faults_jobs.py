@@ -196,7 +196,12 @@ def test_distance_killed_inside_a_feature_caches_write_resumes_identically(tmp_p
     """Killed between the write and the rename of set b's cache: the complete temporary is not read as a cache,
     and the rerun leaves no temporary behind (it used to stay in `features/`, hashed into a DVC output)."""
     out = tmp_path / "distance"
-    args = _distance_args(colour_sets, out)
+    _killed_inside_set_bs_cache_write(_distance_args(colour_sets, out), out, tmp_path)
+
+
+def _killed_inside_set_bs_cache_write(args, out, tmp_path) -> None:
+    """Run once for the reference, kill a second run inside the rename of set b's identity cache (one temporary
+    left), rerun, and compare every output with the reference."""
     run_ok(args)
     out.rename(tmp_path / "reference")
     kill_inside_rename(args, "identity__b.npz", 1, tmp_path / "marker")
@@ -220,10 +225,4 @@ def test_audit_killed_between_feature_caches_resumes_identically(tmp_path, smoke
 
 def test_audit_killed_inside_a_feature_caches_write_resumes_identically(tmp_path, smoke_world, colour_sets):
     out = tmp_path / "audit"
-    args = _audit_args(smoke_world, colour_sets, out)
-    run_ok(args)
-    out.rename(tmp_path / "reference")
-    kill_inside_rename(args, "identity__b.npz", 1, tmp_path / "marker")
-    assert len(list(out.rglob(".*.tmp"))) == 1
-    run_ok(args)
-    assert_same_outputs(tmp_path / "reference", out)
+    _killed_inside_set_bs_cache_write(_audit_args(smoke_world, colour_sets, out), out, tmp_path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import string
 from pathlib import Path
 
 import numpy as np
@@ -167,15 +166,12 @@ def sd_shaped_pipeline(width: int = 32):
     """A StableDiffusionPipeline with SD 1.5's *shapes* - 512 px images, a VAE with 4 levels (8x down), 4-channel
     64x64 latents, a cross-attention UNet on 77-token text - but narrow random layers (no download)."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    chars = string.ascii_lowercase + string.digits + ",.()'-"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    from test_diffusion import char_tokenizer
+
+    vocab, tok = char_tokenizer()
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=width, intermediate_size=2 * width,
                                         num_hidden_layers=2, num_attention_heads=4, bos_token_id=0, eos_token_id=1,
                                         pad_token_id=1, max_position_embeddings=77))
