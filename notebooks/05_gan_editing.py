@@ -63,6 +63,9 @@ codeformer_weights = ""  # path to codeformer.pth, used when the restorer is cod
 rho_grid = "0.25,0.5,0.75,1.0,1.2"  # comma-separated ρ values: intensity curve and the one-identity grid
 curve_faces = 12  # faces per class for the intensity curve
 seam_faces = 60  # edits used for the seam distance (per variant)
+min_fidelity_over_ceiling = 0.5  # closing check: F and V fidelity over the judge's ceiling (0: off)
+min_identity = 0.6  # closing check: mean identity similarity source to edit, V (0: off)
+min_identity_auc = 0.8  # closing check: the identity encoder's own validation AUC (chance 0.5)
 truth_max_render = 0  # world re-render cap used for the ffhq stand-in; 0 keeps the native size
 truth_ss = 2  # world supersampling for the hidden-truth re-render
 threads = 2
@@ -384,5 +387,14 @@ for v, mm in sets.items():
 if recipe == "10":
     assert (sets["V"].groupby("identity")["label"].nunique() == 1).all(), "recipe 10: an identity under two classes"
 assert 0.0 <= metrics["fidelity_V"] <= 1.0 and np.isfinite(metrics["identity_sim_source_edit_V"])
-assert val["auc"] > 0.8, f"identity encoder fails its own validation (AUC {val['auc']:.3f})"
+# the edits must show their target (the untouched sources read fidelity_source_floor) and keep the person
+for v in sets:
+    assert metrics[f"fidelity_over_ceiling_{v}"] >= min_fidelity_over_ceiling, (
+        f"{v} edits read as their target at {metrics[f'fidelity_over_ceiling_{v}']:.3f} of the judge's ceiling < "
+        f"{min_fidelity_over_ceiling} (the unedited sources: {metrics['fidelity_source_floor']:.3f}): the editor does "
+        "not draw the asked-for expression")
+assert metrics["identity_sim_source_edit_V"] >= min_identity, (
+    f"identity similarity source to edit {metrics['identity_sim_source_edit_V']:.3f} < {min_identity} (different "
+    f"people: {metrics['identity_sim_different_people']:.3f}): the edits do not keep the person")
+assert val["auc"] >= min_identity_auc, f"identity encoder fails its own validation (AUC {val['auc']:.3f} < {min_identity_auc})"
 print(json.dumps(metrics, indent=1))

@@ -44,6 +44,7 @@ clip_weights = ""  # optional local CLIP folder (docs/method.md §8 space 'clip'
 max_images = 600  # per set and for the reference: seeded subset for FD, KID and privacy (0: all images)
 privacy_threshold = 0.0  # > 0: flag similarity above this; 0: calibrate on the real training faces
 privacy_quantile = 0.99  # calibration quantile of real faces' nearest-other-face similarity
+min_set_fidelity = 0.3  # closing check: every set's mean-class fidelity (chance 1/7; 0: off)
 batch_size = 256
 threads = 2
 seed = 0
@@ -382,6 +383,11 @@ for name in names:
     have = set(synthetic_table.loc[synthetic_table["set"] == name, "metric"])
     assert expected <= have, f"set {name!r} lacks metrics {sorted(expected - have)}"
 assert fidelity["fidelity"].dropna().between(0, 1).all(), "fidelity outside [0, 1]"
+# a set whose labels the judge reads at chance is a label-mapping fault far more often than a finding
+assert all(mean_class[name] >= min_set_fidelity for name in names), (
+    f"sets read by the judge as their own labels below min_set_fidelity {min_set_fidelity} (chance "
+    f"{1 / L.NUM_CLASSES:.3f}): {({n: round(float(mean_class[n]), 3) for n in names if mean_class[n] < min_set_fidelity})}"
+    " — check their label mapping")
 assert (fidelity["fidelity"].isna() == (fidelity["n"] == 0)).all(), "fidelity is NaN for a class with images"
 assert idsim["similarity"].between(-1 - 1e-5, 1 + 1e-5).all(), "cosine similarity outside [-1, 1]"
 assert privacy.summary["share_flagged"].between(0, 1).all() and (privacy.summary["n"] > 0).all(), "bad privacy summary"

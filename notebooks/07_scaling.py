@@ -48,6 +48,7 @@ label_smoothing = 0.0
 smoothing_weight = 0.0
 val_fraction = 0.1
 seeds = [0, 1, 2]  # training seeds of every size
+min_in_domain_balanced_accuracy = 0.17  # closing check (train.*): a real split's largest draw beats chance (1/7) on its own test
 threads = 2
 num_workers = 0
 seed = 0  # the draws' seed (base.seed: the same draws as the grid's size-N sets)
@@ -194,6 +195,14 @@ for r in curve.itertuples():
     conf = pd.read_csv(out / f"n{r.size}" / f"s{r.seed}" / f"confusion_{test_set}.csv")
     assert len(conf) == len(test), f"n{r.size} s{r.seed}: {len(conf)} predictions for {len(test)} test images"
     assert 0 < r.optimizer_steps and 0 <= r.best_epoch <= epochs, r
+    log = pd.read_csv(out / f"n{r.size}" / f"s{r.seed}" / "train" / "log.csv")
+    assert len(log) < 2 or log["train_loss"].min() < log["train_loss"].iloc[0], (
+        f"n{r.size} s{r.seed}: the training loss never fell")
+if source == f"real_{test_set}":  # a real split on its own test split: as 02_baseline, it must beat the class prior
+    top = curve[curve["size"] == max(size_list)]["balanced_accuracy"].mean()
+    assert top >= min_in_domain_balanced_accuracy, (
+        f"{source}: balanced accuracy {top:.3f} at {max(size_list)} images < {min_in_domain_balanced_accuracy}: the "
+        "model did not learn beyond the class prior")
 if not keep_runs:
     heavy = sorted(str(p) for p in out.rglob("*") if p.suffix == ".pt" or p.name == "split.csv")
     assert not heavy, f"keep_runs=False but run files were kept: {heavy[:3]}"

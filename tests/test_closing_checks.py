@@ -68,6 +68,15 @@ def test_diffusion_fidelity_check_fires():
     ("pseudolabel.min_world_precision", 0.70, 0.14, 0.5),
     # measured: embedded 0.88, embedded-au 0.94, judge ceiling 0.86 on ref_web; chance 1/7
     ("diffusion.min_fidelity", 0.88, 0.14, 0.6),
+    # measured (outputs/gan/metrics.json): F 0.78, V 0.77 of the ceiling; the unedited sources 0.17
+    ("gan.min_fidelity_over_ceiling", 0.77, 0.17, 0.5),
+    # measured: identity source -> edit 0.94; two different people 0.07
+    ("gan.min_identity", 0.94, 0.07, 0.6),
+    ("gan.min_identity_auc", 0.98, 0.5, 0.8),
+    # measured (outputs/results/sets/synthetic.csv): 0.59 (pseudolabel_digiface) - 0.94; chance 1/7
+    ("study.min_set_fidelity", 0.59, 0.14, 0.3),
+    # measured (outputs/scaling/real_rafdb): 0.65 at 2,100 images; chance 1/7
+    ("train.min_in_domain_balanced_accuracy", 0.65, 0.143, 0.17),
 ])
 def test_thresholds_in_params_yaml_can_fire(key, healthy, broken, suggested):
     """A threshold that passes a broken (chance-level) run checks nothing: this xfails (naming a value) while
@@ -131,3 +140,56 @@ def test_report_seed_check_fires():
     with pytest.raises(AssertionError, match="2 seeds < 3"):
         run_check("08_report.py", "min_seeds", min_seeds=3, **ns)
     _fired()
+
+
+def test_gan_editing_checks_fire():
+    """05_gan_editing: the edits must show their target and keep the person; the identity encoder must validate."""
+    healthy = {"fidelity_over_ceiling_F": 0.78, "fidelity_over_ceiling_V": 0.77, "fidelity_source_floor": 0.17,
+               "identity_sim_source_edit_V": 0.94, "identity_sim_different_people": 0.07}
+    sets = {"F": None, "V": None}
+    run_check("05_gan_editing.py", "min_fidelity_over_ceiling", min_fidelity_over_ceiling=0.5, sets=sets,
+              metrics=healthy)
+    with pytest.raises(AssertionError, match=r"V edits read as their target at 0.170 of the judge's ceiling < 0.5"):
+        # an editor that draws nothing: its edits read as the unedited sources do
+        run_check("05_gan_editing.py", "min_fidelity_over_ceiling", min_fidelity_over_ceiling=0.5, sets=sets,
+                  metrics={**healthy, "fidelity_over_ceiling_V": 0.17})
+    _fired()
+    run_check("05_gan_editing.py", "min_identity", min_identity=0.6, metrics=healthy)
+    with pytest.raises(AssertionError, match=r"identity similarity source to edit 0.070 < 0.6"):
+        # edits that replace the person: as similar to their source as two different people
+        run_check("05_gan_editing.py", "min_identity", min_identity=0.6,
+                  metrics={**healthy, "identity_sim_source_edit_V": 0.07})
+    _fired()
+    run_check("05_gan_editing.py", "min_identity_auc", min_identity_auc=0.8, val={"auc": 0.98})
+    with pytest.raises(AssertionError, match=r"identity encoder fails its own validation \(AUC 0.500 < 0.8\)"):
+        run_check("05_gan_editing.py", "min_identity_auc", min_identity_auc=0.8, val={"auc": 0.5})
+    _fired()
+
+
+def test_set_fidelity_check_fires():
+    """06_sets: a set whose labels the judge reads at chance (a label-mapping fault) stops the stage, naming it."""
+    from syntfer.core import labels as L
+
+    names = ["pseudolabel_digiface", "gan_f"]
+    run_check("06_sets.py", "min_set_fidelity", L=L, names=names, min_set_fidelity=0.3,
+              mean_class={"pseudolabel_digiface": 0.59, "gan_f": 0.67})
+    with pytest.raises(AssertionError, match=r"\{'gan_f': 0.14\} — check their label mapping"):
+        run_check("06_sets.py", "min_set_fidelity", L=L, names=names, min_set_fidelity=0.3,
+                  mean_class={"pseudolabel_digiface": 0.59, "gan_f": 0.14})
+    _fired()
+
+
+def test_scaling_real_source_check_fires():
+    """07_scaling: the real split's largest draw must beat the class prior on its own test split; a synthetic source's
+    curve is a result, not a precondition (no threshold)."""
+    import pandas as pd
+
+    def curve(top: float) -> pd.DataFrame:
+        return pd.DataFrame({"size": [280, 280, 2100, 2100], "balanced_accuracy": [0.15, 0.14, top, top]})
+
+    ns = dict(pd=pd, test_set="rafdb", size_list=[280, 2100], min_in_domain_balanced_accuracy=0.17)
+    run_check("07_scaling.py", "min_in_domain_balanced_accuracy", source="real_rafdb", curve=curve(0.65), **ns)
+    with pytest.raises(AssertionError, match=r"real_rafdb: balanced accuracy 0.143 at 2100 images < 0.17"):
+        run_check("07_scaling.py", "min_in_domain_balanced_accuracy", source="real_rafdb", curve=curve(1 / 7), **ns)
+    _fired()
+    run_check("07_scaling.py", "min_in_domain_balanced_accuracy", source="gan_f", curve=curve(1 / 7), **ns)

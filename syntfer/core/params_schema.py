@@ -241,6 +241,7 @@ SCHEMA: dict[str, Rule] = {
     "study.clip_weights": OPTIONAL_PATH,
     "study.privacy_threshold": PROB,
     "study.privacy_quantile": PROB,
+    "study.min_set_fidelity": PROB,
     "study.minority_classes": CSV(choices=CLASSES),
     "study.primary_test": NAME,
     "study.min_seeds": INT(1),
@@ -282,6 +283,9 @@ SCHEMA: dict[str, Rule] = {
     "gan.truth_max_render": INT(0),
     "gan.truth_ss": INT(1),
     "gan.seam_faces": INT(0),
+    "gan.min_fidelity_over_ceiling": FLOAT(0.0, 2.0),
+    "gan.min_identity": FLOAT(-1.0, 1.0),
+    "gan.min_identity_auc": PROB,
 
     "diffusion.model_dir": PATH,
     "diffusion.train": BOOL,
