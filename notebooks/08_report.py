@@ -57,15 +57,14 @@ out_dir = "outputs/results/report"  # headline.csv, the tables below, sections.c
 # %%
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from syntfer.instruments import audit as AUDIT
 from syntfer.core import labels as L
 from syntfer.core import plots
 from syntfer.study import report as REP
+from syntfer.study import report_figures as RFIG
 from syntfer.study import report_tables as RTAB
 from syntfer.study import summary as SUM
 from syntfer.core import tables as T
@@ -125,21 +124,7 @@ flat_metrics = REP.findings_metrics(findings)  # findings.json (written below, w
 # the headline figure (README, reports/): every training-set claim's effect with its 95 % interval
 train_kinds = RTAB.training_claims(findings)
 if len(train_kinds):
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(train_kinds) + 1.4))
-    colour = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:grey"}
-    for i, r in enumerate(train_kinds.itertuples()):
-        ax.errorbar(r.effect, i, xerr=[[r.effect - r.ci_low], [r.ci_high - r.effect]], fmt="o",
-                    color=colour[r.verdict_holm], capsize=3)
-    ax.set_yticks(range(len(train_kinds)),
-                  [f"{REP.pretty(r.set_a)} vs {REP.pretty(r.set_b)} · {r.metric.replace('_', ' ')}"
-                   + (f" · {r.test_set}" if r.test_set != primary_test else "") for r in train_kinds.itertuples()],
-                  fontsize=8)
-    ax.invert_yaxis()
-    ax.axvline(0, c="k", lw=1)
-    ax.set_xlabel("effect (set a − set b), 95 % interval; colour: verdict after Holm "
-                  "(green supported, red contradicted, grey inconclusive)")
-    ax.set_title(f"the study's training-set claims on equal terms ({kind_note})")
-    figs.show(fig, "headline")
+    figs.show(RFIG.headline(train_kinds, primary_test, kind_note), "headline")
 sections.record("findings", train_dir, len(findings) > 0, "no training set of this run is a claim's subject")
 display(Markdown(RTAB.verdict_summary(findings, kind_note)))
 RTAB.findings_shown(findings).style.format(RTAB.FINDINGS_FORMAT, na_rep="—").hide(axis="index")
@@ -173,22 +158,7 @@ if untrained:
 composition.style.format({"imbalance": "{:.1f}"}).background_gradient(subset=list(L.CLASSES), cmap="Blues", axis=1)
 
 # %%
-shares = composition[list(L.CLASSES)].div(composition["total"], axis=0)
-fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(train_sets) + 1.8), sharey=True,
-                              gridspec_kw={"width_ratios": [4, 1]})
-sns.heatmap(shares, annot=composition[list(L.CLASSES)].to_numpy(), fmt="d", cmap="Blues", vmin=0, ax=ax,
-            cbar=False, annot_kws={"size": 8})
-ax.grid(False)
-ax.set_xlabel("class (numbers: images; colour: share of the set)")
-ax.set_ylabel("training set")
-sns.barplot(x=composition["imbalance"], y=composition.index, hue=composition["strategy"], dodge=False, ax=ax2,
-            legend=False)
-for bars in ax2.containers:
-    ax2.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
-ax2.set_xlim(0, composition["imbalance"].max() * 1.35)
-ax2.set_xlabel("imbalance (max/min)")
-fig.suptitle(f"training-set composition ({kind_note})")
-figs.show(fig, "composition")
+figs.show(RFIG.composition(composition, kind_note), "composition")
 sections.record("training-set composition", train_sets_dir, True)
 
 # %% [markdown]
@@ -198,20 +168,7 @@ sections.record("training-set composition", train_sets_dir, True)
 # frequent classes; mean-class (balanced) accuracy and macro-F1 weigh every class equally.
 
 # %%
-fig, axes = plt.subplots(1, len(HEADLINE), figsize=(4.2 * len(HEADLINE) + 2, 0.55 * len(train_sets) + 1.8),
-                         sharey=True)
-for ax, metric in zip(axes, HEADLINE):
-    mean = REP.metric_matrix(ev, metric, train_sets, test_sets)
-    sd = REP.metric_matrix(ev, metric, train_sets, test_sets, "sd")
-    with plots.only(ax):
-        sns.heatmap(mean, annot=REP.mean_sd_text(mean, sd), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax,
-                    cbar=False, annot_kws={"size": 8})
-    ax.set_title(metric)
-    ax.set_xlabel("test set")
-    ax.set_ylabel("training set" if ax is axes[0] else "")
-fig.suptitle(f"cross-dataset results, {chosen}, mean ± sd over seeds ({kind_note})")
-fig.tight_layout()
-figs.show(fig, "cross_dataset")
+figs.show(RFIG.cross_dataset(ev, train_sets, test_sets, HEADLINE, chosen, kind_note), "cross_dataset")
 sections.record("cross-dataset results", run_summary.eval_path, True)
 
 # %% [markdown]
@@ -223,13 +180,7 @@ sections.record("cross-dataset results", run_summary.eval_path, True)
 # %%
 recall_table, recall = RTAB.per_class_recall(ev, primary_test, train_sets)
 T.write_csv(recall_table, out / "per_class_recall.csv")
-fig, ax = plt.subplots(figsize=(9, 0.45 * len(train_sets) + 1.6))
-sns.heatmap(recall, annot=True, fmt=".2f", cmap="magma", vmin=0, vmax=1, ax=ax, annot_kws={"size": 8},
-            cbar_kws={"label": "recall"})
-ax.set_xlabel("class")
-ax.set_ylabel("training set")
-ax.set_title(f"per-class recall on {primary_test} test, mean over seeds ({kind_note})")
-figs.show(fig, "per_class_recall")
+figs.show(RFIG.per_class_recall(recall, primary_test, kind_note), "per_class_recall")
 sections.record("per-class recall", run_summary.eval_path, True)
 
 # %%
@@ -239,13 +190,7 @@ if sections.record("minority-class gains", run_summary.eval_path, bool(candidate
     gains, gains_long = RTAB.minority_gains(recall, candidates, minority, reference_set)
     T.write_csv(gains_long, out / "minority_gains.csv")
     display(gains.round(3))
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(candidates) + 1.6))
-    sns.barplot(data=gains_long, y="train_set", x="recall_gain", hue="class", hue_order=minority, ax=ax)
-    ax.axvline(0, c="k", lw=1)
-    ax.set_xlabel(f"recall − recall of {reference_set} ({primary_test} test)")
-    ax.set_ylabel("")
-    ax.set_title(f"minority-class gains over {reference_set} ({kind_note})")
-    figs.show(fig, "minority_gains")
+    figs.show(RFIG.minority_gains(gains_long, minority, reference_set, primary_test, kind_note), "minority_gains")
 
 # %% [markdown]
 # ## 5 · Real vs synthetic vs mixed
@@ -255,28 +200,7 @@ if sections.record("minority-class gains", run_summary.eval_path, bool(candidate
 # %%
 family_means = RTAB.family_means(ev)
 T.write_csv(family_means, out / "family_means.csv")
-ba = ev[ev["metric"] == "balanced_accuracy"]
-fig, (ax, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.8 * len(train_sets) + 3), 9))
-sns.barplot(data=ba, x="family", y="mean", hue="test_set", order=families, hue_order=test_sets, errorbar=None,
-            alpha=0.75, ax=ax)
-np.random.seed(0)  # stripplot's jitter draws from NumPy's global RNG: seeded, the figure is the same on every run
-sns.stripplot(data=ba, x="family", y="mean", hue="test_set", order=families, hue_order=test_sets, dodge=True,
-              palette="dark:k", size=4, legend=False, ax=ax)
-ax.set_ylim(0, 1)
-ax.set_xlabel("")
-ax.set_ylabel("balanced accuracy")
-ax.set_title(f"mean-class accuracy by strategy ({kind_note})")
-cross_ba = cross[cross["metric"] == "balanced_accuracy"]
-sns.barplot(data=cross_ba, x="train_set", y="value", hue="test_set", order=train_sets, hue_order=test_sets,
-            errorbar="sd", ax=ax2)
-ax2.set_ylim(0, 1)
-ax2.set_xlabel("")
-ax2.set_ylabel("balanced accuracy")
-ax2.tick_params(axis="x", rotation=35)
-for lab in ax2.get_xticklabels():
-    lab.set_horizontalalignment("right")
-fig.tight_layout()
-figs.show(fig, "strategies")
+figs.show(RFIG.strategies(ev, cross, families, train_sets, test_sets, kind_note), "strategies")
 sections.record("real vs synthetic vs mixed", run_summary.eval_path, True)
 RTAB.family_matrix(family_means, families, test_sets)
 
@@ -287,20 +211,8 @@ RTAB.family_matrix(family_means, families, test_sets)
 
 # %%
 runs, confusion = RTAB.read_runs(runs_glob, chosen, primary_test)  # every run's rows; {(set, seed): (table, path)}
-n_cols = min(4, len(train_sets))
-n_rows = -(-len(train_sets) // n_cols)
-fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.3 * n_cols, 4.0 * n_rows), squeeze=False)
-for ax, s in zip(axes.flat, train_sets):
-    rate, n_seeds = RTAB.summed_confusion(confusion, s, model=chosen, runs_glob=runs_glob)
-    with plots.only(ax):  # seaborn redraws the whole figure per heatmap otherwise
-        sns.heatmap(rate, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
-                    annot_kws={"size": 7})
-    ax.set_title(f"{s} ({n_seeds} seed{'s' if n_seeds > 1 else ''})", fontsize=10)
-for ax in list(axes.flat)[len(train_sets):]:
-    ax.set_visible(False)
-fig.suptitle(f"confusion on {primary_test} test, rows = true class ({kind_note})", y=1.0)
-fig.tight_layout()
-figs.show(fig, "confusion")
+figs.show(RFIG.confusion(confusion, train_sets, primary_test=primary_test, model=chosen, runs_glob=runs_glob,
+                          kind_note=kind_note), "confusion")
 sections.record("confusion matrices", runs_glob, True)
 
 # %% [markdown]
@@ -339,20 +251,8 @@ if sections.record("data scaling and exchange rates", scaling_dir, bool(scaling_
     boot = REP.bootstrap_curves(curves, draws=draws, seed=0)
     curve_points = REP.curve_table(boot)
     T.write_csv(curve_points, out / "scaling_curve.csv")
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for src, g in curve_points.groupby("source", sort=False):
-        g = g.sort_values("size")
-        ax.plot(g["size"], g["balanced_accuracy"], marker="o", label=REP.pretty(src),
-                lw=2.5 if src == reference_set else 1.5)
-        ax.fill_between(g["size"], g["ci_low"], g["ci_high"], alpha=0.15)
-    ax.set_xscale("log")
-    ax.set_xlabel("training images (log)")
-    ax.set_ylabel(f"balanced accuracy, {primary_test} test")
-    ax.set_ylim(0, 1)
-    ax.axvline(set_size, c="grey", ls=":", lw=1)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(f"data scaling, mean over seeds with 95 % intervals ({kind_note})")
-    figs.show(fig, "scaling")
+    figs.show(RFIG.scaling(curve_points, reference_set=reference_set, primary_test=primary_test, set_size=set_size,
+                           kind_note=kind_note), "scaling")
     if reference_set in boot:
         rates = REP.exchange_rates(boot, reference_set)
         T.write_csv(rates, out / "exchange_rates.csv")
@@ -389,12 +289,7 @@ if sections.record("FD / KID per feature space", syn_path or sets / "synthetic.c
     dist_table = RTAB.distance_table(dist, detail_path, syn_path)
     T.write_csv(dist_table, out / "distances.csv", index=True)
     display(dist_table)
-    main = dist[dist["measure"].isin(["fd", "kid"])]
-    g = sns.catplot(data=main, kind="bar", y="set", x="value", hue="space", col="measure", sharex=False,
-                    height=0.4 * main["set"].nunique() + 2, aspect=1.3)
-    g.set_axis_labels("distance to real faces (lower = closer)", "")
-    g.figure.suptitle(f"FD and KID per feature space ({kind_note})", y=1.03)
-    figs.show(g.figure, "distances")
+    figs.show(RFIG.distances(dist, kind_note), "distances")
 
 # %%
 have_fid = syn is not None and "expression_fidelity" in wide.columns
@@ -404,12 +299,7 @@ if sections.record("expression fidelity", syn_path or sets / "synthetic.csv", ha
 fpc_path = sections.optional(sets / "fidelity_per_class.csv", "expression fidelity per class")
 if fpc_path is not None:
     fpc = RTAB.read_fidelity_per_class(fpc_path)  # class 'all' = the whole set
-    fig, ax = plt.subplots(figsize=(9.5, 0.45 * fpc["set"].nunique() + 1.6))
-    sns.heatmap(fpc.pivot(index="set", columns="class", values="fidelity").reindex(columns=[*L.CLASSES, "all"]),
-                annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax, annot_kws={"size": 8},
-                cbar_kws={"label": "expression fidelity"})
-    ax.set_title(f"share of images the judge labels as the intended class ({kind_note})")
-    figs.show(fig, "fidelity_per_class")
+    figs.show(RFIG.fidelity_per_class(fpc, kind_note), "fidelity_per_class")
 
 # %%
 ident_table = RTAB.identity_table(wide)
@@ -438,29 +328,15 @@ if sections.record("demographic audit", demo_path, demo is not None and len(demo
     display(RTAB.demographic_shares(demo))
     if RTAB.unmatched(demo):
         print("images without a truth match (counted as 'unknown'):", RTAB.unmatched(demo))
-    overall = demo[demo["label"] == "all"]
-    for attribute in overall["attribute"].unique():
-        g = AUDIT.plot_demographics(demo, attribute)
-        g.figure.suptitle(f"{attribute} by set ({kind_note}) — basis: "
-                          f"{', '.join(sorted(overall.loc[overall['attribute'] == attribute, 'basis'].unique()))}",
-                          y=1.03)
-        g.tick_params(axis="x", rotation=30)
-        figs.show(g.figure, f"demographics_{attribute}")
+    for attribute in demo.loc[demo["label"] == "all", "attribute"].unique():
+        figs.show(RFIG.demographics(demo, attribute, kind_note), f"demographics_{attribute}")
 
 # %%
 priv_path = sections.optional(sets / "privacy_summary.csv", "privacy check")
 if priv_path is not None:
     priv = SUM.read_privacy(priv_path)
     display(priv.set_index(["set", "space"]).round(4))
-    priv_long = priv.melt(id_vars=["set", "space"], value_vars=["similarity_mean", "share_flagged"],
-                          var_name="measure")
-    g = sns.catplot(data=priv_long, kind="bar", x="set", y="value", hue="space", col="measure", sharey=False,
-                    height=3.4, aspect=1.4)
-    g.set_axis_labels("", "")
-    g.set_titles("{col_name}")
-    g.tick_params(axis="x", rotation=30)
-    g.figure.suptitle(f"similarity to the nearest real training face; share above threshold ({kind_note})", y=1.04)
-    figs.show(g.figure, "privacy")
+    figs.show(RFIG.privacy(priv, kind_note), "privacy")
 
 # %% [markdown]
 # ## 8 · Headline table
