@@ -19,7 +19,8 @@ ALIASES = {
     "syntfer.strategies.pseudolabel": "PL", "syntfer.strategies.diffusion.prompts": "PROMPTS",
     "syntfer.strategies.diffusion.curation": "CUR", "syntfer.strategies.diffusion.embedded": "EMB",
     "syntfer.strategies.diffusion.figures": "DFIG", "syntfer.strategies.gan.figures": "GFIG",
-    "syntfer.strategies.gan.measurements": "GMEAS", "syntfer.study.report": "REP", "syntfer.study.summary": "SUM",
+    "syntfer.strategies.gan.measurements": "GMEAS", "syntfer.study.report": "REP",
+    "syntfer.study.report_tables": "RTAB", "syntfer.study.report_figures": "RFIG", "syntfer.study.summary": "SUM",
 }
 
 
