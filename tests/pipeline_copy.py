@@ -29,11 +29,13 @@ SMOKE = {
     "instruments": {"teacher_epochs": 1, "judge_epochs": 1, "reader_epochs": 1, "min_judge_ceiling": 0.0,
                     "max_teacher_ece": 1.0},
     # every compared set at N = 21 (3 per class): strategies, oracles, the size-matched real split
-    "study": {"set_size": 21, "mixed_n_train": 2, "mixed_n_val": 1, "max_images": 20, "draws": 50},
+    "study": {"set_size": 21, "mixed_n_train": 2, "mixed_n_val": 1, "max_images": 20, "draws": 50,
+              "min_set_fidelity": 0.0},
     "pseudolabel": {"per_class": 3, "threshold": 0.0, "min_world_precision": 0.0},
     # ≥ 3 images per class: every synthetic set is trained on, and its held-out validation needs 1 per class
     "diffusion": {"per_emotion": 3, "steps": 2, "batch_size": 21, "dedup_bits": -1, "min_fidelity": 0.0},
-    "gan": {"per_class": 3, "curve_faces": 1, "seam_faces": 7},
+    # the GAN edits read by a one-epoch judge; a one-epoch judge reads its own sets near chance
+    "gan": {"per_class": 3, "curve_faces": 1, "seam_faces": 7, "min_fidelity_over_ceiling": 0.0, "min_identity": 0.0},
     # the two checkouts differ in their last commit: one stamp for both, so reports/ is the same bytes
     "publish": {"date": "2026-01-01", "commit": "smoke"},
 }
