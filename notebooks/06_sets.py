@@ -30,6 +30,11 @@
 # When every input is rendered by the procedural face world (the default; the banner below lists each input's kind),
 # **every number here is a procedural-world number** — it says how the methods behave on rendered faces, not what they
 # give on DigiFace-1M, DCFace, EmoNet-Face, FFHQ or RAF-DB.
+#
+# The cells below only call and show: the measurements are the instruments' (`syntfer.instruments`: the judge,
+# `setmetrics`, `distances`, `audit`, `identity_encoder`), the tables built from them are
+# `syntfer.study.sets_tables` (`STAB`) and the figures `syntfer.study.sets_figures` (`SFIG`), each tested on small
+# inputs (tests/test_sets_tables.py, tests/test_sets_figures.py).
 
 # %% tags=["parameters"]
 sets_dir = "outputs/sets"  # one folder per training set, each with manifest.csv
@@ -55,46 +60,35 @@ import json
 import shutil
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
 from syntfer.instruments import audit as AUDIT
-from syntfer.instruments import distances as DIST
 from syntfer.instruments import identity_encoder as IDENT
 from syntfer.core import labels as L
 from syntfer.core import provenance as PV
 from syntfer.core import plots
 from syntfer.instruments import setmetrics as SETM
+from syntfer.study import sets_figures as SFIG
+from syntfer.study import sets_tables as STAB
 from syntfer.study import summary as SUM
 from syntfer.core import tables as T
-from syntfer.strategies.gan.measurements import manifest_crops
 from syntfer.core.manifest import read_manifest, write_manifest
-from syntfer.instruments.judge import Judge, fidelity_table, judge_ceiling, label_indices
-from syntfer.sources.readers import read_dataset
+from syntfer.instruments.judge import Judge
 from syntfer.core.seeding import seed_everything
 from syntfer.core.storage import write_json
 
-names = [s.strip() for s in synthetic.split(",") if s.strip()]
-if not names:
-    raise ValueError(f"synthetic={synthetic!r}: no set names")
-if len(set(names)) != len(names):
-    raise ValueError(f"synthetic={synthetic!r}: a set is named twice")
-manifest_files = {n: Path(sets_dir) / n / "manifest.csv" for n in names}
-missing = [str(f) for f in manifest_files.values() if not f.is_file()]
-if missing:
-    raise FileNotFoundError(f"synthetic set manifest(s) not found: {missing}")
-for what, p in (("reference", reference), ("real_train", real_train), ("judge", judge), ("ceilings", ceilings),
-                ("identity_dir", identity_dir)):
-    if not Path(p).exists():
-        raise FileNotFoundError(f"{what}={p!r} not found")
-inputs = PV.describe({"reference": reference, "identity_encoder": identity_dir, "clip_weights": clip_weights})
-inputs["real_train"] = {"path": real_train, "kind": PV.manifest_kind(real_train)}  # where its images come from
+names = STAB.set_names(synthetic)  # a name given twice, or none: an error
+manifest_files = STAB.manifest_files(sets_dir, names)  # a missing manifest: an error naming it
+STAB.require_inputs(reference=reference, real_train=real_train, judge=judge, ceilings=ceilings,
+                    identity_dir=identity_dir)
+# where the numbers come from: each input's kind (world, real), read from the data itself
+inputs = STAB.describe_inputs(reference=reference, identity_dir=identity_dir, clip_weights=clip_weights,
+                              real_train=real_train)
 data_kind = PV.run_kind(inputs)
-where = {"world": "procedural world", "real": "real data", "mixed": "part world, part real inputs"}[data_kind]
+where = STAB.WHERE[data_kind]
 skipped: dict[str, str] = {}
 display(Markdown(PV.banner(inputs, "06_sets")))
 seed_everything(seed)
@@ -104,8 +98,6 @@ figs = plots.Figures(out / "figures", dpi=120)  # every figure: out_dir/figures/
 features_dir = out / "features"  # this run's identity embeddings, shared with the privacy check
 shutil.rmtree(features_dir, ignore_errors=True)  # never reuse embeddings of images rendered by an earlier run
 features_dir.mkdir()
-
-
 print(f"{len(names)} sets ({where}), judge={judge}, identity={identity_dir}, reference={reference}, "
       f"max_images={max_images}, seed={seed}")
 
@@ -118,22 +110,10 @@ print(f"{len(names)} sets ({where}), judge={judge}, identity={identity_dir}, ref
 # expression fidelity and the demographic audit use every image, the privacy check every real training face.
 
 # %%
-frames, positions, subsets = {}, {}, {}
-for name, file in manifest_files.items():
-    frame = read_manifest(file, required=("path", "label"))
-    if frame.empty:
-        raise ValueError(f"{file}: set {name!r} has no images")
-    label_indices(frame["label"].tolist(), f"{file}")  # raises on empty or non-canonical labels
-    frames[name] = frame
-    positions[name] = SETM.subset_positions(len(frame), max_images, seed, name)
-    subsets[name] = frame.iloc[positions[name]].reset_index(drop=True)
-counts = pd.DataFrame({n: L.counts(f["label"]) for n, f in frames.items()}).T
-counts["all"] = counts.sum(axis=1)
-counts["measured (FD/KID/privacy)"] = [len(subsets[n]) for n in counts.index]
-T.show(counts, f"images per class — {where}")
-
-ref_frame = read_dataset("unlabeled", reference, check="exists").frame
-ref_frame = ref_frame.iloc[SETM.subset_positions(len(ref_frame), max_images, seed, "reference")]
+sets = STAB.read_sets(manifest_files, max_images, seed)  # an empty set or a non-canonical label: an error
+frames, subsets = sets.frames, sets.subsets
+T.show(STAB.counts_table(sets), f"images per class — {where}")
+ref_frame = STAB.reference_frame(reference, max_images, seed)  # as many reference images as a set's subset
 real_frame = read_manifest(real_train)
 print(f"reference: {len(ref_frame)} images from {reference}; real training faces: {len(real_frame)} from {real_train}")
 
@@ -149,33 +129,16 @@ print(f"reference: {len(ref_frame)} images from {reference}; real training faces
 # %%
 judge_ = Judge.load(judge)
 print(judge_.describe())
-ceiling_table = pd.read_csv(ceilings)
-domain_of = dict(pair.split(":") for pair in set_domains.split(",") if pair.strip())
 ref_judge = judge_.outputs(ref_frame["path"].tolist(), batch_size=batch_size, workers=threads).features
-fid_tables, judge_feats, set_ceiling = [], {}, {}
-for name, frame in frames.items():
-    res = judge_.outputs(frame["path"].tolist(), batch_size=batch_size, workers=threads)
-    fid_tables.append(fidelity_table(res.probs, frame["label"].tolist(), name).assign(set=name))
-    judge_feats[name] = res.features[positions[name]]
-    domain = next((d for prefix, d in domain_of.items() if name.startswith(prefix)), None)
-    if domain is not None:
-        set_ceiling[name] = (domain, judge_ceiling(ceiling_table, domain))
-fidelity = pd.concat(fid_tables, ignore_index=True)[["set", "class", "n", "fidelity", "p_label"]]
+judged = STAB.judge_sets(judge_, sets, ceilings=pd.read_csv(ceilings), set_domains=set_domains,
+                         batch_size=batch_size, workers=threads)
+fidelity, set_ceiling = judged.table, judged.ceilings
 T.write_csv(fidelity, out / "fidelity_per_class.csv")
-fid_wide = fidelity.pivot(index="set", columns="class", values="fidelity").loc[names, [*L.CLASSES, "all"]]
+fid_wide = STAB.fidelity_wide(fidelity, names)
 T.show(fid_wide, f"expression fidelity (judge argmax == label) — {where}")
-fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
-sns.heatmap(fid_wide, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "fidelity"})
-ax.set(xlabel="", ylabel="", title=f"expression fidelity per class, judge = {judge_.name} — {where}")
-figs.show(fig, "fidelity_per_class")
-mean_class = fidelity[fidelity["class"].isin(L.CLASSES)].groupby("set")["fidelity"].mean()
-against_ceiling = pd.DataFrame(
-    {"mean-class fidelity": mean_class.reindex(names),
-     "ceiling (domain)": [f"{set_ceiling[n][1]:.3f} ({set_ceiling[n][0]})" if n in set_ceiling else "—"
-                          for n in names],
-     "fidelity / ceiling": [mean_class[n] / set_ceiling[n][1] if n in set_ceiling else np.nan for n in names]},
-    index=names)
-T.show(against_ceiling, f"expression fidelity against the ceiling — {where}")
+figs.show(SFIG.fidelity_per_class(fid_wide, judge_.name, where), "fidelity_per_class")
+mean_class = STAB.mean_class(fidelity)  # each set's mean over its classes: its expression fidelity
+T.show(STAB.against_ceiling(mean_class, set_ceiling, names), f"expression fidelity against the ceiling — {where}")
 
 # %% [markdown]
 # ## Distance to the reference faces: FD and KID in named feature spaces
@@ -197,38 +160,13 @@ T.show(against_ceiling, f"expression fidelity against the ceiling — {where}")
 
 # %%
 identity_embed = AUDIT.identity_embedding(identity_dir)
-# each set's embeddings cached where audit.privacy_check looks for them: the privacy check below reuses them
-spaces = {"judge": (judge_feats, ref_judge)}
-spaces["identity"] = ({n: AUDIT.embed_set(identity_embed, s["path"].tolist(), space="identity", name=n,
-                                      cache_dir=features_dir, batch_size=batch_size) for n, s in subsets.items()},
-                      AUDIT.embed_set(identity_embed, ref_frame["path"].tolist(), space="identity", batch_size=batch_size))
-if clip_weights:
-    clip = DIST.clip_space(clip_weights, name="clip")
-    spaces["clip"] = ({n: DIST.extract_features(clip, s["path"].tolist(), batch_size=batch_size, progress=False)
-                       for n, s in subsets.items()},
-                      DIST.extract_features(clip, ref_frame["path"].tolist(), batch_size=batch_size, progress=False))
-dist_rows = []
-for space, (feats, ref) in spaces.items():
-    for name in names:
-        whole = len(feats[name]) == len(ref) <= 2000  # every KID subset would be both whole sets
-        kid_subsets = 1 if whole else 100
-        d = DIST.distribution_distances(feats[name], ref, space, n_subsets=kid_subsets, subset_size=2000, seed=seed)
-        dist_rows.append({"set": name, "space": space, "n": d["n"], "n_reference": d["n_reference"],
-                          "fd": d[f"fd_{space}"], "kid": d[f"kid_{space}"], "kid_sd": d[f"kid_{space}_sd"],
-                          "kid_subset_size": d[f"kid_{space}_subset_size"], "kid_subsets": kid_subsets,
-                          "fd_regularized": d[f"fd_{space}_regularized"]})
-distances = pd.DataFrame(dist_rows)
+# each set's identity embeddings cached where audit.privacy_check looks for them: the privacy check below reuses them
+spaces = STAB.feature_spaces(judged.features, ref_judge, sets, ref_frame, identity_embed, features_dir=features_dir,
+                             clip_weights=clip_weights, batch_size=batch_size)
+distances = SETM.distance_table(spaces, names, seed=seed)
 T.write_csv(distances, out / "distances.csv")
 T.show(distances.set_index(["space", "set"]), f"FD / KID against {Path(reference).name} — {where}")
-long = distances.melt(id_vars=["set", "space"], value_vars=["fd", "kid"], var_name="statistic")
-g = sns.catplot(long, kind="bar", y="set", x="value", col="statistic", row="space", sharex=False,
-                height=0.3 * len(names) + 1.0, aspect=5.0 / (0.3 * len(names) + 1.0), color="tab:blue")
-g.set_titles("{row_name} space · {col_name}")
-g.set_axis_labels("", "")
-for ax in g.axes.flat:
-    ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-g.figure.suptitle(f"distance to {Path(reference).name} (lower = closer) — {where}", y=1.02)
-figs.show(g.figure, "distances")
+figs.show(SFIG.distances(distances, Path(reference).name, where), "distances")
 
 # %% [markdown]
 # ## Identity preservation of expression edits
@@ -239,36 +177,15 @@ figs.show(g.figure, "distances")
 # pseudo-labeled images are copies of their `source_path`, and a mix holds edits only in part.
 
 # %%
-encoder = IDENT.load_identity_encoder(identity_dir)
-size = int(encoder.cfg.image_size)
-idsim_rows, idsim_status = [], []
-for name, frame in frames.items():
-    sources, why = SETM.edit_sources(frame)
-    if sources is None:
-        idsim_status.append({"set": name, "identity_similarity": "skipped", "n": 0, "reason": why})
-        continue
-    e_edit = IDENT.embed(encoder, manifest_crops(frame, size))
-    e_src = IDENT.embed(encoder, manifest_crops(frame.assign(source_face=sources), size, path_column="source_face"))
-    sim = IDENT.cosine(e_edit, e_src)
-    idsim_rows.append(pd.DataFrame({"set": name, "path": frame["path"], "source_face": sources,
-                                    "label": frame["label"], "similarity": sim.astype(np.float64)}))
-    idsim_status.append({"set": name, "identity_similarity": "measured", "n": len(frame), "reason": ""})
-idsim_status = pd.DataFrame(idsim_status)
-idsim = (pd.concat(idsim_rows, ignore_index=True) if idsim_rows
-         else pd.DataFrame(columns=["set", "path", "source_face", "label", "similarity"]))
+idsim, idsim_status = STAB.identity_similarity(frames, IDENT.load_identity_encoder(identity_dir))
 # image paths stored relative to the table, as in a manifest: the file is the same in every checkout
 write_manifest(idsim, out / "identity_similarity.csv", path_columns=("path", "source_face"))
 n_idsim_skipped = int((idsim_status["identity_similarity"] == "skipped").sum())
 T.show(idsim_status.set_index("set"),
        f"identity similarity: measured or skipped ({n_idsim_skipped} skipped) — {where}")
 if len(idsim):
-    T.show(idsim.groupby(["set", "label"])["similarity"].agg(["mean", "std", "size"]).unstack(0),
-           f"identity similarity edit ↔ source, per target class — {where}")
-    g = sns.catplot(idsim, kind="box", x="label", y="similarity", hue="set", order=list(L.CLASSES), height=3,
-                    aspect=2.4, fliersize=1)
-    g.set_axis_labels("target expression", "cosine similarity edit ↔ source")
-    g.figure.suptitle(f"identity preservation of expression edits — {where}", y=1.03)
-    figs.show(g.figure, "identity_similarity")
+    T.show(STAB.identity_by_class(idsim), f"identity similarity edit ↔ source, per target class — {where}")
+    figs.show(SFIG.identity_similarity(idsim, where), "identity_similarity")
 
 # %% [markdown]
 # ## Privacy: how close does a synthetic face come to a real training face?
@@ -282,22 +199,16 @@ if len(idsim):
 
 # %%
 real_paths = real_frame["path"].tolist()
-real_feats = AUDIT.embed_set(identity_embed, real_paths, space="identity", name=AUDIT.REAL_TRAIN, cache_dir=features_dir,
-                         batch_size=batch_size)
-if privacy_threshold > 0:
-    threshold, threshold_basis = float(privacy_threshold), "given"
-else:
-    threshold = AUDIT.leave_one_out_threshold(real_feats, privacy_quantile)
-    threshold_basis = f"real leave-one-out q{privacy_quantile}"
+real_feats = AUDIT.embed_set(identity_embed, real_paths, space="identity", name=AUDIT.REAL_TRAIN,
+                             cache_dir=features_dir, batch_size=batch_size)
+threshold, threshold_basis = STAB.privacy_threshold(real_feats, privacy_threshold, privacy_quantile)
 privacy = AUDIT.privacy_check({n: s["path"].tolist() for n, s in subsets.items()}, real_paths, identity_embed,
-                          space="identity", threshold=threshold, batch_size=batch_size, cache_dir=features_dir)
+                              space="identity", threshold=threshold, batch_size=batch_size, cache_dir=features_dir)
 T.write_csv(privacy.summary, out / "privacy_summary.csv")
 write_manifest(privacy.table, out / "privacy_images.csv", path_columns=("path", "nn_path"))
 print(f"threshold {threshold:.4f} ({threshold_basis})")
 T.show(privacy.summary.set_index("set"), f"nearest real training face (identity space) — {where}")
-g = AUDIT.plot_privacy(privacy.table, threshold)
-g.figure.suptitle(f"similarity to the nearest real training face — {where}", y=1.03)
-figs.show(g.figure, "privacy_similarity")
+figs.show(SFIG.privacy(privacy.table, threshold, where), "privacy_similarity")
 
 # %% [markdown]
 # ## Demographics per set and class
@@ -307,34 +218,16 @@ figs.show(g.figure, "privacy_similarity")
 # real data no attribute model ships, so only prompted rows can be audited there. The `basis` column says which.
 
 # %%
-world_truth = AUDIT.world_truth_for(frames)  # None: no set image comes from a rendered world (no truth exists)
-if world_truth is not None:
-    demographics = AUDIT.audit_sets(frames, world_truth)
-else:
-    skipped["demographics_truth_basis"] = f"the sets' source images: {PV.NO_TRUTH}; prompted rows only"
-    prompted = {}
-    for name, frame in frames.items():
-        if all(c in frame.columns for c in AUDIT.PROMPT_COLUMNS):
-            keep = frame[list(AUDIT.PROMPT_COLUMNS)].astype(str).ne("").all(axis=1)
-            if keep.any():
-                prompted[name] = frame[keep]
-    print("no demographic basis (real data, no prompt attributes):", sorted(set(names) - set(prompted)) or "none")
-    demographics = (AUDIT.audit_sets(prompted) if prompted else
-                    pd.DataFrame(columns=["set", "basis", "label", "attribute", "value", "count", "share",
-                                          "n_unmatched"]))
+audited = STAB.demographics(frames)  # on world truth; without any (real data): prompted rows only
+if audited.no_truth is not None:
+    skipped["demographics_truth_basis"] = audited.no_truth
+    print("no demographic basis (real data, no prompt attributes):", audited.without_basis or "none")
+demographics = audited.table
 T.write_csv(demographics, out / "demographics.csv")
-unmatched = demographics.groupby(["set", "basis"])["n_unmatched"].max()
-T.show(unmatched.to_frame(), f"rows without a truth match (counted as unknown) — {where}")
+T.show(STAB.unmatched_rows(demographics), f"rows without a truth match (counted as unknown) — {where}")
 for attribute in sorted(demographics["attribute"].unique()):
-    shares = demographics[(demographics["attribute"] == attribute) & (demographics["label"] == "all")]
-    T.show(shares.pivot_table(index=["set", "basis"], columns="value", values="share", fill_value=0.0),
-           f"{attribute}: share of images per set — {where}")
-    # one bar per set and basis (a mix is audited on prompts for its diffusion rows, on truth for the rest)
-    g = AUDIT.plot_demographics(demographics.assign(set=demographics["set"] + " · " + demographics["basis"]), attribute)
-    for ax in g.axes.flat:
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    g.figure.suptitle(f"{attribute} by set · basis — {where}", y=1.05)
-    figs.show(g.figure, f"demographics_{attribute}")
+    T.show(STAB.attribute_shares(demographics, attribute), f"{attribute}: share of images per set — {where}")
+    figs.show(SFIG.demographics(demographics, attribute, where), f"demographics_{attribute}")
 
 # %% [markdown]
 # ## The metrics file
@@ -343,30 +236,15 @@ for attribute in sorted(demographics["attribute"].unique()):
 # (`syntfer summarize --privacy`).
 
 # %%
-rows = []
-for name in names:
-    rows.append({"set": name, "metric": "n_images", "value": len(frames[name])})
-    rows.append({"set": name, "metric": "expression_fidelity", "value": float(mean_class[name])})
-    if name in set_ceiling:
-        rows.append({"set": name, "metric": "judge_ceiling", "value": set_ceiling[name][1]})
-        rows.append({"set": name, "metric": "fidelity_over_ceiling", "value": float(mean_class[name]) / set_ceiling[name][1]})
-    for r in distances[distances["set"] == name].itertuples():
-        rows += [{"set": name, "metric": f"fd_{r.space}", "value": r.fd},
-                 {"set": name, "metric": f"kid_{r.space}", "value": r.kid}]
-    if len(idsim) and (idsim["set"] == name).any():
-        rows.append({"set": name, "metric": "identity_similarity",
-                     "value": float(idsim.loc[idsim["set"] == name, "similarity"].mean())})
-synthetic_table = pd.DataFrame(rows, columns=["set", "metric", "value"])
+synthetic_table = STAB.synthetic_rows(names, frames, mean_class, set_ceiling, distances, idsim)
 T.write_csv(synthetic_table, out / "synthetic.csv")
 T.show(synthetic_table.pivot(index="set", columns="metric", values="value").loc[names],
        f"per-set metrics — {where}")
-metrics = {"data_kind": data_kind, "inputs": inputs, "skipped": skipped, "n_sets": len(names), "judge_model": judge_.cfg.name,
-           "max_images": max_images, "n_reference": len(ref_frame), "privacy_threshold": threshold,
-           "identity_similarity_measured": len(names) - n_idsim_skipped,
-           "identity_similarity_skipped": n_idsim_skipped}
-metrics |= {f"{r.metric}.{r.set}": int(r.value) if r.metric == "n_images" else r.value
-            for r in synthetic_table.itertuples()}
-metrics |= {f"privacy_share_flagged.{r.set}": r.share_flagged for r in privacy.summary.itertuples()}
+# provenance and settings, then <metric>.<set> of synthetic.csv and privacy_share_flagged.<set>
+metrics = STAB.run_metrics(data_kind=data_kind, inputs=inputs, skipped=skipped, names=names,
+                           judge_model=judge_.cfg.name, max_images=max_images, n_reference=len(ref_frame),
+                           threshold=threshold, idsim_status=idsim_status, synthetic=synthetic_table,
+                           privacy_summary=privacy.summary)
 write_json(out / "metrics.json", metrics)
 print(json.dumps(metrics, indent=1))
 
@@ -378,7 +256,7 @@ for name in names:
     assert len(frames[name]) > 0 and len(subsets[name]) > 0, f"set {name!r} is empty"
 assert synthetic_table["value"].notna().all() and np.isfinite(synthetic_table["value"]).all(), (
     f"NaN/inf metrics: {synthetic_table[~np.isfinite(synthetic_table['value'])].to_dict('records')}")
-expected = {"n_images", "expression_fidelity", *(f"{s}_{sp}" for s in ("fd", "kid") for sp in spaces)}
+expected = STAB.expected_metrics(list(spaces))
 for name in names:
     have = set(synthetic_table.loc[synthetic_table["set"] == name, "metric"])
     assert expected <= have, f"set {name!r} lacks metrics {sorted(expected - have)}"

@@ -21,6 +21,7 @@ ALIASES = {
     "syntfer.strategies.diffusion.figures": "DFIG", "syntfer.strategies.gan.figures": "GFIG",
     "syntfer.strategies.gan.measurements": "GMEAS", "syntfer.study.report": "REP",
     "syntfer.study.report_tables": "RTAB", "syntfer.study.report_figures": "RFIG", "syntfer.study.summary": "SUM",
+    "syntfer.study.sets_tables": "STAB", "syntfer.study.sets_figures": "SFIG",
 }
 
 

@@ -96,6 +96,9 @@ def study(tmp_path_factory) -> dict:
               "ceilings": str(tmp / "ceiling.csv"),
               "identity_dir": str(ROOT / "models" / "identity" / "world32"), "clip_weights": str(tmp / "clip"),
               "max_images": 12, "seed": 0,
+              # the judge here is untrained (chance fidelity): the closing check on it is tested in
+              # tests/test_closing_checks.py, not here
+              "min_set_fidelity": 0.0,
               "out_dir": str(tmp / "results")}
     sizes = {n: len(read_manifest(sets / n / "manifest.csv")) for n in names}
     return {"tmp": tmp, "params": params, "names": names, "sizes": sizes, "world": world}
