@@ -64,6 +64,20 @@ def test_the_dark_colour_is_for_the_mouth_only_and_the_union_bounds_every_kind()
         appearance_masks("stripes", 48)
 
 
+def test_mouth_open_reaches_an_opened_jaw_but_not_the_nose_or_the_chin():
+    # 'mouth_open' (issue #30, second pass): lower and taller than 'mouth', where the world draws a jaw drop's
+    # opening (y 0.77-0.90 of the crop), and still exactly zero on the nose (above y 0.695) and the chin (from 0.925)
+    m, mouth = region_mask("mouth_open", 48), region_mask("mouth", 48)
+    rows = (torch.arange(48) + 0.5) / 48
+    on = rows[(m > 0).any(1)]
+    assert float(on.min()) > 0.695 and float(on.max()) < 0.925
+    assert float(m[41, 24]) > 0.9 and float(mouth[41, 24]) < 0.5  # y 0.865, the centre column: the lower opening
+    assert float(m[42, 24]) > 0.5 and float(mouth[42, 24]) < 0.05  # y 0.885: only the new region reaches it
+    dark, light = appearance_masks("mouth_open", 48)
+    assert torch.equal(dark, m) and torch.equal(light, m)  # both colours, in that ellipse only
+    assert float(m[:, :14].sum()) == 0 and float(m[:, 34:].sum()) == 0  # not the cheeks
+
+
 @pytest.mark.parametrize("kind", sorted(APPEARANCE_KINDS))
 @pytest.mark.parametrize("intensity", ["learned", "interpolate"])
 def test_residual_is_zero_outside_the_mask_and_bounded_on_random_inputs(intensity, kind):
@@ -266,3 +280,19 @@ def test_committed_appearance_editor_keeps_the_warp_and_changes_only_the_mouth()
         _, res = g.edit_parts(x, code)
     assert bool((res[:, :, g.app_mask[0, 0] == 0] == 0).all()) and float(res.abs().max()) <= g.cfg.appearance_max
     assert g.app_mask[0, 0, :30].sum() == 0  # nothing above the mouth
+
+
+APP2 = COMMITTED.parent / "world_flow48_app2"
+
+
+@pytest.mark.skipif(not (APP2 / "generator.pt").is_file(), reason="the second appearance editor is not checked out")
+def test_second_appearance_editor_changes_only_its_mouth_open_ellipse():
+    g = load_generator(APP2)
+    assert g.cfg.appearance == "mouth_open"
+    assert g.cfg.without_appearance().to_dict() == load_generator(COMMITTED).cfg.to_dict()  # warp fine-tuned, same shape
+    x = torch.rand(4, 3, 48, 48, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    code = g.class_code(torch.arange(4) + 2, 1.0)
+    with torch.no_grad():
+        _, res = g.edit_parts(x, code)
+    assert bool((res[:, :, g.app_mask[0, 0] == 0] == 0).all()) and float(res.abs().max()) <= g.cfg.appearance_max
+    assert g.app_mask[0, 0, :33].sum() == 0 and g.app_mask[0, 0, 44:].sum() == 0  # not the nose, not the chin

@@ -66,9 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--fold-margin", type=float, default=0.3)
     t.add_argument("--appearance", default="none",
                    choices=("none", "mouth_only", "mouth_eyes", "mouth_two_eyes", "mouth_eyes_band",
-                            "mouth_eyes_rgb"),
+                            "mouth_eyes_rgb", "mouth_open"),
                    help="flow editor: add a masked appearance residual after the warp (issue #30, experimental; "
-                        "mouth_only / mouth_eyes / mouth_two_eyes: blends toward a mouth cavity's dark colour (mouth) or "
+                        "mouth_only / mouth_open / mouth_eyes / mouth_two_eyes: blends toward a mouth cavity's dark colour (mouth) or "
                         "teeth's and eye whites' light one (mouth; eyes) only; "
                         "syntfer.strategies.gan.networks.APPEARANCE_KINDS)")
     t.add_argument("--freeze-warp", action="store_true",

@@ -137,12 +137,19 @@ class EditorConfig:
 # cheeks' top below them, and the mouth ellipse (the corners and an opened jaw below them); 'mouth': that ellipse
 # alone; 'eyes_mouth': a narrower eye band (y 0.40-0.52: eyes, not cheeks) and the mouth ellipse; 'two_eyes_mouth':
 # one ellipse per eye (x 0.22-0.50 and 0.50-0.78, zero on a frontal face's nose bridge) and the mouth ellipse.
+# 'mouth_open': one taller ellipse, lower, for an opened jaw. Measured on the world's own re-renders of the first 40
+# FFHQ-stand-in faces as fear and surprise, against their neutral re-render, in the editor's 48 px framing of the
+# source box: the open mouth darkens y 0.77-0.90 (surprise: peak 0.80-0.87, about 0.2 wide; fear: 0.78-0.88, 0.27
+# wide) — the 'mouth' ellipse is 0.25 at y 0.865 and 0 from 0.89, so it cannot draw the lower half of a jaw drop.
+# It stays above the chin (0 from y 0.925) and below the nose (0 above y 0.695).
 MOUTH_ELLIPSE = (0.5, 0.775, 0.22, 0.115)
+MOUTH_OPEN_ELLIPSE = (0.5, 0.81, 0.21, 0.115)
 APPEARANCE_REGIONS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
     "band": ((0.5, 0.455, 0.34, 0.095), MOUTH_ELLIPSE),
     "mouth": (MOUTH_ELLIPSE,),
     "eyes_mouth": ((0.5, 0.46, 0.33, 0.06), MOUTH_ELLIPSE),
     "two_eyes_mouth": ((0.357, 0.46, 0.14, 0.06), (0.643, 0.46, 0.14, 0.06), MOUTH_ELLIPSE),
+    "mouth_open": (MOUTH_OPEN_ELLIPSE,),
 }
 APPEARANCE_INNER = 0.5  # the mask is 1 inside half of each ellipse's radius, smoothstep to exactly 0 at its edge
 # EditorConfig.appearance -> (region toward dark / of an RGB change, region toward light, how the change is drawn):
@@ -150,12 +157,14 @@ APPEARANCE_INNER = 0.5  # the mask is 1 inside half of each ellipse's radius, sm
 # lightened a band across the nose bridge; 'mouth_two_eyes': the same with one ellipse per eye (it lightened the skin
 # beside the eyes); 'mouth_only': both colours in the mouth only (a cavity, teeth), the eyes left to the warp;
 # 'mouth_eyes_band': either colour anywhere in the 'band' region (it lightened the cheeks below the eyes);
-# 'mouth_eyes_rgb': any RGB change in the 'band' region (it painted purple and orange blobs)
+# 'mouth_eyes_rgb': any RGB change in the 'band' region (it painted purple and orange blobs); 'mouth_open': both
+# colours in the taller, lower 'mouth_open' ellipse only (room for a jaw drop's opening)
 APPEARANCE_KINDS: dict[str, tuple[str, str, str]] = {"mouth_eyes": ("mouth", "eyes_mouth", "palette"),
                                                      "mouth_two_eyes": ("mouth", "two_eyes_mouth", "palette"),
                                                      "mouth_only": ("mouth", "mouth", "palette"),
                                                      "mouth_eyes_band": ("band", "band", "palette"),
-                                                     "mouth_eyes_rgb": ("band", "band", "rgb")}
+                                                     "mouth_eyes_rgb": ("band", "band", "rgb"),
+                                                     "mouth_open": ("mouth_open", "mouth_open", "palette")}
 # the 'palette' change's two colours (RGB in [0, 1]): dark (s < 0) — an open mouth's cavity; light (s > 0) — eye
 # whites and teeth. Generic face colours; they are also close to what the world's renderer draws (cavity 0.12 0.03
 # 0.04, sclera 0.93 0.92 0.90, teeth 0.93 0.91 0.86: syntfer/sources/world/render.py), a prior read from the
