@@ -1,5 +1,6 @@
 """Shared test hooks: the reliability tally (tests/faults.py) printed at the end of a run, and written as a
-table with ``--reliability-report FILE`` (docs/reliability.md is generated that way; never edit it by hand)."""
+table with ``--reliability-report FILE`` (docs/reliability.md is generated that way; never edit it by hand); the
+`close_figures` fixture of the figure tests."""
 from __future__ import annotations
 
 import collections
@@ -14,6 +15,18 @@ from faults import TALLY
 BROWSER_TEST = "test_lab_page_in_headless_chromium"
 # per test file: what its tests added to TALLY
 BY_FILE: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+
+@pytest.fixture
+def close_figures():
+    """Figure tests draw with the Agg backend and leave no figure open (`pytestmark = usefixtures(...)`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield plt
+    plt.close("all")
 
 
 def pytest_addoption(parser):

@@ -2,24 +2,17 @@
 labels, titles and values checked on small frames the tests make."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+from syntfer.core import labels as L
+from syntfer.engine import evaluation as EV
+from syntfer.study import report_figures as RFIG
+from syntfer.study import report_tables as RTAB
 
-from syntfer.core import labels as L  # noqa: E402
-from syntfer.engine import evaluation as EV  # noqa: E402
-from syntfer.study import report_figures as RFIG  # noqa: E402
-from syntfer.study import report_tables as RTAB  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")  # Agg, every figure closed (tests/conftest.py)
 
 
 def test_headline_one_row_per_claim_coloured_by_verdict():

@@ -2,22 +2,15 @@
 labels, titles and values checked on small frames the tests make."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+from syntfer.core import labels as L
+from syntfer.study import sets_figures as SFIG
 
-from syntfer.core import labels as L  # noqa: E402
-from syntfer.study import sets_figures as SFIG  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")  # Agg, every figure closed (tests/conftest.py)
 
 
 def test_fidelity_per_class_annotates_every_cell():
