@@ -16,7 +16,7 @@ from PIL import Image
 
 from syntfer.core import labels as L
 from syntfer.strategies.gan.editing import DlibDetector, make_restorer
-from syntfer.strategies.gan.networks import EditorConfig, load_generator, load_official_generator
+from syntfer.strategies.gan.networks import APPEARANCE_KINDS, EditorConfig, load_generator, load_official_generator
 from syntfer.strategies.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
 from syntfer.strategies.gan.training import TrainConfig, load_crops, select_per_class, train_editor
 from syntfer.instruments.build import train_instrument
@@ -65,8 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lambda-fold", type=float, default=0.0, help="flow editor: penalty on folds (det J < margin)")
     t.add_argument("--fold-margin", type=float, default=0.3)
     t.add_argument("--appearance", default="none",
-                   choices=("none", "mouth_only", "mouth_eyes", "mouth_two_eyes", "mouth_eyes_band",
-                            "mouth_eyes_rgb", "mouth_open"),
+                   choices=("none", *APPEARANCE_KINDS),
                    help="flow editor: add a masked appearance residual after the warp (issue #30, experimental; "
                         "mouth_only / mouth_open / mouth_eyes / mouth_two_eyes: blends toward a mouth cavity's dark colour (mouth) or "
                         "teeth's and eye whites' light one (mouth; eyes) only; "
