@@ -19,8 +19,9 @@ from syntfer.strategies.gan.editing import (DegradeConfig, EditError, band_mask,
 from syntfer.strategies.gan.measurements import intensity_curve, seam_contrast
 from syntfer.strategies.gan.networks import (CheckpointError, Discriminator, EditorConfig, Generator, load_generator,
                                              load_official_generator, save_generator)
-from syntfer.strategies.gan.sets import RecipeError, plan_recipe, render_edit_set
-from syntfer.strategies.gan.training import EditorTrainer, TrainConfig, select_per_class, square_box, train_editor
+from syntfer.strategies.gan.sets import RecipeError, draw_per_class, plan_recipe, render_edit_set
+from syntfer.strategies.gan.training import (CANON_TO_CODE, EditorTrainer, TrainConfig, select_per_class, square_box,
+                                             train_editor)
 
 torch.set_num_threads(1)
 TINY = dict(image_size=16, conv_dim=4, repeat_num=1, d_conv_dim=4, d_repeat_num=2)
@@ -296,6 +297,19 @@ def test_recipe_70_and_raf():
         plan_recipe(_pool(100, 1), "RAF", total=101)
 
 
+def test_draw_per_class_is_balanced_seeded_and_refuses_a_short_class():
+    p70 = plan_recipe(_pool(10, 1), "70")
+    d = draw_per_class(p70, 4, seed=0)
+    assert d.rows["label"].value_counts().to_dict() == {c: 4 for c in L.CLASSES}
+    assert d.rows.merge(p70.rows, how="left", indicator=True)["_merge"].eq("both").all()  # rows of the plan, unchanged
+    assert d.rows.equals(draw_per_class(p70, 4, seed=0).rows)  # seeded
+    assert not d.rows.equals(draw_per_class(p70, 4, seed=1).rows)
+    for c, g in d.rows.groupby("label"):  # in the plan's order within each class
+        assert list(g["source_path"]) == sorted(g["source_path"])
+    with pytest.raises(RecipeError, match="has 10 for 'anger'"):
+        draw_per_class(p70, 11, seed=0)
+
+
 def test_render_edit_set_is_resumable_and_seeded(tmp_path):
     rng = np.random.default_rng(0)
     src = tmp_path / "src"
@@ -437,6 +451,40 @@ def test_interpolated_intensity_runs_from_the_neutral_flow_to_the_full_class(tmp
     save_generator(tmp_path / "plain", Generator(EditorConfig(**TINY)), {})
     with pytest.raises(CheckpointError, match="linear flow editor"):
         load_generator(tmp_path / "plain", intensity="interpolate")
+
+
+def test_identity_mapping_loss_pulls_a_face_edited_toward_its_own_expression_back_to_itself(tmp_path):
+    """`lambda_id`: |G(x, own code) − x| joins the generator loss; it is logged as g_id and, trained on (the other
+    losses off), it undoes a warp the editor applies to faces edited toward their own expression."""
+    torch.manual_seed(0)
+    cfg = EditorConfig(flow_grid=4, **TINY)
+    crops = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(14) % 7
+    base = Generator(cfg)
+    for prm in base.parameters():  # a warp at every code, the own code included
+        prm.data.add_(0.3 * torch.randn_like(prm))
+    kw = dict(batch_size=8, n_critic=1, d_warmup_steps=0, log_every=1, ckpt_every=100, n_random=0, g_lr=2e-3,
+              lambda_cls=0.0, lambda_rec=0.0, lambda_info=0.0, lambda_strength=0.0)
+
+    def trained(lambda_id: float, steps: int) -> tuple[EditorTrainer, list[float]]:
+        tr = EditorTrainer(cfg, TrainConfig(lambda_id=lambda_id, **kw), crops, labels)
+        tr.G.load_state_dict(base.state_dict())
+        rows = [tr.step() for _ in range(steps)]
+        return tr, [r["g_id"] for r in rows if "g_id" in r]
+
+    def own_change(tr: EditorTrainer) -> float:
+        x = crops.float() / 127.5 - 1
+        with torch.no_grad():
+            own = tr._source_code(x, CANON_TO_CODE[labels])
+            return (tr.G(x, own) - x).abs().mean().item()
+
+    untrained = own_change(trained(0.0, 0)[0])
+    assert untrained > 0.01  # the perturbed editor moves faces edited toward their own expression
+    off, logged = trained(0.0, 30)
+    assert logged == []  # off by default: no term, no column
+    on, logged = trained(50.0, 30)
+    assert len(logged) == 30 and logged[-1] < logged[0]
+    assert own_change(on) < 0.5 * min(untrained, own_change(off))
 
 
 def test_edit_seeds_do_not_depend_on_where_the_sources_live(tmp_path):

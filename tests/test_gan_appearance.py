@@ -260,6 +260,8 @@ def test_appearance_preview_shows_source_then_warp_and_appearance_per_class(tmp_
                          "face_width": [44, 40], "face_height": [50, 46]})
     grid = appearance_preview(g, rows, L.CLASSES[:3], seed=0, tile=20)
     assert grid.shape == (2 * 20, (1 + 2 * 3) * 20, 3) and g.use_appearance
+    plain = appearance_preview(Generator(EditorConfig(**TINY)).eval(), rows, L.CLASSES[:3], seed=0, tile=20)
+    assert plain.shape == (2 * 20, (1 + 3) * 20, 3)  # a warp editor: one tile per class
 
 
 APP = COMMITTED.parent / "world_flow48_app"

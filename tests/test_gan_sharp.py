@@ -220,3 +220,72 @@ def test_compare_edit_paths_tables(tmp_path):
     img = _fine_texture(0.7)
     assert laplacian_variance_at(img, FRAME, 128) == laplacian_variance(img, FRAME)  # at the box's own size: no resize
     assert laplacian_variance_at(img, FACE, 64) != laplacian_variance(img, FACE)
+
+
+def test_compare_editors_measures_warp_editors_against_a_baseline_on_the_same_faces(tmp_path):
+    """`compare_editors` (and `syntfer gan compare-editors`) for warp editors: one row per editor, the same faces and
+    classes; an editor that does not move reads as sharp as its sources and identical to them."""
+    from PIL import Image
+
+    from syntfer.core import labels as L
+    from syntfer.instruments.identity_encoder import IdentityConfig, IdentityEncoder
+    from syntfer.instruments.judge import JudgeOutputs
+    from syntfer.strategies.gan.measurements import compare_editors
+
+    class NeutralJudge:  # reads every image as 'neutral'
+        def outputs(self, images):
+            x = np.asarray(images, dtype=np.float32)
+            probs = np.full((len(x), L.NUM_CLASSES), 0.01)
+            probs[:, L.CLASS_TO_INDEX["neutral"]] = 0.94
+            feats = np.concatenate([x.mean((1, 2)), x.std((1, 2))], 1) + np.random.default_rng(0).normal(0, 1, (len(x), 6))
+            return JudgeOutputs(probs, np.log(probs), feats)
+
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(_fine_texture(0.7 + 0.1 * i)).save(p)
+        paths.append(str(p))
+    pool = pd.DataFrame({"source_path": paths, "identity": list("abcd"), "face_x": FACE[0], "face_y": FACE[1],
+                         "face_width": FACE[2], "face_height": FACE[3]})
+    torch.manual_seed(0)
+    enc = IdentityEncoder(IdentityConfig()).eval()
+    still = Generator(EditorConfig(**SMALL)).eval()  # zero-initialised flow: the identity map
+    summary, per_class = compare_editors({"still": still, "moving": FixedFlow(EditorConfig(**SMALL))}, pool.iloc[:2],
+                                         NeutralJudge(), enc, 0, reference=pool.iloc[2:])
+    s = summary.set_index("editor")
+    assert list(s.index) == ["still", "moving"] and (s["edits"] == 2 * L.NUM_CLASSES).all()
+    assert s.loc["still", "changed_pixels"] == 0 and s.loc["moving", "changed_pixels"] > 0
+    assert s.loc["still", "sharpness_ratio"] == 1.0 and s.loc["still", "identity_source_edit"] > 0.999
+    assert np.allclose(s["fidelity_F"], 1 / L.NUM_CLASSES) and (per_class["neutral"] == 1.0).all()
+
+
+def test_rho_table_reads_each_editor_along_rho_over_the_six_classes(tmp_path):
+    from PIL import Image
+
+    from syntfer.core import labels as L
+    from syntfer.instruments.judge import JudgeOutputs
+    from syntfer.strategies.gan.measurements import rho_table
+
+    class MovedJudge:  # reads an image as 'happy' when it differs from the untouched texture, else 'neutral'
+        def __init__(self, untouched: np.ndarray):
+            self.untouched = untouched
+
+        def outputs(self, images):
+            x = np.asarray(images)
+            moved = np.abs(x.astype(int) - self.untouched.astype(int)).mean((1, 2, 3)) > 0.5
+            probs = np.full((len(x), L.NUM_CLASSES), 0.01)
+            probs[np.arange(len(x)), np.where(moved, L.CLASS_TO_INDEX["happy"], L.CLASS_TO_INDEX["neutral"])] = 0.94
+            return JudgeOutputs(probs, np.log(probs), np.zeros((len(x), 2)))
+
+    img = _fine_texture(0.8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    pool = pd.DataFrame({"source_path": [str(tmp_path / "a.png")], "identity": ["a"], "face_x": FACE[0],
+                         "face_y": FACE[1], "face_width": FACE[2], "face_height": FACE[3]})
+    editors = {"still": Generator(EditorConfig(**SMALL)).eval(), "moving": FixedFlow(EditorConfig(**SMALL))}
+    ceilings = {c: 0.5 for c in L.CLASSES}
+    t = rho_table(editors, pool, MovedJudge(img), [0.0, 1.0], 0, ceilings)
+    assert list(t.columns) == ["editor", "rho", "fidelity", "p_target", "ceiling", "fidelity_over_ceiling"]
+    f = t.set_index(["editor", "rho"])["fidelity"]
+    assert f[("still", 0.0)] == f[("still", 1.0)] == f[("moving", 0.0)] == 0  # nothing moved: read as neutral
+    assert f[("moving", 1.0)] == pytest.approx(1 / 6)  # moved: 'happy', right for one class of six
+    assert (t["fidelity_over_ceiling"] == t["fidelity"] / 0.5).all()

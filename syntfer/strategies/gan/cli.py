@@ -17,7 +17,8 @@ from PIL import Image
 from syntfer.core import labels as L
 from syntfer.strategies.gan.editing import DlibDetector, make_restorer
 from syntfer.strategies.gan.networks import APPEARANCE_KINDS, EditorConfig, load_generator, load_official_generator
-from syntfer.strategies.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
+from syntfer.strategies.gan.sets import (detect_pool, draw_per_class, plan_recipe, render_edit_set,
+                                        source_pool_from_boxes)
 from syntfer.strategies.gan.training import TrainConfig, load_crops, select_per_class, train_editor
 from syntfer.instruments.build import train_instrument
 from syntfer.core.manifest import write_manifest
@@ -64,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lambda-flow-tv", type=float, default=0.0, help="flow editor: total variation of the flow")
     t.add_argument("--lambda-fold", type=float, default=0.0, help="flow editor: penalty on folds (det J < margin)")
     t.add_argument("--fold-margin", type=float, default=0.3)
+    t.add_argument("--lambda-id", type=float, default=0.0,
+                   help="identity mapping: a real face edited toward its own expression should not change")
     t.add_argument("--appearance", default="none",
                    choices=("none", *APPEARANCE_KINDS),
                    help="flow editor: add a masked appearance residual after the warp (issue #30, experimental; "
@@ -105,6 +108,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--recipe", choices=("10", "70", "RAF"), default="10")
     e.add_argument("--per-class", type=int, default=100)
     e.add_argument("--total", type=int, default=0)
+    e.add_argument("--draw-per-class", type=int, default=0,
+                   help="then a seeded draw of this many (face, class) pairs per class from the recipe's plan "
+                        "(e.g. --recipe 70 --draw-per-class 300: 2,100 edits, as many as 300 truth-labelled faces)")
+    e.add_argument("--intensity", choices=("learned", "interpolate"), default=None,
+                   help="how the code's rho becomes strength (default: the editor's saved one; the pipeline: "
+                        "params.yaml gan.intensity)")
+    e.add_argument("--intensity-gamma", type=float, default=None)
     e.add_argument("--variant", choices=("F", "V"), default="V")
     e.add_argument("--restorer", choices=("none", "denoise", "codeformer", "paste"), default="denoise",
                    help="'paste' skips the domain-adaptation step entirely")
@@ -131,9 +141,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, default=1)
     m.add_argument("--out", required=True, help="folder for compare_paths.csv and compare_paths_per_class.csv")
-    a = sub.add_parser("compare-editors", help="an appearance editor (issue #30, experimental) against its warp alone "
-                       "and a baseline editor: judge fidelity, identity, sharpness on a pool's first faces x 7 classes")
-    a.add_argument("--editor", required=True, help="an appearance editor folder (EditorConfig.appearance)")
+    a = sub.add_parser("compare-editors", help="an editor against a baseline editor (an appearance editor also against "
+                       "its warp alone): judge fidelity, identity, sharpness on a pool's first faces x 7 classes")
+    a.add_argument("--editor", required=True, help="an editor folder (a warp editor, or an appearance editor: "
+                   "EditorConfig.appearance)")
     a.add_argument("--baseline", help="another editor folder measured the same way (e.g. models/gan/world_flow48)")
     a.add_argument("--intensity", choices=("learned", "interpolate"), default=None)
     a.add_argument("--intensity-gamma", type=float, default=None)
@@ -148,10 +159,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--identity", default="models/identity/world32", help="identity encoder folder")
     a.add_argument("--faces", type=int, default=200, help="first N faces of the pool are edited")
     a.add_argument("--preview-faces", type=int, default=6, help="faces in preview.png (0: none)")
+    a.add_argument("--rho-grid", default="", help="comma-separated ρ values (e.g. 0.25,0.5,0.75,1): fidelity along ρ "
+                   "of every editor on the first --rho-faces faces x 6 classes (compare_editors_rho.csv)")
+    a.add_argument("--rho-faces", type=int, default=100)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--threads", type=int, default=1)
     a.add_argument("--out", required=True, help="folder for compare_editors.csv, compare_editors_per_class.csv, "
-                   "preview.png")
+                   "compare_editors_rho.csv, preview.png")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -173,7 +187,8 @@ def _train(args: argparse.Namespace) -> int:
                        lambda_flow_tv=args.lambda_flow_tv, lambda_fold=args.lambda_fold,
                        fold_margin=args.fold_margin, aux_intensity=args.aux_intensity, init_from=args.init_from,
                        lambda_app_l1=args.lambda_app_l1, lambda_app_l2=args.lambda_app_l2,
-                       lambda_app_tv=args.lambda_app_tv, freeze_warp=args.freeze_warp)
+                       lambda_app_tv=args.lambda_app_tv, freeze_warp=args.freeze_warp,
+                       lambda_id=args.lambda_id)
     t0 = time.time()
     r = train_editor(crops, labels, args.out, cfg, tcfg)
     print(json.dumps({"step": r.step, "finished": r.finished, "seconds": round(time.time() - t0, 1)}))
@@ -207,7 +222,10 @@ def _classifier(args: argparse.Namespace) -> int:
 
 def _edit(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
-    gen = load_generator(args.editor) if args.editor else load_official_generator(args.official)
+    if args.official and (args.intensity or args.intensity_gamma is not None):
+        raise SystemExit("syntfer gan edit: --intensity/--intensity-gamma apply to editors trained here (--editor)")
+    gen = (load_generator(args.editor, args.intensity, args.intensity_gamma) if args.editor
+           else load_official_generator(args.official))
     if args.boxes:
         pool = source_pool_from_boxes(args.boxes, args.truth)
     elif args.images:
@@ -217,6 +235,8 @@ def _edit(args: argparse.Namespace) -> int:
     else:
         raise SystemExit("syntfer gan edit: give --boxes (known face boxes) or --images (detect with dlib)")
     plan = plan_recipe(pool, args.recipe, per_class=args.per_class, total=args.total, seed=args.seed)
+    if args.draw_per_class:
+        plan = draw_per_class(plan, args.draw_per_class, args.seed)
     restorer = None if args.restorer == "paste" else make_restorer(args.restorer, args.codeformer_weights)
     m = render_edit_set(plan, gen, args.out, variant=args.variant, seed=args.seed, restorer=restorer,
                         batch_size=args.batch_size, resolution=args.resolution)
@@ -257,20 +277,21 @@ def _compare_paths(args: argparse.Namespace) -> int:
 def _compare_editors(args: argparse.Namespace) -> int:
     from syntfer.instruments.identity_encoder import load_identity_encoder
     from syntfer.instruments.judge import Judge, judge_ceiling
-    from syntfer.strategies.gan.measurements import appearance_preview, compare_editors
+    from syntfer.strategies.gan.measurements import appearance_preview, compare_editors, rho_table
 
     torch.set_num_threads(args.threads)
     app = load_generator(args.editor, args.intensity, args.intensity_gamma)
-    if app.cfg.appearance == "none":
-        raise SystemExit(f"--editor {args.editor}: not an appearance editor (editor.json has no 'appearance')")
-    warp_only = load_generator(args.editor, args.intensity, args.intensity_gamma)
-    warp_only.use_appearance = False
     editors = {}
     if args.baseline:
         editors["baseline: " + Path(args.baseline).name] = load_generator(args.baseline, args.intensity,
                                                                           args.intensity_gamma)
-    editors[Path(args.editor).name + ": warp only"] = warp_only
-    editors[Path(args.editor).name + ": warp + appearance"] = app
+    if app.cfg.appearance == "none":  # a warp editor: itself against the baseline
+        editors[Path(args.editor).name] = app
+    else:
+        warp_only = load_generator(args.editor, args.intensity, args.intensity_gamma)
+        warp_only.use_appearance = False
+        editors[Path(args.editor).name + ": warp only"] = warp_only
+        editors[Path(args.editor).name + ": warp + appearance"] = app
     pool = source_pool_from_boxes(args.boxes, args.truth)
     if args.faces > len(pool) // 2:
         raise SystemExit(f"--faces {args.faces}: at most half the pool ({len(pool) // 2}); the other half is the "
@@ -279,7 +300,8 @@ def _compare_editors(args: argparse.Namespace) -> int:
     reference = pool.iloc[len(pool) // 2:len(pool) // 2 + 4 * len(rows)]
     t0 = time.time()
     aux = Judge.load(args.aux) if args.aux else None
-    summary, per_class = compare_editors(editors, rows, Judge.load(args.judge), load_identity_encoder(args.identity),
+    judge = Judge.load(args.judge)
+    summary, per_class = compare_editors(editors, rows, judge, load_identity_encoder(args.identity),
                                          args.seed, reference, aux=aux, aux_size=app.cfg.image_size)
     if args.ceilings:
         summary["F_over_ceiling"] = summary["fidelity_F"] / judge_ceiling(args.ceilings, args.reference_domain)
@@ -290,6 +312,19 @@ def _compare_editors(args: argparse.Namespace) -> int:
     if args.preview_faces:
         grid = appearance_preview(app, pool.iloc[:args.preview_faces], L.CLASSES, args.seed)
         save_image(out / "preview.png", Image.fromarray(grid))
+    if args.rho_grid:
+        try:
+            grid_rho = [float(v) for v in args.rho_grid.split(",")]
+        except ValueError:
+            raise SystemExit(f"--rho-grid {args.rho_grid!r}: expected comma-separated numbers, e.g. 0.25,0.5,0.75,1")
+        ceilings = None
+        if args.ceilings:
+            c = pd.read_csv(args.ceilings)
+            c = c[c["domain"] == args.reference_domain].set_index("class")["fidelity"]
+            ceilings = {k: float(v) for k, v in c.items()}
+        rho = rho_table(editors, pool.iloc[:args.rho_faces], judge, grid_rho, args.seed, ceilings)
+        rho.to_csv(out / "compare_editors_rho.csv", index=False)
+        print(rho.round(3).to_string(index=False))
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(summary.round(3).to_string(index=False))
         print(per_class.round(3).to_string())

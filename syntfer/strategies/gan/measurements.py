@@ -68,6 +68,26 @@ def edits_along_rho(editor: Generator, space: ControlSpace, rows: pd.DataFrame, 
     return np.stack(crops), targets, rhos
 
 
+def rho_table(editors: Mapping[str, Generator], rows: pd.DataFrame, judge, rho_grid: Sequence[float], seed: int,
+              ceilings: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Fidelity along ρ for several editors on the same faces: every face of `rows` edited toward each non-neutral
+    class at each ρ of `rho_grid` (`edits_along_rho`), read by `judge`. One row per (editor, ρ): the mean over the
+    six classes of the judge's accuracy and target probability and, with per-class `ceilings` (the judge on real
+    faces of the sources' look), the mean of those ceilings and fidelity over it."""
+    classes = [c for c in L.CLASSES if c != "neutral"]
+    out = []
+    for name, editor in editors.items():
+        crops, targets, rhos = edits_along_rho(editor, editor.control_space(), rows, classes, rho_grid, seed)
+        cur = intensity_curve(judge.outputs(crops).probs, targets, rhos)
+        row = cur.groupby("rho", as_index=False).agg(fidelity=("accuracy", "mean"), p_target=("p_target", "mean"))
+        if ceilings is not None:
+            row["ceiling"] = float(np.mean([ceilings[c] for c in classes]))
+            row["fidelity_over_ceiling"] = row["fidelity"] / row["ceiling"]
+        out.append(row.assign(editor=name))
+    table = pd.concat(out, ignore_index=True)
+    return table[["editor", *[c for c in table.columns if c != "editor"]]]
+
+
 # ---- sharpness ----------------------------------------------------------------------------------------------
 def laplacian_variance(image: np.ndarray, box: Sequence[float]) -> float:
     """Variance of the 3×3 Laplacian of the grey image inside `box` (x, y, w, h; clipped to the image): detail."""
@@ -342,8 +362,8 @@ def compare_editors(editors: Mapping[str, Generator], rows: pd.DataFrame, judge,
 
 def appearance_preview(editor: Generator, rows: pd.DataFrame, classes: Sequence[str], seed: int,
                        tile: int = 96) -> np.ndarray:
-    """One line per face of `rows`: the source crop, then per class of `classes` the warp alone and the warp +
-    appearance residual (`editor.use_appearance` off / on), full-resolution edits at the F control, each tile the
+    """One line per face of `rows`: the source crop, then per class of `classes` the warp alone and, for an appearance
+    editor, the warp + appearance residual (`editor.use_appearance` off / on), full-resolution edits at the F control, each tile the
     editor's square frame resized to `tile` px; (H, W, 3) uint8."""
     space = editor.control_space()
     codes = [space.fixed(c) for c in classes]
@@ -359,7 +379,9 @@ def appearance_preview(editor: Generator, rows: pd.DataFrame, classes: Sequence[
                 outs[on] = edit_images([img] * k, [frame] * k, codes, editor, None, None, rngs, faces=[face] * k).pasted
             tiles = [crop_square(img, face, tile)]
             for j in range(k):
-                tiles += [crop_square(outs[False][j], face, tile), crop_square(outs[True][j], face, tile)]
+                tiles += [crop_square(outs[False][j], face, tile)]
+                if editor.cfg.appearance != "none":
+                    tiles += [crop_square(outs[True][j], face, tile)]
             lines.append(np.concatenate(tiles, 1))
     finally:
         editor.use_appearance = was

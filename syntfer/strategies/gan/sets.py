@@ -119,6 +119,23 @@ def plan_recipe(pool: pd.DataFrame, recipe: str, *, per_class: int = 0, total: i
     raise RecipeError(f"unknown recipe {recipe!r}; expected one of {list(RECIPES)}")
 
 
+def draw_per_class(plan: Plan, per_class: int, seed: int) -> Plan:
+    """A seeded class-balanced draw of `per_class` rows per class from a plan, in the plan's order — e.g. from recipe
+    '70' (every face × 7 classes) a set of `per_class` (face, class) pairs per class, to compare editors or a GAN set
+    with `per_class` truth-labelled faces at equal size. A class with fewer rows is an error, not a shortfall."""
+    if per_class <= 0:
+        raise RecipeError(f"draw of {per_class} rows per class; expected > 0")
+    rng = numpy_rng(seed, "gan-draw", per_class)
+    parts = []
+    for c in L.CLASSES:
+        sub = plan.rows[plan.rows["label"] == c]
+        if len(sub) < per_class:
+            raise RecipeError(f"draw of {per_class} rows per class: recipe {plan.recipe!r} has {len(sub)} for {c!r}")
+        parts.append(sub.iloc[np.sort(rng.choice(len(sub), per_class, replace=False))])
+    return Plan(pd.concat(parts, ignore_index=True), plan.recipe, {c: per_class for c in L.CLASSES},
+                {c: 0 for c in L.CLASSES})
+
+
 def control_for(space: ControlSpace, label: str, variant: str, seed: int) -> ControlValue:
     """The control value of one output image (V draws from its own generator)."""
     if variant == "F":

@@ -89,6 +89,12 @@ class TrainConfig:
     # appearance editors: train the residual head only (the warp, its trunk and the control axes stay as loaded,
     # e.g. from init_from), so the warp alone is the loaded editor's exactly
     freeze_warp: bool = False
+    # identity mapping: a real face edited toward its own expression (the cycle's source code: its class at the
+    # critic's confidence; a neutral face: the origin) should come back unchanged — mean |G(x, c_src) − x|. Without
+    # it nothing ties the code-0 edit of a neutral face to the identity map, and (measured, issue #30) the committed
+    # editor's neutral edits squint and bend the brows of faces that were neutral already; with 'interpolate'
+    # intensity that code-0 warp is under every class's edit
+    lambda_id: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -372,10 +378,15 @@ class EditorTrainer:
                 g_strength = F.cross_entropy(D(G(x_real[: self.cfg.c_dim], G.class_code(centres_idx[: x_real.shape[0]])))[1],
                                              centres_idx[: x_real.shape[0]])  # GANmut's prediction loss
             g_info = F.mse_loss(code_hat, code)
-            x_rec = G(x_fake, self._source_code(x_real, src))
+            own = self._source_code(x_real, src)
+            x_rec = G(x_fake, own)
             g_rec = (x_real - x_rec).abs().mean()
             g_loss = (-adv.mean() + t.lambda_cls * g_cls + t.lambda_rec * g_rec + t.lambda_info * g_info
                       + t.lambda_strength * g_strength)
+            if t.lambda_id:
+                g_id = (G(x_real, own) - x_real).abs().mean()
+                g_loss = g_loss + t.lambda_id * g_id
+                row["g_id"] = g_id.item()
             if t.lambda_tv:
                 delta = x_fake - x_real
                 g_tv = ((delta[..., 1:, :] - delta[..., :-1, :]).abs().mean()
