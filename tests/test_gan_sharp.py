@@ -33,6 +33,24 @@ class FixedFlow(Generator):
         return f[None] * code.norm(dim=1)[:, None, None, None]
 
 
+class OneClassJudge:
+    """A judge stand-in that reads every image as `cls`; features: the image's mean colour and spread (plus seeded
+    noise, so that distances between sets are finite)."""
+
+    def __init__(self, cls: str):
+        self.cls = cls
+
+    def outputs(self, images):
+        from syntfer.core import labels as L
+        from syntfer.instruments.judge import JudgeOutputs
+
+        x = np.asarray(images, dtype=np.float32)
+        probs = np.full((len(x), L.NUM_CLASSES), 0.01)
+        probs[:, L.CLASS_TO_INDEX[self.cls]] = 0.94
+        feats = np.concatenate([x.mean((1, 2)), x.std((1, 2))], 1) + np.random.default_rng(0).normal(0, 1, (len(x), 6))
+        return JudgeOutputs(probs, np.log(probs), feats)
+
+
 def _checkerboard(square: int, side: int = 160) -> np.ndarray:
     yy, xx = np.mgrid[0:side, 0:side]
     return ((((yy // square) + (xx // square)) % 2) * 200 + 28).astype(np.uint8)[..., None].repeat(3, 2)
@@ -182,32 +200,30 @@ def test_render_edit_set_records_the_full_resolution_path(tmp_path):
         assert np.array_equal(out[mask == 0], src[mask == 0])
 
 
-def test_compare_edit_paths_tables(tmp_path):
+def _texture_pool(folder, n: int):
+    """`n` fine-textured sources of different contrast as a pool (identities a, b, ...) and a fresh identity
+    encoder."""
     from PIL import Image
 
-    from syntfer.core import labels as L
     from syntfer.instruments.identity_encoder import IdentityConfig, IdentityEncoder
-    from syntfer.instruments.judge import JudgeOutputs
-    from syntfer.strategies.gan.measurements import compare_edit_paths, laplacian_variance_at
-
-    class FakeJudge:  # reads every image as 'happy'; features: the image's mean colour and its spread
-        def outputs(self, images):
-            x = np.asarray(images, dtype=np.float32)
-            probs = np.full((len(x), L.NUM_CLASSES), 0.01)
-            probs[:, L.CLASS_TO_INDEX["happy"]] = 0.94
-            feats = np.concatenate([x.mean((1, 2)), x.std((1, 2))], 1) + np.random.default_rng(0).normal(0, 1, (len(x), 6))
-            return JudgeOutputs(probs, np.log(probs), feats)
 
     paths = []
-    for i in range(5):
-        p = tmp_path / f"{i}.png"
+    for i in range(n):
+        p = folder / f"{i}.png"
         Image.fromarray(_fine_texture(0.7 + 0.1 * i)).save(p)
         paths.append(str(p))
-    pool = pd.DataFrame({"source_path": paths, "identity": list("abcde"), "face_x": FACE[0], "face_y": FACE[1],
+    pool = pd.DataFrame({"source_path": paths, "identity": list("abcdefgh"[:n]), "face_x": FACE[0], "face_y": FACE[1],
                          "face_width": FACE[2], "face_height": FACE[3]})
     torch.manual_seed(0)
-    enc = IdentityEncoder(IdentityConfig()).eval()
-    summary, per_class = compare_edit_paths(FixedFlow(EditorConfig(**SMALL)), pool.iloc[:2], FakeJudge(), enc, 0,
+    return pool, IdentityEncoder(IdentityConfig()).eval()
+
+
+def test_compare_edit_paths_tables(tmp_path):
+    from syntfer.core import labels as L
+    from syntfer.strategies.gan.measurements import compare_edit_paths, laplacian_variance_at
+
+    pool, enc = _texture_pool(tmp_path, 5)
+    summary, per_class = compare_edit_paths(FixedFlow(EditorConfig(**SMALL)), pool.iloc[:2], OneClassJudge("happy"), enc, 0,
                                             restorer=None, reference=pool.iloc[2:])
     assert summary["path"].tolist() == ["crop pasted", "crop repaired", "full"]
     assert (summary["edits"] == 2 * L.NUM_CLASSES).all()
@@ -225,33 +241,13 @@ def test_compare_edit_paths_tables(tmp_path):
 def test_compare_editors_measures_warp_editors_against_a_baseline_on_the_same_faces(tmp_path):
     """`compare_editors` (and `syntfer gan compare-editors`) for warp editors: one row per editor, the same faces and
     classes; an editor that does not move reads as sharp as its sources and identical to them."""
-    from PIL import Image
-
     from syntfer.core import labels as L
-    from syntfer.instruments.identity_encoder import IdentityConfig, IdentityEncoder
-    from syntfer.instruments.judge import JudgeOutputs
     from syntfer.strategies.gan.measurements import compare_editors
 
-    class NeutralJudge:  # reads every image as 'neutral'
-        def outputs(self, images):
-            x = np.asarray(images, dtype=np.float32)
-            probs = np.full((len(x), L.NUM_CLASSES), 0.01)
-            probs[:, L.CLASS_TO_INDEX["neutral"]] = 0.94
-            feats = np.concatenate([x.mean((1, 2)), x.std((1, 2))], 1) + np.random.default_rng(0).normal(0, 1, (len(x), 6))
-            return JudgeOutputs(probs, np.log(probs), feats)
-
-    paths = []
-    for i in range(4):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray(_fine_texture(0.7 + 0.1 * i)).save(p)
-        paths.append(str(p))
-    pool = pd.DataFrame({"source_path": paths, "identity": list("abcd"), "face_x": FACE[0], "face_y": FACE[1],
-                         "face_width": FACE[2], "face_height": FACE[3]})
-    torch.manual_seed(0)
-    enc = IdentityEncoder(IdentityConfig()).eval()
+    pool, enc = _texture_pool(tmp_path, 4)
     still = Generator(EditorConfig(**SMALL)).eval()  # zero-initialised flow: the identity map
     summary, per_class = compare_editors({"still": still, "moving": FixedFlow(EditorConfig(**SMALL))}, pool.iloc[:2],
-                                         NeutralJudge(), enc, 0, reference=pool.iloc[2:])
+                                         OneClassJudge("neutral"), enc, 0, reference=pool.iloc[2:])
     s = summary.set_index("editor")
     assert list(s.index) == ["still", "moving"] and (s["edits"] == 2 * L.NUM_CLASSES).all()
     assert s.loc["still", "changed_pixels"] == 0 and s.loc["moving", "changed_pixels"] > 0
