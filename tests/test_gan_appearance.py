@@ -298,3 +298,16 @@ def test_second_appearance_editor_changes_only_its_mouth_open_ellipse():
         _, res = g.edit_parts(x, code)
     assert bool((res[:, :, g.app_mask[0, 0] == 0] == 0).all()) and float(res.abs().max()) <= g.cfg.appearance_max
     assert g.app_mask[0, 0, :33].sum() == 0 and g.app_mask[0, 0, 44:].sum() == 0  # not the nose, not the chin
+
+
+ID30 = COMMITTED.parent / "world_flow48_id30"
+
+
+@pytest.mark.skipif(not (ID30 / "generator.pt").is_file(), reason="the identity-mapping editor is not checked out")
+def test_identity_mapping_editor_is_the_committed_warp_fine_tuned_with_the_identity_term():
+    g = load_generator(ID30)
+    assert g.cfg.to_dict() == load_generator(COMMITTED).cfg.to_dict()  # same networks, no appearance residual
+    t = json.loads((ID30 / "train_config.json").read_text())["train_config"]
+    assert t["lambda_id"] == 30 and t["init_from"] == "models/gan/world_flow48" and t["steps"] == 3000
+    log = pd.read_csv(ID30 / "log.csv")
+    assert log["step"].max() == 3000 and log["g_id"].iloc[-8:].mean() < log["g_id"].iloc[:8].mean()
