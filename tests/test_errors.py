@@ -406,6 +406,10 @@ CLI_CASES: list[Case] = [
          lambda t, c: _error(SystemExit, lambda: cli.main(["gan", "edit", "--editor", str(_tiny_editor(t)), "--out",
                                                                 str(t / "o")])),
          lambda t: ["--boxes", "--images"]),
+    Case("cli-gan-edit-intensity-on-official", [("gan.cli", "_edit", "apply to editors trained here")],
+         lambda t, c: _error(SystemExit, lambda: cli.main(["gan", "edit", "--official", str(t / "G.ckpt"),
+                                                                "--intensity", "interpolate", "--out", str(t / "o")])),
+         lambda t: ["--intensity", "--editor"]),
 ]
 
 
