@@ -285,3 +285,24 @@ def test_rho_table_reads_each_editor_along_rho_over_the_six_classes(tmp_path):
     assert f[("still", 0.0)] == f[("still", 1.0)] == f[("moving", 0.0)] == 0  # nothing moved: read as neutral
     assert f[("moving", 1.0)] == pytest.approx(1 / 6)  # moved: 'happy', right for one class of six
     assert (t["fidelity_over_ceiling"] == t["fidelity"] / 0.5).all()
+
+
+def test_class_ceilings_reads_one_domain_and_names_what_is_missing(tmp_path):
+    """`syntfer gan compare-editors --rho-grid --ceilings`: the per-class ceilings of the reference domain; a domain
+    the table lacks, or a class without a row, is an error naming the file and what it has (not a bare KeyError)."""
+    from syntfer.core import labels as L
+    from syntfer.instruments.judge import JudgeError
+    from syntfer.strategies.gan.measurements import class_ceilings
+
+    rows = [{"domain": d, "class": c, "n": 10, "fidelity": v + 0.01 * i, "p_label": 0.5}
+            for d, v in (("ref_ffhq", 0.6), ("ref_web", 0.3)) for i, c in enumerate(L.CLASSES)]
+    rows += [{"domain": d, "class": "mean_class", "n": 70, "fidelity": 0.63, "p_label": 0.5} for d in ("ref_ffhq", "ref_web")]
+    path = tmp_path / "ceiling.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    got = class_ceilings(path, "ref_ffhq")
+    assert list(got) == list(L.CLASSES) and got["anger"] == pytest.approx(0.6) and got[L.CLASSES[-1]] == pytest.approx(0.66)
+    with pytest.raises(JudgeError, match=r"ceiling\.csv.*'ref_celeba'.*\['ref_ffhq', 'ref_web'\]"):
+        class_ceilings(path, "ref_celeba")
+    pd.DataFrame([r for r in rows if r["class"] != "fear"]).to_csv(path, index=False)
+    with pytest.raises(JudgeError, match=r"ceiling\.csv: no ceiling row for class\(es\) \['fear'\] of domain 'ref_ffhq'"):
+        class_ceilings(path, "ref_ffhq")

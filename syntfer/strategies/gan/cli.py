@@ -277,7 +277,7 @@ def _compare_paths(args: argparse.Namespace) -> int:
 def _compare_editors(args: argparse.Namespace) -> int:
     from syntfer.instruments.identity_encoder import load_identity_encoder
     from syntfer.instruments.judge import Judge, judge_ceiling
-    from syntfer.strategies.gan.measurements import appearance_preview, compare_editors, rho_table
+    from syntfer.strategies.gan.measurements import appearance_preview, class_ceilings, compare_editors, rho_table
 
     torch.set_num_threads(args.threads)
     app = load_generator(args.editor, args.intensity, args.intensity_gamma)
@@ -317,11 +317,7 @@ def _compare_editors(args: argparse.Namespace) -> int:
             grid_rho = [float(v) for v in args.rho_grid.split(",")]
         except ValueError:
             raise SystemExit(f"--rho-grid {args.rho_grid!r}: expected comma-separated numbers, e.g. 0.25,0.5,0.75,1")
-        ceilings = None
-        if args.ceilings:
-            c = pd.read_csv(args.ceilings)
-            c = c[c["domain"] == args.reference_domain].set_index("class")["fidelity"]
-            ceilings = {k: float(v) for k, v in c.items()}
+        ceilings = class_ceilings(args.ceilings, args.reference_domain) if args.ceilings else None
         rho = rho_table(editors, pool.iloc[:args.rho_faces], judge, grid_rho, args.seed, ceilings)
         rho.to_csv(out / "compare_editors_rho.csv", index=False)
         print(rho.round(3).to_string(index=False))

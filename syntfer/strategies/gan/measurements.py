@@ -68,6 +68,22 @@ def edits_along_rho(editor: Generator, space: ControlSpace, rows: pd.DataFrame, 
     return np.stack(crops), targets, rhos
 
 
+def class_ceilings(ceilings: str | Path, domain: str) -> dict[str, float]:
+    """The judge's per-class ceilings of `domain` (its accuracy on real faces of each expression) from the ceiling table
+    `build.measure_ceiling` writes, for `rho_table`. `judge_ceiling` reads the table first, so a missing column or a
+    domain the table lacks is an error that names the file and the domains it has; a class of the label space
+    without a row is an error naming the class."""
+    from syntfer.instruments.judge import JudgeError, judge_ceiling
+
+    judge_ceiling(ceilings, domain)
+    table = pd.read_csv(ceilings)
+    rows = table[table["domain"] == domain].set_index("class")["fidelity"]
+    absent = [c for c in L.CLASSES if c not in rows.index]
+    if absent:
+        raise JudgeError(f"{ceilings}: no ceiling row for class(es) {absent} of domain {domain!r}")
+    return {c: float(rows[c]) for c in L.CLASSES}
+
+
 def rho_table(editors: Mapping[str, Generator], rows: pd.DataFrame, judge, rho_grid: Sequence[float], seed: int,
               ceilings: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Fidelity along ρ for several editors on the same faces: every face of `rows` edited toward each non-neutral
@@ -368,20 +384,19 @@ def appearance_preview(editor: Generator, rows: pd.DataFrame, classes: Sequence[
     space = editor.control_space()
     codes = [space.fixed(c) for c in classes]
     k, lines, was = len(codes), [], editor.use_appearance
+    passes = (False, True) if editor.cfg.appearance != "none" else (False,)  # a warp editor has no second pass
     try:
         for i, (_, r) in enumerate(rows.iterrows()):
             img = load_array(r["source_path"], "RGB")
             frame, face = face_box(r, img), [float(r[c]) for c in FACE_BOX]
-            rngs = [np.random.default_rng([seed, i, j]) for j in range(k)]
             outs = {}
-            for on in (False, True):
+            for on in passes:  # the same per-sample generators for both passes: the residual is the only difference
                 editor.use_appearance = on
+                rngs = [np.random.default_rng([seed, i, j]) for j in range(k)]
                 outs[on] = edit_images([img] * k, [frame] * k, codes, editor, None, None, rngs, faces=[face] * k).pasted
             tiles = [crop_square(img, face, tile)]
             for j in range(k):
-                tiles += [crop_square(outs[False][j], face, tile)]
-                if editor.cfg.appearance != "none":
-                    tiles += [crop_square(outs[True][j], face, tile)]
+                tiles += [crop_square(outs[on][j], face, tile) for on in passes]
             lines.append(np.concatenate(tiles, 1))
     finally:
         editor.use_appearance = was
