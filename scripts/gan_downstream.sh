@@ -3,12 +3,14 @@
 # truth-labelled faces of the sources' look. Run in a checkout whose pipeline has run (`make repro`: outputs/world,
 # outputs/oracles, outputs/tests), with the project's environment active:
 #
-#   [PER_CLASS=300] [SEEDS="0 1 2"] scripts/gan_downstream.sh OUT EDITOR [EDITOR ...]
+#   [PER_CLASS=300] [SEEDS="0 1 2"] scripts/gan_downstream.sh OUT EDITOR|MANIFEST.csv [...]
 #
 # OUT        a scratch folder: OUT/sets/<editor name> (the edits and their manifest), OUT/train/<name>/s<seed>,
 #            OUT/summary.csv (one row per editor and test set), OUT/recall.csv
 # EDITOR     editor folders (models/gan/world_flow48, ...), each edited with the pipeline's intensity (interpolate,
 #            γ 0.5), F control, full-resolution path, on the same (face, class) pairs
+# MANIFEST   a training manifest made some other way (scripts/gan_probes.py: a selection or a transplant), trained
+#            as it is under the name of its file (A.csv: A) or, for a manifest.csv, of its folder
 # PER_CLASS  a seeded class-balanced draw of (face, class) pairs from recipe 70 (every FFHQ-stand-in face x 7)
 # SEEDS      training seeds
 #
@@ -18,7 +20,7 @@
 # is drawn to PER_CLASS per class with the same seed. Each (set, seed) is skipped when its evaluation exists, so an
 # interrupted run continues. One thread per process (OMP_NUM_THREADS, default 1).
 set -euo pipefail
-out=${1:?output folder}; shift; [ $# -ge 1 ] || { echo "usage: scripts/gan_downstream.sh OUT EDITOR [EDITOR ...]" >&2; exit 2; }
+out=${1:?output folder}; shift; [ $# -ge 1 ] || { echo "usage: scripts/gan_downstream.sh OUT EDITOR|MANIFEST.csv [...]" >&2; exit 2; }
 per_class=${PER_CLASS:-300}; seeds=${SEEDS:-0 1 2}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for f in outputs/world/ffhq/boxes.csv outputs/world/ffhq/truth.csv outputs/world/ref_ffhq/truth.csv \
@@ -26,14 +28,19 @@ for f in outputs/world/ffhq/boxes.csv outputs/world/ffhq/truth.csv outputs/world
   [ -f "$f" ] || { echo "scripts/gan_downstream.sh: $f not found (run the pipeline first: make repro)" >&2; exit 2; }
 done
 mkdir -p "$out"
-names=()
+names=(); manifests=()
 for editor in "$@"; do
-  name=$(basename "$editor")
+  name=$(basename "$editor"); manifest="$out/sets/$name/manifest.csv"
+  if [[ "$editor" == *.csv ]]; then
+    [ -f "$editor" ] || { echo "scripts/gan_downstream.sh: $editor not found" >&2; exit 2; }
+    name=${name%.csv}; [ "$name" != manifest ] || name=$(basename "$(dirname "$editor")"); manifest=$editor
+  fi
   for n in oracle_ffhq "${names[@]}"; do
     [ "$n" != "$name" ] || { echo "scripts/gan_downstream.sh: two sets would be named $name ($editor)" >&2; exit 2; }
   done
-  names+=("$name")
-  [ -f "$out/sets/$name/manifest.csv" ] || syntfer gan edit --editor "$editor" --intensity interpolate \
+  names+=("$name"); manifests+=("$manifest")
+  [[ "$editor" == *.csv ]] && continue
+  [ -f "$manifest" ] || syntfer gan edit --editor "$editor" --intensity interpolate \
     --intensity-gamma 0.5 --boxes outputs/world/ffhq/boxes.csv --truth outputs/world/ffhq/truth.csv --recipe 70 \
     --draw-per-class "$per_class" --variant F --restorer none --seed 0 --out "$out/sets/$name"
 done
@@ -69,7 +76,7 @@ train() {  # name manifest seed
 }
 for s in $seeds; do
   train oracle_ffhq "$out/oracle.csv" "$s"
-  for name in "${names[@]}"; do train "$name" "$out/sets/$name/manifest.csv" "$s"; done
+  for i in "${!names[@]}"; do train "${names[$i]}" "${manifests[$i]}" "$s"; done
 done
 python - "$out" "${names[@]}" <<'EOF'
 import glob, sys

@@ -63,6 +63,19 @@ def test_gan_downstream_script_measures_editors_against_the_oracle_and_resumes(t
     r = _run(["bash", str(SCRIPT), "out", *editors], tmp_path, PER_CLASS="3", SEEDS="0")
     assert r.returncode == 0 and [p.stat().st_mtime_ns for p in evals] == before  # nothing trained again
 
+    # a ready manifest (scripts/gan_probes.py writes them) is trained as it is, under its file's name
+    probe = pd.read_csv(tmp_path / "out" / "sets" / "still" / "manifest.csv")
+    probe["path"] = [str(tmp_path / "out" / "sets" / "still" / p) for p in probe["path"]]
+    probe.iloc[::2].to_csv(tmp_path / "probe.csv", index=False)
+    r = _run(["bash", str(SCRIPT), "out", editors[0], str(tmp_path / "probe.csv")], tmp_path, PER_CLASS="3", SEEDS="0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.stat().st_mtime_ns for p in evals] == before and not (tmp_path / "out" / "sets" / "probe").exists()
+    s = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert sorted(s["editor"].unique()) == ["probe", "still"]
+    assert (tmp_path / "out" / "train" / "probe" / "s0" / "eval" / "cross_dataset.csv").is_file()
+    r = _run(["bash", str(SCRIPT), "out", str(tmp_path / "absent.csv")], tmp_path, PER_CLASS="3", SEEDS="0")
+    assert r.returncode == 2 and "absent.csv not found" in r.stderr
+
     r = _run(["bash", str(SCRIPT), "out", editors[0], editors[0]], tmp_path, PER_CLASS="3", SEEDS="0")
     assert r.returncode == 2 and "two sets would be named still" in r.stderr
     r = _run(["bash", str(SCRIPT), str(tmp_path / "elsewhere"), editors[0]], tmp_path / "ed")

@@ -1,0 +1,253 @@
+"""Probes of what holds GAN-edited training sets back downstream (issue #30), on the procedural world.
+
+Each probe writes a training manifest that `scripts/gan_downstream.sh OUT MANIFEST.csv ...` trains and tests
+beside the oracle, exactly as it does an editor's edits:
+
+    python scripts/gan_probes.py select --edits DIR --out A.csv --per-class 300 \\
+        [--source-truth outputs/world/ffhq/truth.csv --source-expression neutral] [--scores SCORES.csv]
+    python scripts/gan_probes.py transplant --manifest A.csv --out DIR --bank-truth outputs/world/ref_ffhq/truth.csv \\
+        --source-truth outputs/world/ffhq/truth.csv [--onto sources] [--upper-only]
+
+select      a class-balanced draw from an edit set (`syntfer gan edit ... --recipe 70`, every face into every class):
+            only edits whose source face has a given world-truth expression (``--source-expression``), or the
+            top N per class by a teacher's probability of the target (``--scores``: `syntfer pseudolabel ...
+            --threshold 0 --per-class 0 --link none` over the edit set's manifest)
+transplant  each image of a manifest gets the mouth of a truth-labelled face of its class (a seeded draw from the
+            bank's training split), aligned by the two mouth corners (similarity transform), colour-matched on a ring
+            around the mouth and blended under a feathered ellipse; ``--onto sources`` puts it on the unedited
+            source instead of the edit, ``--upper-only`` keeps the edit only above the nose (the source below it)
+
+World only: landmarks come from the world's truth.csv (5 points: eyes, nose, mouth corners). These are measuring
+instruments for the model card (models/gan/README.md), not generators of the pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from syntfer.core import labels as L
+from PIL import Image
+
+from syntfer.core.images import load_array
+from syntfer.core.storage import atomic_path, save_image
+
+
+class ProbeError(ValueError):
+    """A probe's input is not what it needs (names the file and what was expected)."""
+
+
+def landmarks(cell: str, where: str) -> np.ndarray:
+    """A world truth ``landmarks`` cell (``x;y`` × 5: left eye, right eye, nose, left and right mouth corner)."""
+    try:
+        v = np.array([float(x) for x in str(cell).split(";")], dtype=np.float64)
+    except ValueError:
+        raise ProbeError(f"{where}: landmarks {cell!r} are not numbers") from None
+    if v.size != 10:
+        raise ProbeError(f"{where}: landmarks {cell!r} have {v.size} numbers, expected 10 (5 points)")
+    return v.reshape(5, 2)
+
+
+def read_truth(path: str | os.PathLike) -> pd.DataFrame:
+    """A world truth.csv indexed by the image's absolute path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeError(f"{path}: truth file not found")
+    t = pd.read_csv(path)
+    absent = [c for c in ("path", "expression", "landmarks") if c not in t.columns]
+    if absent:
+        raise ProbeError(f"{path}: no column(s) {absent}; a world truth.csv has path, expression, landmarks, ...")
+    t["abs"] = [os.path.normpath(path.parent.resolve() / p) for p in t["path"]]
+    return t.set_index("abs")
+
+
+def read_edits(folder: str | os.PathLike) -> pd.DataFrame:
+    """An edit set's manifest with absolute ``path`` and ``source_path``."""
+    man = Path(folder) / "manifest.csv"
+    if not man.is_file():
+        raise ProbeError(f"{man}: not found (an edit set folder written by `syntfer gan edit`)")
+    m = pd.read_csv(man)
+    absent = [c for c in ("path", "label", "source_path") if c not in m.columns]
+    if absent:
+        raise ProbeError(f"{man}: no column(s) {absent}")
+    base = man.parent.resolve()
+    for c in ("path", "source_path"):
+        m[c] = [os.path.normpath(base / p) for p in m[c]]
+    return m
+
+
+def per_class_draw(m: pd.DataFrame, n: int, seed: int, where: str) -> pd.DataFrame:
+    """`n` rows of every class, a seeded draw; a class with fewer is an error naming it."""
+    counts = m["label"].value_counts()
+    short = {c: int(counts.get(c, 0)) for c in L.CLASSES if counts.get(c, 0) < n}
+    if short:
+        raise ProbeError(f"{where}: fewer than {n} rows for {short}")
+    return m.groupby("label").sample(n, random_state=seed).sort_values(["label", "path"]).reset_index(drop=True)
+
+
+def select(edits: pd.DataFrame, per_class: int, seed: int, *, source_truth: pd.DataFrame | None = None,
+           source_expression: str = "", scores: pd.DataFrame | None = None, where: str = "edits") -> pd.DataFrame:
+    """The edits whose source has `source_expression` (by `source_truth`), drawn to `per_class`; or, with `scores`
+    (absolute ``path`` + ``p_<class>``), the `per_class` edits of each class with the highest p(target)."""
+    m = edits
+    if source_expression:
+        if source_truth is None:
+            raise ProbeError("--source-expression needs --source-truth")
+        missing = [p for p in m["source_path"] if p not in source_truth.index]
+        if missing:
+            raise ProbeError(f"{where}: {len(missing)} source(s) not in the source truth, e.g. {missing[0]}")
+        m = m[source_truth.loc[m["source_path"], "expression"].to_numpy() == source_expression]
+    if scores is None:
+        return per_class_draw(m, per_class, seed, where)
+    s = scores.set_index("path")
+    missing = [p for p in m["path"] if p not in s.index]
+    if missing:
+        raise ProbeError(f"{where}: {len(missing)} edit(s) without a teacher score, e.g. {missing[0]}")
+    cols = [f"p_{c}" for c in L.CLASSES]
+    absent = [c for c in cols if c not in s.columns]
+    if absent:
+        raise ProbeError(f"scores: no column(s) {absent}")
+    probs = s.loc[m["path"], cols].to_numpy()
+    m = m.assign(p_target=probs[np.arange(len(m)), [L.CLASS_TO_INDEX[c] for c in m["label"]]])
+    short = {c: k for c, k in m["label"].value_counts().items() if k < per_class}
+    if short or set(m["label"]) != set(L.CLASSES):
+        raise ProbeError(f"{where}: fewer than {per_class} edits for some class: {short}")
+    top = m.sort_values(["p_target", "path"], ascending=[False, True]).groupby("label").head(per_class)
+    return top.sort_values(["label", "path"]).reset_index(drop=True)
+
+
+# ---- mouth transplant -----------------------------------------------------------------------------------------
+RING = (0.6, 1.0)       # colour matched on the ellipse's ring (normalised radius)
+FEATHER = 0.35          # the blend falls from 1 to 0 over the outer 35 % of the ellipse's radius
+AXES = (0.85, 0.6)      # semi-axes over the mouth width (horizontal, vertical)
+DROP = 0.1              # the ellipse's centre: this much of the mouth width below the corners' midpoint
+GAIN = (0.5, 2.0)       # the colour match's contrast gain (target ring sd over donor ring sd), clipped to this
+
+
+def mouth_ellipse(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
+    """Normalised elliptic radius of every pixel around the mouth whose corners are `corners` (2 × (x, y))."""
+    d = float(np.linalg.norm(corners[1] - corners[0]))
+    c = corners.mean(0) + np.array([0.0, DROP * d])
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    return np.sqrt(((xx - c[0]) / (AXES[0] * d)) ** 2 + ((yy - c[1]) / (AXES[1] * d)) ** 2)
+
+
+def transplant_mouth(target: np.ndarray, target_lm: np.ndarray, donor: np.ndarray, donor_lm: np.ndarray) -> np.ndarray:
+    """`target` (H, W, 3 uint8) with the mouth of `donor`: the donor warped so its mouth corners land on the target's
+    (similarity transform), its colours matched to the target's on a ring around the mouth (mean per channel, and
+    sd within `GAIN`), blended under a feathered ellipse. Outside the ellipse the target is unchanged."""
+    src = donor_lm[3:5].astype(np.float32)
+    dst = target_lm[3:5].astype(np.float32)
+    if np.linalg.norm(src[1] - src[0]) < 1 or np.linalg.norm(dst[1] - dst[0]) < 1:
+        raise ProbeError("mouth corners less than a pixel apart")
+    m, _ = cv2.estimateAffinePartial2D(src, dst)
+    if m is None:
+        raise ProbeError("no similarity transform between the mouth corners")
+    h, w = target.shape[:2]
+    moved = cv2.warpAffine(donor, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float64)
+    tgt = target.astype(np.float64)
+    e = mouth_ellipse((h, w), target_lm[3:5])
+    ring = (e > RING[0]) & (e < RING[1])
+    if ring.sum() < 8:
+        raise ProbeError(f"the mouth ring holds {int(ring.sum())} pixels (mouth too small for the image)")
+    gain = np.clip((tgt[ring].std(0) + 1.0) / (moved[ring].std(0) + 1.0), *GAIN)  # never flattens the mouth away
+    moved = (moved - moved[ring].mean(0)) * gain + tgt[ring].mean(0)
+    a = np.clip((1.0 - e) / FEATHER, 0.0, 1.0)
+    a = (a * a * (3 - 2 * a))[..., None]
+    return np.clip(tgt * (1 - a) + moved * a, 0, 255).round().astype(np.uint8)
+
+
+def upper_only(edit: np.ndarray, source: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """The edit above the nose, the source from half a mouth width below it (a smooth ramp between)."""
+    y0 = float(lm[2, 1])
+    y1 = y0 + 0.5 * float(np.linalg.norm(lm[4] - lm[3]))
+    ramp = np.clip((np.arange(edit.shape[0], dtype=np.float64) - y0) / (y1 - y0), 0, 1)
+    ramp = (ramp * ramp * (3 - 2 * ramp))[:, None, None]
+    return (edit * (1 - ramp) + source * ramp).round().astype(np.uint8)
+
+
+def transplant_set(m: pd.DataFrame, out: str | os.PathLike, bank: pd.DataFrame, source_truth: pd.DataFrame, *,
+                   onto: str = "edits", upper: bool = False, seed: int = 0) -> pd.DataFrame:
+    """`transplant_mouth` over a manifest (absolute ``path``, ``label``, ``source_path``): the donor of row i is a
+    draw from the bank's training faces of its class with the generator ``(seed, i)``. Writes OUT/images/ and
+    OUT/manifest.csv (with the donor's path); an existing image is kept (rerun to resume)."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    train = bank[bank["split"] == "train"] if "split" in bank.columns else bank
+    donors = {c: train[train["expression"] == c] for c in L.CLASSES}
+    empty = [c for c, d in donors.items() if d.empty]
+    if empty:
+        raise ProbeError(f"bank: no training face of class(es) {empty}")
+    rows = []
+    for i, r in enumerate(m.itertuples(index=False)):
+        if r.source_path not in source_truth.index:
+            raise ProbeError(f"{r.source_path}: not in the source truth (landmarks needed)")
+        lm = landmarks(source_truth.at[r.source_path, "landmarks"], r.source_path)
+        pick = donors[r.label]
+        d = pick.iloc[int(np.random.default_rng([seed, i]).integers(len(pick)))]
+        name = f"images/{i:05d}_{r.label}.png"
+        if not (out / name).is_file():
+            img = load_array(r.source_path if onto == "sources" else r.path, "RGB")
+            if upper:
+                img = upper_only(img, load_array(r.source_path, "RGB"), lm)
+            res = transplant_mouth(img, lm, load_array(d.name, "RGB"), landmarks(d["landmarks"], d.name))
+            save_image(out / name, Image.fromarray(res))
+        rows.append({"path": name, "label": r.label, "source_path": r.source_path, "donor": d.name})
+    man = pd.DataFrame(rows)
+    with atomic_path(out / "manifest.csv") as tmp:
+        man.to_csv(tmp, index=False)
+    return man
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="probe", required=True)
+    s = sub.add_parser("select")
+    s.add_argument("--edits", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--per-class", type=int, default=300)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--source-truth", default="")
+    s.add_argument("--source-expression", default="", choices=("", *L.CLASSES))
+    s.add_argument("--scores", default="")
+    t = sub.add_parser("transplant")
+    t.add_argument("--manifest", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--bank-truth", required=True)
+    t.add_argument("--source-truth", required=True)
+    t.add_argument("--onto", choices=("edits", "sources"), default="edits")
+    t.add_argument("--upper-only", action="store_true")
+    t.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    try:
+        if a.probe == "select":
+            scores = None
+            if a.scores:
+                scores = pd.read_csv(a.scores)
+                scores["path"] = [os.path.normpath(Path(a.scores).parent.resolve() / q) for q in scores["path"]]
+            truth = read_truth(a.source_truth) if a.source_truth else None
+            sel = select(read_edits(a.edits), a.per_class, a.seed, source_truth=truth,
+                         source_expression=a.source_expression, scores=scores, where=a.edits)
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            sel[["path", "label", "source_path"]].to_csv(a.out, index=False)
+            print(f"{a.out}: {len(sel)} edits, {sel['source_path'].nunique()} source faces")
+        else:
+            m = pd.read_csv(a.manifest)
+            m["path"] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m["path"]]
+            m["source_path"] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m["source_path"]]
+            man = transplant_set(m, a.out, read_truth(a.bank_truth), read_truth(a.source_truth), onto=a.onto,
+                                 upper=a.upper_only, seed=a.seed)
+            print(f"{a.out}/manifest.csv: {len(man)} images")
+    except ProbeError as e:
+        print(f"gan_probes: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""scripts/gan_probes.py: the probes of issue #30's downstream gap — a class-balanced selection of edits (by the
+source's expression, or by a teacher's probability of the target) and the mouth transplant (a labelled face's mouth
+aligned by its corners onto an edit or its source, nothing outside the mouth's ellipse changed)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from syntfer.core import labels as L
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("gan_probes", ROOT / "scripts" / "gan_probes.py")
+P = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(P)
+
+LM = np.array([[20, 24], [44, 24], [32, 34], [24, 46], [40, 46]], dtype=float)  # a 64-px face's 5 points
+
+
+def _cell(lm: np.ndarray) -> str:
+    return ";".join(f"{v:.1f}" for v in lm.ravel())
+
+
+def _donor(scale: float = 2.0, shift=(10, 6)) -> tuple[np.ndarray, np.ndarray]:
+    """A flat face twice the size, elsewhere, with a black mouth bar between its corners."""
+    img = np.full((160, 160, 3), 150, np.uint8)
+    lm = LM * scale + np.array(shift)
+    (x0, y), (x1, _) = lm[3], lm[4]
+    img[int(y) - 3:int(y) + 4, int(x0):int(x1) + 1] = 0
+    return img, lm
+
+
+def test_transplant_puts_the_donor_mouth_on_the_target_corners_and_nothing_else_changes():
+    target = np.full((64, 64, 3), 90, np.uint8)
+    target[..., 2] = 120
+    donor, dlm = _donor()
+    out = P.transplant_mouth(target, LM, donor, dlm)
+    mid = LM[3:5].mean(0).astype(int)
+    assert out[mid[1], mid[0]].mean() < target[mid[1], mid[0]].mean() - 40  # the dark mouth, where the corners are
+    assert out[mid[1] - 8, mid[0]].mean() == pytest.approx(target[0, 0].mean(), abs=3)  # skin matched to the target
+    outside = P.mouth_ellipse((64, 64), LM[3:5]) >= 1.0
+    assert outside.sum() > 3000 and (out[outside] == target[outside]).all()
+    with pytest.raises(P.ProbeError, match="less than a pixel"):
+        P.transplant_mouth(target, np.repeat(LM[:1], 5, 0), donor, dlm)
+
+
+def test_upper_only_keeps_the_edit_above_the_nose_and_the_source_below():
+    edit, src = np.full((64, 64, 3), 200, np.uint8), np.full((64, 64, 3), 10, np.uint8)
+    out = P.upper_only(edit, src, LM)
+    assert (out[:int(LM[2, 1]) + 1] == 200).all() and (out[int(LM[2, 1] + 8) + 1:] == 10).all()
+
+
+def test_landmarks_are_checked():
+    assert P.landmarks(_cell(LM), "x").shape == (5, 2)
+    with pytest.raises(P.ProbeError, match=r"t\.csv: landmarks '1;2' have 2 numbers, expected 10"):
+        P.landmarks("1;2", "t.csv")
+    with pytest.raises(P.ProbeError, match="are not numbers"):
+        P.landmarks("a;b", "t.csv")
+
+
+def _edits(tmp_path: Path, per_source_class: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An edit set: 6 sources (3 neutral, 3 happy) x 7 classes, and the sources' truth."""
+    truth = pd.DataFrame({"path": [f"{i}.png" for i in range(6)], "expression": ["neutral"] * 3 + ["happy"] * 3,
+                          "landmarks": [_cell(LM)] * 6})
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    rows = [{"path": str(tmp_path / f"e{i}_{c}.png"), "label": c, "source_path": str(tmp_path / f"{i}.png")}
+            for i in range(6) for c in L.CLASSES]
+    return pd.DataFrame(rows), P.read_truth(tmp_path / "truth.csv")
+
+
+def test_select_by_the_source_expression_and_by_the_teacher(tmp_path):
+    edits, truth = _edits(tmp_path)
+    neutral = P.select(edits, 2, 0, source_truth=truth, source_expression="neutral")
+    assert neutral["label"].value_counts().to_dict() == {c: 2 for c in L.CLASSES}
+    assert set(neutral["source_path"]) <= {str(tmp_path / f"{i}.png") for i in range(3)}
+    with pytest.raises(P.ProbeError, match=r"fewer than 4 rows for \{'anger': 3"):
+        P.select(edits, 4, 0, source_truth=truth, source_expression="neutral")
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(L.NUM_CLASSES), len(edits))
+    scores = pd.DataFrame(probs, columns=[f"p_{c}" for c in L.CLASSES]).assign(path=edits["path"])
+    top = P.select(edits, 2, 0, scores=scores)
+    for c in L.CLASSES:
+        p = probs[(edits["label"] == c).to_numpy(), L.CLASS_TO_INDEX[c]]
+        assert sorted(top.loc[top["label"] == c, "p_target"], reverse=True) == sorted(p, reverse=True)[:2]
+    with pytest.raises(P.ProbeError, match="without a teacher score"):
+        P.select(edits, 2, 0, scores=scores.iloc[1:])
+
+
+def test_transplant_set_writes_a_manifest_and_resumes(tmp_path):
+    edits, truth = _edits(tmp_path)
+    for i in range(6):
+        Image.fromarray(np.full((64, 64, 3), 100 + i, np.uint8)).save(tmp_path / f"{i}.png")
+    for p in edits["path"]:
+        Image.fromarray(np.full((64, 64, 3), 60, np.uint8)).save(p)
+    donor, dlm = _donor()
+    Image.fromarray(donor).save(tmp_path / "d.png")
+    bank = pd.DataFrame({"path": ["d.png"] * 7, "split": "train", "expression": L.CLASSES,
+                         "landmarks": [_cell(dlm)] * 7})
+    bank.to_csv(tmp_path / "bank.csv", index=False)
+    bank = P.read_truth(tmp_path / "bank.csv")
+    man = P.transplant_set(edits.iloc[:7], tmp_path / "t", bank, truth, onto="sources", seed=0)
+    assert len(man) == 7 and (tmp_path / "t" / "manifest.csv").is_file()
+    img = np.asarray(Image.open(tmp_path / "t" / man["path"][0]))
+    assert img[0, 0].tolist() == [100, 100, 100]  # the source (onto sources), unchanged away from the mouth
+    mid = LM[3:5].mean(0).astype(int)
+    assert img[mid[1], mid[0]].mean() < 60
+    before = (tmp_path / "t" / man["path"][0]).stat().st_mtime_ns
+    P.transplant_set(edits.iloc[:7], tmp_path / "t", bank, truth, onto="sources", seed=0)
+    assert (tmp_path / "t" / man["path"][0]).stat().st_mtime_ns == before  # kept: a rerun resumes
+    with pytest.raises(P.ProbeError, match=r"bank: no training face of class\(es\) \['surprise'\]"):
+        P.transplant_set(edits.iloc[:7], tmp_path / "u", bank.iloc[:6], truth)
