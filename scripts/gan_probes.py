@@ -6,7 +6,8 @@ beside the oracle, exactly as it does an editor's edits:
     python scripts/gan_probes.py select --edits DIR --out A.csv --per-class 300 \\
         [--source-truth outputs/world/ffhq/truth.csv --source-expression neutral] [--scores SCORES.csv]
     python scripts/gan_probes.py transplant --manifest A.csv --out DIR --bank-truth outputs/world/ref_ffhq/truth.csv \\
-        --source-truth outputs/world/ffhq/truth.csv [--onto sources] [--upper-only]
+        --source-truth outputs/world/ffhq/truth.csv [--onto sources] [--upper-only] [--region face]
+    python scripts/gan_probes.py identity --manifest A.csv --boxes outputs/world/ffhq/boxes.csv
 
 select      a class-balanced draw from an edit set (`syntfer gan edit ... --recipe 70`, every face into every class):
             only edits whose source face has a given world-truth expression (``--source-expression``), or the
@@ -15,7 +16,10 @@ select      a class-balanced draw from an edit set (`syntfer gan edit ... --reci
 transplant  each image of a manifest gets the mouth of a truth-labelled face of its class (a seeded draw from the
             bank's training split), aligned by the two mouth corners (similarity transform), colour-matched on a ring
             around the mouth and blended under a feathered ellipse; ``--onto sources`` puts it on the unedited
-            source instead of the edit, ``--upper-only`` keeps the edit only above the nose (the source below it)
+            source instead of the edit, ``--upper-only`` keeps the edit only above the nose (the source below it),
+            ``--region face`` transplants the whole inner face (brows to mouth, aligned by all five points): what
+            a perfect local editor could at best give, with the donor's features in place of the source's
+identity    the mean identity similarity (world identity encoder) of each image of a manifest to its source
 
 World only: landmarks come from the world's truth.csv (5 points: eyes, nose, mouth corners). These are measuring
 instruments for the model card (models/gan/README.md), not generators of the pipeline.
@@ -127,6 +131,8 @@ FEATHER = 0.35          # the blend falls from 1 to 0 over the outer 35 % of the
 AXES = (0.85, 0.6)      # semi-axes over the mouth width (horizontal, vertical)
 DROP = 0.1              # the ellipse's centre: this much of the mouth width below the corners' midpoint
 GAIN = (0.5, 2.0)       # the colour match's contrast gain (target ring sd over donor ring sd), clipped to this
+FACE_DROP = 0.45        # the inner face's ellipse: centred this far from the eyes toward the mouth,
+FACE_AXES = (0.95, 1.05)  # semi-axes: these multiples of the eye distance and of the eyes-to-mouth distance
 
 
 def mouth_ellipse(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
@@ -137,24 +143,42 @@ def mouth_ellipse(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
     return np.sqrt(((xx - c[0]) / (AXES[0] * d)) ** 2 + ((yy - c[1]) / (AXES[1] * d)) ** 2)
 
 
-def transplant_mouth(target: np.ndarray, target_lm: np.ndarray, donor: np.ndarray, donor_lm: np.ndarray) -> np.ndarray:
-    """`target` (H, W, 3 uint8) with the mouth of `donor`: the donor warped so its mouth corners land on the target's
-    (similarity transform), its colours matched to the target's on a ring around the mouth (mean per channel, and
-    sd within `GAIN`), blended under a feathered ellipse. Outside the ellipse the target is unchanged."""
-    src = donor_lm[3:5].astype(np.float32)
-    dst = target_lm[3:5].astype(np.float32)
-    if np.linalg.norm(src[1] - src[0]) < 1 or np.linalg.norm(dst[1] - dst[0]) < 1:
-        raise ProbeError("mouth corners less than a pixel apart")
-    m, _ = cv2.estimateAffinePartial2D(src, dst)
+def face_ellipse(shape: tuple[int, int], lm: np.ndarray) -> np.ndarray:
+    """Normalised elliptic radius around the inner face of the 5 points `lm`: brows, eyes, nose and mouth (centred
+    `FACE_DROP` of the eyes-to-mouth distance below the eyes, semi-axes `FACE_AXES` of the eye distance and of the
+    eyes-to-mouth distance)."""
+    eyes, mouth = lm[0:2].mean(0), lm[3:5].mean(0)
+    de, dv = float(np.linalg.norm(lm[1] - lm[0])), float(np.linalg.norm(mouth - eyes))
+    c = eyes + FACE_DROP * (mouth - eyes)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    return np.sqrt(((xx - c[0]) / (FACE_AXES[0] * de)) ** 2 + ((yy - c[1]) / (FACE_AXES[1] * dv)) ** 2)
+
+
+REGIONS = ("mouth", "face")
+
+
+def transplant(target: np.ndarray, target_lm: np.ndarray, donor: np.ndarray, donor_lm: np.ndarray,
+               region: str = "mouth") -> np.ndarray:
+    """`target` (H, W, 3 uint8) with the `region` of `donor` — ``mouth``: aligned by the two mouth corners, under the
+    ellipse of `mouth_ellipse`; ``face``: the inner face (brows to mouth), aligned by all five points, under
+    `face_ellipse` — by a similarity transform, its colours matched to the target's on the ellipse's ring (mean per
+    channel, and sd within `GAIN`), blended under the feathered ellipse. Outside the ellipse the target is unchanged."""
+    if region not in REGIONS:
+        raise ProbeError(f"region {region!r}: expected one of {REGIONS}")
+    pts = slice(3, 5) if region == "mouth" else slice(0, 5)
+    src, dst = donor_lm[pts].astype(np.float32), target_lm[pts].astype(np.float32)
+    if np.linalg.norm(src[-1] - src[0]) < 1 or np.linalg.norm(dst[-1] - dst[0]) < 1:
+        raise ProbeError(f"{region} landmarks less than a pixel apart")
+    m, _ = cv2.estimateAffinePartial2D(src, dst, ransacReprojThreshold=1e3)  # every point an inlier: least squares
     if m is None:
-        raise ProbeError("no similarity transform between the mouth corners")
+        raise ProbeError(f"no similarity transform between the {region} landmarks")
     h, w = target.shape[:2]
     moved = cv2.warpAffine(donor, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float64)
     tgt = target.astype(np.float64)
-    e = mouth_ellipse((h, w), target_lm[3:5])
+    e = mouth_ellipse((h, w), target_lm[3:5]) if region == "mouth" else face_ellipse((h, w), target_lm)
     ring = (e > RING[0]) & (e < RING[1])
     if ring.sum() < 8:
-        raise ProbeError(f"the mouth ring holds {int(ring.sum())} pixels (mouth too small for the image)")
+        raise ProbeError(f"the {region} ring holds {int(ring.sum())} pixels (too small for the image)")
     gain = np.clip((tgt[ring].std(0) + 1.0) / (moved[ring].std(0) + 1.0), *GAIN)  # never flattens the mouth away
     moved = (moved - moved[ring].mean(0)) * gain + tgt[ring].mean(0)
     a = np.clip((1.0 - e) / FEATHER, 0.0, 1.0)
@@ -172,8 +196,8 @@ def upper_only(edit: np.ndarray, source: np.ndarray, lm: np.ndarray) -> np.ndarr
 
 
 def transplant_set(m: pd.DataFrame, out: str | os.PathLike, bank: pd.DataFrame, source_truth: pd.DataFrame, *,
-                   onto: str = "edits", upper: bool = False, seed: int = 0) -> pd.DataFrame:
-    """`transplant_mouth` over a manifest (absolute ``path``, ``label``, ``source_path``): the donor of row i is a
+                   onto: str = "edits", upper: bool = False, region: str = "mouth", seed: int = 0) -> pd.DataFrame:
+    """`transplant` of `region` over a manifest (absolute ``path``, ``label``, ``source_path``): the donor of row i is a
     draw from the bank's training faces of its class with the generator ``(seed, i)``. Writes OUT/images/ and
     OUT/manifest.csv (with the donor's path); an existing image is kept (rerun to resume)."""
     out = Path(out)
@@ -195,13 +219,35 @@ def transplant_set(m: pd.DataFrame, out: str | os.PathLike, bank: pd.DataFrame, 
             img = load_array(r.source_path if onto == "sources" else r.path, "RGB")
             if upper:
                 img = upper_only(img, load_array(r.source_path, "RGB"), lm)
-            res = transplant_mouth(img, lm, load_array(d.name, "RGB"), landmarks(d["landmarks"], d.name))
+            res = transplant(img, lm, load_array(d.name, "RGB"), landmarks(d["landmarks"], d.name), region)
             save_image(out / name, Image.fromarray(res))
         rows.append({"path": name, "label": r.label, "source_path": r.source_path, "donor": d.name})
     man = pd.DataFrame(rows)
     with atomic_path(out / "manifest.csv") as tmp:
         man.to_csv(tmp, index=False)
     return man
+
+
+def identity_kept(m: pd.DataFrame, boxes: pd.DataFrame, encoder_dir: str | os.PathLike) -> float:
+    """Mean cosine similarity, in the world identity encoder's space, between each image of a manifest (absolute
+    ``path``, ``source_path``) and its source, both cropped to the source's face box (`boxes`: indexed by the
+    source's absolute path)."""
+    from syntfer.instruments.identity_encoder import embed, load_identity_encoder
+    from syntfer.strategies.gan.training import crop_square
+
+    enc = load_identity_encoder(encoder_dir)
+    missing = [q for q in m["source_path"] if q not in boxes.index]
+    if missing:
+        raise ProbeError(f"{len(missing)} source(s) without a face box, e.g. {missing[0]}")
+    size, sims = enc.cfg.image_size, []
+    for start in range(0, len(m), 256):
+        part = m.iloc[start:start + 256]
+        faces = [boxes.loc[q, ["face_x", "face_y", "face_width", "face_height"]].astype(float).tolist()
+                 for q in part["source_path"]]
+        a = embed(enc, np.stack([crop_square(load_array(q, "RGB"), f, size) for q, f in zip(part["source_path"], faces)]))
+        b = embed(enc, np.stack([crop_square(load_array(q, "RGB"), f, size) for q, f in zip(part["path"], faces)]))
+        sims.append((a * b).sum(1))
+    return float(np.concatenate(sims).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--source-truth", required=True)
     t.add_argument("--onto", choices=("edits", "sources"), default="edits")
     t.add_argument("--upper-only", action="store_true")
+    t.add_argument("--region", choices=REGIONS, default="mouth")
     t.add_argument("--seed", type=int, default=0)
+    i = sub.add_parser("identity")
+    i.add_argument("--manifest", required=True)
+    i.add_argument("--boxes", required=True, help="the sources' boxes.csv (outputs/world/ffhq/boxes.csv)")
+    i.add_argument("--encoder", default="models/identity/world32")
     a = p.parse_args(argv)
     try:
         if a.probe == "select":
@@ -236,12 +287,19 @@ def main(argv: list[str] | None = None) -> int:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             sel[["path", "label", "source_path"]].to_csv(a.out, index=False)
             print(f"{a.out}: {len(sel)} edits, {sel['source_path'].nunique()} source faces")
+        elif a.probe == "identity":
+            m = pd.read_csv(a.manifest)
+            for c in ("path", "source_path"):
+                m[c] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m[c]]
+            b = pd.read_csv(a.boxes)
+            b.index = [os.path.normpath(Path(a.boxes).parent.resolve() / q) for q in b["path"]]
+            print(f"{a.manifest}: identity source -> image {identity_kept(m, b, a.encoder):.3f} ({len(m)} images)")
         else:
             m = pd.read_csv(a.manifest)
             m["path"] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m["path"]]
             m["source_path"] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m["source_path"]]
             man = transplant_set(m, a.out, read_truth(a.bank_truth), read_truth(a.source_truth), onto=a.onto,
-                                 upper=a.upper_only, seed=a.seed)
+                                 upper=a.upper_only, region=a.region, seed=a.seed)
             print(f"{a.out}/manifest.csv: {len(man)} images")
     except ProbeError as e:
         print(f"gan_probes: {e}", file=sys.stderr)

@@ -38,14 +38,32 @@ def test_transplant_puts_the_donor_mouth_on_the_target_corners_and_nothing_else_
     target = np.full((64, 64, 3), 90, np.uint8)
     target[..., 2] = 120
     donor, dlm = _donor()
-    out = P.transplant_mouth(target, LM, donor, dlm)
+    out = P.transplant(target, LM, donor, dlm)
     mid = LM[3:5].mean(0).astype(int)
     assert out[mid[1], mid[0]].mean() < target[mid[1], mid[0]].mean() - 40  # the dark mouth, where the corners are
     assert out[mid[1] - 8, mid[0]].mean() == pytest.approx(target[0, 0].mean(), abs=3)  # skin matched to the target
     outside = P.mouth_ellipse((64, 64), LM[3:5]) >= 1.0
     assert outside.sum() > 3000 and (out[outside] == target[outside]).all()
-    with pytest.raises(P.ProbeError, match="less than a pixel"):
-        P.transplant_mouth(target, np.repeat(LM[:1], 5, 0), donor, dlm)
+    with pytest.raises(P.ProbeError, match="mouth landmarks less than a pixel apart"):
+        P.transplant(target, np.repeat(LM[:1], 5, 0), donor, dlm)
+    with pytest.raises(P.ProbeError, match="region 'nose'"):
+        P.transplant(target, LM, donor, dlm, "nose")
+
+
+def test_the_inner_face_transplant_moves_the_donor_brows_and_mouth_and_keeps_the_outline():
+    target = np.full((64, 64, 3), 90, np.uint8)
+    donor, dlm = _donor()
+    x0, x1 = int(dlm[0, 0]), int(dlm[1, 0])
+    y = int(dlm[0, 1] - 10)  # a dark brow bar 5 px (2.5 target px) above the donor's eyes
+    donor[y - 2:y + 3, x0:x1 + 1] = 0
+    out = P.transplant(target, LM, donor, dlm, "face")
+    brow = (LM[0] + LM[1]) / 2 - np.array([0, 5])
+    assert out[int(brow[1]), int(brow[0])].mean() < 60  # the donor's brow, where the target's would be
+    mid = LM[3:5].mean(0).astype(int)
+    assert out[mid[1], mid[0]].mean() < 60
+    outside = P.face_ellipse((64, 64), LM) >= 1.0
+    assert outside.sum() > 1500 and (out[outside] == target[outside]).all()
+    assert not (P.transplant(target, LM, donor, dlm, "mouth")[int(brow[1]), int(brow[0])] < 60).all()
 
 
 def test_upper_only_keeps_the_edit_above_the_nose_and_the_source_below():
@@ -113,3 +131,22 @@ def test_transplant_set_writes_a_manifest_and_resumes(tmp_path):
     assert (tmp_path / "t" / man["path"][0]).stat().st_mtime_ns == before  # kept: a rerun resumes
     with pytest.raises(P.ProbeError, match=r"bank: no training face of class\(es\) \['surprise'\]"):
         P.transplant_set(edits.iloc[:7], tmp_path / "u", bank.iloc[:6], truth)
+
+
+def test_identity_kept_is_one_for_the_source_itself_and_less_for_another_face(tmp_path):
+    import torch
+
+    from syntfer.instruments.identity_encoder import IdentityConfig, IdentityEncoder, save_identity_encoder
+
+    torch.manual_seed(0)
+    save_identity_encoder(tmp_path / "enc", IdentityEncoder(IdentityConfig()).eval())
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+    a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    boxes = pd.DataFrame({"face_x": [8], "face_y": [6], "face_width": [44], "face_height": [50]}, index=[a])
+    same = P.identity_kept(pd.DataFrame({"path": [a], "source_path": [a]}), boxes, tmp_path / "enc")
+    other = P.identity_kept(pd.DataFrame({"path": [b], "source_path": [a]}), boxes, tmp_path / "enc")
+    assert same == pytest.approx(1.0, abs=1e-5) and other < same
+    with pytest.raises(P.ProbeError, match="without a face box"):
+        P.identity_kept(pd.DataFrame({"path": [a], "source_path": [b]}), boxes, tmp_path / "enc")
