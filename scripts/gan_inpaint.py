@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             torch.set_num_threads(a.threads)
             m = pd.read_csv(a.manifest)
-            m["source_path"] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m["source_path"]]
+            m["source_path"] = P.beside(a.manifest, m["source_path"])
             man = edit(load_inpainter(a.model), m, P.read_truth(a.source_truth), a.out)
             print(f"{a.out}/manifest.csv: {len(man)} images")
     except P.ProbeError as err:

@@ -57,6 +57,12 @@ def landmarks(cell: str, where: str) -> np.ndarray:
     return v.reshape(5, 2)
 
 
+def beside(csv: str | os.PathLike, paths) -> list[str]:
+    """`paths` read from the CSV file `csv` (relative to its folder, as manifests write them) as absolute paths."""
+    base = Path(csv).parent.resolve()
+    return [os.path.normpath(base / p) for p in paths]
+
+
 def read_truth(path: str | os.PathLike) -> pd.DataFrame:
     """A world truth.csv indexed by the image's absolute path."""
     path = Path(path)
@@ -66,7 +72,7 @@ def read_truth(path: str | os.PathLike) -> pd.DataFrame:
     absent = [c for c in ("path", "expression", "landmarks") if c not in t.columns]
     if absent:
         raise ProbeError(f"{path}: no column(s) {absent}; a world truth.csv has path, expression, landmarks, ...")
-    t["abs"] = [os.path.normpath(path.parent.resolve() / p) for p in t["path"]]
+    t["abs"] = beside(path, t["path"])
     return t.set_index("abs")
 
 
@@ -79,9 +85,8 @@ def read_edits(folder: str | os.PathLike) -> pd.DataFrame:
     absent = [c for c in ("path", "label", "source_path") if c not in m.columns]
     if absent:
         raise ProbeError(f"{man}: no column(s) {absent}")
-    base = man.parent.resolve()
     for c in ("path", "source_path"):
-        m[c] = [os.path.normpath(base / p) for p in m[c]]
+        m[c] = beside(man, m[c])
     return m
 
 
@@ -280,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             scores = None
             if a.scores:
                 scores = pd.read_csv(a.scores)
-                scores["path"] = [os.path.normpath(Path(a.scores).parent.resolve() / q) for q in scores["path"]]
+                scores["path"] = beside(a.scores, scores["path"])
             truth = read_truth(a.source_truth) if a.source_truth else None
             sel = select(read_edits(a.edits), a.per_class, a.seed, source_truth=truth,
                          source_expression=a.source_expression, scores=scores, where=a.edits)
@@ -290,14 +295,14 @@ def main(argv: list[str] | None = None) -> int:
         elif a.probe == "identity":
             m = pd.read_csv(a.manifest)
             for c in ("path", "source_path"):
-                m[c] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m[c]]
+                m[c] = beside(a.manifest, m[c])
             b = pd.read_csv(a.boxes)
-            b.index = [os.path.normpath(Path(a.boxes).parent.resolve() / q) for q in b["path"]]
+            b.index = beside(a.boxes, b["path"])
             print(f"{a.manifest}: identity source -> image {identity_kept(m, b, a.encoder):.3f} ({len(m)} images)")
         else:
             m = pd.read_csv(a.manifest)
-            m["path"] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m["path"]]
-            m["source_path"] = [os.path.normpath(Path(a.manifest).parent.resolve() / q) for q in m["source_path"]]
+            for c in ("path", "source_path"):
+                m[c] = beside(a.manifest, m[c])
             man = transplant_set(m, a.out, read_truth(a.bank_truth), read_truth(a.source_truth), onto=a.onto,
                                  upper=a.upper_only, region=a.region, seed=a.seed)
             print(f"{a.out}/manifest.csv: {len(man)} images")
