@@ -40,7 +40,7 @@ import gan_probes as P  # noqa: E402
 
 from syntfer.core import labels as L  # noqa: E402
 from syntfer.core.images import load_array  # noqa: E402
-from syntfer.core.storage import atomic_path, save_image  # noqa: E402
+from syntfer.core.storage import atomic_path, load_torch, save_image  # noqa: E402
 
 SIZE = 64
 TEMPLATE = np.array([[20.5, 25.0], [43.5, 25.0], [32.0, 36.0], [23.5, 46.0], [40.5, 46.0]])  # 5 points in 64 px
@@ -150,7 +150,7 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
     od = torch.optim.Adam(d.parameters(), lr, betas=(0.5, 0.99))
     step, state = 0, out / "state.pt"
     if state.is_file():
-        s = torch.load(state, weights_only=True)
+        s = load_torch(state, "inpainter resume state")
         g.load_state_dict(s["g"]), d.load_state_dict(s["d"]), og.load_state_dict(s["og"]), od.load_state_dict(s["od"])
         step = int(s["step"])
 
@@ -192,7 +192,13 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
 
 
 def load_inpainter(folder: str | os.PathLike) -> Inpainter:
-    s = torch.load(Path(folder) / "state.pt", weights_only=True)
+    """The inpainter of a training folder (``state.pt``) or of a committed one (``generator.pt``: the generator's
+    weights in fp16, ``channels``, ``step``; training cannot resume from it)."""
+    folder = Path(folder)
+    path = folder / "state.pt" if (folder / "state.pt").is_file() else folder / "generator.pt"
+    if not path.is_file():
+        raise P.ProbeError(f"{folder}: neither state.pt nor generator.pt (an inpainter folder)")
+    s = load_torch(path, "inpainter")
     g = Inpainter(int(s.get("channels", 24)))
     g.load_state_dict({k: v.float() for k, v in s["g"].items()})
     return g.eval()

@@ -41,6 +41,8 @@ def test_training_resumes_and_an_edit_changes_only_the_inner_face(tmp_path):
     assert I.train(str(truth), tmp_path / "m", steps=3, batch=4, threads=1, channels=8) == 3  # continues
     assert I.train(str(truth), tmp_path / "c", steps=1, batch=4, cls=1.0, threads=1, channels=8) == 1  # + class head
     g = I.load_inpainter(tmp_path / "m")
+    with pytest.raises(I.P.ProbeError, match="neither state.pt nor generator.pt"):
+        I.load_inpainter(tmp_path)
     src = str((tmp_path / "1.png").resolve())
     m = pd.DataFrame({"label": ["happy", "sad"], "source_path": [src, src]})
     man = I.edit(g, m, I.P.read_truth(truth), tmp_path / "e")
