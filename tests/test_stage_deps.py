@@ -124,21 +124,6 @@ def test_every_stage_depends_on_the_code_it_runs(graph, all_stages):
         f"  {name}: {', '.join(sorted(files))}" for name, files in sorted(by_stage.items()))
 
 
-def test_the_report_depends_on_the_truth_files_its_threshold_finding_reads(all_stages):
-    """The report reads each pseudo-labelled source's truth file through the path its ``metrics.json`` names (what
-    notebook 03 measured precision against): every ``pseudolabel.sources.*.truth`` of params.yaml is covered by the
-    report stage's deps (as it is by the pseudolabel stage's), so a changed truth file reruns the report."""
-    import yaml
-
-    sources = yaml.safe_load((ROOT / "params.yaml").read_text())["pseudolabel"]["sources"]
-    truths = {k: v["truth"] for k, v in sources.items() if v.get("truth")}
-    assert truths, "no pseudo-label source with a truth file any more: update this test"
-    deps = {address: d for address, _, d in all_stages}
-    for key, truth in truths.items():
-        assert covered(truth, deps["report"]), f"report: {truth} (pseudolabel.sources.{key}.truth) not in its deps"
-        assert covered(truth, deps[f"pseudolabel@{key}"]), f"pseudolabel@{key}: {truth} not in its deps"
-
-
 def test_every_launcher_is_declared(graph):
     """A module that runs `syntfer <command>` in a subprocess says which command (importgraph.LAUNCHED)."""
     assert launch_callers(graph) == set(LAUNCHED)
