@@ -40,6 +40,7 @@ import gan_probes as P  # noqa: E402
 
 from syntfer.core import labels as L  # noqa: E402
 from syntfer.core.images import load_array  # noqa: E402
+from syntfer.core.manifest import ManifestError, read_manifest, write_manifest  # noqa: E402
 from syntfer.core.storage import atomic_path, load_torch, save_image  # noqa: E402
 
 SIZE = 64
@@ -230,10 +231,9 @@ def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | o
             a = cv2.warpAffine(mask, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
             res = np.clip(img * (1 - a) + back * a, 0, 255).round().astype(np.uint8)
             save_image(out / name, Image.fromarray(res))
-        rows.append({"path": name, "label": r.label, "source_path": r.source_path})
+        rows.append({"path": str(out / name), "label": r.label, "source_path": r.source_path})
     man = pd.DataFrame(rows)
-    with atomic_path(out / "manifest.csv") as tmp:
-        man.to_csv(tmp, index=False)
+    write_manifest(man, out / "manifest.csv")
     return man
 
 
@@ -265,11 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{a.out}: step {step}")
         else:
             torch.set_num_threads(a.threads)
-            m = pd.read_csv(a.manifest)
-            m["source_path"] = P.beside(a.manifest, m["source_path"])
+            m = read_manifest(a.manifest, ("label", "source_path"))
             man = edit(load_inpainter(a.model), m, P.read_truth(a.source_truth), a.out)
             print(f"{a.out}/manifest.csv: {len(man)} images")
-    except P.ProbeError as err:
+    except (P.ProbeError, ManifestError) as err:
         print(f"gan_inpaint: {err}", file=sys.stderr)
         return 2
     return 0

@@ -34,12 +34,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-
-from syntfer.core import labels as L
 from PIL import Image
 
+from syntfer.core import labels as L
 from syntfer.core.images import load_array
-from syntfer.core.storage import atomic_path, save_image
+from syntfer.core.manifest import PATH_COLUMNS, ManifestError, read_manifest, write_manifest
+from syntfer.core.storage import save_image
+from syntfer.strategies.gan.measurements import FACE_BOX
 
 
 class ProbeError(ValueError):
@@ -57,37 +58,13 @@ def landmarks(cell: str, where: str) -> np.ndarray:
     return v.reshape(5, 2)
 
 
-def beside(csv: str | os.PathLike, paths) -> list[str]:
-    """`paths` read from the CSV file `csv` (relative to its folder, as manifests write them) as absolute paths."""
-    base = Path(csv).parent.resolve()
-    return [os.path.normpath(base / p) for p in paths]
+MANIFEST = ("path", "label", "source_path")  # what a probe reads and writes (paths as `read_manifest` makes them)
 
 
 def read_truth(path: str | os.PathLike) -> pd.DataFrame:
-    """A world truth.csv indexed by the image's absolute path."""
-    path = Path(path)
-    if not path.is_file():
-        raise ProbeError(f"{path}: truth file not found")
-    t = pd.read_csv(path)
-    absent = [c for c in ("path", "expression", "landmarks") if c not in t.columns]
-    if absent:
-        raise ProbeError(f"{path}: no column(s) {absent}; a world truth.csv has path, expression, landmarks, ...")
-    t["abs"] = beside(path, t["path"])
-    return t.set_index("abs")
-
-
-def read_edits(folder: str | os.PathLike) -> pd.DataFrame:
-    """An edit set's manifest with absolute ``path`` and ``source_path``."""
-    man = Path(folder) / "manifest.csv"
-    if not man.is_file():
-        raise ProbeError(f"{man}: not found (an edit set folder written by `syntfer gan edit`)")
-    m = pd.read_csv(man)
-    absent = [c for c in ("path", "label", "source_path") if c not in m.columns]
-    if absent:
-        raise ProbeError(f"{man}: no column(s) {absent}")
-    for c in ("path", "source_path"):
-        m[c] = beside(man, m[c])
-    return m
+    """A world truth.csv indexed by the image's absolute path (`read_manifest`: the file and its columns checked)."""
+    t = read_manifest(path, required=("path", "expression", "landmarks"), check_labels=False)
+    return t.set_index("path", drop=False)
 
 
 def per_class_draw(m: pd.DataFrame, n: int, seed: int, where: str) -> pd.DataFrame:
@@ -226,10 +203,9 @@ def transplant_set(m: pd.DataFrame, out: str | os.PathLike, bank: pd.DataFrame, 
                 img = upper_only(img, load_array(r.source_path, "RGB"), lm)
             res = transplant(img, lm, load_array(d.name, "RGB"), landmarks(d["landmarks"], d.name), region)
             save_image(out / name, Image.fromarray(res))
-        rows.append({"path": name, "label": r.label, "source_path": r.source_path, "donor": d.name})
+        rows.append({"path": str(out / name), "label": r.label, "source_path": r.source_path, "donor": d.name})
     man = pd.DataFrame(rows)
-    with atomic_path(out / "manifest.csv") as tmp:
-        man.to_csv(tmp, index=False)
+    write_manifest(man, out / "manifest.csv", (*PATH_COLUMNS, "donor"))
     return man
 
 
@@ -247,7 +223,7 @@ def identity_kept(m: pd.DataFrame, boxes: pd.DataFrame, encoder_dir: str | os.Pa
     size, sims = enc.cfg.image_size, []
     for start in range(0, len(m), 256):
         part = m.iloc[start:start + 256]
-        faces = [boxes.loc[q, ["face_x", "face_y", "face_width", "face_height"]].astype(float).tolist()
+        faces = [boxes.loc[q, list(FACE_BOX)].astype(float).tolist()
                  for q in part["source_path"]]
         a = embed(enc, np.stack([crop_square(load_array(q, "RGB"), f, size) for q, f in zip(part["source_path"], faces)]))
         b = embed(enc, np.stack([crop_square(load_array(q, "RGB"), f, size) for q, f in zip(part["path"], faces)]))
@@ -284,29 +260,22 @@ def main(argv: list[str] | None = None) -> int:
         if a.probe == "select":
             scores = None
             if a.scores:
-                scores = pd.read_csv(a.scores)
-                scores["path"] = beside(a.scores, scores["path"])
+                scores = read_manifest(a.scores, check_labels=False)
             truth = read_truth(a.source_truth) if a.source_truth else None
-            sel = select(read_edits(a.edits), a.per_class, a.seed, source_truth=truth,
-                         source_expression=a.source_expression, scores=scores, where=a.edits)
-            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-            sel[["path", "label", "source_path"]].to_csv(a.out, index=False)
+            sel = select(read_manifest(Path(a.edits) / "manifest.csv", MANIFEST), a.per_class, a.seed,
+                         source_truth=truth, source_expression=a.source_expression, scores=scores, where=a.edits)
+            write_manifest(sel[list(MANIFEST)], a.out)
             print(f"{a.out}: {len(sel)} edits, {sel['source_path'].nunique()} source faces")
         elif a.probe == "identity":
-            m = pd.read_csv(a.manifest)
-            for c in ("path", "source_path"):
-                m[c] = beside(a.manifest, m[c])
-            b = pd.read_csv(a.boxes)
-            b.index = beside(a.boxes, b["path"])
+            m = read_manifest(a.manifest, MANIFEST)
+            b = read_manifest(a.boxes, ("path", *FACE_BOX)).set_index("path")
             print(f"{a.manifest}: identity source -> image {identity_kept(m, b, a.encoder):.3f} ({len(m)} images)")
         else:
-            m = pd.read_csv(a.manifest)
-            for c in ("path", "source_path"):
-                m[c] = beside(a.manifest, m[c])
-            man = transplant_set(m, a.out, read_truth(a.bank_truth), read_truth(a.source_truth), onto=a.onto,
-                                 upper=a.upper_only, region=a.region, seed=a.seed)
+            man = transplant_set(read_manifest(a.manifest, MANIFEST), a.out, read_truth(a.bank_truth),
+                                 read_truth(a.source_truth), onto=a.onto, upper=a.upper_only, region=a.region,
+                                 seed=a.seed)
             print(f"{a.out}/manifest.csv: {len(man)} images")
-    except ProbeError as e:
+    except (ProbeError, ManifestError) as e:
         print(f"gan_probes: {e}", file=sys.stderr)
         return 2
     return 0
