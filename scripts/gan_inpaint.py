@@ -2,19 +2,25 @@
 expression's brows, eyes and mouth (instead of warping the source's) gives downstream.
 
     python scripts/gan_inpaint.py train --truth outputs/world/affectnet/truth.csv --out DIR [--minutes 30]
-    python scripts/gan_inpaint.py edit --model DIR --manifest A.csv --source-truth outputs/world/ffhq/truth.csv --out DIR
+    python scripts/gan_inpaint.py edit --model DIR --manifest A.csv --source-truth outputs/world/ffhq/truth.csv --out DIR \\
+        [--rho 1.0]
+    python scripts/gan_inpaint.py export --model DIR --out models/gan/NAME
 
 train  labelled faces (a world truth.csv: path, split, expression, landmarks — the AffectNet stand-in's training
        split; real AffectNet ships 68 landmarks, from which the same 5 points follow) aligned to a 64-px template by
        their 5 landmarks (similarity transform); the inner face (brows to mouth: `gan_probes.face_ellipse`) masked
        out; a small U-Net given the rest of the face and the class fills it in (L1 in the mask + a class-projected
        hinge critic; ``--lambda-cls``: and the critic's expression head, as GANmut's). Class-balanced draws,
-       mirrored half the time. Resumable: DIR/state.pt every 500 steps (atomic), DIR/log.csv (step, l1, g_adv,
-       d_loss, d_cls, g_cls, seconds); rerun the same command to continue.
+       mirrored half the time. ``--critic-depth 4`` (a deeper critic whose head learns the classes), ``--critic-warmup
+       N`` (the head trained alone first), ``--retarget P`` (a share P of each batch drawn for another class: an edit,
+       as at use). Resumable: DIR/state.pt every 500 steps (atomic), DIR/log.csv (step, l1, g_adv, d_loss, d_cls,
+       g_cls, seconds); rerun the same command to continue.
 edit   each row of a manifest (``label``, ``source_path``; e.g. `gan_probes.py select`) becomes the source with its
-       inner face drawn for ``label``: aligned as in training, filled in, warped back at the source's resolution and
-       blended under the feathered mask (outside it the source is unchanged). Writes DIR/images and
-       DIR/manifest.csv; an existing image is kept (rerun to resume).
+       inner face drawn for ``label`` at intensity ``--rho`` (the class condition interpolated from neutral):
+       aligned as in training, filled in, warped back at the source's resolution and blended under the feathered
+       mask (outside it the source is unchanged). Writes DIR/images and DIR/manifest.csv (with ``rho``); an existing
+       image is kept (rerun to resume).
+export the generator of a training folder in fp16, for committing (models/gan/README.md)
 
 World only (landmarks from truth.csv), scratch-sized (CPU, 2 threads), measured in models/gan/README.md; not a
 generator of the pipeline.
@@ -82,9 +88,10 @@ class Inpainter(nn.Module):
         self.out = nn.Conv2d(2 * c, 3, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """`y`: class indices (N,) or class weights (N, classes) — `condition`'s blend of neutral and a target."""
         n, _, h, w = x.shape
         m = m.expand(n, 1, h, w)
-        oh = F.one_hot(y, self.k).float()[:, :, None, None]
+        oh = (F.one_hot(y, self.k).float() if y.dim() == 1 else y.float())[:, :, None, None]
         h0 = self.e0(torch.cat([x * (1 - m), m, oh.expand(-1, -1, h, w)], 1))
         h1 = self.e1(h0)
         h2 = self.e2(h1)
@@ -99,15 +106,19 @@ class Inpainter(nn.Module):
 
 class Critic(nn.Module):
     """Patch critic with a class projection (hinge loss) and an expression head on its pooled features (trained on
-    real faces; the generator is asked to draw what it reads as the target: StarGAN/GANmut's classification loss)."""
+    real faces; the generator is asked to draw what it reads as the target: StarGAN/GANmut's classification loss).
+    `depth` stride-2 convolutions (3: the first runs' 8×8 critic; 4: down to 4×4 with twice the features)."""
 
-    def __init__(self, c: int = 32, classes: int = L.NUM_CLASSES) -> None:
+    def __init__(self, c: int = 32, classes: int = L.NUM_CLASSES, depth: int = 3) -> None:
         super().__init__()
-        self.f = nn.Sequential(nn.Conv2d(3, c, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(c, 2 * c, 4, 2, 1),
-                               nn.LeakyReLU(0.2), nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.LeakyReLU(0.2))
-        self.lin = nn.Conv2d(4 * c, 1, 1)
-        self.emb = nn.Embedding(classes, 4 * c)
-        self.head = nn.Linear(4 * c, classes)
+        layers, i = [], 3
+        for k in range(depth):
+            layers += [nn.Conv2d(i, c * 2 ** k, 4, 2, 1), nn.LeakyReLU(0.2)]
+            i = c * 2 ** k
+        self.f = nn.Sequential(*layers)
+        self.lin = nn.Conv2d(i, 1, 1)
+        self.emb = nn.Embedding(classes, i)
+        self.head = nn.Linear(i, classes)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(patch realism scores, expression logits)"""
@@ -134,9 +145,12 @@ def load_faces(truth_csv: str | os.PathLike, split: str = "train") -> tuple[torc
 
 def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes: float = 30.0, batch: int = 16,
           l1: float = 10.0, adv: float = 1.0, cls: float = 0.0, lr: float = 2e-4, seed: int = 0, threads: int = 2,
-          channels: int = 24) -> int:
+          channels: int = 24, critic_depth: int = 3, warmup: int = 0, retarget: float = 0.0) -> int:
     """Train (or continue) an `Inpainter` in `out`; returns the step reached. `cls` > 0 adds the critic's expression
-    head (cross-entropy on real faces for the critic, on the drawn faces toward their class for the generator)."""
+    head (cross-entropy on real faces for the critic, on the drawn faces toward their class for the generator);
+    `warmup` steps train that head alone on real faces before the generator starts (so that its first gradients
+    mean something; progress in DIR/warmup.csv: step, d_cls, accuracy); `retarget`: the share of each batch drawn
+    for a random other class than the face's own (an edit as at use; no L1 on those, critic and head only)."""
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,38 +160,63 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
         raise P.ProbeError(f"{truth_csv}: no training face of {[c for c, k in zip(L.CLASSES, counts) if k == 0]}")
     weights = torch.from_numpy(1.0 / counts[y_all.numpy()])
     torch.manual_seed(seed)
-    g, d = Inpainter(channels), Critic()
+    g, d = Inpainter(channels), Critic(depth=critic_depth)
     og = torch.optim.Adam(g.parameters(), lr, betas=(0.5, 0.99))
     od = torch.optim.Adam(d.parameters(), lr, betas=(0.5, 0.99))
-    step, state = 0, out / "state.pt"
+    step, warm, state = 0, 0, out / "state.pt"
     if state.is_file():
         s = load_torch(state, "inpainter resume state")
+        if int(s.get("critic_depth", 3)) != critic_depth or int(s.get("channels", 24)) != channels:
+            raise P.ProbeError(f"{state}: trained with channels {s.get('channels', 24)}, critic depth "
+                               f"{s.get('critic_depth', 3)}; asked for {channels}, {critic_depth}")
         g.load_state_dict(s["g"]), d.load_state_dict(s["d"]), og.load_state_dict(s["og"]), od.load_state_dict(s["od"])
-        step = int(s["step"])
+        step, warm = int(s["step"]), int(s.get("warm", 0))
 
     def save() -> None:
         with atomic_path(state) as tmp:
             torch.save({"g": g.state_dict(), "d": d.state_dict(), "og": og.state_dict(), "od": od.state_dict(),
-                        "step": step, "channels": channels}, tmp)
+                        "step": step, "warm": warm, "channels": channels, "critic_depth": critic_depth}, tmp)
+
+    def draw(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.multinomial(weights, batch, replacement=True, generator=generator)
+        x = torch.where((torch.rand(batch, generator=generator) < 0.5)[:, None, None, None], x_all[idx].flip(3),
+                        x_all[idx])
+        return x, y_all[idx]
 
     m = torch.from_numpy(inner_mask())[None, None]
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)  # a resumed run draws on from its step
     t0 = time.time()
+    if warm < warmup:
+        wgen = torch.Generator().manual_seed(seed * 1_000_003 + 999_983 + warm)
+        with open(out / "warmup.csv", "a") as wlog:
+            while warm < warmup and time.time() - t0 < minutes * 60:
+                x, y = draw(wgen)
+                logits = d(x, y)[1]
+                d_cls = F.cross_entropy(logits, y)
+                od.zero_grad()
+                d_cls.backward()
+                od.step()
+                warm += 1
+                if warm % 50 == 0:
+                    wlog.write(f"{warm},{d_cls.item():.4f},{(logits.argmax(1) == y).float().mean().item():.3f}\n")
+                    wlog.flush()
+        save()
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)  # a resumed run draws on from its step
     with open(out / "log.csv", "a") as log:
-        while step < steps and time.time() - t0 < minutes * 60:
-            idx = torch.multinomial(weights, batch, replacement=True, generator=gen)
-            x, y = x_all[idx], y_all[idx]
-            x = torch.where((torch.rand(batch, generator=gen) < 0.5)[:, None, None, None], x.flip(3), x)
-            fake = g(x, m, y)
+        while warm >= warmup and step < steps and time.time() - t0 < minutes * 60:
+            x, y = draw(gen)
+            other = (y + torch.randint(1, L.NUM_CLASSES, (batch,), generator=gen)) % L.NUM_CLASSES
+            t = torch.where(torch.rand(batch, generator=gen) < retarget, other, y)
+            own = (t == y).float()[:, None, None, None]
+            fake = g(x, m, t)
             real_score, real_logits = d(x, y)
-            ld = F.relu(1 - real_score).mean() + F.relu(1 + d(fake.detach(), y)[0]).mean()
+            ld = F.relu(1 - real_score).mean() + F.relu(1 + d(fake.detach(), t)[0]).mean()
             d_cls = F.cross_entropy(real_logits, y)
             od.zero_grad()
             (ld + cls * d_cls).backward()
             od.step()
-            rec = ((fake - x).abs() * m).sum() / (m.sum() * 3 * batch)
-            fake_score, fake_logits = d(fake, y)
-            g_adv, g_cls = -fake_score.mean(), F.cross_entropy(fake_logits, y)
+            rec = ((fake - x).abs() * m * own).sum() / (m.sum() * 3 * own.sum()).clamp(min=1)
+            fake_score, fake_logits = d(fake, t)
+            g_adv, g_cls = -fake_score.mean(), F.cross_entropy(fake_logits, t)
             og.zero_grad()
             (l1 * rec + adv * g_adv + cls * g_cls).backward()
             og.step()
@@ -190,6 +229,16 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
                 save()
     save()
     return step
+
+
+def condition(label: str, rho: float = 1.0) -> torch.Tensor:
+    """The class condition of intensity `rho` (1, K): (1 − ρ)·neutral + ρ·`label` — ρ = 1 the trained one-hot, 0
+    neutral, between them an interpolated condition the generator never saw in training (it is continuous in it;
+    whether the drawn expression weakens with ρ is measured, models/gan/README.md), above 1 extrapolated."""
+    c = torch.zeros(1, L.NUM_CLASSES)
+    c[0, L.CLASS_TO_INDEX["neutral"]] += 1.0 - rho
+    c[0, L.CLASS_TO_INDEX[label]] += rho
+    return c
 
 
 def load_inpainter(folder: str | os.PathLike) -> Inpainter:
@@ -205,8 +254,10 @@ def load_inpainter(folder: str | os.PathLike) -> Inpainter:
     return g.eval()
 
 
-def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | os.PathLike) -> pd.DataFrame:
-    """Draw each row's inner face for its ``label`` on its ``source_path`` (absolute); see the module's doc."""
+def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | os.PathLike, rho: float = 1.0
+         ) -> pd.DataFrame:
+    """Draw each row's inner face for its ``label`` on its ``source_path`` (absolute) at intensity `rho`
+    (`condition`); see the module's doc."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     mask = inner_mask()
@@ -223,7 +274,7 @@ def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | o
             crop, mat = align(img, P.landmarks(source_truth.at[r.source_path, "landmarks"], r.source_path))
             x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
             with torch.no_grad():
-                o = g(x, mt, torch.tensor([L.CLASS_TO_INDEX[r.label]]))
+                o = g(x, mt, condition(r.label, rho))
             o = ((o[0].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.float32)
             inv = cv2.invertAffineTransform(mat)
             h, w = img.shape[:2]
@@ -231,10 +282,24 @@ def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | o
             a = cv2.warpAffine(mask, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
             res = np.clip(img * (1 - a) + back * a, 0, 255).round().astype(np.uint8)
             save_image(out / name, Image.fromarray(res))
-        rows.append({"path": str(out / name), "label": r.label, "source_path": r.source_path})
+        rows.append({"path": str(out / name), "label": r.label, "source_path": r.source_path, "rho": rho})
     man = pd.DataFrame(rows)
     write_manifest(man, out / "manifest.csv")
     return man
+
+
+def export(folder: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """A training folder's generator as a committed file: `out`/generator.pt = {"g": fp16 weights, "channels",
+    "step"} (written atomically; `load_inpainter` reads it; training cannot resume from it)."""
+    state = Path(folder) / "state.pt"
+    if not state.is_file():
+        raise P.ProbeError(f"{folder}: no state.pt (a training folder)")
+    s = load_torch(state, "inpainter resume state")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(out) / "generator.pt") as tmp:
+        torch.save({"g": {k: v.half() for k, v in s["g"].items()}, "channels": int(s.get("channels", 24)),
+                    "step": int(s["step"])}, tmp)
+    return Path(out) / "generator.pt"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,22 +316,33 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lambda-cls", type=float, default=0.0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--channels", type=int, default=24)
+    t.add_argument("--critic-depth", type=int, default=3)
+    t.add_argument("--critic-warmup", type=int, default=0, help="steps training the critic's head alone first")
+    t.add_argument("--retarget", type=float, default=0.0, help="share of each batch drawn for another class")
     e = sub.add_parser("edit")
     e.add_argument("--model", required=True)
     e.add_argument("--manifest", required=True)
     e.add_argument("--source-truth", required=True)
     e.add_argument("--out", required=True)
     e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--rho", type=float, default=1.0, help="intensity: 0 neutral, 1 the class as trained")
+    x = sub.add_parser("export")
+    x.add_argument("--model", required=True, help="a training folder (state.pt)")
+    x.add_argument("--out", required=True)
     a = p.parse_args(argv)
     try:
-        if a.cmd == "train":
+        if a.cmd == "export":
+            print(f"{export(a.model, a.out)}: fp16 generator")
+        elif a.cmd == "train":
             step = train(a.truth, a.out, steps=a.steps, minutes=a.minutes, batch=a.batch_size, l1=a.lambda_l1,
-                         adv=a.lambda_adv, cls=a.lambda_cls, seed=a.seed, threads=a.threads)
+                         adv=a.lambda_adv, cls=a.lambda_cls, seed=a.seed, threads=a.threads, channels=a.channels,
+                         critic_depth=a.critic_depth, warmup=a.critic_warmup, retarget=a.retarget)
             print(f"{a.out}: step {step}")
         else:
             torch.set_num_threads(a.threads)
             m = read_manifest(a.manifest, ("label", "source_path"))
-            man = edit(load_inpainter(a.model), m, P.read_truth(a.source_truth), a.out)
+            man = edit(load_inpainter(a.model), m, P.read_truth(a.source_truth), a.out, a.rho)
             print(f"{a.out}/manifest.csv: {len(man)} images")
     except (P.ProbeError, ManifestError) as err:
         print(f"gan_inpaint: {err}", file=sys.stderr)

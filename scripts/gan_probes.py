@@ -8,6 +8,9 @@ beside the oracle, exactly as it does an editor's edits:
     python scripts/gan_probes.py transplant --manifest A.csv --out DIR --bank-truth outputs/world/ref_ffhq/truth.csv \\
         --source-truth outputs/world/ffhq/truth.csv [--onto sources] [--upper-only] [--region face]
     python scripts/gan_probes.py identity --manifest A.csv --boxes outputs/world/ffhq/boxes.csv
+    python scripts/gan_probes.py measure --manifest A.csv --boxes outputs/world/ffhq/boxes.csv [--out T.csv] \\
+        [--judge outputs/instruments/judge/checkpoint --ceilings outputs/instruments/judge/ceiling.csv] \\
+        [--domain ref_ffhq]
 
 select      a class-balanced draw from an edit set (`syntfer gan edit ... --recipe 70`, every face into every class):
             only edits whose source face has a given world-truth expression (``--source-expression``), or the
@@ -20,6 +23,10 @@ transplant  each image of a manifest gets the mouth of a truth-labelled face of 
             ``--region face`` transplants the whole inner face (brows to mouth, aligned by all five points): what
             a perfect local editor could at best give, with the donor's features in place of the source's
 identity    the mean identity similarity (world identity encoder) of each image of a manifest to its source
+measure     issue #30's criteria for any edit set, however made: the judge's fidelity per class over its ceiling on
+            real faces of the domain, the mean-class fidelity over the mean ceiling, the median sharpness ratio
+            (Laplacian variance in the source's face box, edit over source; at native size and at 64 px) and the
+            identity similarity; ``--out`` writes the per-class table
 
 World only: landmarks come from the world's truth.csv (5 points: eyes, nose, mouth corners). These are measuring
 instruments for the model card (models/gan/README.md), not generators of the pipeline.
@@ -40,6 +47,8 @@ from syntfer.core import labels as L
 from syntfer.core.images import load_array
 from syntfer.core.manifest import PATH_COLUMNS, ManifestError, read_manifest, write_manifest
 from syntfer.core.storage import save_image
+from syntfer.core.tables import write_csv
+from syntfer.instruments.judge import Judge, JudgeError
 from syntfer.strategies.gan.measurements import FACE_BOX
 
 
@@ -231,6 +240,37 @@ def identity_kept(m: pd.DataFrame, boxes: pd.DataFrame, encoder_dir: str | os.Pa
     return float(np.concatenate(sims).mean())
 
 
+def measure(m: pd.DataFrame, boxes: pd.DataFrame, judge, ceilings: str | os.PathLike, domain: str,
+            encoder_dir: str | os.PathLike) -> tuple[dict[str, float], pd.DataFrame]:
+    """(summary, per-class table) of an edit manifest (absolute ``path``, ``label``, ``source_path``; `boxes`
+    indexed by the source's absolute path) read by `judge` (`syntfer.instruments.judge.Judge`): see the module's
+    doc. The per-class table has the judge module's
+    ``class, n, fidelity, p_label`` plus ``ceiling`` and ``over_ceiling``; the summary ``fidelity`` is the mean over
+    the classes present, ``ceiling`` the mean of their ceilings."""
+    from syntfer.instruments.judge import fidelity_table
+    from syntfer.strategies.gan.measurements import class_ceilings, laplacian_variance, laplacian_variance_at
+
+    missing = [q for q in m["source_path"] if q not in boxes.index]
+    if missing:
+        raise ProbeError(f"{len(missing)} source(s) without a face box, e.g. {missing[0]}")
+    ceil = class_ceilings(ceilings, domain)
+    tab = fidelity_table(judge.outputs(list(m["path"])).probs, list(m["label"]), "manifest")
+    tab = tab[(tab["class"] != "all") & (tab["n"] > 0)].copy()
+    tab["ceiling"] = tab["class"].map(ceil)
+    tab["over_ceiling"] = tab["fidelity"] / tab["ceiling"]
+    ratio, ratio64 = [], []
+    for q, src in zip(m["path"], m["source_path"]):
+        box = boxes.loc[src, list(FACE_BOX)].astype(float).tolist()
+        a, b = load_array(q, "RGB"), load_array(src, "RGB")
+        ratio.append(laplacian_variance(a, box) / max(laplacian_variance(b, box), 1e-9))
+        ratio64.append(laplacian_variance_at(a, box, 64) / max(laplacian_variance_at(b, box, 64), 1e-9))
+    fid, cei = float(tab["fidelity"].mean()), float(tab["ceiling"].mean())
+    return ({"images": len(m), "fidelity": fid, "ceiling": cei, "fidelity_over_ceiling": fid / cei,
+             "worst_class_over_ceiling": float(tab["over_ceiling"].min()),
+             "sharpness_ratio": float(np.median(ratio)), "sharpness_ratio_64px": float(np.median(ratio64)),
+             "identity": identity_kept(m, boxes, encoder_dir)}, tab.reset_index(drop=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="probe", required=True)
@@ -255,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--manifest", required=True)
     i.add_argument("--boxes", required=True, help="the sources' boxes.csv (outputs/world/ffhq/boxes.csv)")
     i.add_argument("--encoder", default="models/identity/world32")
+    me = sub.add_parser("measure")
+    me.add_argument("--manifest", required=True)
+    me.add_argument("--boxes", required=True, help="the sources' boxes.csv (outputs/world/ffhq/boxes.csv)")
+    me.add_argument("--judge", default="outputs/instruments/judge/checkpoint")
+    me.add_argument("--ceilings", default="outputs/instruments/judge/ceiling.csv")
+    me.add_argument("--domain", default="ref_ffhq", help="the ceiling table's domain of the sources' look")
+    me.add_argument("--encoder", default="models/identity/world32")
+    me.add_argument("--out", default="", help="a CSV for the per-class table")
     a = p.parse_args(argv)
     try:
         if a.probe == "select":
@@ -270,12 +318,20 @@ def main(argv: list[str] | None = None) -> int:
             m = read_manifest(a.manifest, MANIFEST)
             b = read_manifest(a.boxes, ("path", *FACE_BOX)).set_index("path")
             print(f"{a.manifest}: identity source -> image {identity_kept(m, b, a.encoder):.3f} ({len(m)} images)")
+        elif a.probe == "measure":
+            m = read_manifest(a.manifest, MANIFEST)
+            b = read_manifest(a.boxes, ("path", *FACE_BOX)).set_index("path")
+            summary, tab = measure(m, b, Judge.load(a.judge), a.ceilings, a.domain, a.encoder)
+            print(tab.round(3).to_string(index=False))
+            print("\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in summary.items()))
+            if a.out:
+                write_csv(tab, a.out)
         else:
             man = transplant_set(read_manifest(a.manifest, MANIFEST), a.out, read_truth(a.bank_truth),
                                  read_truth(a.source_truth), onto=a.onto, upper=a.upper_only, region=a.region,
                                  seed=a.seed)
             print(f"{a.out}/manifest.csv: {len(man)} images")
-    except (ProbeError, ManifestError) as e:
+    except (ProbeError, ManifestError, JudgeError) as e:
         print(f"gan_probes: {e}", file=sys.stderr)
         return 2
     return 0

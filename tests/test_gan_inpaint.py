@@ -40,6 +40,21 @@ def test_training_resumes_and_an_edit_changes_only_the_inner_face(tmp_path):
     assert I.train(str(truth), tmp_path / "m", steps=2, batch=4, threads=1, channels=8) == 2
     assert I.train(str(truth), tmp_path / "m", steps=3, batch=4, threads=1, channels=8) == 3  # continues
     assert I.train(str(truth), tmp_path / "c", steps=1, batch=4, cls=1.0, threads=1, channels=8) == 1  # + class head
+    # the deeper critic, its head warmed up first, half of each batch drawn for another class
+    assert I.train(str(truth), tmp_path / "d", steps=2, batch=4, cls=1.0, threads=1, channels=8, critic_depth=4,
+                   warmup=3, retarget=0.5) == 2
+    assert (tmp_path / "d" / "warmup.csv").is_file() and I.load_torch(tmp_path / "d" / "state.pt", "t")["warm"] == 3
+    with pytest.raises(I.P.ProbeError, match=r"critic depth 4; asked for 8, 3"):
+        I.train(str(truth), tmp_path / "d", steps=3, batch=4, threads=1, channels=8)
+    I.export(tmp_path / "d", tmp_path / "x")  # fp16 generator, read back as the trained one up to fp16 rounding
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    mask = torch.from_numpy(I.inner_mask())[None, None]
+    with torch.no_grad():
+        a, b = I.load_inpainter(tmp_path / "d")(x, mask, I.condition("fear")), I.load_inpainter(tmp_path / "x")(
+            x, mask, I.condition("fear"))
+    assert torch.allclose(a, b, atol=2e-2) and not (tmp_path / "x" / "state.pt").exists()
+    with pytest.raises(I.P.ProbeError, match="no state.pt"):
+        I.export(tmp_path / "x", tmp_path / "y")
     g = I.load_inpainter(tmp_path / "m")
     with pytest.raises(I.P.ProbeError, match="neither state.pt nor generator.pt"):
         I.load_inpainter(tmp_path)

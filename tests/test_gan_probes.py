@@ -150,3 +150,41 @@ def test_identity_kept_is_one_for_the_source_itself_and_less_for_another_face(tm
     assert same == pytest.approx(1.0, abs=1e-5) and other < same
     with pytest.raises(P.ProbeError, match="without a face box"):
         P.identity_kept(pd.DataFrame({"path": [a], "source_path": [b]}), boxes, tmp_path / "enc")
+
+
+def test_measure_reads_fidelity_over_ceiling_sharpness_and_identity(tmp_path):
+    import cv2
+    import torch
+
+    from syntfer.instruments.identity_encoder import IdentityConfig, IdentityEncoder, save_identity_encoder
+    from syntfer.instruments.judge import JudgeError, JudgeOutputs
+
+    class HappyJudge:  # reads every image as 'happy'
+        def outputs(self, images):
+            probs = np.full((len(images), L.NUM_CLASSES), 0.01)
+            probs[:, L.CLASS_TO_INDEX["happy"]] = 1 - 0.01 * (L.NUM_CLASSES - 1)
+            return JudgeOutputs(probs, np.log(probs), np.zeros((len(images), 2)))
+
+    torch.manual_seed(0)
+    save_identity_encoder(tmp_path / "enc", IdentityEncoder(IdentityConfig()).eval())
+    src = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(src).save(tmp_path / "s.png")
+    Image.fromarray(cv2.GaussianBlur(src, (0, 0), 1.5)).save(tmp_path / "b.png")
+    s, b = str(tmp_path / "s.png"), str(tmp_path / "b.png")
+    pd.DataFrame([{"domain": "ref_ffhq", "class": c, "n": 10, "fidelity": 0.8, "p_label": 0.7}
+                  for c in (*L.CLASSES, "mean_class")]
+                 ).to_csv(tmp_path / "ceiling.csv", index=False)
+    boxes = pd.DataFrame({"face_x": [8], "face_y": [6], "face_width": [44], "face_height": [50]}, index=[s])
+    m = pd.DataFrame({"path": [s, b, s], "label": ["happy", "happy", "sad"], "source_path": [s, s, s]})
+    summary, tab = P.measure(m, boxes, HappyJudge(), tmp_path / "ceiling.csv", "ref_ffhq", tmp_path / "enc")
+    assert tab["class"].tolist() == ["happy", "sad"] and tab["fidelity"].tolist() == [1.0, 0.0]
+    assert tab["over_ceiling"].tolist() == pytest.approx([1.25, 0.0])
+    assert summary["fidelity"] == pytest.approx(0.5) and summary["fidelity_over_ceiling"] == pytest.approx(0.625)
+    assert summary["worst_class_over_ceiling"] == 0.0 and summary["images"] == 3
+    assert summary["sharpness_ratio"] == pytest.approx(1.0)  # two of three images are the source itself
+    blurred, _ = P.measure(m.iloc[[1]], boxes, HappyJudge(), tmp_path / "ceiling.csv", "ref_ffhq", tmp_path / "enc")
+    assert blurred["sharpness_ratio"] < 0.5 and blurred["identity"] < summary["identity"] <= 1.0 + 1e-6
+    with pytest.raises(JudgeError, match="ref_web"):
+        P.measure(m, boxes, HappyJudge(), tmp_path / "ceiling.csv", "ref_web", tmp_path / "enc")
+    with pytest.raises(P.ProbeError, match="without a face box"):
+        P.measure(m.assign(source_path=b), boxes, HappyJudge(), tmp_path / "ceiling.csv", "ref_ffhq", tmp_path / "enc")
