@@ -204,8 +204,10 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
     with open(out / "log.csv", "a") as log:
         while warm >= warmup and step < steps and time.time() - t0 < minutes * 60:
             x, y = draw(gen)
-            other = (y + torch.randint(1, L.NUM_CLASSES, (batch,), generator=gen)) % L.NUM_CLASSES
-            t = torch.where(torch.rand(batch, generator=gen) < retarget, other, y)
+            t = y
+            if retarget > 0:  # (no extra draws otherwise: the first runs' data stream stays as it was)
+                other = (y + torch.randint(1, L.NUM_CLASSES, (batch,), generator=gen)) % L.NUM_CLASSES
+                t = torch.where(torch.rand(batch, generator=gen) < retarget, other, y)
             own = (t == y).float()[:, None, None, None]
             fake = g(x, m, t)
             real_score, real_logits = d(x, y)
