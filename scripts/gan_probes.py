@@ -218,6 +218,15 @@ def transplant_set(m: pd.DataFrame, out: str | os.PathLike, bank: pd.DataFrame, 
     return man
 
 
+def source_boxes(m: pd.DataFrame, boxes: pd.DataFrame) -> list[list[float]]:
+    """The face box (x, y, w, h) of each row's ``source_path`` in `boxes` (indexed by absolute path); a source
+    without one is an error naming how many and the first."""
+    missing = [q for q in m["source_path"] if q not in boxes.index]
+    if missing:
+        raise ProbeError(f"{len(missing)} source(s) without a face box, e.g. {missing[0]}")
+    return boxes.loc[m["source_path"], list(FACE_BOX)].astype(float).values.tolist()
+
+
 def identity_kept(m: pd.DataFrame, boxes: pd.DataFrame, encoder_dir: str | os.PathLike) -> float:
     """Mean cosine similarity, in the world identity encoder's space, between each image of a manifest (absolute
     ``path``, ``source_path``) and its source, both cropped to the source's face box (`boxes`: indexed by the
@@ -225,15 +234,11 @@ def identity_kept(m: pd.DataFrame, boxes: pd.DataFrame, encoder_dir: str | os.Pa
     from syntfer.instruments.identity_encoder import embed, load_identity_encoder
     from syntfer.strategies.gan.training import crop_square
 
+    all_faces = source_boxes(m, boxes)
     enc = load_identity_encoder(encoder_dir)
-    missing = [q for q in m["source_path"] if q not in boxes.index]
-    if missing:
-        raise ProbeError(f"{len(missing)} source(s) without a face box, e.g. {missing[0]}")
     size, sims = enc.cfg.image_size, []
     for start in range(0, len(m), 256):
-        part = m.iloc[start:start + 256]
-        faces = [boxes.loc[q, list(FACE_BOX)].astype(float).tolist()
-                 for q in part["source_path"]]
+        part, faces = m.iloc[start:start + 256], all_faces[start:start + 256]
         a = embed(enc, np.stack([crop_square(load_array(q, "RGB"), f, size) for q, f in zip(part["source_path"], faces)]))
         b = embed(enc, np.stack([crop_square(load_array(q, "RGB"), f, size) for q, f in zip(part["path"], faces)]))
         sims.append((a * b).sum(1))
@@ -247,24 +252,21 @@ def measure(m: pd.DataFrame, boxes: pd.DataFrame, judge, ceilings: str | os.Path
     doc. The per-class table has the judge module's
     ``class, n, fidelity, p_label`` plus ``ceiling`` and ``over_ceiling``; the summary ``fidelity`` is the mean over
     the classes present, ``ceiling`` the mean of their ceilings."""
-    from syntfer.instruments.judge import fidelity_table
+    from syntfer.instruments.judge import fidelity_table, mean_class_fidelity
     from syntfer.strategies.gan.measurements import class_ceilings, laplacian_variance, laplacian_variance_at
 
-    missing = [q for q in m["source_path"] if q not in boxes.index]
-    if missing:
-        raise ProbeError(f"{len(missing)} source(s) without a face box, e.g. {missing[0]}")
+    faces = source_boxes(m, boxes)
     ceil = class_ceilings(ceilings, domain)
     tab = fidelity_table(judge.outputs(list(m["path"])).probs, list(m["label"]), "manifest")
     tab = tab[(tab["class"] != "all") & (tab["n"] > 0)].copy()
     tab["ceiling"] = tab["class"].map(ceil)
     tab["over_ceiling"] = tab["fidelity"] / tab["ceiling"]
     ratio, ratio64 = [], []
-    for q, src in zip(m["path"], m["source_path"]):
-        box = boxes.loc[src, list(FACE_BOX)].astype(float).tolist()
+    for q, src, box in zip(m["path"], m["source_path"], faces):
         a, b = load_array(q, "RGB"), load_array(src, "RGB")
         ratio.append(laplacian_variance(a, box) / max(laplacian_variance(b, box), 1e-9))
         ratio64.append(laplacian_variance_at(a, box, 64) / max(laplacian_variance_at(b, box, 64), 1e-9))
-    fid, cei = float(tab["fidelity"].mean()), float(tab["ceiling"].mean())
+    fid, cei = mean_class_fidelity(tab), float(tab["ceiling"].mean())
     return ({"images": len(m), "fidelity": fid, "ceiling": cei, "fidelity_over_ceiling": fid / cei,
              "worst_class_over_ceiling": float(tab["over_ceiling"].min()),
              "sharpness_ratio": float(np.median(ratio)), "sharpness_ratio_64px": float(np.median(ratio64)),
