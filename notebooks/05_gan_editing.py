@@ -21,10 +21,14 @@
 # the source distribution?
 #
 # Here the editor is the project's own, trained on the world's labeled AffectNet stand-in (as GANmut trained
-# on AffectNet) and applied to the world's `ffhq` stand-in. The default (`models/gan/world_flow48`, its model card
-# beside it) is a **flow editor**: where GANmut's StarGAN generator paints pixels, this one predicts a smooth
-# deformation of the face and warps it, so it cannot paint patterns that fool a classifier — nor open a mouth. The
-# older pixel editor and official GANmut checkpoints run through the same interface. Every fidelity number below is
+# on AffectNet) and applied to the world's `ffhq` stand-in. Two kinds run through the same interface
+# (`syntfer.strategies.gan.editors.load_editor` reads the kind from the folder's `editor.json`; model cards in
+# `models/gan/README.md`): a **flow editor** (`world_flow48`) predicts a smooth deformation of the face and warps it —
+# it cannot paint patterns that fool a classifier, nor open a mouth; an **inpainting editor** (`world_inpaint64_*`)
+# *draws* the inner face (brows, eyes, nose, mouth) for the target class inside a feathered mask, from the rest of
+# the face, after aligning the face by five points that a landmark predictor (`gan_landmarks`, trained on the
+# AffectNet stand-in's own landmark annotations) finds in its box. `editor_dir` says which one this run used (the
+# table below). The older pixel editor and official GANmut checkpoints run through the same interface. Every fidelity number below is
 # read by the project's one judge (01_instruments), which never sees the editor. **Every number is a world result**, never an
 # FFHQ/RAF-DB/AffectNet number. The paper's F/V control values belong to the official GANmut weights' code
 # space; for an editor trained here, F = its learned axis at ρ = 1 (or learned centre) and V = its learned
@@ -45,6 +49,7 @@ ffhq_dir = "outputs/world/ffhq"  # source faces: images + boxes.csv, or images o
 affectnet_dir = "outputs/world/affectnet"  # labeled set the editor retrains on (retrain_steps > 0 only) ...
 affectnet_format = "affectnet"  # ... in this format
 editor_dir = "models/gan/world_flow48"  # committed editor (generator.pt + editor.json + log.csv)
+landmarks = ""  # inpainting editors: the 5-point landmark predictor (a dlib .dat) that aligns faces in their boxes
 intensity = "interpolate"  # flow editors: learned (ρ goes to the network) | interpolate (ρ scales neutral -> full flow)
 intensity_gamma = 0.5  # interpolate only: the strength is ρ to the power intensity_gamma
 official_checkpoint = ""  # an official GANmut *-G.ckpt used instead of editor_dir; empty for none
@@ -88,6 +93,7 @@ from syntfer.strategies.gan import figures as GFIG
 from syntfer.strategies.gan import measurements as GMEAS
 from syntfer.strategies.gan.controls import ControlValue
 from syntfer.strategies.gan.editing import DegradeConfig, make_restorer
+from syntfer.strategies.gan.editors import INPAINT, editor_kind, load_editor
 from syntfer.strategies.gan.networks import EditorConfig, load_generator, load_official_generator
 from syntfer.strategies.gan.editing import DlibDetector
 from syntfer.strategies.gan.sets import detect_pool, plan_recipe, render_edit_set, source_pool_from_boxes
@@ -124,13 +130,18 @@ display(Markdown(PV.banner(inputs, "05_gan_editing")))
 # ## The editor
 # The committed editor (or a retrain, or an official checkpoint). Its training log shows whether the
 # generator moved away from the identity map (`g_change`) and how often the discriminator's expression head
-# reads the target on fakes (`d_acc_fake_trg`, the task-aware signal).
+# reads the target on fakes (`d_acc_fake_trg`, the task-aware signal). An inpainting editor's log has `l1` (the
+# drawn inner face against the real one, on faces drawn as their own class) and the expression head's loss on real
+# faces (`d_cls`) and on drawn ones toward their target (`g_cls`).
 
 # %%
 if official_checkpoint:
     editor = load_official_generator(official_checkpoint)
     train_log = None
 elif retrain_steps > 0:
+    assert editor_kind(editor_dir) != INPAINT, (
+        f"{editor_dir}: an inpainting editor is retrained with scripts/gan_inpaint.py train, not in this stage "
+        "(retrain_steps must be 0)")
     committed = json.loads((Path(editor_dir) / "train_config.json").read_text())
     frame = select_per_class(read_dataset(affectnet_format, affectnet_dir, split="train", check="exists").frame,
                              retrain_per_class_cap)
@@ -141,12 +152,14 @@ elif retrain_steps > 0:
     train_editor(load_crops(frame, cfg.image_size), labels_t, out / "editor", cfg, tcfg)
     editor, train_log = load_generator(out / "editor", intensity, intensity_gamma), pd.read_csv(out / "editor" / "log.csv")
 else:
-    editor, train_log = load_generator(editor_dir, intensity, intensity_gamma), pd.read_csv(Path(editor_dir) / "log.csv")
+    editor = load_editor(editor_dir, intensity, intensity_gamma, landmarks or None)
+    train_log = pd.read_csv(Path(editor_dir) / "log.csv")
 space = editor.control_space()
 display(pd.DataFrame({"config": editor.cfg.to_dict()}))
 display(pd.DataFrame({"angle_deg": {c: np.degrees(a) for c, a in space.angles.items()}}).T.round(1))
 if train_log is not None:
-    cols = [c for c in ("d_acc_real", "d_acc_fake_trg", "g_change", "g_rec", "g_cls", "d_wdist") if c in train_log]
+    cols = [c for c in ("d_acc_real", "d_acc_fake_trg", "g_change", "g_rec", "g_cls", "d_wdist", "l1", "d_cls")
+            if c in train_log]
     long = train_log.melt(id_vars="step", value_vars=cols).dropna()
     g = sns.relplot(data=long, x="step", y="value", col="variable", col_wrap=3, kind="line", height=2.2,
                     facet_kws={"sharey": False})

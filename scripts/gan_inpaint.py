@@ -1,5 +1,5 @@
-"""An experimental class-conditional inner-face inpainter (issue #30): what a local editor that *draws* the target
-expression's brows, eyes and mouth (instead of warping the source's) gives downstream.
+"""Train, try and export the class-conditional inner-face inpainter (issue #30; the editor itself, as the pipeline
+runs it, is `syntfer.strategies.gan.inpaint`).
 
     python scripts/gan_inpaint.py train --truth outputs/world/affectnet/truth.csv --out DIR [--minutes 30]
     python scripts/gan_inpaint.py edit --model DIR --manifest A.csv --source-truth outputs/world/ffhq/truth.csv --out DIR \\
@@ -7,23 +7,24 @@ expression's brows, eyes and mouth (instead of warping the source's) gives downs
     python scripts/gan_inpaint.py export --model DIR --out models/gan/NAME
 
 train  labelled faces (a world truth.csv: path, split, expression, landmarks — the AffectNet stand-in's training
-       split; real AffectNet ships 68 landmarks, from which the same 5 points follow) aligned to a 64-px template by
-       their 5 landmarks (similarity transform); the inner face (brows to mouth: `gan_probes.face_ellipse`) masked
-       out; a small U-Net given the rest of the face and the class fills it in (L1 in the mask + a class-projected
-       hinge critic; ``--lambda-cls``: and the critic's expression head, as GANmut's). Class-balanced draws,
-       mirrored half the time. ``--critic-depth 4`` (a deeper critic whose head learns the classes), ``--critic-warmup
-       N`` (the head trained alone first), ``--retarget P`` (a share P of each batch drawn for another class: an edit,
-       as at use). Resumable: DIR/state.pt every 500 steps (atomic), DIR/log.csv (step, l1, g_adv, d_loss, d_cls,
-       g_cls, seconds); rerun the same command to continue.
+       split, whose landmarks its training.csv also carries; real AffectNet ships 68 landmarks, from which the same 5
+       points follow) aligned to a 64-px template by their 5 landmarks (similarity transform); the inner face
+       (``--mask TOP BOTTOM WIDTH FEATHER``: `inpaint.inner_mask`, brows to mouth) masked out; a small U-Net given the
+       rest of the face and the class fills it in (L1 in the mask + a class-projected hinge critic;
+       ``--lambda-cls``: and the critic's expression head, as GANmut's). Class-balanced draws, mirrored half the
+       time. ``--critic-depth 4`` (a deeper critic whose head learns the classes), ``--critic-warmup N`` (the head
+       trained alone first), ``--retarget P`` (a share P of each batch drawn for another class: an edit, as at
+       use). Resumable: DIR/state.pt every 500 steps (atomic), DIR/log.csv (step, l1, g_adv, d_loss, d_cls, g_cls,
+       seconds); rerun the same command to continue.
 edit   each row of a manifest (``label``, ``source_path``; e.g. `gan_probes.py select`) becomes the source with its
-       inner face drawn for ``label`` at intensity ``--rho`` (the class condition interpolated from neutral):
-       aligned as in training, filled in, warped back at the source's resolution and blended under the feathered
-       mask (outside it the source is unchanged). Writes DIR/images and DIR/manifest.csv (with ``rho``); an existing
-       image is kept (rerun to resume).
-export the generator of a training folder in fp16, for committing (models/gan/README.md)
+       inner face drawn for ``label`` at intensity ``--rho`` (the class condition interpolated from neutral),
+       aligned by the source's *true* landmarks (world truth; the pipeline finds them with a landmark predictor:
+       `syntfer gan edit --landmarks`). Writes DIR/images and DIR/manifest.csv (with ``rho``); an existing image is
+       kept (rerun to resume).
+export a training folder's generator as a committed editor: fp16 generator.pt + editor.json
+       (`inpaint.save_inpaint_editor`; models/gan/README.md)
 
-World only (landmarks from truth.csv), scratch-sized (CPU, 2 threads), measured in models/gan/README.md; not a
-generator of the pipeline.
+World only (landmarks from truth.csv), CPU-sized; measured in models/gan/README.md.
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
@@ -48,83 +48,10 @@ from syntfer.core import labels as L  # noqa: E402
 from syntfer.core.images import load_array  # noqa: E402
 from syntfer.core.manifest import ManifestError, read_manifest, write_manifest  # noqa: E402
 from syntfer.core.storage import atomic_path, load_torch, save_image  # noqa: E402
-
-SIZE = 64
-TEMPLATE = np.array([[20.5, 25.0], [43.5, 25.0], [32.0, 36.0], [23.5, 46.0], [40.5, 46.0]])  # 5 points in 64 px
-
-
-def align(image: np.ndarray, lm: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """The face warped onto the template (least-squares similarity of its 5 points); (crop, 2×3 matrix)."""
-    m, _ = cv2.estimateAffinePartial2D(lm.astype(np.float32), (TEMPLATE * size / SIZE).astype(np.float32),
-                                       ransacReprojThreshold=1e3)
-    if m is None:
-        raise P.ProbeError("no similarity transform from the face's landmarks to the template")
-    flags = cv2.INTER_AREA if abs(m[0, 0]) < 1 else cv2.INTER_CUBIC
-    return cv2.warpAffine(image, m, (size, size), flags=flags, borderMode=cv2.BORDER_REFLECT), m
-
-
-def inner_mask(size: int = SIZE) -> np.ndarray:
-    """The feathered inner-face mask on the template (1 inside, 0 outside; float32)."""
-    e = P.face_ellipse((size, size), TEMPLATE * size / SIZE)
-    a = np.clip((1.0 - e) / P.FEATHER, 0, 1)
-    return (a * a * (3 - 2 * a)).astype(np.float32)
-
-
-def _block(i: int, o: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), nn.GroupNorm(4, o), nn.SiLU())
-
-
-class Inpainter(nn.Module):
-    """A 4-level U-Net: input the masked crop, the mask and the class (one-hot planes, again at the bottleneck);
-    output the crop with the mask's pixels drawn (the rest passed through)."""
-
-    def __init__(self, c: int = 24, classes: int = L.NUM_CLASSES) -> None:
-        super().__init__()
-        self.k = classes
-        self.e0, self.e1 = _block(3 + 1 + classes, c), _block(c, 2 * c, 2)
-        self.e2, self.e3 = _block(2 * c, 4 * c, 2), _block(4 * c, 4 * c, 2)
-        self.mid = nn.Sequential(_block(4 * c + classes, 4 * c), _block(4 * c, 4 * c))
-        self.d3, self.d2, self.d1 = _block(8 * c, 4 * c), _block(8 * c, 2 * c), _block(4 * c, c)
-        self.out = nn.Conv2d(2 * c, 3, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """`y`: class indices (N,) or class weights (N, classes) — `condition`'s blend of neutral and a target."""
-        n, _, h, w = x.shape
-        m = m.expand(n, 1, h, w)
-        oh = (F.one_hot(y, self.k).float() if y.dim() == 1 else y.float())[:, :, None, None]
-        h0 = self.e0(torch.cat([x * (1 - m), m, oh.expand(-1, -1, h, w)], 1))
-        h1 = self.e1(h0)
-        h2 = self.e2(h1)
-        h3 = self.e3(h2)
-        z = self.mid(torch.cat([h3, oh.expand(-1, -1, h3.shape[2], h3.shape[3])], 1))
-        u = self.d3(torch.cat([z, h3], 1))
-        u = self.d2(torch.cat([F.interpolate(u, scale_factor=2.0), h2], 1))
-        u = self.d1(torch.cat([F.interpolate(u, scale_factor=2.0), h1], 1))
-        o = torch.tanh(self.out(torch.cat([F.interpolate(u, scale_factor=2.0), h0], 1)))
-        return x * (1 - m) + o * m
-
-
-class Critic(nn.Module):
-    """Patch critic with a class projection (hinge loss) and an expression head on its pooled features (trained on
-    real faces; the generator is asked to draw what it reads as the target: StarGAN/GANmut's classification loss).
-    `depth` stride-2 convolutions (3: the first runs' 8×8 critic; 4: down to 4×4 with twice the features)."""
-
-    def __init__(self, c: int = 32, classes: int = L.NUM_CLASSES, depth: int = 3) -> None:
-        super().__init__()
-        layers, i = [], 3
-        for k in range(depth):
-            layers += [nn.Conv2d(i, c * 2 ** k, 4, 2, 1), nn.LeakyReLU(0.2)]
-            i = c * 2 ** k
-        self.f = nn.Sequential(*layers)
-        self.lin = nn.Conv2d(i, 1, 1)
-        self.emb = nn.Embedding(classes, i)
-        self.head = nn.Linear(i, classes)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(patch realism scores, expression logits)"""
-        h = self.f(x)
-        return self.lin(h) + (h * self.emb(y)[:, :, None, None]).sum(1, keepdim=True), self.head(h.mean((2, 3)))
-
+from syntfer.strategies.gan.controls import ControlValue  # noqa: E402
+from syntfer.strategies.gan.inpaint import (FEATHER, SIZE, Critic, InpaintConfig, InpaintEditor,  # noqa: E402
+                                            InpaintError, Inpainter, align, inner_mask, load_inpaint_editor,
+                                            save_inpaint_editor)
 
 def load_faces(truth_csv: str | os.PathLike, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """Aligned crops in [-1, 1] (N, 3, 64, 64) and class indices of a truth file's `split` (classes of the label
@@ -145,7 +72,8 @@ def load_faces(truth_csv: str | os.PathLike, split: str = "train") -> tuple[torc
 
 def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes: float = 30.0, batch: int = 16,
           l1: float = 10.0, adv: float = 1.0, cls: float = 0.0, lr: float = 2e-4, seed: int = 0, threads: int = 2,
-          channels: int = 24, critic_depth: int = 3, warmup: int = 0, retarget: float = 0.0) -> int:
+          channels: int = 24, critic_depth: int = 3, warmup: int = 0, retarget: float = 0.0,
+          mask: tuple[float, float, float, float] = (1.0, 1.0, 1.0, FEATHER)) -> int:
     """Train (or continue) an `Inpainter` in `out`; returns the step reached. `cls` > 0 adds the critic's expression
     head (cross-entropy on real faces for the critic, on the drawn faces toward their class for the generator);
     `warmup` steps train that head alone on real faces before the generator starts (so that its first gradients
@@ -166,16 +94,20 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
     step, warm, state = 0, 0, out / "state.pt"
     if state.is_file():
         s = load_torch(state, "inpainter resume state")
-        if int(s.get("critic_depth", 3)) != critic_depth or int(s.get("channels", 24)) != channels:
+        was = tuple(float(v) for v in s.get("mask", (1.0, 1.0, 1.0, FEATHER)))
+        if int(s.get("critic_depth", 3)) != critic_depth or int(s.get("channels", 24)) != channels or \
+                not np.allclose(was, mask):
             raise P.ProbeError(f"{state}: trained with channels {s.get('channels', 24)}, critic depth "
-                               f"{s.get('critic_depth', 3)}; asked for {channels}, {critic_depth}")
+                               f"{s.get('critic_depth', 3)}, mask {was}; asked for {channels}, {critic_depth}, "
+                               f"{tuple(mask)}")
         g.load_state_dict(s["g"]), d.load_state_dict(s["d"]), og.load_state_dict(s["og"]), od.load_state_dict(s["od"])
         step, warm = int(s["step"]), int(s.get("warm", 0))
 
     def save() -> None:
         with atomic_path(state) as tmp:
             torch.save({"g": g.state_dict(), "d": d.state_dict(), "og": og.state_dict(), "od": od.state_dict(),
-                        "step": step, "warm": warm, "channels": channels, "critic_depth": critic_depth}, tmp)
+                        "step": step, "warm": warm, "channels": channels, "critic_depth": critic_depth,
+                        "mask": [float(v) for v in mask]}, tmp)
 
     def draw(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.multinomial(weights, batch, replacement=True, generator=generator)
@@ -183,7 +115,7 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
                         x_all[idx])
         return x, y_all[idx]
 
-    m = torch.from_numpy(inner_mask())[None, None]
+    m = torch.from_numpy(inner_mask(SIZE, *mask))[None, None]
     t0 = time.time()
     if warm < warmup:
         wgen = torch.Generator().manual_seed(seed * 1_000_003 + 999_983 + warm)
@@ -233,37 +165,26 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
     return step
 
 
-def condition(label: str, rho: float = 1.0) -> torch.Tensor:
-    """The class condition of intensity `rho` (1, K): (1 − ρ)·neutral + ρ·`label` — ρ = 1 the trained one-hot, 0
-    neutral, between them an interpolated condition the generator never saw in training (it is continuous in it;
-    whether the drawn expression weakens with ρ is measured, models/gan/README.md), above 1 extrapolated."""
-    c = torch.zeros(1, L.NUM_CLASSES)
-    c[0, L.CLASS_TO_INDEX["neutral"]] += 1.0 - rho
-    c[0, L.CLASS_TO_INDEX[label]] += rho
-    return c
-
-
-def load_inpainter(folder: str | os.PathLike) -> Inpainter:
-    """The inpainter of a training folder (``state.pt``) or of a committed one (``generator.pt``: the generator's
-    weights in fp16, ``channels``, ``step``; training cannot resume from it)."""
+def load_inpainter(folder: str | os.PathLike) -> InpaintEditor:
+    """The editor of a training folder (``state.pt``) or of a committed one (``generator.pt`` + ``editor.json``,
+    `inpaint.load_inpaint_editor`)."""
     folder = Path(folder)
-    path = folder / "state.pt" if (folder / "state.pt").is_file() else folder / "generator.pt"
-    if not path.is_file():
-        raise P.ProbeError(f"{folder}: neither state.pt nor generator.pt (an inpainter folder)")
-    s = load_torch(path, "inpainter")
-    g = Inpainter(int(s.get("channels", 24)))
-    g.load_state_dict({k: v.float() for k, v in s["g"].items()})
-    return g.eval()
+    if not (folder / "state.pt").is_file():
+        return load_inpaint_editor(folder)
+    s = load_torch(folder / "state.pt", "inpainter")
+    cfg = InpaintConfig(channels=int(s.get("channels", 24)), critic_depth=int(s.get("critic_depth", 3)),
+                        mask=tuple(float(v) for v in s.get("mask", (1.0, 1.0, 1.0, FEATHER))))
+    g = Inpainter(cfg.channels)
+    g.load_state_dict(s["g"])
+    return InpaintEditor(g, cfg, int(s["step"]))
 
 
-def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | os.PathLike, rho: float = 1.0
-         ) -> pd.DataFrame:
+def edit(editor: InpaintEditor, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | os.PathLike,
+         rho: float = 1.0) -> pd.DataFrame:
     """Draw each row's inner face for its ``label`` on its ``source_path`` (absolute) at intensity `rho`
-    (`condition`); see the module's doc."""
+    (`condition`), aligned by the source's true landmarks; see the module's doc."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    mask = inner_mask()
-    mt = torch.from_numpy(mask)[None, None]
     rows = []
     for i, r in enumerate(m.itertuples(index=False)):
         if r.source_path not in source_truth.index:
@@ -273,16 +194,9 @@ def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | o
         name = f"images/{i:05d}_{r.label}.png"
         if not (out / name).is_file():
             img = load_array(r.source_path, "RGB")
-            crop, mat = align(img, P.landmarks(source_truth.at[r.source_path, "landmarks"], r.source_path))
-            x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
-            with torch.no_grad():
-                o = g(x, mt, condition(r.label, rho))
-            o = ((o[0].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.float32)
-            inv = cv2.invertAffineTransform(mat)
-            h, w = img.shape[:2]
-            back = cv2.warpAffine(o, inv, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-            a = cv2.warpAffine(mask, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-            res = np.clip(img * (1 - a) + back * a, 0, 255).round().astype(np.uint8)
+            lm = P.landmarks(source_truth.at[r.source_path, "landmarks"], r.source_path)
+            code = ControlValue.from_polar(r.label, rho, 0.0, "manual")
+            res = editor.edit_batch([img], [(0, 0, 1, 1)], [code], None, None, [None], landmarks=[lm]).pasted[0]
             save_image(out / name, Image.fromarray(res))
         rows.append({"path": str(out / name), "label": r.label, "source_path": r.source_path, "rho": rho})
     man = pd.DataFrame(rows)
@@ -291,17 +205,12 @@ def edit(g: Inpainter, m: pd.DataFrame, source_truth: pd.DataFrame, out: str | o
 
 
 def export(folder: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """A training folder's generator as a committed file: `out`/generator.pt = {"g": fp16 weights, "channels",
-    "step"} (written atomically; `load_inpainter` reads it; training cannot resume from it)."""
-    state = Path(folder) / "state.pt"
-    if not state.is_file():
+    """A training folder's generator as a committed editor (`inpaint.save_inpaint_editor`: fp16 generator.pt and
+    editor.json; training cannot resume from it)."""
+    if not (Path(folder) / "state.pt").is_file():
         raise P.ProbeError(f"{folder}: no state.pt (a training folder)")
-    s = load_torch(state, "inpainter resume state")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with atomic_path(Path(out) / "generator.pt") as tmp:
-        torch.save({"g": {k: v.half() for k, v in s["g"].items()}, "channels": int(s.get("channels", 24)),
-                    "step": int(s["step"])}, tmp)
-    return Path(out) / "generator.pt"
+    e = load_inpainter(folder)
+    return save_inpaint_editor(out, e.g, e.cfg, e.step)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--critic-depth", type=int, default=3)
     t.add_argument("--critic-warmup", type=int, default=0, help="steps training the critic's head alone first")
     t.add_argument("--retarget", type=float, default=0.0, help="share of each batch drawn for another class")
+    t.add_argument("--mask", type=float, nargs=4, default=(1.0, 1.0, 1.0, FEATHER),
+                   metavar=("TOP", "BOTTOM", "WIDTH", "FEATHER"), help="the inner-face mask (inpaint.inner_mask)")
     e = sub.add_parser("edit")
     e.add_argument("--model", required=True)
     e.add_argument("--manifest", required=True)
@@ -339,14 +250,15 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "train":
             step = train(a.truth, a.out, steps=a.steps, minutes=a.minutes, batch=a.batch_size, l1=a.lambda_l1,
                          adv=a.lambda_adv, cls=a.lambda_cls, seed=a.seed, threads=a.threads, channels=a.channels,
-                         critic_depth=a.critic_depth, warmup=a.critic_warmup, retarget=a.retarget)
+                         critic_depth=a.critic_depth, warmup=a.critic_warmup, retarget=a.retarget,
+                         mask=tuple(a.mask))
             print(f"{a.out}: step {step}")
         else:
             torch.set_num_threads(a.threads)
             m = read_manifest(a.manifest, ("label", "source_path"))
             man = edit(load_inpainter(a.model), m, P.read_truth(a.source_truth), a.out, a.rho)
             print(f"{a.out}/manifest.csv: {len(man)} images")
-    except (P.ProbeError, ManifestError) as err:
+    except (P.ProbeError, ManifestError, InpaintError) as err:
         print(f"gan_inpaint: {err}", file=sys.stderr)
         return 2
     return 0

@@ -49,6 +49,7 @@ from syntfer.core.manifest import PATH_COLUMNS, ManifestError, read_manifest, wr
 from syntfer.core.storage import save_image
 from syntfer.core.tables import write_csv
 from syntfer.instruments.judge import Judge, JudgeError
+from syntfer.strategies.gan.inpaint import FEATHER, face_ellipse  # the inner face's ellipse, the blend's feather
 from syntfer.strategies.gan.measurements import FACE_BOX
 
 
@@ -118,12 +119,9 @@ def select(edits: pd.DataFrame, per_class: int, seed: int, *, source_truth: pd.D
 
 # ---- mouth transplant -----------------------------------------------------------------------------------------
 RING = (0.6, 1.0)       # colour matched on the ellipse's ring (normalised radius)
-FEATHER = 0.35          # the blend falls from 1 to 0 over the outer 35 % of the ellipse's radius
 AXES = (0.85, 0.6)      # semi-axes over the mouth width (horizontal, vertical)
 DROP = 0.1              # the ellipse's centre: this much of the mouth width below the corners' midpoint
 GAIN = (0.5, 2.0)       # the colour match's contrast gain (target ring sd over donor ring sd), clipped to this
-FACE_DROP = 0.45        # the inner face's ellipse: centred this far from the eyes toward the mouth,
-FACE_AXES = (0.95, 1.05)  # semi-axes: these multiples of the eye distance and of the eyes-to-mouth distance
 
 
 def mouth_ellipse(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
@@ -132,17 +130,6 @@ def mouth_ellipse(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
     c = corners.mean(0) + np.array([0.0, DROP * d])
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
     return np.sqrt(((xx - c[0]) / (AXES[0] * d)) ** 2 + ((yy - c[1]) / (AXES[1] * d)) ** 2)
-
-
-def face_ellipse(shape: tuple[int, int], lm: np.ndarray) -> np.ndarray:
-    """Normalised elliptic radius around the inner face of the 5 points `lm`: brows, eyes, nose and mouth (centred
-    `FACE_DROP` of the eyes-to-mouth distance below the eyes, semi-axes `FACE_AXES` of the eye distance and of the
-    eyes-to-mouth distance)."""
-    eyes, mouth = lm[0:2].mean(0), lm[3:5].mean(0)
-    de, dv = float(np.linalg.norm(lm[1] - lm[0])), float(np.linalg.norm(mouth - eyes))
-    c = eyes + FACE_DROP * (mouth - eyes)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
-    return np.sqrt(((xx - c[0]) / (FACE_AXES[0] * de)) ** 2 + ((yy - c[1]) / (FACE_AXES[1] * dv)) ** 2)
 
 
 REGIONS = ("mouth", "face")

@@ -266,6 +266,7 @@ SCHEMA: dict[str, Rule] = {
     "pseudolabel.sources.*.truth": OPTIONAL_PATH,   # empty: no truth for the collection (real data)
 
     "gan.editor_dir": PATH,
+    "gan.landmarks": PATH,
     "gan.intensity": STR(choices=("learned", "interpolate")),
     "gan.intensity_gamma": POSITIVE,
     "gan.retrain_steps": INT(0),

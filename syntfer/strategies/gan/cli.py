@@ -1,5 +1,6 @@
-"""`syntfer gan train|edit|classifier|compare-paths|compare-editors`: train a GANmut-style editor on a labeled set;
-write an edited training set; train the frozen classifier an editor's task loss reads (on crops framed as the editor
+"""`syntfer gan train|edit|classifier|landmarks|compare-paths|compare-editors`: train a GANmut-style editor on a
+labeled set; write an edited training set (any editor of the registry, `editors.load_editor`); train the 5-point
+landmark predictor an inpainting editor aligns faces with; train the frozen classifier an editor's task loss reads (on crops framed as the editor
 frames faces); compare the crop path with the full-resolution warp (sharpness, fidelity, identity); compare an
 appearance editor with its warp alone and a baseline editor (issue #30, experimental)."""
 from __future__ import annotations
@@ -10,12 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from syntfer.core import labels as L
+from syntfer.core.images import load_array
 from syntfer.strategies.gan.editing import DlibDetector, make_restorer
+from syntfer.strategies.gan.editors import load_editor
 from syntfer.strategies.gan.networks import APPEARANCE_KINDS, EditorConfig, load_generator, load_official_generator
 from syntfer.strategies.gan.sets import (detect_pool, draw_per_class, plan_recipe, render_edit_set,
                                         source_pool_from_boxes)
@@ -111,6 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--draw-per-class", type=int, default=0,
                    help="then a seeded draw of this many (face, class) pairs per class from the recipe's plan "
                         "(e.g. --recipe 70 --draw-per-class 300: 2,100 edits, as many as 300 truth-labelled faces)")
+    e.add_argument("--landmarks", help="inpainting editors: the landmark predictor (a dlib .dat, `syntfer gan "
+                   "landmarks`) that aligns each face in its box")
     e.add_argument("--intensity", choices=("learned", "interpolate"), default=None,
                    help="how the code's rho becomes strength (default: the editor's saved one; the pipeline: "
                         "params.yaml gan.intensity)")
@@ -125,6 +132,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--resolution", choices=("full", "crop"), default="full",
                    help="flow editors: 'full' warps the source at its own resolution inside a face mask (no seam "
                         "repair); 'crop' pastes the editor-resolution crop back and repairs the seam")
+    k = sub.add_parser("landmarks", help="train the 5-point landmark predictor (dlib) that aligns faces for an "
+                       "inpainting editor, on an AffectNet-format folder's annotated landmarks; measured on its "
+                       "validation split")
+    k.add_argument("--affectnet", required=True, help="AffectNet-format folder (training.csv, validation.csv)")
+    k.add_argument("--out", required=True, help="folder: predictor.dat + validation.json")
+    k.add_argument("--check", action="append", default=[], metavar="NAME=TRUTH_CSV",
+                   help="also measure on a world truth.csv (path, face box, landmarks) — e.g. the FFHQ stand-in")
+    k.add_argument("--trees", type=int, default=200)
+    k.add_argument("--threads", type=int, default=2)
+    k.add_argument("--seed", type=int, default=0)
     m = sub.add_parser("compare-paths", help="sharpness, judge fidelity and identity of the crop path against the "
                        "full-resolution warp (issue #30), on a source pool's first faces x 7 classes at F")
     m.add_argument("--editor", required=True, help="folder with generator.pt + editor.json")
@@ -224,7 +241,7 @@ def _edit(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     if args.official and (args.intensity or args.intensity_gamma is not None):
         raise SystemExit("syntfer gan edit: --intensity/--intensity-gamma apply to editors trained here (--editor)")
-    gen = (load_generator(args.editor, args.intensity, args.intensity_gamma) if args.editor
+    gen = (load_editor(args.editor, args.intensity, args.intensity_gamma, args.landmarks) if args.editor
            else load_official_generator(args.official))
     if args.boxes:
         pool = source_pool_from_boxes(args.boxes, args.truth)
@@ -241,6 +258,43 @@ def _edit(args: argparse.Namespace) -> int:
     m = render_edit_set(plan, gen, args.out, variant=args.variant, seed=args.seed, restorer=restorer,
                         batch_size=args.batch_size, resolution=args.resolution)
     print(json.dumps({"images": len(m), "counts": L.counts(m["label"]), "shortfall": plan.shortfall}))
+    return 0
+
+
+def _landmarks(args: argparse.Namespace) -> int:
+    from syntfer.core.storage import write_json
+    from syntfer.strategies.gan import landmarks as LM
+    from syntfer.strategies.gan.training import face_frame
+
+    def frames(boxes, images):
+        return [face_frame(b, im.shape[1], im.shape[0]) for b, im in zip(boxes, images)]
+
+    t0 = time.time()
+    train = LM.read_affectnet_landmarks(args.affectnet, "train")
+    images = [load_array(p, "RGB") for p in tqdm(train["path"], desc="faces", mininterval=2.0)]
+    out = Path(args.out)
+    LM.train_predictor(images, frames(train["box"], images), list(train["points"]), out / "predictor.dat",
+                       trees=args.trees, threads=args.threads, seed=args.seed)
+    predictor = LM.LandmarkPredictor(out / "predictor.dat")
+    sets = {"affectnet_validation": LM.read_affectnet_landmarks(args.affectnet, "val")}
+    for spec in args.check:
+        name, _, csv = spec.partition("=")
+        t = pd.read_csv(csv)
+        sets[name] = pd.DataFrame({"path": [str((Path(csv).parent / p).resolve()) for p in t["path"]],
+                                   "box": [tuple(b) for b in t[["face_x", "face_y", "face_width", "face_height"]].values],
+                                   "points": [LM.five_points(c, f"{csv}, line {i + 2}")
+                                              for i, c in enumerate(t["landmarks"])]})
+    report = {"train_faces": len(train), "trees": args.trees, "seed": args.seed,
+              "boxes": "the editor's square frame of each face box (training.face_frame)"}
+    for name, d in sets.items():
+        ims = [load_array(p, "RGB") for p in d["path"]]
+        pred = np.stack([predictor(im, f) for im, f in zip(ims, frames(d["box"], ims))])
+        e = LM.errors(pred, np.stack(d["points"]))
+        report[name] = {"faces": len(d), "nme_mean": float(e["nme"].mean()), "px64_mean": float(e["px64"].mean()),
+                        "px64_p90": float(e["px64"].quantile(0.9))}
+    report["seconds"] = round(time.time() - t0, 1)
+    write_json(out / "validation.json", report)
+    print(json.dumps(report, indent=1))
     return 0
 
 
@@ -329,5 +383,5 @@ def _compare_editors(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"train": _train, "edit": _edit, "classifier": _classifier,
+    return {"train": _train, "edit": _edit, "classifier": _classifier, "landmarks": _landmarks,
             "compare-paths": _compare_paths, "compare-editors": _compare_editors}[args.action](args)

@@ -350,9 +350,12 @@ class EditResult:
 
 
 def edit_path(generator: Generator, resolution: str) -> str:
-    """'full' for a flow editor asked for full resolution, else 'crop' (pixel editors have no field to upsample)."""
+    """'full' for a flow or inpainting editor asked for full resolution, else 'crop' (pixel editors have no field
+    to upsample)."""
     if resolution not in RESOLUTIONS:
         raise EditError(f"resolution {resolution!r}; expected one of {list(RESOLUTIONS)}")
+    if getattr(generator, "kind", None) == "inpaint":
+        return resolution
     return "full" if resolution == "full" and generator.cfg.flow_grid else "crop"
 
 
@@ -368,7 +371,8 @@ def edit_images(images: Sequence[np.ndarray], boxes: Sequence[Box], codes: Seque
     `faces` are the face boxes the masks are drawn from (default: the frames themselves); no seam repair runs
     (`restorer` is not used). Crop path: the edited crop is pasted back; `restorer=None` skips the
     domain-adaptation step (repaired = pasted), otherwise each image is degraded with its own generator from
-    `rngs` and restored.
+    `rngs` and restored. An inpainting editor (``kind`` "inpaint") does both its own way
+    (`inpaint.InpaintEditor.edit_batch`: aligned by its landmark predictor in the frames).
     """
     if not (len(images) == len(boxes) == len(codes) == len(rngs)):
         raise EditError(f"edit_images got {len(images)} images, {len(boxes)} boxes, {len(codes)} codes, "
@@ -378,6 +382,8 @@ def edit_images(images: Sequence[np.ndarray], boxes: Sequence[Box], codes: Seque
     path = edit_path(generator, resolution)
     if not images:
         return EditResult([], [], [], path)
+    if getattr(generator, "kind", None) == "inpaint":
+        return generator.edit_batch(images, boxes, codes, restorer, degrade_cfg, rngs, resolution=path)
     size = generator.cfg.image_size
     crops = np.stack([crop_resize(im, b, size) for im, b in zip(images, boxes)])
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
