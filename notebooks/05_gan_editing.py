@@ -41,15 +41,18 @@
 # (an ellipse inside the face box, so hair, head outline and background do not move) and the source is warped at its
 # own resolution (`syntfer.strategies.gan.editing.edit_images`, `resolution="full"`). Nothing is resized back, there is
 # no seam, so the sets get no seam repair; the `restorer` below acts on the older crop path (48-px edit scaled up and
-# pasted), which this notebook keeps as the "before" of the sharpness comparison and for pixel editors.
+# pasted), which this notebook keeps as the "before" of the sharpness comparison and for pixel editors. An inpainting
+# editor draws at 64 px and only its inner face comes back: the drawn crop and its feathered mask are warped back to
+# the source's resolution and blended, so outside the mask every pixel is the source's (its crop path pastes the whole
+# 64-px square back, then repairs the seam, for the same comparison).
 
 # %% tags=["parameters"]
 seed = 0  # seeds the recipe, controls, degradation noise and the judge
 ffhq_dir = "outputs/world/ffhq"  # source faces: images + boxes.csv, or images only (dlib finds faces; misses counted)
 affectnet_dir = "outputs/world/affectnet"  # labeled set the editor retrains on (retrain_steps > 0 only) ...
 affectnet_format = "affectnet"  # ... in this format
-editor_dir = "models/gan/world_flow48"  # committed editor (generator.pt + editor.json + log.csv)
-landmarks = ""  # inpainting editors: the 5-point landmark predictor (a dlib .dat) that aligns faces in their boxes
+editor_dir = "models/gan/world_inpaint64_face"  # committed editor (generator.pt + editor.json + log.csv)
+landmarks = "models/landmarks/world_affectnet5/predictor.dat"  # inpainting editors: the 5-point landmark predictor (a dlib .dat) that aligns faces in their boxes
 intensity = "interpolate"  # flow editors: learned (ρ goes to the network) | interpolate (ρ scales neutral -> full flow)
 intensity_gamma = 0.5  # interpolate only: the strength is ρ to the power intensity_gamma
 official_checkpoint = ""  # an official GANmut *-G.ckpt used instead of editor_dir; empty for none
@@ -92,7 +95,7 @@ from syntfer.core import plots
 from syntfer.strategies.gan import figures as GFIG
 from syntfer.strategies.gan import measurements as GMEAS
 from syntfer.strategies.gan.controls import ControlValue
-from syntfer.strategies.gan.editing import DegradeConfig, make_restorer
+from syntfer.strategies.gan.editing import DegradeConfig, full_path_name, make_restorer
 from syntfer.strategies.gan.editors import INPAINT, editor_kind, load_editor
 from syntfer.strategies.gan.networks import EditorConfig, load_generator, load_official_generator
 from syntfer.strategies.gan.editing import DlibDetector
@@ -222,7 +225,7 @@ ax.grid(False)
 figs.show(fig, "one_identity_grid")
 
 # %% [markdown]
-# ## Sharpness: the old crop path against the full-resolution warp
+# ## Sharpness: the old crop path against the full-resolution path
 # The first `seam_faces` source faces edited into the six expressions at the F control by both paths. Sharpness is the
 # Laplacian variance of the face box of the edit over that of its source (1 = as much fine detail as the photo it came
 # from); the old path is shown before (pasted) and after its seam repair (whose noise and unsharp mask raise the
@@ -355,8 +358,9 @@ figs.show(g.figure, "identity_per_class")
 
 # %% [markdown]
 # ## Seam repair: before/after and the distance to the source distribution
-# The paper's seam repair belongs to the crop path (an editor-resolution crop pasted back); the full-resolution warp has
-# no seam and is one more row of the table (`full-resolution warp`). Columns: source, pasted crop edit, degraded
+# The paper's seam repair belongs to the crop path (an editor-resolution crop pasted back); the full-resolution path
+# (a flow editor's warp, or the inpainting editor's inner face blended under its feathered mask) has no seam and is one
+# more row of the table (`full-resolution warp` or `inner face drawn (full resolution)`). Columns: source, pasted crop edit, degraded
 # (band + global, the paper's settings scaled to the image size), then each restorer. The distance is a Fréchet distance between 1.5×-box context crops of edited images and
 # of untouched ffhq-stand-in images, in two named feature spaces (the one judge's penultimate layer:
 # **FD-judge**; the identity encoder: **FD-identity**) — not FID. `seam_contrast` is the intensity step across
@@ -375,7 +379,7 @@ ax.set_yticks([])
 ax.grid(False)
 figs.show(fig, "seam_before_after")
 variants = GFIG.seam_variants(editor, srows, scodes, restorers, dcfg, seed, size=crop_size)
-variants.update(GFIG.seam_variants(editor, srows, scodes, {"full-resolution warp": None}, dcfg, seed, size=crop_size,
+variants.update(GFIG.seam_variants(editor, srows, scodes, {full_path_name(editor): None}, dcfg, seed, size=crop_size,
                                 resolution="full"))
 ref_ctx = GFIG.source_context_crops(pool.iloc[len(pool) // 2:], crop_size)  # untouched faces (other half)
 src_ctx = GFIG.source_context_crops(srows.rename(columns={"edit_path": "path"}), crop_size)

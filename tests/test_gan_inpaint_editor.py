@@ -21,7 +21,7 @@ from syntfer.strategies.gan.inpaint import (TEMPLATE, InpaintConfig, InpaintEdit
                                             condition, face_ellipse, inner_mask, load_inpaint_editor,
                                             save_inpaint_editor)
 from syntfer.strategies.gan.networks import Generator
-from syntfer.strategies.gan.sets import FULL_WARP, plan_recipe, render_edit_set
+from syntfer.strategies.gan.sets import plan_recipe, render_edit_set
 
 LM96 = TEMPLATE * 1.2 + 8  # a face's 5 points in a 96-px image: the template scaled 1.2 and shifted 8 px
 
@@ -115,7 +115,7 @@ def test_render_edit_set_writes_inpainted_sets_with_a_manifest(tmp_path):
                      "face_height": 80})
     plan = plan_recipe(pd.DataFrame(rows), "70")
     m = render_edit_set(plan, _editor(), tmp_path / "set", variant="V", seed=0, restorer=None, progress=False)
-    assert len(m) == 28 and (m["restorer"] == FULL_WARP).all()
+    assert len(m) == 28 and (m["restorer"] == "none (inner face drawn (full resolution))").all()
     assert ((m["rho"] >= 0.5) & (m["rho"] <= 1.2) | (m["label"] == "neutral")).all()
     summary = json.loads((tmp_path / "set" / "summary.json").read_text())
     assert summary["generator"]["kind"] == "inpaint" and summary["edit_path"] == "full"
@@ -163,3 +163,16 @@ def test_a_trained_predictor_finds_the_points_better_than_the_box_alone(tmp_path
         LM.LandmarkPredictor(tmp_path / "bad.dat")
     with pytest.raises(LM.LandmarkError, match="expected equal, non-zero counts"):
         LM.train_predictor(images[:2], boxes[:1], points[:2], tmp_path / "q.dat")
+
+
+def test_gamma_maps_rho_to_strength_as_the_pipeline_asks(tmp_path):
+    ed = _editor()
+    save_inpaint_editor(tmp_path / "e", ed.g, ed.cfg, ed.step)
+    half = load_editor(tmp_path / "e", "interpolate", 0.5)
+    assert half.gamma == 0.5 and load_editor(tmp_path / "e", "learned", 0.5).gamma == 1.0
+    crops = (np.random.default_rng(3).random((1, 64, 64, 3)) * 255).astype(np.uint8)
+    a = half.draw(crops, [ControlValue.from_polar("fear", 0.25, 0.0, "V")])  # strength 0.25 ** 0.5 = 0.5
+    b = load_editor(tmp_path / "e").draw(crops, [ControlValue.from_polar("fear", 0.5, 0.0, "V")])
+    assert np.allclose(a, b, atol=1e-3)
+    with pytest.raises(InpaintError, match="intensity gamma 0"):
+        InpaintEditor(ed.g, ed.cfg, gamma=0)

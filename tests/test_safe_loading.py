@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ["models/gan/world_flow48/state.pt", "models/gan/world_flow48/generator.pt",
              "models/gan/world_linear48/state.pt", "models/gan/world_linear48/generator.pt",
              "models/gan/world_flow48_classifier/checkpoint/weights.pt", "models/identity/world32/encoder.pt",
-             "models/gan/world_inpaint64_cls/generator.pt", "models/gan/world_inpaint64_d4/generator.pt"]
+             "models/gan/world_inpaint64_cls/generator.pt", "models/gan/world_inpaint64_d4/generator.pt",
+             "models/gan/world_inpaint64_face/generator.pt"]
 TINY = dict(image_size=16, conv_dim=4, repeat_num=1, d_conv_dim=4, d_repeat_num=2)
 
 

@@ -349,6 +349,13 @@ class EditResult:
     path: str = "crop"
 
 
+def full_path_name(generator: Generator) -> str:
+    """What an editor's full path is called in tables, figures and manifests: the flow editors' full-resolution
+    warp, or the inpainting editor's inner face drawn and blended at the source's resolution."""
+    return "inner face drawn (full resolution)" if getattr(generator, "kind", None) == "inpaint" else \
+        "full-resolution warp"
+
+
 def edit_path(generator: Generator, resolution: str) -> str:
     """'full' for a flow or inpainting editor asked for full resolution, else 'crop' (pixel editors have no field
     to upsample)."""

@@ -27,7 +27,10 @@ def editor_kind(folder: str | os.PathLike) -> str:
 def load_editor(folder: str | os.PathLike, intensity: str | None = None, intensity_gamma: float | None = None,
                 landmarks: str | os.PathLike | None = None) -> Generator | InpaintEditor:
     """The editor in `folder`: an inpainting editor with the landmark predictor file `landmarks`, or a generator
-    (`intensity`, `intensity_gamma`: how a flow editor turns ρ into strength, `networks.load_generator`)."""
+    (`intensity`, `intensity_gamma`: how a flow editor turns ρ into strength, `networks.load_generator`). An
+    inpainting editor always interpolates its condition from neutral: with ``intensity="interpolate"`` its strength
+    is ρ**`intensity_gamma`, otherwise ρ."""
     if editor_kind(folder) == INPAINT:
-        return load_inpaint_editor(folder, landmarks)
+        gamma = intensity_gamma if intensity == "interpolate" and intensity_gamma is not None else 1.0
+        return load_inpaint_editor(folder, landmarks, gamma)
     return load_generator(folder, intensity, intensity_gamma)

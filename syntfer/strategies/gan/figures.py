@@ -9,7 +9,7 @@ import torch
 
 from syntfer.core import labels as L
 from syntfer.strategies.gan.controls import ControlValue
-from syntfer.strategies.gan.editing import DegradeConfig, Restorer, degrade, edit_images
+from syntfer.strategies.gan.editing import DegradeConfig, Restorer, degrade, edit_images, full_path_name
 from syntfer.strategies.gan.measurements import face_box, seam_contrast
 from syntfer.strategies.gan.networks import Generator
 from syntfer.strategies.gan.training import crop_square
@@ -108,7 +108,8 @@ def sharpness_examples(generator: Generator, rows: pd.DataFrame, codes: Sequence
     wmax = max(t[0].shape[1] for t in tiles)
     pad = lambda a: np.pad(a, ((0, hmax - a.shape[0]), (0, wmax - a.shape[1]), (0, 0)))  # noqa: E731
     grid = np.concatenate([np.concatenate([pad(a) for a in t], 1) for t in tiles], 0)
-    return grid, ["source", f"old: 48 px pasted + {getattr(restorer, 'name', 'no')} repair", "new: full-resolution warp",
+    return grid, ["source", f"old: {generator.cfg.image_size} px pasted + {getattr(restorer, 'name', 'no')} repair",
+                  f"new: {full_path_name(generator)}",
                   "pixels the new path changed"]
 
 

@@ -203,13 +203,17 @@ class InpaintEditor:
     """A trained `Inpainter` with the landmark predictor that aligns its faces, behind the interface
     `editing.edit_images` uses for every editor (`kind`, `cfg`, `control_space`, `edit_batch`). `landmarks`: a
     callable (RGB uint8 image, square frame (x, y, side, side)) → (5, 2) points, e.g. a `LandmarkPredictor`; None:
-    every call must pass the points."""
+    every call must pass the points. `gamma`: a code of intensity ρ draws with the condition of strength ρ**gamma
+    (`condition`; the pipeline's ``gan.intensity_gamma``, as the flow editors' interpolated strength)."""
 
     kind = KIND
 
     def __init__(self, g: Inpainter, cfg: InpaintConfig, step: int = 0,
-                 landmarks: Callable[[np.ndarray, Sequence[float]], np.ndarray] | None = None) -> None:
-        self.g, self.cfg, self.step, self.landmarks = g.eval(), cfg, int(step), landmarks
+                 landmarks: Callable[[np.ndarray, Sequence[float]], np.ndarray] | None = None,
+                 gamma: float = 1.0) -> None:
+        if not gamma > 0:
+            raise InpaintError(f"intensity gamma {gamma!r}; expected > 0")
+        self.g, self.cfg, self.step, self.landmarks, self.gamma = g.eval(), cfg, int(step), landmarks, float(gamma)
         self.mask = inner_mask(cfg.image_size, *cfg.mask)
 
     def control_space(self) -> ControlSpace:
@@ -217,10 +221,10 @@ class InpaintEditor:
 
     @torch.no_grad()
     def draw(self, crops: np.ndarray, codes: Sequence[ControlValue]) -> np.ndarray:
-        """Aligned crops (N, 64, 64, 3) uint8 with their inner faces drawn for each code's label at its ρ (float32
-        0..255, the pixels outside the mask passed through)."""
+        """Aligned crops (N, 64, 64, 3) uint8 with their inner faces drawn for each code's label at strength ρ**gamma
+        (float32 0..255, the pixels outside the mask passed through); a neutral code draws neutral."""
         x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
-        cond = torch.cat([condition(c.label, c.rho if c.label != "neutral" else 1.0) for c in codes])
+        cond = torch.cat([condition(c.label, c.rho ** self.gamma if c.label != "neutral" else 1.0) for c in codes])
         o = self.g(x, torch.from_numpy(self.mask)[None, None], cond)
         return ((o.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).astype(np.float32)
 
@@ -280,9 +284,11 @@ def save_inpaint_editor(folder: str | os.PathLike, g: Inpainter, cfg: InpaintCon
     return folder / "generator.pt"
 
 
-def load_inpaint_editor(folder: str | os.PathLike, landmarks: str | os.PathLike | None = None) -> InpaintEditor:
+def load_inpaint_editor(folder: str | os.PathLike, landmarks: str | os.PathLike | None = None,
+                        gamma: float = 1.0) -> InpaintEditor:
     """The editor of a committed folder (generator.pt + editor.json, ``kind`` "inpaint") with the landmark predictor
-    file `landmarks` (`landmarks.LandmarkPredictor`; None: points must be passed to every edit)."""
+    file `landmarks` (`landmarks.LandmarkPredictor`; None: points must be passed to every edit) and the intensity
+    exponent `gamma` (`InpaintEditor`)."""
     folder = Path(folder)
     meta_path, weights = folder / "editor.json", folder / "generator.pt"
     for p in (meta_path, weights):
@@ -302,4 +308,4 @@ def load_inpaint_editor(folder: str | os.PathLike, landmarks: str | os.PathLike 
         raise InpaintError(f"{weights}: not the weights of a {cfg.channels}-channel Inpainter ({e})") from None
     from syntfer.strategies.gan.landmarks import LandmarkPredictor
 
-    return InpaintEditor(g, cfg, int(s.get("step", 0)), LandmarkPredictor(landmarks) if landmarks else None)
+    return InpaintEditor(g, cfg, int(s.get("step", 0)), LandmarkPredictor(landmarks) if landmarks else None, gamma)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from syntfer.core import labels as L
 from syntfer.strategies.gan.controls import ControlSpace, ControlValue
 from syntfer.strategies.gan.editing import (BOX_NAMES, DegradeConfig, EditError, Restorer, clip_box, edit_images,
-                                            edit_path)
+                                            edit_path, full_path_name)
 from syntfer.strategies.gan.networks import Generator
 from syntfer.strategies.gan.training import face_frame
 from syntfer.core.images import load_array
@@ -36,7 +36,8 @@ from syntfer.core.storage import remove_stale_temporaries, save_image, write_jso
 from syntfer.sources.world.presets import class_counts
 
 RECIPES = ("10", "70", "RAF")
-FULL_WARP = "none (full-resolution warp)"  # the manifest's `restorer` for full-resolution edits: nothing to repair
+FULL_WARP = "none (full-resolution warp)"  # the manifest's `restorer` for a flow editor's full-resolution edits: nothing
+# to repair (an inpainting editor's: "none (inner face drawn (full resolution))", `editing.full_path_name`)
 MANIFEST_COLUMNS = ("path", "label", "source_path", "identity", "control_x", "control_y", "rho", "theta",
                     "variant", "seed", "restorer", "face_x", "face_y", "face_width", "face_height")
 
@@ -201,7 +202,8 @@ def render_edit_set(plan: Plan, generator: Generator, out: str | os.PathLike, *,
     remove_stale_temporaries(out)  # what a killed run left half-written
     space = generator.control_space()
     path = edit_path(generator, resolution)
-    repair = FULL_WARP if path == "full" else (restorer.name if restorer is not None else "paste")
+    repair = f"none ({full_path_name(generator)})" if path == "full" else (restorer.name if restorer is not None
+                                                                          else "paste")
     rows = plan.rows.reset_index(drop=True)
     records: list[dict] = []
     skipped: list[dict] = []
