@@ -123,6 +123,8 @@ for p in (ffhq_dir, identity_dir):
 sns.set_theme(style="whitegrid")
 metrics: dict[str, float] = {}
 inputs = PV.describe({"gan_faces": ffhq_dir, "editor": official_checkpoint or editor_dir,
+                      "landmark_predictor": landmarks if not official_checkpoint and editor_kind(editor_dir) == INPAINT
+                      else "",
                       "editor_train_data": affectnet_dir if retrain_steps > 0 and not official_checkpoint else "",
                       "codeformer_weights": codeformer_weights if restorer == "codeformer" else "",
                       "identity_encoder": identity_dir})
@@ -303,7 +305,10 @@ pd.concat(conf).to_csv(out / "confusion.csv", index=False)
 # `curve_faces` faces per class edited along the class axis at each ρ of `rho_grid` (pasted, no repair). With
 # `intensity = "interpolate"` (the default) the displacement runs from the editor's neutral flow (ρ = 0) to its
 # full class flow (ρ = 1) with strength ρ to the power `intensity_gamma`; with `"learned"` the code goes to the
-# network as it is, and this editor then makes almost the full edit at every ρ (`models/gan/README.md`).
+# network as it is, and this editor then makes almost the full edit at every ρ (`models/gan/README.md`). An inpainting
+# editor draws with its class condition interpolated from neutral, (1 − s)·neutral + s·class with s = ρ to the power
+# `intensity_gamma`; it was trained on the one-hot conditions only, so whether the drawn expression weakens with ρ is
+# what this curve measures.
 
 # %%
 cur_crops, cur_t, cur_rho = GMEAS.edits_along_rho(editor, space, pool.iloc[: curve_faces],

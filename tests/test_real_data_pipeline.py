@@ -28,7 +28,7 @@ from pipeline_copy import DVC, checkout, repro_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 UNLABELED = ("digiface", "dcface", "emonet_face")
-WEIGHTS = {"editor", "identity_encoder", "embedded_model"}  # inputs that are model weights (world-trained, committed)
+WEIGHTS = {"editor", "landmark_predictor", "identity_encoder", "embedded_model"}  # model weights (world-trained, committed)
 
 
 def _copy_images(src: Path, dest: Path) -> None:
