@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -52,6 +51,8 @@ from syntfer.strategies.gan.controls import ControlValue  # noqa: E402
 from syntfer.strategies.gan.inpaint import (FEATHER, SIZE, Critic, InpaintConfig, InpaintEditor,  # noqa: E402
                                             InpaintError, Inpainter, align, inner_mask, load_inpaint_editor,
                                             save_inpaint_editor)
+
+DEFAULT_MASK = (1.0, 1.0, 1.0, FEATHER)  # `inner_mask`'s top, bottom, width, feather as world_inpaint64_d4 trained
 
 def load_faces(truth_csv: str | os.PathLike, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """Aligned crops in [-1, 1] (N, 3, 64, 64) and class indices of a truth file's `split` (classes of the label
@@ -73,7 +74,7 @@ def load_faces(truth_csv: str | os.PathLike, split: str = "train") -> tuple[torc
 def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes: float = 30.0, batch: int = 16,
           l1: float = 10.0, adv: float = 1.0, cls: float = 0.0, lr: float = 2e-4, seed: int = 0, threads: int = 2,
           channels: int = 24, critic_depth: int = 3, warmup: int = 0, retarget: float = 0.0,
-          mask: tuple[float, float, float, float] = (1.0, 1.0, 1.0, FEATHER)) -> int:
+          mask: tuple[float, float, float, float] = DEFAULT_MASK) -> int:
     """Train (or continue) an `Inpainter` in `out`; returns the step reached. `cls` > 0 adds the critic's expression
     head (cross-entropy on real faces for the critic, on the drawn faces toward their class for the generator);
     `warmup` steps train that head alone on real faces before the generator starts (so that its first gradients
@@ -94,7 +95,7 @@ def train(truth_csv: str, out: str | os.PathLike, *, steps: int = 20000, minutes
     step, warm, state = 0, 0, out / "state.pt"
     if state.is_file():
         s = load_torch(state, "inpainter resume state")
-        was = tuple(float(v) for v in s.get("mask", (1.0, 1.0, 1.0, FEATHER)))
+        was = tuple(float(v) for v in s.get("mask", DEFAULT_MASK))
         if int(s.get("critic_depth", 3)) != critic_depth or int(s.get("channels", 24)) != channels or \
                 not np.allclose(was, mask):
             raise P.ProbeError(f"{state}: trained with channels {s.get('channels', 24)}, critic depth "
@@ -173,7 +174,7 @@ def load_inpainter(folder: str | os.PathLike) -> InpaintEditor:
         return load_inpaint_editor(folder)
     s = load_torch(folder / "state.pt", "inpainter")
     cfg = InpaintConfig(channels=int(s.get("channels", 24)), critic_depth=int(s.get("critic_depth", 3)),
-                        mask=tuple(float(v) for v in s.get("mask", (1.0, 1.0, 1.0, FEATHER))))
+                        mask=tuple(float(v) for v in s.get("mask", DEFAULT_MASK)))
     g = Inpainter(cfg.channels)
     g.load_state_dict(s["g"])
     return InpaintEditor(g, cfg, int(s["step"]))
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--critic-depth", type=int, default=3)
     t.add_argument("--critic-warmup", type=int, default=0, help="steps training the critic's head alone first")
     t.add_argument("--retarget", type=float, default=0.0, help="share of each batch drawn for another class")
-    t.add_argument("--mask", type=float, nargs=4, default=(1.0, 1.0, 1.0, FEATHER),
+    t.add_argument("--mask", type=float, nargs=4, default=DEFAULT_MASK,
                    metavar=("TOP", "BOTTOM", "WIDTH", "FEATHER"), help="the inner-face mask (inpaint.inner_mask)")
     e = sub.add_parser("edit")
     e.add_argument("--model", required=True)
